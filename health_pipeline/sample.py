@@ -1,0 +1,269 @@
+"""A deterministic generator of realistic raw exports in Heap Connect layout.
+
+Accounts follow archetypes (growing, steady, declining, churning, onboarding) that shape how
+often their users show up. Internal and test users with junk identities, anonymous users later
+merged into identified ones, and Heap-style duplicate rows are mixed in, as in real exports.
+Days are generated and written one at a time, so memory stays flat at any volume.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SAMPLE_START = dt.date(2026, 6, 1)
+SAMPLE_DAYS = 120
+
+ARCHETYPES = ("growing", "steady", "declining", "churning", "onboarding")
+ARCHETYPE_WEIGHTS = (0.2, 0.35, 0.2, 0.1, 0.15)
+PLANS = {  # plan -> (share of accounts, median users, ARR range)
+    "starter": (0.45, 6, (6_000, 20_000)),
+    "growth": (0.4, 20, (20_000, 90_000)),
+    "enterprise": (0.15, 60, (90_000, 400_000)),
+}
+VERTICALS = ("fintech", "ecommerce", "healthcare", "media", "saas", "education")
+ROLES = ("admin", "analyst", "analyst", "analyst", "viewer", "viewer", "champion", "executive")
+OWNERS = ("Ana Ruiz", "Ben Okafor", "Chloe Park", "Dev Patel", "Emma Stone")
+# event -> mean count per session for a fully engaged user
+EVENT_RATES = {
+    "run_query": 3.0,
+    "view_dashboard": 2.0,
+    "save_report": 0.35,
+    "group_by": 0.6,
+    "share_report": 0.15,
+    "create_alert": 0.1,
+}
+DUPLICATE_RATE = 0.01
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    accounts: int = 60
+    days: int = SAMPLE_DAYS
+    seed: int = 7
+    start: dt.date = SAMPLE_START
+    users_scale: float = 1.0  # multiplies every account's size
+
+
+def intensity(archetype: np.ndarray, progress: float, onboard_at: np.ndarray) -> np.ndarray:
+    """How engaged an account is at `progress` (0 = first sample day, 1 = last), per archetype."""
+    curves = {
+        "growing": 0.45 + 0.75 * progress,
+        "steady": np.full_like(onboard_at, 0.9),
+        "declining": np.clip(1.05 - 1.15 * progress, 0.04, None),
+        "churning": np.where(progress < 0.45, 0.85 - 1.2 * progress, 0.0),
+        "onboarding": np.where(
+            progress >= onboard_at, np.clip(0.25 + 2.5 * (progress - onboard_at), 0, 0.95), 0.0
+        ),
+    }
+    out = np.zeros(len(archetype))
+    for name, curve in curves.items():
+        out = np.where(archetype == name, curve, out)
+    return out
+
+
+def generate_sample(out: Path, spec: SampleSpec = SampleSpec()) -> dict[str, int]:
+    """Write users, accounts, user_migrations, sessions/ and all_events/ under `out`."""
+    rng = np.random.default_rng(spec.seed)
+    out = Path(out)
+    for stale in ("sessions", "all_events"):
+        shutil.rmtree(out / stale, ignore_errors=True)
+    (out / "sessions").mkdir(parents=True, exist_ok=True)
+    (out / "all_events").mkdir(parents=True, exist_ok=True)
+
+    accounts = _accounts(rng, spec)
+    users, migrations = _users(rng, spec, accounts)
+    accounts.drop(columns=["archetype", "onboard_at", "feature_affinity"]).to_parquet(
+        out / "accounts.parquet", index=False
+    )
+    users[["user_id", "identity", "joindate", "account_id", "role"]].to_parquet(
+        out / "users.parquet", index=False
+    )
+    migrations.to_parquet(out / "user_migrations.parquet", index=False)
+
+    account_index = {a: i for i, a in enumerate(accounts["account_id"])}
+    user_account = users["account_id"].map(account_index).fillna(-1).astype(int).to_numpy()
+    counts = {"accounts": len(accounts), "users": len(users), "sessions": 0, "events": 0}
+    next_session, next_event = 1, 1
+    for day in range(spec.days):
+        date = spec.start + dt.timedelta(days=day)
+        sessions, events = _day(rng, spec, date, day, accounts, users, user_account)
+        sessions.insert(0, "session_id", np.arange(next_session, next_session + len(sessions)))
+        next_session += len(sessions)
+        events = events.merge(sessions[["session_id", "session_no"]], on="session_no")
+        events.insert(0, "event_id", np.arange(next_event, next_event + len(events)))
+        next_event += len(events)
+        sessions = sessions.drop(columns="session_no")
+        events = events[["event_id", "user_id", "session_id", "time", "event_table_name"]]
+        counts["sessions"] += len(sessions)
+        counts["events"] += len(events)
+        _with_duplicates(rng, sessions).to_parquet(out / "sessions" / f"{date}.parquet", index=False)
+        _with_duplicates(rng, events).sort_values("time").to_parquet(
+            out / "all_events" / f"{date}.parquet", index=False, row_group_size=256_000
+        )
+    return counts
+
+
+def _accounts(rng: np.random.Generator, spec: SampleSpec) -> pd.DataFrame:
+    n = spec.accounts
+    plan_names = list(PLANS)
+    plans = rng.choice(plan_names, size=n, p=[PLANS[p][0] for p in plan_names])
+    archetypes = rng.choice(ARCHETYPES, size=n, p=ARCHETYPE_WEIGHTS)
+    # Each archetype appears at least once when there is room, so every story is in the sample.
+    archetypes[: min(n, len(ARCHETYPES))] = ARCHETYPES[: min(n, len(ARCHETYPES))]
+    onboard_at = np.where(archetypes == "onboarding", rng.uniform(0.35, 0.75, n), 0.0)
+    since_days = np.where(
+        archetypes == "onboarding",
+        np.round(onboard_at * spec.days),
+        -rng.integers(120, 1500, n),
+    ).astype(int)
+    arr = np.array([rng.integers(*PLANS[p][2]) for p in plans])
+    status = np.where(archetypes == "churning", "churned", "paying")
+    status = np.where((archetypes == "onboarding") & (rng.random(n) < 0.3), "trial", status)
+    # Some churning accounts are still contracted at the end of the range: the ones to catch.
+    status = np.where((archetypes == "churning") & (rng.random(n) < 0.5), "paying", status)
+    return pd.DataFrame(
+        {
+            "account_id": [f"A{i:05d}" for i in range(1, n + 1)],
+            "name": [f"{_company_name(rng)} {i}" for i in range(1, n + 1)],
+            "owner": rng.choice(OWNERS, size=n),
+            "plan": plans,
+            "arr": arr.astype(float),
+            "vertical": rng.choice(VERTICALS, size=n),
+            "customer_since": [spec.start + dt.timedelta(days=int(d)) for d in since_days],
+            "status": status,
+            "archetype": archetypes,
+            "onboard_at": onboard_at,
+            "feature_affinity": rng.uniform(0.1, 1.0, n),
+        }
+    )
+
+
+def _company_name(rng: np.random.Generator) -> str:
+    first = ("Blue", "North", "Bright", "Clear", "Swift", "Iron", "Lumen", "Cedar", "Atlas")
+    second = ("Analytics", "Labs", "Retail", "Health", "Media", "Systems", "Works", "Cloud")
+    return f"{rng.choice(first)} {rng.choice(second)}"
+
+
+def _users(rng: np.random.Generator, spec: SampleSpec, accounts: pd.DataFrame):
+    plan_median = accounts["plan"].map({p: v[1] for p, v in PLANS.items()}).to_numpy()
+    sizes = np.maximum(1, rng.lognormal(np.log(plan_median * spec.users_scale), 0.45)).astype(int)
+    account_of = np.repeat(np.arange(len(accounts)), sizes)
+    n = len(account_of)
+    user_ids = np.arange(1_000_001, 1_000_001 + n)
+    since = accounts["customer_since"].to_numpy()[account_of]
+    onboarding = accounts["archetype"].to_numpy()[account_of] == "onboarding"
+    # Onboarding accounts' users join in their first month; a few users of established
+    # accounts join during the sample, the rest predate it.
+    since_idx = np.array([(s - spec.start).days for s in since])
+    joindate_idx = np.where(
+        onboarding,
+        since_idx + rng.integers(0, 30, n),
+        np.where(rng.random(n) < 0.12, rng.integers(0, spec.days, n), -rng.integers(1, 400, n)),
+    )
+    joindate = [spec.start + dt.timedelta(days=int(d)) for d in joindate_idx]
+    domains = accounts["name"].str.lower().str.replace(" ", "", regex=False).to_numpy()[account_of]
+    identity = np.array([f"user{u}@{d}.com" for u, d in zip(user_ids, domains)], dtype=object)
+    # Internal staff and test logins: junk identities the pipeline must exclude.
+    junk = rng.random(n)
+    identity[junk < 0.03] = [f"qa{u}@garbage.io" for u in user_ids[junk < 0.03]]
+    identity[(junk >= 0.03) & (junk < 0.045)] = ""
+    identity[(junk >= 0.045) & (junk < 0.06)] = None
+    users = pd.DataFrame(
+        {
+            "user_id": user_ids.astype(str),
+            "identity": identity,
+            "joindate": pd.to_datetime(joindate),
+            "account_id": accounts["account_id"].to_numpy()[account_of],
+            "role": rng.choice(ROLES, size=n),
+            # A quarter of seats are bought but never used; the rest range from light to power users.
+            "propensity": np.where(rng.random(n) < 0.25, 0.0, rng.beta(1.3, 3.0, n)),
+            "joindate_idx": joindate_idx,
+        }
+    )
+    # A few users lost their account property upstream.
+    users.loc[rng.random(n) < 0.01, "account_id"] = None
+    # Anonymous pre-login users, merged into the identified user on their first sample day.
+    merged = rng.choice(n, size=max(1, n // 25), replace=False)
+    anon_ids = np.arange(9_000_001, 9_000_001 + len(merged)).astype(str)
+    anon = pd.DataFrame(
+        {
+            "user_id": anon_ids,
+            "identity": None,
+            "joindate": users["joindate"].to_numpy()[merged],
+            "account_id": None,
+            "role": None,
+            "propensity": users["propensity"].to_numpy()[merged],
+            "joindate_idx": users["joindate_idx"].to_numpy()[merged],
+            "merges_into": users["user_id"].to_numpy()[merged],
+        }
+    )
+    migrations = pd.DataFrame(
+        {
+            "from_user_id": anon_ids,
+            "to_user_id": anon["merges_into"],
+            "time": pd.to_datetime(users["joindate"].to_numpy()[merged]) + pd.Timedelta(hours=12),
+        }
+    )
+    users = pd.concat([users, anon.drop(columns="merges_into")], ignore_index=True)
+    users["account_of"] = np.concatenate([account_of, account_of[merged]])
+    return users, migrations
+
+
+def _day(rng, spec, date, day, accounts, users, user_account):
+    progress = day / max(1, spec.days - 1)
+    account_intensity = intensity(
+        accounts["archetype"].to_numpy(), progress, accounts["onboard_at"].to_numpy()
+    )
+    weekday_factor = 0.3 if date.weekday() >= 5 else 1.0
+    is_anon = users["user_id"].str.startswith("9").to_numpy()
+    joined = users["joindate_idx"].to_numpy() <= day
+    # Anonymous users act only before their merge; identified users act from joining on.
+    anon_window = is_anon & (users["joindate_idx"].to_numpy() == day)
+    eligible = np.where(is_anon, anon_window, joined)
+    p_active = (
+        0.75 * users["propensity"].to_numpy()
+        * account_intensity[users["account_of"].to_numpy()]
+        * weekday_factor
+    )
+    active = np.flatnonzero(eligible & (rng.random(len(users)) < p_active))
+    n_sessions = 1 + rng.poisson(0.8, len(active))
+    session_user = np.repeat(active, n_sessions)
+    starts = pd.Timestamp(date) + pd.to_timedelta(rng.uniform(6 * 3600, 21 * 3600, len(session_user)), "s")
+    sessions = pd.DataFrame(
+        {
+            "session_no": np.arange(len(session_user)),
+            "user_id": users["user_id"].to_numpy()[session_user],
+            "time": starts.floor("ms"),
+        }
+    )
+    frames = []
+    affinity = accounts["feature_affinity"].to_numpy()[users["account_of"].to_numpy()[session_user]]
+    engagement = users["propensity"].to_numpy()[session_user]
+    for event, rate in EVENT_RATES.items():
+        scale = affinity if event in ("save_report", "group_by", "share_report") else 1.0
+        n = rng.poisson(rate * (0.4 + engagement) * scale)
+        idx = np.repeat(np.arange(len(session_user)), n)
+        offsets = pd.to_timedelta(rng.uniform(0, 5400, len(idx)), "s")
+        frames.append(
+            pd.DataFrame(
+                {
+                    "session_no": idx,
+                    "user_id": sessions["user_id"].to_numpy()[idx],
+                    "time": (starts[idx] + offsets).floor("ms"),
+                    "event_table_name": event,
+                }
+            )
+        )
+    return sessions, pd.concat(frames, ignore_index=True)
+
+
+def _with_duplicates(rng: np.random.Generator, df: pd.DataFrame) -> pd.DataFrame:
+    """Repeat about 1% of rows, as Heap re-syncs do."""
+    dupes = df[rng.random(len(df)) < DUPLICATE_RATE]
+    return pd.concat([df, dupes], ignore_index=True)

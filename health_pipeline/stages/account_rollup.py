@@ -1,0 +1,105 @@
+"""Stage d: roll contact metrics up to one row per account per snapshot date."""
+
+
+import dagster as dg
+
+from health_pipeline.config import Settings
+from health_pipeline.stages.contact_metrics import event_metric_column
+from health_pipeline.warehouse import Warehouse, date_range, quote, replace_date_range, stage, table_metadata
+
+
+def account_metrics_sql(settings: Settings) -> str:
+    features_adopted = " + ".join(
+        f"(coalesce(sum(m.{quote(event_metric_column(e))}), 0) > 0)::INTEGER" for e in settings.feature_events
+    )
+    return f"""
+        WITH snapshot_dates AS (
+            SELECT CAST(generate_series AS DATE) AS snapshot_date
+            FROM generate_series($first_day::TIMESTAMP, $last_day::TIMESTAMP, INTERVAL 1 DAY)
+        ),
+        account_contacts AS (
+            -- Only contacts whose account_id is a known account roll up.
+            SELECT m.*
+            FROM core.contact_metrics m JOIN raw.accounts a ON a.account_id = m.account_id
+            WHERE m.snapshot_date BETWEEN $first_day AND $last_day
+        ),
+        per_account AS (
+            SELECT m.snapshot_date, m.account_id,
+                   count(*) AS contacts_total,
+                   count(*) FILTER (WHERE m.usage_28d > 0) AS active_users_28d,
+                   count(*) FILTER (WHERE m.usage_prev_28d > 0) AS active_users_prev_28d,
+                   CAST(sum(m.usage_28d) AS BIGINT) AS usage_28d,
+                   CAST(sum(m.usage_prev_28d) AS BIGINT) AS usage_prev_28d,
+                   CAST(sum(m.sessions_28d) AS BIGINT) AS sessions_28d,
+                   max(m.usage_28d) AS top_user_usage_28d,
+                   {features_adopted} AS features_adopted_28d,
+                   count(*) FILTER (WHERE m.kpi_28d > 0) AS kpi_users_28d,
+                   max(m.last_usage_date) AS last_usage_date,
+                   CAST(sum(m.usage_90d) AS BIGINT) AS usage_90d
+            FROM account_contacts m
+            GROUP BY m.snapshot_date, m.account_id
+        ),
+        every_account_day AS (
+            -- Accounts with no contacts or no activity still get a row, with zero counts.
+            SELECT d.snapshot_date, a.account_id,
+                   coalesce(p.contacts_total, 0) AS contacts_total,
+                   coalesce(p.active_users_28d, 0) AS active_users_28d,
+                   coalesce(p.active_users_prev_28d, 0) AS active_users_prev_28d,
+                   coalesce(p.usage_28d, 0) AS usage_28d,
+                   coalesce(p.usage_prev_28d, 0) AS usage_prev_28d,
+                   coalesce(p.sessions_28d, 0) AS sessions_28d,
+                   p.top_user_usage_28d,
+                   coalesce(p.features_adopted_28d, 0) AS features_adopted_28d,
+                   coalesce(p.kpi_users_28d, 0) AS kpi_users_28d,
+                   p.last_usage_date,
+                   coalesce(p.usage_90d, 0) AS usage_90d
+            FROM snapshot_dates d CROSS JOIN raw.accounts a
+            LEFT JOIN per_account p ON p.snapshot_date = d.snapshot_date AND p.account_id = a.account_id
+        )
+        SELECT snapshot_date, account_id, contacts_total,
+               active_users_28d, active_users_prev_28d,
+               usage_28d, usage_prev_28d,
+               (usage_28d - usage_prev_28d) / nullif(usage_prev_28d, 0) AS usage_change_pct,
+               (active_users_28d - active_users_prev_28d) / nullif(active_users_prev_28d, 0)
+                   AS active_users_change_pct,
+               sessions_28d,
+               active_users_28d / nullif(contacts_total, 0) AS breadth_28d,
+               top_user_usage_28d / nullif(usage_28d, 0) AS top_user_share_28d,
+               features_adopted_28d,
+               kpi_users_28d,
+               CAST(snapshot_date - last_usage_date AS INTEGER) AS days_since_last_active,
+               usage_90d = 0 AS is_inactive_90d
+        FROM every_account_day
+    """
+
+
+def build_account_metrics(settings: Settings) -> dg.AssetsDefinition:
+    from health_pipeline.partitions import daily_partitions
+
+    @dg.asset(
+        name="account_metrics",
+        deps=["contact_metrics"],
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"duckdb"},
+        group_name="health",
+    )
+    def account_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        """One row per account (every account in the accounts snapshot) per snapshot date D.
+
+        The per-account usage metrics defined in docs/metrics.md: contacts_total, active users
+        and usage now and in the previous 28 days with their change, sessions, breadth,
+        concentration (top_user_share_28d), feature adoption, KPI users, recency and 90-day
+        inactivity. Accounts with no contacts or no activity have zero counts and null ratios.
+        """
+        first_day, last_day = date_range(context.partition_time_window)
+        with warehouse.get_connection() as conn:
+            staged = stage(
+                conn, "account_metrics", account_metrics_sql(settings),
+                {"first_day": first_day, "last_day": last_day},
+            )
+            rows = replace_date_range(conn, "core.account_metrics", "snapshot_date", first_day, last_day, staged)
+            meta = table_metadata(conn, "core.account_metrics", rows)
+        return dg.MaterializeResult(metadata=meta)
+
+    return account_metrics

@@ -1,0 +1,132 @@
+"""Stage f: the sync table that CS tools (Catalyst, Gainsight, Salesforce) import.
+
+Two keyed snapshots are written, to DuckDB and as one parquet and one CSV file per snapshot
+date: export.account_health on (account_id, snapshot_date) and export.contact_usage on
+(user_id, snapshot_date). A CS tool upserts on those keys, so re-importing a day is safe.
+"""
+
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from health_pipeline.config import Settings
+from health_pipeline.contract import ACCOUNT_METRICS
+from health_pipeline.resources import ExportTarget
+from health_pipeline.stages.contact_metrics import event_metric_column
+from health_pipeline.stages.scoring import score_column
+from health_pipeline.warehouse import Warehouse, date_range, quote, replace_date_range, stage, table_metadata
+
+
+def account_health_export_sql(settings: Settings) -> str:
+    scores = ", ".join(f"h.{quote(score_column(c.name))}" for c in settings.scorecard.components)
+    metrics = ", ".join(f"m.{quote(metric)}" for metric in ACCOUNT_METRICS)
+    return f"""
+        SELECT a.account_id, a.name AS account_name, a.owner, a.plan, a.status, a.arr, a.vertical,
+               h.snapshot_date, h.health_score, h.health_band, {scores}, {metrics},
+               $computed_at::TIMESTAMP AS computed_at, h.scorecard_version
+        FROM core.account_health h
+        JOIN core.account_metrics m ON m.account_id = h.account_id AND m.snapshot_date = h.snapshot_date
+        JOIN raw.accounts a ON a.account_id = h.account_id
+        WHERE h.snapshot_date BETWEEN $first_day AND $last_day
+    """
+
+
+def contact_usage_export_sql(settings: Settings) -> str:
+    events = ", ".join(quote(event_metric_column(e)) for e in settings.tracked_events)
+    return f"""
+        SELECT user_id, snapshot_date, account_id, identity,
+               sessions_28d, sessions_90d, active_days_28d, {events},
+               usage_28d, usage_prev_28d, usage_90d, kpi_28d, last_seen_at,
+               $computed_at::TIMESTAMP AS computed_at
+        FROM core.contact_metrics
+        WHERE snapshot_date BETWEEN $first_day AND $last_day
+    """
+
+
+def write_atomically(table: pa.Table, path: Path) -> None:
+    """Write a file so readers see the old one or the whole new one, never a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if path.suffix == ".parquet":
+            pq.write_table(table, tmp)
+        else:
+            pa_csv.write_csv(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_snapshot_files(
+    conn: duckdb.DuckDBPyConnection, table: str, key: str, out_dir: Path, first_day: dt.date, last_day: dt.date
+) -> int:
+    """One parquet and one CSV file per snapshot date: <out_dir>/snapshot_date=YYYY-MM-DD.*"""
+    day, files = first_day, 0
+    while day <= last_day:
+        rows = conn.sql(
+            f"SELECT * FROM {table} WHERE snapshot_date = ? ORDER BY {quote(key)}", params=[day]
+        ).to_arrow_table()
+        for suffix in (".parquet", ".csv"):
+            write_atomically(rows, out_dir / f"snapshot_date={day.isoformat()}{suffix}")
+            files += 1
+        day += dt.timedelta(days=1)
+    return files
+
+
+def build_sync_export(settings: Settings) -> dg.AssetsDefinition:
+    from health_pipeline.partitions import daily_partitions
+
+    @dg.asset(
+        name="sync_export",
+        deps=["account_health", "contact_metrics"],
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"duckdb", "parquet", "csv"},
+        group_name="health",
+    )
+    def sync_export(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, export_target: ExportTarget
+    ) -> dg.MaterializeResult:
+        """The sync table: one row per non-churned account per snapshot date, in export.account_health.
+
+        Each row carries the account's attributes, health_score and health_band, the points of
+        every component (`score_<component>`), every per-account metric under its documented
+        name, computed_at (UTC) and scorecard_version. export.contact_usage carries the
+        per-contact metrics on (user_id, snapshot_date). Both are also written as files under
+        HEALTH_EXPORT_DIR: account_health/ and contact_usage/snapshot_date=YYYY-MM-DD.parquet|csv.
+        """
+        first_day, last_day = date_range(context.partition_time_window)
+        params = {
+            "first_day": first_day,
+            "last_day": last_day,
+            "computed_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        }
+        out = Path(export_target.export_dir)
+        with warehouse.get_connection() as conn:
+            files = 0
+            counts = {}
+            for name, sql, key in (
+                ("contact_usage", contact_usage_export_sql(settings), "user_id"),
+                ("account_health", account_health_export_sql(settings), "account_id"),
+            ):
+                staged = stage(conn, f"export_{name}", sql, params)
+                counts[name] = replace_date_range(
+                    conn, f"export.{name}", "snapshot_date", first_day, last_day, staged
+                )
+                files += write_snapshot_files(conn, f"export.{name}", key, out / name, first_day, last_day)
+            meta = table_metadata(
+                conn, "export.account_health", counts["account_health"],
+                contact_usage_rows=counts["contact_usage"],
+                files_written=files,
+                export_dir=dg.MetadataValue.path(str(out.resolve())),
+            )
+        return dg.MaterializeResult(metadata=meta)
+
+    return sync_export
