@@ -7,7 +7,6 @@ import warnings
 import dagster as dg
 
 from health_pipeline.config import Settings, load_settings
-from health_pipeline.partitions import daily_partitions
 from health_pipeline.resources import default_resources
 from health_pipeline.stages.account_rollup import build_account_metrics
 from health_pipeline.stages.activity import build_daily_contact_activity
@@ -38,7 +37,6 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     health_job = dg.define_asset_job(
         HEALTH_JOB,
         selection=dg.AssetSelection.groups("health"),
-        partitions_def=daily_partitions,
         description="Every stage, from raw extraction to the sync table, for the selected days.",
     )
     return dg.Definitions(
