@@ -130,9 +130,12 @@ class Settings:
     @property
     def scorecard_version(self) -> str:
         """Content hash of the effective scorecard: changes exactly when scores would."""
+        scorecard = _as_jsonable(self.scorecard)
+        # Component order in the file changes no score, so it must not change the version.
+        scorecard["components"].sort(key=lambda c: c["name"])
         payload = json.dumps(
             {
-                "scorecard": _as_jsonable(self.scorecard),
+                "scorecard": scorecard,
                 "events": [self.usage_events, self.kpi_event, self.feature_events],
                 "exclude": self.exclude_identities,
             },
