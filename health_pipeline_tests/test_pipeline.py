@@ -142,3 +142,25 @@ def test_cli_partition_range_materialize(tmp_path):
     assert days == [f"snapshot_date=2026-06-0{d}.csv" for d in (4, 5, 6)]
     accounts = pd.read_parquet(tmp_path / "raw" / "accounts.parquet")
     assert len(pd.read_csv(tmp_path / "exports" / "account_health" / days[0])) == (accounts["status"] != "churned").sum()
+
+
+def _validate(env_overrides: dict) -> subprocess.CompletedProcess:
+    dagster = Path(sys.executable).parent / "dagster"
+    return subprocess.run(
+        [str(dagster), "definitions", "validate", "-m", "health_pipeline.definitions"],
+        env={**os.environ, **env_overrides}, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_definitions_validate_passes():
+    result = _validate({})
+    assert result.returncode == 0, result.stderr
+
+
+def test_bad_config_fails_at_definitions_load(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("events: {usage: [run_query], kpi: run_query, features: [save_report]}\n"
+                   "scorecard: {components: {}, bands: {healthy: 70, neutral: 40}}\n")
+    result = _validate({"HEALTH_CONFIG": str(bad)})
+    assert result.returncode != 0
+    assert f"{bad}: scorecard.components: must be a non-empty mapping" in result.stdout + result.stderr
