@@ -214,3 +214,18 @@ def test_backfill_starting_late_reads_existing_history(crafted_run: Pipeline):
     u2 = crafted_run.row("core.contact_metrics", "user_id", "u2", str(D))
     assert u2["usage_90d"] == 3 and u2["usage_28d"] == 2
     assert not math.isnan(crafted_run.row("core.account_metrics", "account_id", "ACME", str(D))["usage_change_pct"])
+
+
+def test_extraction_reports_what_it_dropped(tmp_path):
+    pipeline = Pipeline(tmp_path)
+    crafted().write(pipeline.raw_dir)
+    result = pipeline.materialize(FIRST, LAST, selection=["raw_activity"])
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("raw_activity")[0].metadata.items()}
+    # 15 event rows in range: 1 duplicate; u3 x2 and u4 are excluded; u8's account is unknown
+    # but u8 is a counted contact, so only 3 rows are dropped for their users.
+    assert meta["events_read"] == 15
+    assert meta["events_duplicates_dropped"] == 1
+    assert meta["events_from_excluded_or_unknown_users"] == 3
+    assert meta["events_loaded"] == 11 == meta["dagster/row_count"]
+    assert (meta["sessions_read"], meta["sessions_duplicates_dropped"], meta["sessions_loaded"]) == (4, 1, 2)
+    assert meta["contacts_excluded"] == 2

@@ -109,19 +109,23 @@ def _identity_map_sql(migrations: RawTable | None) -> str:
     """
 
 
-def _activity_sql(table: RawTable, id_column: str, extra_columns: tuple[str, ...] = ()) -> str:
-    """One range of a raw activity table, deduplicated by id, attributed to counted contacts."""
+def _source_rows_sql(table: RawTable, id_column: str, extra_columns: tuple[str, ...]) -> str:
+    """The rows of a raw activity table whose UTC time falls in [?, ?), as read."""
     time = table.utc_time("time")
     columns = ", ".join(table.column(c, "VARCHAR") for c in (id_column, "user_id", *extra_columns))
     return f"""
-        WITH source_rows AS (
-            SELECT {columns}, {time} AS time
-            FROM {table.reader}
-            WHERE {time} >= ? AND {time} < ?
-        ),
-        deduplicated AS (
+        SELECT {columns}, {time} AS time
+        FROM {table.reader}
+        WHERE {time} >= ? AND {time} < ?
+    """
+
+
+def _counted_rows_sql(source: str, id_column: str) -> str:
+    """Source rows deduplicated by id and attributed to counted contacts."""
+    return f"""
+        WITH deduplicated AS (
             -- Re-synced exports repeat rows: keep one per id, the earliest.
-            SELECT * FROM source_rows
+            SELECT * FROM {source}
             WHERE {id_column} IS NOT NULL AND user_id IS NOT NULL
             QUALIFY row_number() OVER (PARTITION BY {id_column} ORDER BY time, user_id) = 1
         ),
@@ -133,6 +137,23 @@ def _activity_sql(table: RawTable, id_column: str, extra_columns: tuple[str, ...
         FROM attributed a JOIN raw.contacts c ON c.user_id = a.user_id
         WHERE c.excluded_reason IS NULL
     """
+
+
+def _load_activity(conn, table: RawTable, name: str, id_column: str, extra_columns, bounds, days) -> dict:
+    """Load one raw activity table for the range; return what was read, dropped and kept."""
+    source = stage(conn, f"{name}_source", _source_rows_sql(table, id_column, extra_columns),
+                   [table.location, *bounds])
+    counted = stage(conn, name, _counted_rows_sql(source, id_column))
+    kept = replace_date_range(conn, f"raw.{name}", "activity_date", *days, counted)
+    read, distinct = conn.execute(
+        f"SELECT count(*), count(DISTINCT {id_column}) FROM {source}"
+    ).fetchall()[0]
+    return {
+        f"{name}_read": read,
+        f"{name}_duplicates_dropped": read - distinct,
+        f"{name}_from_excluded_or_unknown_users": distinct - kept,
+        f"{name}_loaded": kept,
+    }
 
 
 def build_raw_activity(settings: Settings) -> dg.AssetsDefinition:
@@ -160,21 +181,15 @@ def build_raw_activity(settings: Settings) -> dg.AssetsDefinition:
                   context.partition_time_window.end.replace(tzinfo=None)]
         with warehouse.get_connection() as conn:
             dims = snapshot_dimensions(conn, raw_source, settings)
-            sessions = raw_source.table(conn, "sessions")
-            events = raw_source.table(conn, "all_events")
-            source_counts = {}
-            for name, table, id_column, extra_columns in (
-                ("sessions", sessions, "session_id", ()),
-                ("events", events, "event_id", ("session_id", "event_table_name")),
-            ):
-                sql = _activity_sql(table, id_column, extra_columns)
-                staged = stage(conn, name, sql, [table.location, *bounds])
-                source_counts[name] = replace_date_range(
-                    conn, f"raw.{name}", "activity_date", first_day, last_day, staged
-                )
+            days = (first_day, last_day)
+            counts = {
+                **_load_activity(conn, raw_source.table(conn, "sessions"), "sessions", "session_id", (),
+                                 bounds, days),
+                **_load_activity(conn, raw_source.table(conn, "all_events"), "events", "event_id",
+                                 ("session_id", "event_table_name"), bounds, days),
+            }
             meta = table_metadata(
-                conn, "raw.events", source_counts["events"],
-                sessions=source_counts["sessions"], **dims,
+                conn, "raw.events", counts["events_loaded"], **counts, **dims,
                 first_day=str(first_day), last_day=str(last_day),
             )
         return dg.MaterializeResult(metadata=meta)
