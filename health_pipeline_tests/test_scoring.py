@@ -9,7 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from health_pipeline.config import DEFAULT_CONFIG_PATH, ConfigError, load_settings
 from health_pipeline.contract import ACCOUNT_METRICS
@@ -38,7 +39,8 @@ def test_bin_matching_respects_edge_inclusivity(component, value, points):
 
 
 @pytest.mark.parametrize(
-    ("score", "band"), [(100, "healthy"), (70, "healthy"), (69.9, "neutral"), (40, "neutral"), (39.9, "at_risk"), (0, "at_risk")]
+    ("score", "band"),
+    [(100, "healthy"), (70, "healthy"), (69.9, "neutral"), (40, "neutral"), (39.9, "at_risk"), (0, "at_risk")],
 )
 def test_band_cut_offs_are_inclusive_lower_bounds(score, band):
     assert SCORECARD.band(score) == band

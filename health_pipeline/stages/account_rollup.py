@@ -4,6 +4,7 @@
 import dagster as dg
 
 from health_pipeline.config import Settings
+from health_pipeline.partitions import daily_partitions
 from health_pipeline.stages.contact_metrics import event_metric_column
 from health_pipeline.warehouse import Warehouse, date_range, quote, replace_date_range, stage, table_metadata
 
@@ -74,8 +75,6 @@ def account_metrics_sql(settings: Settings) -> str:
 
 
 def build_account_metrics(settings: Settings) -> dg.AssetsDefinition:
-    from health_pipeline.partitions import daily_partitions
-
     @dg.asset(
         name="account_metrics",
         deps=["contact_metrics"],

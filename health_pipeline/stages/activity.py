@@ -4,6 +4,7 @@
 import dagster as dg
 
 from health_pipeline.config import Settings
+from health_pipeline.partitions import daily_partitions
 from health_pipeline.warehouse import Warehouse, date_range, quote, replace_date_range, stage, table_metadata
 
 
@@ -47,8 +48,6 @@ def daily_activity_params(settings: Settings, first_day, last_day) -> list:
 
 
 def build_daily_contact_activity(settings: Settings) -> dg.AssetsDefinition:
-    from health_pipeline.partitions import daily_partitions
-
     @dg.asset(
         name="daily_contact_activity",
         deps=["raw_activity"],

@@ -9,6 +9,7 @@ snapshot dates whose windows it falls in.
 import dagster as dg
 
 from health_pipeline.config import Settings
+from health_pipeline.partitions import daily_partitions
 from health_pipeline.stages.activity import event_count_column
 from health_pipeline.warehouse import Warehouse, date_range, quote, replace_date_range, stage, table_metadata
 
@@ -97,8 +98,6 @@ def contact_metrics_sql(settings: Settings) -> str:
 
 
 def build_contact_metrics(settings: Settings) -> dg.AssetsDefinition:
-    from health_pipeline.partitions import daily_partitions
-
     @dg.asset(
         name="contact_metrics",
         deps=["daily_contact_activity"],

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from health_pipeline.config import Settings
 from health_pipeline.contract import ACCOUNT_METRICS
+from health_pipeline.partitions import daily_partitions
 from health_pipeline.resources import ExportTarget
 from health_pipeline.stages.contact_metrics import event_metric_column
 from health_pipeline.stages.scoring import score_column
@@ -81,8 +82,6 @@ def write_snapshot_files(
 
 
 def build_sync_export(settings: Settings) -> dg.AssetsDefinition:
-    from health_pipeline.partitions import daily_partitions
-
     @dg.asset(
         name="sync_export",
         deps=["account_health", "contact_metrics"],

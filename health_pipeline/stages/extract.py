@@ -10,6 +10,7 @@ import dagster as dg
 import duckdb
 
 from health_pipeline.config import Settings
+from health_pipeline.partitions import daily_partitions
 from health_pipeline.resources import RawSource, RawTable
 from health_pipeline.warehouse import (
     Warehouse,
@@ -157,8 +158,6 @@ def _load_activity(conn, table: RawTable, name: str, id_column: str, extra_colum
 
 
 def build_raw_activity(settings: Settings) -> dg.AssetsDefinition:
-    from health_pipeline.partitions import daily_partitions
-
     @dg.asset(
         name="raw_activity",
         partitions_def=daily_partitions,

@@ -10,6 +10,7 @@ import dagster as dg
 import duckdb
 
 from health_pipeline.config import Scorecard, Settings
+from health_pipeline.partitions import daily_partitions
 from health_pipeline.warehouse import Warehouse, date_range, quote, replace_date_range, stage, table_metadata
 
 
@@ -112,8 +113,6 @@ def account_health_params(settings: Settings, first_day, last_day) -> dict:
 
 
 def build_account_health(settings: Settings) -> dg.AssetsDefinition:
-    from health_pipeline.partitions import daily_partitions
-
     @dg.asset(
         name="account_health",
         deps=["account_metrics"],
