@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 from health_pipeline import DATA_DIR
+from health_pipeline.resources import setting_path
 from health_pipeline.sample import SAMPLE_DAYS, SAMPLE_START, SampleSpec, generate_sample
+from health_pipeline.warehouse import Warehouse
 
 
 def _date(value: str) -> dt.date:
@@ -39,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from health_pipeline.definitions import HEALTH_JOB, defs
 
-    raw_dir = Path(os.environ.get("HEALTH_RAW_DIR") or DATA_DIR / "raw")
+    raw_dir = setting_path("HEALTH_RAW_DIR")
     if not any(raw_dir.glob("users*")):
         if os.environ.get("HEALTH_RAW_DIR"):
             print(f"no raw data in HEALTH_RAW_DIR={raw_dir}", file=sys.stderr)
@@ -51,7 +53,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"materializing every asset for {first_day} .. {last_day} in one run")
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     result = defs.resolve_job_def(HEALTH_JOB).execute_in_process(
-        instance=instance, tags=partition_range_tags(first_day, last_day), raise_on_error=False
+        instance=instance,
+        tags=partition_range_tags(first_day, last_day),
+        # Step-level events only; Dagster's DEBUG stream would bury the summary below.
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        raise_on_error=False,
     )
     if not result.success:
         for event in result.all_events:
@@ -64,10 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_summary(snapshot_date: dt.date) -> None:
     """Where the sync table is, and the ten accounts most at risk on `snapshot_date`."""
-    from health_pipeline.definitions import defs
-
-    warehouse = defs.resources["warehouse"]
-    export_dir = Path(defs.resources["export_target"].export_dir).resolve()
+    warehouse = Warehouse(database=str(setting_path("HEALTH_WAREHOUSE")))
+    export_dir = setting_path("HEALTH_EXPORT_DIR").resolve()
     with warehouse.get_connection(read_only=True) as conn:
         rows = conn.execute(
             """
@@ -83,7 +87,8 @@ def print_summary(snapshot_date: dt.date) -> None:
     print(f"\nsync table: export.account_health in {Path(warehouse.database).resolve()}")
     print(f"sync files: {export_dir / 'account_health'}/snapshot_date=YYYY-MM-DD.parquet and .csv")
     print(f"\nthe ten accounts most at risk on {snapshot_date}:")
-    print(rows.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(rows.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"))
+    print("(usage_change_pct is '-' when the previous 28 days had no usage)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,14 +108,26 @@ class ExportTarget(dg.ConfigurableResource):
     export_dir: str
 
 
-def _setting(env_var: str, default: Path) -> str | dg.EnvVar:
-    return dg.EnvVar(env_var) if os.environ.get(env_var) else str(default)
+PATH_DEFAULTS = {
+    "HEALTH_WAREHOUSE": DATA_DIR / "warehouse.duckdb",
+    "HEALTH_RAW_DIR": DATA_DIR / "raw",
+    "HEALTH_EXPORT_DIR": DATA_DIR / "exports",
+}
+
+
+def setting_path(env_var: str) -> Path:
+    """The path a setting resolves to now: the environment variable, else its default."""
+    return Path(os.environ.get(env_var) or PATH_DEFAULTS[env_var])
+
+
+def _setting(env_var: str) -> str | dg.EnvVar:
+    return dg.EnvVar(env_var) if os.environ.get(env_var) else str(PATH_DEFAULTS[env_var])
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """The embedded default: sample data, a local DuckDB file and local exports."""
     return {
-        "warehouse": Warehouse(database=_setting("HEALTH_WAREHOUSE", DATA_DIR / "warehouse.duckdb")),
-        "raw_source": RawSource(raw_dir=_setting("HEALTH_RAW_DIR", DATA_DIR / "raw")),
-        "export_target": ExportTarget(export_dir=_setting("HEALTH_EXPORT_DIR", DATA_DIR / "exports")),
+        "warehouse": Warehouse(database=_setting("HEALTH_WAREHOUSE")),
+        "raw_source": RawSource(raw_dir=_setting("HEALTH_RAW_DIR")),
+        "export_target": ExportTarget(export_dir=_setting("HEALTH_EXPORT_DIR")),
     }

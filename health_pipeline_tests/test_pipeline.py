@@ -165,3 +165,19 @@ def test_bad_config_fails_at_definitions_load(tmp_path):
     result = _validate({"HEALTH_CONFIG": str(bad)})
     assert result.returncode != 0
     assert f"{bad}: scorecard.components: must be a non-empty mapping" in result.stdout + result.stderr
+
+
+def test_health_pipeline_run_prints_sync_table_and_top_risks(tmp_path):
+    generate_sample(tmp_path / "raw", SampleSpec(accounts=12, days=10, seed=5))
+    env = {**os.environ, "HEALTH_RAW_DIR": str(tmp_path / "raw"),
+           "HEALTH_WAREHOUSE": str(tmp_path / "w.duckdb"), "HEALTH_EXPORT_DIR": str(tmp_path / "out")}
+    env.pop("DAGSTER_HOME", None)
+    cli = Path(sys.executable).parent / "health-pipeline"
+    result = subprocess.run([str(cli), "run", "--start", "2026-06-01", "--end", "2026-06-10"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"export.account_health in {tmp_path / 'w.duckdb'}" in result.stdout
+    assert f"{tmp_path / 'out' / 'account_health'}/snapshot_date=" in result.stdout
+    table = result.stdout.split("the ten accounts most at risk on 2026-06-10:\n")[1].splitlines()
+    scores = [float(line.split()[-6]) for line in table[1:11]]
+    assert len(scores) == 10 and scores == sorted(scores)
