@@ -24,5 +24,3 @@ ACCOUNT_METRICS: dict[str, tuple[float, float]] = {
     "days_since_last_active": (0, INF),
     "is_inactive_90d": (0, 1),
 }
-
-HEALTH_BANDS = ("healthy", "neutral", "at_risk")

@@ -28,7 +28,6 @@ RAW_TABLES: dict[str, tuple[str, ...]] = {
     "user_migrations": ("from_user_id", "to_user_id", "time"),
 }
 OPTIONAL_TABLES = {"user_migrations"}
-OPTIONAL_COLUMNS = {"users": ("role",)}
 
 
 class RawInputError(ValueError):
