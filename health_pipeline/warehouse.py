@@ -102,6 +102,21 @@ def replace_date_range(
     return scalar(conn, f"SELECT count(*) FROM {staging}")
 
 
+def write_range(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    date_column: str,
+    first_day: dt.date,
+    last_day: dt.date,
+    select_sql: str,
+    params=None,
+) -> dict[str, dg.MetadataValue]:
+    """Compute a range of days with `select_sql`, swap them into `table`, and describe the result."""
+    staging = stage(conn, table.replace(".", "_"), select_sql, params)
+    rows = replace_date_range(conn, table, date_column, first_day, last_day, staging)
+    return table_metadata(conn, table, rows)
+
+
 def replace_table(conn: duckdb.DuckDBPyConnection, table: str, staging: str) -> int:
     """Replace a whole snapshot table with `staging`: one statement, so atomic on its own."""
     conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {staging}")

@@ -6,7 +6,7 @@ import dagster as dg
 from health_pipeline.config import Settings
 from health_pipeline.partitions import daily_partitions
 from health_pipeline.stages.contact_metrics import event_metric_column
-from health_pipeline.warehouse import Warehouse, date_range, quote, replace_date_range, stage, table_metadata
+from health_pipeline.warehouse import Warehouse, date_range, quote, write_range
 
 
 def account_metrics_sql(settings: Settings) -> str:
@@ -93,12 +93,10 @@ def build_account_metrics(settings: Settings) -> dg.AssetsDefinition:
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
-            staged = stage(
-                conn, "account_metrics", account_metrics_sql(settings),
-                {"first_day": first_day, "last_day": last_day},
+            meta = write_range(
+                conn, "core.account_metrics", "snapshot_date", first_day, last_day,
+                account_metrics_sql(settings), {"first_day": first_day, "last_day": last_day},
             )
-            rows = replace_date_range(conn, "core.account_metrics", "snapshot_date", first_day, last_day, staged)
-            meta = table_metadata(conn, "core.account_metrics", rows)
         return dg.MaterializeResult(metadata=meta)
 
     return account_metrics

@@ -5,7 +5,7 @@ import dagster as dg
 
 from health_pipeline.config import Settings
 from health_pipeline.partitions import daily_partitions
-from health_pipeline.warehouse import Warehouse, date_range, quote, replace_date_range, stage, table_metadata
+from health_pipeline.warehouse import Warehouse, date_range, quote, write_range
 
 
 def event_count_column(event: str) -> str:
@@ -67,12 +67,10 @@ def build_daily_contact_activity(settings: Settings) -> dg.AssetsDefinition:
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
-            staged = stage(
-                conn, "daily_contact_activity", daily_activity_sql(settings),
-                daily_activity_params(settings, first_day, last_day),
+            meta = write_range(
+                conn, "core.daily_contact_activity", "activity_date", first_day, last_day,
+                daily_activity_sql(settings), daily_activity_params(settings, first_day, last_day),
             )
-            rows = replace_date_range(conn, "core.daily_contact_activity", "activity_date", first_day, last_day, staged)
-            meta = table_metadata(conn, "core.daily_contact_activity", rows)
         return dg.MaterializeResult(metadata=meta)
 
     return daily_contact_activity

@@ -11,7 +11,7 @@ import dagster as dg
 from health_pipeline.config import Settings
 from health_pipeline.partitions import daily_partitions
 from health_pipeline.stages.activity import event_count_column
-from health_pipeline.warehouse import Warehouse, date_range, quote, replace_date_range, stage, table_metadata
+from health_pipeline.warehouse import Warehouse, date_range, quote, write_range
 
 LOOKBACK_DAYS = 89  # W90 reaches back 89 days before D
 
@@ -115,12 +115,10 @@ def build_contact_metrics(settings: Settings) -> dg.AssetsDefinition:
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
-            staged = stage(
-                conn, "contact_metrics", contact_metrics_sql(settings),
-                {"first_day": first_day, "last_day": last_day},
+            meta = write_range(
+                conn, "core.contact_metrics", "snapshot_date", first_day, last_day,
+                contact_metrics_sql(settings), {"first_day": first_day, "last_day": last_day},
             )
-            rows = replace_date_range(conn, "core.contact_metrics", "snapshot_date", first_day, last_day, staged)
-            meta = table_metadata(conn, "core.contact_metrics", rows)
         return dg.MaterializeResult(metadata=meta)
 
     return contact_metrics

@@ -22,7 +22,7 @@ from health_pipeline.partitions import daily_partitions
 from health_pipeline.resources import ExportTarget
 from health_pipeline.stages.contact_metrics import event_metric_column
 from health_pipeline.stages.scoring import score_column
-from health_pipeline.warehouse import Warehouse, date_range, quote, replace_date_range, stage, table_metadata
+from health_pipeline.warehouse import Warehouse, date_range, quote, write_range
 
 
 def account_health_export_sql(settings: Settings) -> str:
@@ -109,21 +109,21 @@ def build_sync_export(settings: Settings) -> dg.AssetsDefinition:
         }
         out = Path(export_target.export_dir)
         with warehouse.get_connection() as conn:
-            files = 0
-            counts = {}
-            for name, sql, key in (
-                ("contact_usage", contact_usage_export_sql(settings), "user_id"),
-                ("account_health", account_health_export_sql(settings), "account_id"),
-            ):
-                staged = stage(conn, f"export_{name}", sql, params)
-                counts[name] = replace_date_range(
-                    conn, f"export.{name}", "snapshot_date", first_day, last_day, staged
-                )
-                files += write_snapshot_files(conn, f"export.{name}", key, out / name, first_day, last_day)
-            meta = table_metadata(
-                conn, "export.account_health", counts["account_health"],
-                contact_usage_rows=counts["contact_usage"],
-                files_written=files,
+            contacts = write_range(
+                conn, "export.contact_usage", "snapshot_date", first_day, last_day,
+                contact_usage_export_sql(settings), params,
+            )
+            meta = write_range(
+                conn, "export.account_health", "snapshot_date", first_day, last_day,
+                account_health_export_sql(settings), params,
+            )
+            files = sum(
+                write_snapshot_files(conn, f"export.{name}", key, out / name, first_day, last_day)
+                for name, key in (("contact_usage", "user_id"), ("account_health", "account_id"))
+            )
+            meta.update(
+                contact_usage_rows=contacts["dagster/row_count"],
+                files_written=dg.MetadataValue.int(files),
                 export_dir=dg.MetadataValue.path(str(out.resolve())),
             )
         return dg.MaterializeResult(metadata=meta)

@@ -11,7 +11,7 @@ import duckdb
 
 from health_pipeline.config import Scorecard, Settings
 from health_pipeline.partitions import daily_partitions
-from health_pipeline.warehouse import Warehouse, date_range, quote, replace_date_range, stage, table_metadata
+from health_pipeline.warehouse import Warehouse, date_range, quote, write_range
 
 
 def score_column(component: str) -> str:
@@ -133,15 +133,16 @@ def build_account_health(settings: Settings) -> dg.AssetsDefinition:
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
             load_scorecard(conn, settings.scorecard)
-            staged = stage(
-                conn, "account_health", account_health_sql(settings.scorecard),
-                account_health_params(settings, first_day, last_day),
+            meta = write_range(
+                conn, "core.account_health", "snapshot_date", first_day, last_day,
+                account_health_sql(settings.scorecard), account_health_params(settings, first_day, last_day),
             )
-            rows = replace_date_range(conn, "core.account_health", "snapshot_date", first_day, last_day, staged)
-            bands = dict(conn.execute(
-                f"SELECT health_band, count(*) FROM {staged} GROUP BY ALL ORDER BY ALL"
-            ).fetchall())
-            meta = table_metadata(conn, "core.account_health", rows, **{f"accounts_{b}": n for b, n in bands.items()})
+            bands = conn.execute(
+                "SELECT health_band, count(*) FROM core.account_health"
+                " WHERE snapshot_date BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL",
+                [first_day, last_day],
+            ).fetchall()
+            meta.update({f"accounts_{band}": n for band, n in bands})
         return dg.MaterializeResult(metadata=meta)
 
     return account_health
