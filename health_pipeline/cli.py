@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from health_pipeline import DATA_DIR
 from health_pipeline.resources import setting_path
 from health_pipeline.sample import SAMPLE_DAYS, SAMPLE_START, SampleSpec, generate_sample
@@ -69,26 +71,38 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def print_summary(snapshot_date: dt.date) -> None:
-    """Where the sync table is, and the ten accounts most at risk on `snapshot_date`."""
+    """Where the sync table is, the ten accounts most at risk on `snapshot_date`, and who changed band."""
     warehouse = Warehouse(database=str(setting_path("HEALTH_WAREHOUSE")))
     export_dir = setting_path("HEALTH_EXPORT_DIR").resolve()
     with warehouse.get_connection(read_only=True) as conn:
-        rows = conn.execute(
+        at_risk = conn.execute(
             """
-            SELECT account_id, account_name, owner, plan, health_score, health_band,
-                   usage_28d, usage_change_pct, active_users_28d, contacts_total
+            SELECT account_id, owner, segment, health_score, health_band, score_reason
             FROM export.account_health
             WHERE snapshot_date = ?
-            ORDER BY health_score, arr DESC, account_id
+            ORDER BY list_position(['at_risk', 'neutral', 'healthy'], health_band), health_score,
+                     arr DESC, account_id
             LIMIT 10
+            """,
+            [snapshot_date],
+        ).df()
+        moves = conn.execute(
+            """
+            SELECT account_id, owner, from_band, to_band, health_score, top_drag
+            FROM export.band_changes WHERE snapshot_date = ?
+            ORDER BY direction DESC, account_id
             """,
             [snapshot_date],
         ).df()
     print(f"\nsync table: export.account_health in {Path(warehouse.database).resolve()}")
     print(f"sync files: {export_dir / 'account_health'}/snapshot_date=YYYY-MM-DD.parquet and .csv")
-    print(f"\nthe ten accounts most at risk on {snapshot_date}:")
-    print(rows.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="-"))
-    print("(usage_change_pct is '-' when the previous 28 days had no usage)")
+    print(f"band changes: export.band_changes and {export_dir / 'band_changes'}/")
+    with pd.option_context("display.max_colwidth", 110, "display.width", 250):
+        print(f"\nthe ten accounts most at risk on {snapshot_date}:")
+        print(at_risk.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-"))
+        print(f"\n{len(moves)} accounts changed band on {snapshot_date}:")
+        if len(moves):
+            print(moves.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,14 @@
-"""Load and validate the health configuration (events and scorecard) from YAML.
+"""Load and validate the health configuration (what is measured, and how it is scored) from YAML.
 
 The file is read when the definitions load, because it shapes the assets themselves: the
-columns of the daily fact and the scoring assets' code version. Every problem is reported
-as one ConfigError naming the file, the field path and the reason.
+columns of the daily fact, the sync table's explanation columns and the scoring assets' code
+version. Every problem is reported as one ConfigError naming the file, the field path and the
+reason, so a bad file stops the code location from loading and nothing is written.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -17,11 +19,20 @@ from pathlib import Path
 
 import yaml
 
-from health_pipeline.contract import ACCOUNT_METRICS
+from health_pipeline.contract import account_metric_domains
 
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "scorecards" / "default.yaml"
+DEFAULT_SEGMENT = "default"
 MISSING_POLICIES = ("zero", "neutral", "exclude")
-# Event names become column names, so they must be plain identifiers.
+ACTIVATION_COLOURS = ("green", "yellow", "red")  # best to worst
+ACTIVATION_BANDS = {"green": "healthy", "yellow": "neutral", "red": "at_risk"}
+BROAD_FOOTPRINT_CONTACTS = 5
+# attribute -> kind; digital_footprint is derived from contacts_total (see digital_footprint)
+SEGMENT_ATTRIBUTES = {
+    "plan": "text", "vertical": "text", "digital_footprint": "text", "arr": "number", "contacts_total": "number",
+}
+SEGMENT_OPERATORS = {"in": "list", "not_in": "list", "gte": "number", "gt": "number", "lte": "number", "lt": "number"}
+# Names become column names, so they must be plain identifiers.
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 _INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^\])\s]+)\s*([\])])\s*$")
 
@@ -30,6 +41,19 @@ class ConfigError(ValueError):
     def __init__(self, path: Path | str, field: str, reason: str):
         super().__init__(f"{path}: {field}: {reason}")
         self.path, self.field, self.reason = str(path), field, reason
+
+
+def digital_footprint(contacts_total: int | None) -> str | None:
+    """How much of an account the product can see: none (no contacts), light (1-4) or broad (5+)."""
+    if contacts_total is None:
+        return None
+    if contacts_total == 0:
+        return "none"
+    return "light" if contacts_total < BROAD_FOOTPRINT_CONTACTS else "broad"
+
+
+def content_hash(payload) -> str:
+    return hashlib.sha256(json.dumps(_as_jsonable(payload), sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -59,6 +83,7 @@ class Bin:
 @dataclass(frozen=True)
 class Component:
     name: str
+    group: str
     metric: str
     higher_is_better: bool
     missing: str
@@ -73,7 +98,35 @@ class Component:
 
 
 @dataclass(frozen=True)
+class ComponentResult:
+    value: float | None
+    bin: str | None
+    points: float | None  # None when the component is excluded for a missing value
+    points_possible: float
+    score_lost: float  # health-score points this component cost, after weighting
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    score: float | None
+    components: dict[str, ComponentResult]
+
+    @property
+    def missing_components(self) -> tuple[str, ...]:
+        return tuple(sorted(name for name, c in self.components.items() if c.value is None))
+
+    @property
+    def top_drag(self) -> str | None:
+        """The component that cost the most score points; ties go to the first name."""
+        lost = [(-c.score_lost, name) for name, c in self.components.items() if c.score_lost > 0]
+        return min(lost)[1] if lost else None
+
+
+@dataclass(frozen=True)
 class Scorecard:
+    """One effective scorecard: the base, or a segment's base-plus-overrides."""
+
+    groups: tuple[tuple[str, float], ...]  # (group, weight), in file order
     components: tuple[Component, ...]
     healthy_from: float
     neutral_from: float
@@ -82,35 +135,118 @@ class Scorecard:
     def metrics(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(c.metric for c in self.components))
 
+    @property
+    def version(self) -> str:
+        """Content hash: changes exactly when some score could change. Order in the file doesn't matter."""
+        return content_hash({
+            "groups": sorted(self.groups),
+            "components": sorted((c for c in self.components), key=lambda c: c.name),
+            "bands": [self.healthy_from, self.neutral_from],
+        })
+
     def band(self, score: float) -> str:
         if score >= self.healthy_from:
             return "healthy"
         return "neutral" if score >= self.neutral_from else "at_risk"
 
-    def score(self, values: dict[str, float | None]) -> tuple[float | None, dict[str, float | None]]:
-        """Reference scoring of one account's metric values: (score, points won per component).
+    def score(self, values: dict[str, float | None]) -> ScoreResult:
+        """Reference scoring of one account's metric values.
 
-        The warehouse scores in SQL; this is the same rule in plain Python, for tests.
+        Within a group, the share of points won; across groups, the weighted mean of those
+        shares over the groups that have any points possible; x 100, one decimal. The warehouse
+        scores in SQL; this is the same rule in plain Python, for tests and documentation.
         """
-        won: dict[str, float | None] = {}
-        possible = 0.0
+        won: dict[str, tuple[float | None, float]] = {}
         for c in self.components:
             value = values.get(c.metric)
             if value is None:
-                won[c.name] = {"zero": 0.0, "neutral": c.max_points / 2, "exclude": None}[c.missing]
+                points = {"zero": 0.0, "neutral": c.max_points / 2, "exclude": None}[c.missing]
             else:
-                won[c.name] = c.bin_for(float(value)).points
-            possible += 0.0 if won[c.name] is None else c.max_points
-        if possible == 0:
-            return None, won
-        total = sum(v for v in won.values() if v is not None)
-        return round_half_away(100 * total / possible, 1), won
+                points = c.bin_for(float(value)).points
+            won[c.name] = (points, 0.0 if points is None else c.max_points)
+        group_possible = {g: 0.0 for g, _ in self.groups}
+        group_won = {g: 0.0 for g, _ in self.groups}
+        for c in self.components:
+            points, possible = won[c.name]
+            group_possible[c.group] += possible
+            group_won[c.group] += points or 0.0
+        weights = dict(self.groups)
+        live = [g for g, _ in self.groups if group_possible[g] > 0]
+        total_weight = sum(weights[g] for g in live)
+        score = None
+        if total_weight > 0:
+            share = sum(weights[g] * group_won[g] / group_possible[g] for g in live) / total_weight
+            score = round_half_away(100 * share, 1)
+        results = {}
+        for c in self.components:
+            points, possible = won[c.name]
+            value = values.get(c.metric)
+            lost = 0.0
+            if possible > 0 and total_weight > 0:
+                lost = 100 * weights[c.group] * (possible - points) / group_possible[c.group] / total_weight
+            results[c.name] = ComponentResult(
+                value=value,
+                bin=None if value is None else c.bin_for(float(value)).label,
+                points=points,
+                points_possible=possible,
+                score_lost=lost,
+            )
+        return ScoreResult(score, results)
 
 
-def round_half_away(value: float, digits: int) -> float:
-    """Round halves away from zero, as DuckDB's round() does."""
-    scale = 10**digits
-    return math.copysign(math.floor(abs(value) * scale + 0.5) / scale, value)
+@dataclass(frozen=True)
+class Condition:
+    attribute: str
+    operator: str
+    value: float | tuple
+
+    def holds(self, actual) -> bool:
+        """A null attribute satisfies no condition, as in SQL."""
+        if actual is None:
+            return False
+        return {
+            "in": lambda: actual in self.value,
+            "not_in": lambda: actual not in self.value,
+            "gte": lambda: actual >= self.value,
+            "gt": lambda: actual > self.value,
+            "lte": lambda: actual <= self.value,
+            "lt": lambda: actual < self.value,
+        }[self.operator]()
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    conditions: tuple[Condition, ...]  # all must hold; the default segment has none
+    scorecard: Scorecard
+
+    def matches(self, attributes: dict) -> bool:
+        return all(c.holds(attributes.get(c.attribute)) for c in self.conditions)
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    metric: str
+    green: float  # at or above: green
+    yellow: float  # at or above: yellow; below, or null: red
+
+    def colour(self, value: float | None) -> str:
+        if value is not None and value >= self.green:
+            return "green"
+        return "yellow" if value is not None and value >= self.yellow else "red"
+
+
+@dataclass(frozen=True)
+class Onboarding:
+    within_days: int
+    first_session_event: str
+    measures: tuple[Measure, ...]
+
+    def status(self, values: dict[str, float | None]) -> str:
+        """The worst colour among the measures: one missing activation step is enough to act on."""
+        colours = [m.colour(values.get(m.metric)) for m in self.measures]
+        return max(colours, key=ACTIVATION_COLOURS.index)
 
 
 @dataclass(frozen=True)
@@ -119,7 +255,9 @@ class Settings:
     kpi_event: str
     feature_events: tuple[str, ...]
     exclude_identities: tuple[str, ...]
-    scorecard: Scorecard
+    power_roles: tuple[str, ...]
+    onboarding: Onboarding
+    segments: tuple[Segment, ...]  # in match order; the last is the default
     source: str
 
     @property
@@ -128,30 +266,84 @@ class Settings:
         return tuple(sorted({*self.usage_events, self.kpi_event, *self.feature_events}))
 
     @property
-    def scorecard_version(self) -> str:
-        """Content hash of the effective scorecard: changes exactly when scores would."""
-        scorecard = _as_jsonable(self.scorecard)
-        # Component order in the file changes no score, so it must not change the version.
-        scorecard["components"].sort(key=lambda c: c["name"])
-        payload = json.dumps(
-            {
-                "scorecard": scorecard,
-                "events": [self.usage_events, self.kpi_event, self.feature_events],
-                "exclude": self.exclude_identities,
-            },
-            sort_keys=True,
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+    def account_metrics(self) -> tuple[str, ...]:
+        """The account rollup's metric columns for this configuration, in sync-table order."""
+        return tuple(account_metric_domains(self.tracked_events))
+
+    @property
+    def scorecard(self) -> Scorecard:
+        """The default segment's scorecard."""
+        return self.segments[-1].scorecard
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """Every component any segment scores, in first-seen order: the sync table's explanation columns."""
+        return tuple(dict.fromkeys(c.name for s in self.segments for c in s.scorecard.components))
+
+    def segment_for(self, attributes: dict) -> Segment:
+        return next(s for s in self.segments if s.matches(attributes))
+
+    def assess(self, account: dict) -> dict:
+        """Reference for one sync-table row, from the account's attributes and metrics.
+
+        `account` holds plan, vertical, arr, every metric, and days_as_customer (D minus
+        customer_since, None if unknown). The warehouse does this in SQL; this is for tests.
+        """
+        segment = self.segment_for({**account, "digital_footprint": digital_footprint(account.get("contacts_total"))})
+        result = segment.scorecard.score(account)
+        days = account.get("days_as_customer")
+        in_onboarding = days is not None and days < self.onboarding.within_days
+        status = self.onboarding.status(account) if in_onboarding else None
+        if in_onboarding:
+            band = ACTIVATION_BANDS[status]
+        else:
+            band = None if result.score is None else segment.scorecard.band(result.score)
+        return {
+            "segment": segment.name,
+            "health_score": result.score,
+            "health_band": band,
+            "in_onboarding": in_onboarding,
+            "activation_status": status,
+            "top_drag": result.top_drag,
+            "missing_components": ",".join(result.missing_components),
+            "scorecard_version": segment.scorecard.version,
+        }
+
+    @property
+    def metrics_version(self) -> str:
+        """Hash of everything that decides what is measured: the measuring stages' code version."""
+        return content_hash({
+            "events": [self.usage_events, self.kpi_event, self.feature_events],
+            "exclude": self.exclude_identities,
+            "power_roles": self.power_roles,
+            "first_session_event": self.onboarding.first_session_event,
+        })
+
+    @property
+    def scoring_version(self) -> str:
+        """Hash of everything that decides scores and bands: the scoring stages' code version."""
+        return content_hash({
+            "segments": [(s.name, s.conditions, s.scorecard.version) for s in self.segments],
+            "onboarding": self.onboarding,
+        })
 
 
 def _as_jsonable(obj):
     if hasattr(obj, "__dataclass_fields__"):
         return {k: _as_jsonable(getattr(obj, k)) for k in obj.__dataclass_fields__}
+    if isinstance(obj, dict):
+        return {k: _as_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_as_jsonable(v) for v in obj]
     if isinstance(obj, float) and math.isinf(obj):
         return "inf" if obj > 0 else "-inf"
     return obj
+
+
+def round_half_away(value: float, digits: int) -> float:
+    """Round halves away from zero, as DuckDB's round() does."""
+    scale = 10**digits
+    return math.copysign(math.floor(abs(value) * scale + 0.5) / scale, value)
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -166,9 +358,27 @@ def load_settings(path: str | Path | None = None) -> Settings:
     return _Parser(path).settings(raw)
 
 
+def merge_overrides(base: dict, overrides: dict) -> dict:
+    """A segment's scorecard: the base with its overrides applied.
+
+    Mappings merge key by key, a null removes the key, and anything else (a bin list, a number)
+    replaces the base value whole.
+    """
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_overrides(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
 class _Parser:
     def __init__(self, path: Path):
         self.path = path
+        self.metric_domains: dict[str, tuple[float, float]] = {}
 
     def fail(self, field: str, reason: str) -> ConfigError:
         return ConfigError(self.path, field, reason)
@@ -178,63 +388,153 @@ class _Parser:
             raise self.fail(field, "must be a non-empty mapping")
         return value
 
-    def event_name(self, value, field: str) -> str:
+    def identifier(self, value, field: str, what: str = "event name") -> str:
         if not isinstance(value, str) or not _IDENTIFIER.match(value):
-            raise self.fail(field, f"{value!r} is not an event name (lowercase letters, digits, _)")
+            raise self.fail(field, f"{value!r} is not a valid {what} (lowercase letters, digits, _)")
         return value
 
-    def event_list(self, value, field: str) -> tuple[str, ...]:
+    def identifier_list(self, value, field: str) -> tuple[str, ...]:
         if not isinstance(value, list) or not value:
             raise self.fail(field, "must be a non-empty list of event names")
-        return tuple(self.event_name(v, f"{field}[{i}]") for i, v in enumerate(value))
+        return tuple(self.identifier(v, f"{field}[{i}]") for i, v in enumerate(value))
 
     def number(self, value, field: str) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(field, f"{value!r} is not a number")
         return float(value)
 
+    def metric(self, value, field: str) -> str:
+        if value not in self.metric_domains:
+            raise self.fail(field, f"unknown metric {value!r}; known: {', '.join(self.metric_domains)}")
+        return value
+
     def settings(self, raw) -> Settings:
         raw = self.mapping(raw, "<root>")
         events = self.mapping(raw.get("events"), "events")
+        usage = self.identifier_list(events.get("usage"), "events.usage")
+        kpi = self.identifier(events.get("kpi"), "events.kpi")
+        features = self.identifier_list(events.get("features"), "events.features")
+        tracked = tuple(sorted({*usage, kpi, *features}))
+        self.metric_domains = account_metric_domains(tracked)
         patterns = raw.get("exclude_identities", [])
         if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
             raise self.fail("exclude_identities", "must be a list of non-empty LIKE patterns")
+        roles = raw.get("power_roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) and r.strip() for r in roles):
+            raise self.fail("power_roles", "must be a list of role names")
+        base = self.mapping(raw.get("scorecard"), "scorecard")
+        default = Segment(DEFAULT_SEGMENT, (), self.scorecard(base, "scorecard"))
         return Settings(
-            usage_events=self.event_list(events.get("usage"), "events.usage"),
-            kpi_event=self.event_name(events.get("kpi"), "events.kpi"),
-            feature_events=self.event_list(events.get("features"), "events.features"),
+            usage_events=usage,
+            kpi_event=kpi,
+            feature_events=features,
             exclude_identities=tuple(patterns),
-            scorecard=self.scorecard(raw.get("scorecard")),
+            power_roles=tuple(r.strip().lower() for r in roles),
+            onboarding=self.onboarding(raw.get("onboarding")),
+            segments=(*self.segments(raw.get("segments", []), base), default),
             source=str(self.path),
         )
 
-    def scorecard(self, raw) -> Scorecard:
-        raw = self.mapping(raw, "scorecard")
-        components = self.mapping(raw.get("components"), "scorecard.components")
-        bands = self.mapping(raw.get("bands"), "scorecard.bands")
-        healthy = self.number(bands.get("healthy"), "scorecard.bands.healthy")
-        neutral = self.number(bands.get("neutral"), "scorecard.bands.neutral")
+    def onboarding(self, raw) -> Onboarding:
+        raw = self.mapping(raw, "onboarding")
+        days = raw.get("within_days")
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise self.fail("onboarding.within_days", f"{days!r} is not a whole number of days")
+        event = self.identifier(raw.get("first_session_event"), "onboarding.first_session_event")
+        measures = []
+        for name, spec in self.mapping(raw.get("measures"), "onboarding.measures").items():
+            field = f"onboarding.measures.{name}"
+            self.identifier(name, field, "measure name")
+            spec = self.mapping(spec, field)
+            green = self.number(spec.get("green"), f"{field}.green")
+            yellow = self.number(spec.get("yellow"), f"{field}.yellow")
+            if yellow > green:
+                raise self.fail(f"{field}.yellow", "must not be above green")
+            measures.append(Measure(name, self.metric(spec.get("metric"), f"{field}.metric"), green, yellow))
+        return Onboarding(days, event, tuple(measures))
+
+    def segments(self, raw, base: dict) -> list[Segment]:
+        if not isinstance(raw, list):
+            raise self.fail("segments", "must be a list of segments")
+        segments, names = [], {DEFAULT_SEGMENT}
+        for i, spec in enumerate(raw):
+            field = f"segments[{i}]"
+            spec = self.mapping(spec, field)
+            name = self.identifier(spec.get("name"), f"{field}.name", "segment name")
+            if name in names:
+                raise self.fail(f"{field}.name", f"{name!r} is already used")
+            names.add(name)
+            conditions = self.conditions(spec.get("when"), f"{field}.when")
+            overrides = spec.get("overrides", {})
+            if not isinstance(overrides, dict):
+                raise self.fail(f"{field}.overrides", "must be a mapping")
+            unknown = set(overrides) - {"groups", "components", "bands"}
+            if unknown:
+                raise self.fail(f"{field}.overrides", f"unknown keys {sorted(unknown)}; use groups, components, bands")
+            merged = merge_overrides(base, overrides)
+            segments.append(Segment(name, conditions, self.scorecard(merged, f"{field}.overrides")))
+        return segments
+
+    def conditions(self, raw, field: str) -> tuple[Condition, ...]:
+        raw = self.mapping(raw, field)
+        conditions = []
+        for attribute, tests in raw.items():
+            at = f"{field}.{attribute}"
+            if attribute not in SEGMENT_ATTRIBUTES:
+                raise self.fail(at, f"unknown account attribute; known: {', '.join(SEGMENT_ATTRIBUTES)}")
+            for operator, value in self.mapping(tests, at).items():
+                kind = SEGMENT_OPERATORS.get(operator)
+                if kind is None:
+                    raise self.fail(f"{at}.{operator}", f"unknown test; use one of {', '.join(SEGMENT_OPERATORS)}")
+                if kind == "number":
+                    if SEGMENT_ATTRIBUTES[attribute] != "number":
+                        raise self.fail(f"{at}.{operator}", f"{attribute} is text; use in or not_in")
+                    value = self.number(value, f"{at}.{operator}")
+                else:
+                    if not isinstance(value, list) or not value:
+                        raise self.fail(f"{at}.{operator}", "must be a non-empty list")
+                    want = (int, float) if SEGMENT_ATTRIBUTES[attribute] == "number" else str
+                    if not all(isinstance(v, want) and not isinstance(v, bool) for v in value):
+                        raise self.fail(f"{at}.{operator}", f"values must all be {SEGMENT_ATTRIBUTES[attribute]}")
+                    value = tuple(value)
+                conditions.append(Condition(attribute, operator, value))
+        return tuple(conditions)
+
+    def scorecard(self, raw, field: str) -> Scorecard:
+        raw = self.mapping(raw, field)
+        groups = []
+        for name, weight in self.mapping(raw.get("groups"), f"{field}.groups").items():
+            self.identifier(name, f"{field}.groups.{name}", "group name")
+            weight = self.number(weight, f"{field}.groups.{name}")
+            if weight < 0:
+                raise self.fail(f"{field}.groups.{name}", "weight must not be negative")
+            groups.append((name, weight))
+        components = tuple(
+            self.component(n, c, f"{field}.components.{n}", dict(groups))
+            for n, c in self.mapping(raw.get("components"), f"{field}.components").items()
+        )
+        for name, _ in groups:
+            if not any(c.group == name for c in components):
+                raise self.fail(f"{field}.groups.{name}", "no component belongs to this group")
+        if sum(w for _, w in groups) <= 0:
+            raise self.fail(f"{field}.groups", "at least one group needs a positive weight")
+        bands = self.mapping(raw.get("bands"), f"{field}.bands")
+        healthy = self.number(bands.get("healthy"), f"{field}.bands.healthy")
+        neutral = self.number(bands.get("neutral"), f"{field}.bands.neutral")
         for name, cut in (("healthy", healthy), ("neutral", neutral)):
             if not 0 <= cut <= 100:
-                raise self.fail(f"scorecard.bands.{name}", f"{cut:g} is outside 0..100")
+                raise self.fail(f"{field}.bands.{name}", f"{cut:g} is outside 0..100")
         if neutral > healthy:
-            raise self.fail("scorecard.bands", "neutral must not be above healthy")
-        return Scorecard(
-            components=tuple(self.component(n, c) for n, c in components.items()),
-            healthy_from=healthy,
-            neutral_from=neutral,
-        )
+            raise self.fail(f"{field}.bands", "neutral must not be above healthy")
+        return Scorecard(tuple(groups), components, healthy, neutral)
 
-    def component(self, name, raw) -> Component:
-        field = f"scorecard.components.{name}"
-        if not isinstance(name, str) or not _IDENTIFIER.match(name):
-            raise self.fail(field, "component names must be lowercase identifiers")
+    def component(self, name, raw, field: str, groups: dict) -> Component:
+        self.identifier(name, field, "component name")
         raw = self.mapping(raw, field)
-        metric = raw.get("metric")
-        if metric not in ACCOUNT_METRICS:
-            raise self.fail(
-                f"{field}.metric", f"unknown metric {metric!r}; known: {', '.join(ACCOUNT_METRICS)}"
-            )
+        group = raw.get("group")
+        if group not in groups:
+            raise self.fail(f"{field}.group", f"{group!r} is not a group; groups: {', '.join(groups)}")
+        metric = self.metric(raw.get("metric"), f"{field}.metric")
         missing = raw.get("missing", "zero")
         if missing not in MISSING_POLICIES:
             raise self.fail(f"{field}.missing", f"{missing!r} is not one of {MISSING_POLICIES}")
@@ -245,10 +545,11 @@ class _Parser:
         if not isinstance(bins, list) or not bins:
             raise self.fail(f"{field}.bins", "must be a non-empty list")
         parsed = tuple(self.bin(b, f"{field}.bins[{i}]") for i, b in enumerate(bins))
-        self.check_coverage(parsed, ACCOUNT_METRICS[metric], f"{field}.bins")
+        self.check_coverage(parsed, self.metric_domains[metric], f"{field}.bins")
         if max(b.points for b in parsed) <= 0:
             raise self.fail(f"{field}.bins", "at least one bin must award points")
-        return Component(name, metric, higher_is_better, missing, parsed)
+        self.check_direction(parsed, higher_is_better, f"{field}.bins")
+        return Component(name, group, metric, higher_is_better, missing, parsed)
 
     def bin(self, raw, field: str) -> Bin:
         raw = self.mapping(raw, field)
@@ -284,3 +585,11 @@ class _Parser:
                 )
         if last.upper < hi or (last.upper == hi and not last.upper_inclusive and hi != math.inf):
             raise self.fail(field, f"values above {last.label} up to {hi:g} fall in no bin")
+
+    def check_direction(self, bins: tuple[Bin, ...], higher_is_better: bool, field: str):
+        """Points must not fall as the metric improves, or tuning one bin could invert a score."""
+        points = [b.points for b in bins]
+        ordered = points == sorted(points) if higher_is_better else points == sorted(points, reverse=True)
+        if not ordered:
+            direction = "rise" if higher_is_better else "fall"
+            raise self.fail(field, f"points must {direction} with the metric (higher_is_better is {higher_is_better})")

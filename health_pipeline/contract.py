@@ -23,4 +23,17 @@ ACCOUNT_METRICS: dict[str, tuple[float, float]] = {
     "kpi_users_28d": (0, INF),
     "days_since_last_active": (0, INF),
     "is_inactive_90d": (0, 1),
+    "power_contacts_total": (0, INF),
+    "power_contacts_active_28d": (0, INF),
+    "days_since_power_contact_active": (0, INF),
+    "first_session_activated_share": (0, 1),
 }
+
+
+def event_users_metric(event: str) -> str:
+    return f"{event}_users_28d"
+
+
+def account_metric_domains(tracked_events: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """Every account metric for a configuration: the fixed ones, then users per tracked event."""
+    return {**ACCOUNT_METRICS, **{event_users_metric(e): (0, INF) for e in tracked_events}}

@@ -1,4 +1,4 @@
-"""The Dagster code location: six assets, one per pipeline stage, on shared daily partitions."""
+"""The Dagster code location: the pipeline's assets, one module per stage, on shared daily partitions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from health_pipeline.resources import default_resources
 from health_pipeline.stages.account_rollup import build_account_metrics
 from health_pipeline.stages.activity import build_daily_contact_activity
 from health_pipeline.stages.contact_metrics import build_contact_metrics
-from health_pipeline.stages.export import build_sync_export
+from health_pipeline.stages.export import build_band_changes, build_sync_export
 from health_pipeline.stages.extract import build_raw_activity
 from health_pipeline.stages.scoring import build_account_health
 
@@ -29,6 +29,7 @@ def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
         build_account_metrics(settings),
         build_account_health(settings),
         build_sync_export(settings),
+        build_band_changes(settings),
     ]
 
 

@@ -63,6 +63,13 @@ def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params=None):
     return conn.execute(sql, params or []).fetchall()[0][0]
 
 
+def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    return scalar(
+        conn, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [schema, name]
+    ) > 0
+
+
 def date_range(window: dg.TimeWindow) -> tuple[dt.date, dt.date]:
     """The first and last UTC day (both inclusive) of a daily partition window."""
     return window.start.date(), (window.end - dt.timedelta(days=1)).date()

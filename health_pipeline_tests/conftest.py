@@ -52,10 +52,11 @@ class RawData:
 
 @dataclass
 class Pipeline:
-    """The six assets wired to one tmp warehouse, raw directory and export directory."""
+    """The pipeline's assets wired to one tmp warehouse, raw directory and export directory."""
 
     root: Path
     settings: Settings = field(default_factory=load_settings)
+    instance: dg.DagsterInstance | None = None  # a fresh ephemeral instance per run unless given
 
     @property
     def warehouse(self) -> Warehouse:
@@ -80,7 +81,7 @@ class Pipeline:
             },
             tags=partition_range_tags(first_day, last_day),
             selection=selection,
-            instance=dg.DagsterInstance.ephemeral(),
+            instance=self.instance or dg.DagsterInstance.ephemeral(),
         )
         assert result.success
         return result

@@ -34,10 +34,10 @@ def crafted() -> RawData:
         dict(account_id="GONE", name="Gone Ltd", owner="Ana", plan="starter", arr=7000.0, vertical="saas",
              customer_since="2023-01-01", status="churned"),
     ]
-    user = lambda uid, identity, account, joindate="2026-01-01": dict(  # noqa: E731
-        user_id=uid, identity=identity, joindate=joindate, account_id=account, role="analyst")
+    user = lambda uid, identity, account, joindate="2026-01-01", role="analyst": dict(  # noqa: E731
+        user_id=uid, identity=identity, joindate=joindate, account_id=account, role=role)
     data.users = [
-        user("u1", "alice@acme.com", "ACME"),
+        user("u1", "alice@acme.com", "ACME", role=" Admin"),  # a power role, however it is written
         user("u2", "bob@acme.com", "ACME"),
         user("u3", "qa@garbage.io", "ACME"),       # excluded by pattern
         user("u4", None, "ACME"),                  # excluded: no identity
@@ -51,13 +51,14 @@ def crafted() -> RawData:
     ]
     data.migrations = [dict(from_user_id="a1", to_user_id="u2", time="2026-01-02 00:00:00")]
     ev = iter(range(1, 1000))
-    event = lambda uid, time, name="run_query": dict(  # noqa: E731
-        event_id=next(ev), user_id=uid, session_id=1, time=time, event_table_name=name)
+    event = lambda uid, time, name="run_query", session=1: dict(  # noqa: E731
+        event_id=next(ev), user_id=uid, session_id=session, time=time, event_table_name=name)
     data.events = [
         event("u1", at(0)),                        # W28
         event("u1", at(27, "00:00:00.000")),       # W28: D-27 00:00:00 is in
         event("u1", at(28, "23:59:59.999")),       # P28, not W28
         event("u1", at(5), "save_report"),         # feature, W28
+        event("u1", at(40, "10:30:00.000"), "save_report", session=2),  # in u1's first session ever
         event("u1", at(-1, "00:00:00.000")),       # first instant of D+1: out for D
         event("u2", at(10)),                       # W28
         event("u2", at(10, "11:00:00.000"), "group_by"),  # feature, W28
@@ -139,13 +140,34 @@ def test_account_rollup_by_hand(crafted_run: Pipeline):
     assert acme["kpi_users_28d"] == 2
     assert acme["days_since_last_active"] == 0
     assert not acme["is_inactive_90d"]
+    assert acme["power_contacts_total"] == 1 and acme["power_contacts_active_28d"] == 1  # u1, " Admin"
+    assert acme["days_since_power_contact_active"] == 0
+    # Only u1 has had a session; its first (D-40, session 2) included save_report.
+    assert acme["first_session_activated_share"] == 1.0
+    assert (acme["run_query_users_28d"], acme["save_report_users_28d"], acme["group_by_users_28d"]) == (2, 1, 1)
+
+
+def test_first_session_is_judged_by_its_own_events(crafted_run: Pipeline):
+    u1 = crafted_run.row("core.contact_metrics", "user_id", "u1", str(D))
+    assert u1["first_session_date"] == pd.Timestamp(D - dt.timedelta(days=40))
+    assert u1["first_session_activated"]
+    # D-3 has a session but no save_report in it.
+    fact = crafted_run.query(
+        "SELECT first_session_activated FROM core.daily_contact_activity WHERE user_id = 'u1' AND activity_date = ?",
+        [str(D - dt.timedelta(days=3))],
+    )
+    assert fact["first_session_activated"].tolist() == [False]
+    u2 = crafted_run.row("core.contact_metrics", "user_id", "u2", str(D))
+    assert pd.isna(u2["first_session_date"]) and pd.isna(u2["first_session_activated"])  # never had a session
 
 
 def test_accounts_with_no_users_or_no_activity_keep_their_row(crafted_run: Pipeline):
     empty = crafted_run.row("export.account_health", "account_id", "EMPTY", str(D))
     assert empty["contacts_total"] == 0 and empty["usage_28d"] == 0 and empty["active_users_28d"] == 0
-    for ratio in ("breadth_28d", "top_user_share_28d", "usage_change_pct", "days_since_last_active"):
+    for ratio in ("breadth_28d", "top_user_share_28d", "usage_change_pct", "days_since_last_active",
+                  "days_since_power_contact_active", "first_session_activated_share"):
         assert pd.isna(empty[ratio]), ratio
+    assert empty["power_contacts_total"] == 0
     assert empty["is_inactive_90d"]
 
     idle = crafted_run.row("export.account_health", "account_id", "IDLE", str(D))
@@ -155,15 +177,29 @@ def test_accounts_with_no_users_or_no_activity_keep_their_row(crafted_run: Pipel
 
 def test_scores_by_hand(crafted_run: Pipeline):
     acme = crafted_run.row("export.account_health", "account_id", "ACME", str(D))
-    # usage 4 -> [1, 50): 1; trend 3.0 -> [0.1, inf): 4; breadth 1.0 -> [0.6, 1]: 4;
-    # top share 0.5 -> (0.4, 0.55]: 3; 2 features -> [2, inf): 4. 16 of 20 points.
-    assert (acme["score_usage_level"], acme["score_usage_trend"], acme["score_breadth"],
-            acme["score_concentration"], acme["score_feature_depth"]) == (1, 4, 4, 3, 4)
-    assert acme["health_score"] == 80.0 and acme["health_band"] == "healthy"
+    # Two contacts: the light_footprint segment (no concentration; adoption weighs 20).
+    # usage 4 -> [1, 50): 1; trend 3.0 -> [0.1, inf): 4; breadth 1.0 -> [0.6, 1]: 4; 2 features: 4.
+    # usage 40 x 5/8 + adoption 20 x 4/4 + depth 20 x 4/4 = 65 of 80 -> 81.25 -> 81.3.
+    assert acme["segment"] == "light_footprint"
+    points = {c: (acme[f"{c}_points"], acme[f"{c}_points_possible"]) for c in
+              ("usage_level", "usage_trend", "breadth", "feature_depth")}
+    assert points == {"usage_level": (1, 4), "usage_trend": (4, 4), "breadth": (4, 4), "feature_depth": (4, 4)}
+    assert pd.isna(acme["concentration_points"]) and pd.isna(acme["power_contacts_points"])
+    assert (acme["usage_level_value"], acme["usage_level_bin"]) == (4, "[1, 50)")
+    assert acme["health_score"] == 81.3 and acme["health_band"] == "healthy"
+    # usage_level lost 100 x 40 x 3/8 / 80 = 18.75 score points.
+    assert acme["top_drag"] == "usage_level" and acme["missing_components"] == ""
+    assert acme["score_reason"] == "healthy 81.3/100: biggest drag usage_level (-18.8 points; usage_28d = 4 in [1, 50))"
 
     empty = crafted_run.row("export.account_health", "account_id", "EMPTY", str(D))
-    # Only the trend has a neutral policy for a null: 2 of 4 points. 2 of 20 -> 10.
-    assert empty["health_score"] == 10.0 and empty["health_band"] == "at_risk"
+    # No contacts: light_footprint. usage 0 + trend null (neutral: 2) = 2 of 8; breadth null (zero)
+    # 0 of 4; depth 0 of 4. 40 x 2/8 / 80 -> 12.5. usage_level, breadth and feature_depth each
+    # cost 25 points; ties go to the first name.
+    assert empty["health_score"] == 12.5 and empty["health_band"] == "at_risk"
+    assert empty["top_drag"] == "breadth" and empty["missing_components"] == "breadth,usage_trend"
+    assert empty["score_reason"] == (
+        "at_risk 12.5/100: biggest drag breadth (-25.0 points; breadth_28d = missing); missing: breadth,usage_trend"
+    )
 
 
 def test_sync_table_rows_and_files(crafted_run: Pipeline):
@@ -221,11 +257,11 @@ def test_extraction_reports_what_it_dropped(tmp_path):
     crafted().write(pipeline.raw_dir)
     result = pipeline.materialize(FIRST, LAST, selection=["raw_activity"])
     meta = {k: v.value for k, v in result.asset_materializations_for_node("raw_activity")[0].metadata.items()}
-    # 15 event rows in range: 1 duplicate; u3 x2 and u4 are excluded; u8's account is unknown
+    # 16 event rows in range: 1 duplicate; u3 x2 and u4 are excluded; u8's account is unknown
     # but u8 is a counted contact, so only 3 rows are dropped for their users.
-    assert meta["events_read"] == 15
+    assert meta["events_read"] == 16
     assert meta["events_duplicates_dropped"] == 1
     assert meta["events_from_excluded_or_unknown_users"] == 3
-    assert meta["events_loaded"] == 11 == meta["dagster/row_count"]
+    assert meta["events_loaded"] == 12 == meta["dagster/row_count"]
     assert (meta["sessions_read"], meta["sessions_duplicates_dropped"], meta["sessions_loaded"]) == (4, 1, 2)
     assert meta["contacts_excluded"] == 2

@@ -9,20 +9,22 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import duckdb
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from health_pipeline.config import load_settings
-from health_pipeline.contract import ACCOUNT_METRICS
+from health_pipeline.config import DEFAULT_CONFIG_PATH, load_settings
 from health_pipeline.definitions import HEALTH_JOB, defs
-from health_pipeline.sample import SampleSpec, generate_sample
-from health_pipeline.stages.scoring import score_column
+from health_pipeline.sample import SampleSpec, _accounts, generate_sample
+from health_pipeline.stages.scoring import EXPLANATION_SUFFIXES, explanation_column
 from health_pipeline_tests.conftest import Pipeline
 
 SPEC = SampleSpec(accounts=12, days=60, seed=11)
 FIRST, LAST = "2026-06-01", "2026-07-30"
 STAGES = ["raw_activity", "daily_contact_activity", "contact_metrics", "account_metrics",
-          "account_health", "sync_export"]
+          "account_health", "sync_export", "band_changes"]
 
 
 @pytest.fixture(scope="module")
@@ -48,23 +50,52 @@ def test_every_non_churned_account_has_one_row_per_day(sample_run: Pipeline):
 def test_sync_table_carries_the_documented_columns(sample_run: Pipeline):
     columns = list(sample_run.query("SELECT * FROM export.account_health LIMIT 0").columns)
     settings = load_settings()
-    expected = ["account_id", "account_name", "owner", "plan", "status", "snapshot_date",
-                "health_score", "health_band", "computed_at", "scorecard_version",
-                *(score_column(c.name) for c in settings.scorecard.components), *ACCOUNT_METRICS]
-    assert set(expected) <= set(columns)
-    versions = sample_run.query("SELECT DISTINCT scorecard_version FROM export.account_health")
-    assert list(versions["scorecard_version"]) == [settings.scorecard_version]
+    expected = [
+        "account_id", "account_name", "owner", "plan", "status", "arr", "vertical", "customer_since",
+        "snapshot_date", "segment", "health_score", "health_band", "band_source", "in_onboarding",
+        "activation_status", *(f"activation_{m.name}" for m in settings.onboarding.measures),
+        "top_drag", "missing_components", "score_reason",
+        *(explanation_column(c, s) for c in settings.components for s in EXPLANATION_SUFFIXES),
+        "previous_score_7d", "score_delta_7d", "previous_score_28d", "score_delta_28d", "previous_band",
+        "band_changed", *settings.account_metrics, "computed_at", "scorecard_version",
+    ]
+    assert columns == expected
 
 
-def test_exported_scores_match_the_reference_scorer(sample_run: Pipeline):
-    scorecard = load_settings().scorecard
+def test_exported_rows_match_the_reference(sample_run: Pipeline):
+    """Segment, score, band, activation and top drag agree with config.Settings.assess on every row."""
+    settings = load_settings()
     export = sample_run.query("SELECT * FROM export.account_health")
+    checked = ["segment", "health_score", "health_band", "in_onboarding", "activation_status", "top_drag",
+               "missing_components", "scorecard_version"]
     for row in export.to_dict("records"):
-        values = {m: (None if pd.isna(row[m]) else float(row[m])) for m in scorecard.metrics}
-        expected, _ = scorecard.score(values)
-        assert row["health_score"] == pytest.approx(expected), row["account_id"]
+        account = {k: (None if pd.isna(v) else v) for k, v in row.items()}
+        account["days_as_customer"] = (row["snapshot_date"] - row["customer_since"]).days
+        for metric in settings.account_metrics:
+            account[metric] = None if account[metric] is None else float(account[metric])
+        expected = settings.assess(account)
+        assert {k: account[k] for k in checked} == pytest.approx(expected), (row["account_id"], row["snapshot_date"])
     assert export["health_score"].between(0, 100).all()
     assert set(export["health_band"]) <= {"healthy", "neutral", "at_risk"}
+    # The sample exercises every segment and both band sources.
+    assert set(export["segment"]) == {s.name for s in settings.segments}
+    assert set(export["band_source"]) == {"score", "activation"}
+
+
+def test_declining_accounts_slide_from_healthy_to_at_risk(sample_run: Pipeline):
+    accounts = _accounts(np.random.default_rng(SPEC.seed), SPEC)
+    declining = list(accounts.loc[accounts["archetype"] == "declining", "account_id"])
+    moves = sample_run.query(
+        "SELECT account_id, snapshot_date, from_band, to_band FROM export.band_changes ORDER BY ALL"
+    )
+    slid = []
+    for account_id, path in moves.groupby("account_id"):
+        steps = list(zip(path["from_band"], path["to_band"]))
+        if ("healthy", "neutral") in steps and ("neutral", "at_risk") in steps[steps.index(("healthy", "neutral")):]:
+            slid.append(account_id)
+    assert slid and set(slid) <= set(declining) | set(accounts.loc[accounts["archetype"] == "churning", "account_id"])
+    # Every listed move is a real change from the previous day's band.
+    assert (moves["from_band"] != moves["to_band"]).all()
 
 
 def test_rollup_equals_the_sum_of_its_contacts(sample_run: Pipeline):
@@ -88,7 +119,7 @@ def test_daily_fact_matches_the_deduplicated_raw_events(sample_run: Pipeline):
     assert totals["fact_events"] == totals["raw_events"] == totals["distinct_events"]
 
 
-def test_definitions_show_six_partitioned_single_run_stages():
+def test_definitions_show_partitioned_single_run_stages():
     assets = {key.to_user_string(): a for a in defs.assets for key in a.keys}
     assert sorted(assets) == sorted(STAGES)
     partitions = {a.partitions_def for a in assets.values()}
@@ -160,11 +191,12 @@ def test_definitions_validate_passes():
 
 def test_bad_config_fails_at_definitions_load(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("events: {usage: [run_query], kpi: run_query, features: [save_report]}\n"
-                   "scorecard: {components: {}, bands: {healthy: 70, neutral: 40}}\n")
+    raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    raw["segments"][0]["when"] = {"seats": {"gte": 10}}
+    bad.write_text(yaml.safe_dump(raw))
     result = _validate({"HEALTH_CONFIG": str(bad)})
     assert result.returncode != 0
-    assert f"{bad}: scorecard.components: must be a non-empty mapping" in result.stdout + result.stderr
+    assert f"{bad}: segments[0].when.seats: unknown account attribute" in result.stdout + result.stderr
 
 
 def test_health_pipeline_run_prints_sync_table_and_top_risks(tmp_path):
@@ -179,5 +211,11 @@ def test_health_pipeline_run_prints_sync_table_and_top_risks(tmp_path):
     assert f"export.account_health in {tmp_path / 'w.duckdb'}" in result.stdout
     assert f"{tmp_path / 'out' / 'account_health'}/snapshot_date=" in result.stdout
     table = result.stdout.split("the ten accounts most at risk on 2026-06-10:\n")[1].splitlines()
-    scores = [float(line.split()[-6]) for line in table[1:11]]
-    assert len(scores) == 10 and scores == sorted(scores)
+    printed = [line.split()[0] for line in table[1:11]]
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:
+        day = conn.execute("SELECT account_id, health_band, health_score, arr FROM export.account_health"
+                           " WHERE snapshot_date = '2026-06-10'").df().to_dict("records")
+    severity = ["at_risk", "neutral", "healthy"]
+    day.sort(key=lambda r: (severity.index(r["health_band"]), r["health_score"], -r["arr"], r["account_id"]))
+    assert printed == [r["account_id"] for r in day[:10]]
+    assert "accounts changed band on 2026-06-10" in result.stdout

@@ -57,7 +57,10 @@ def contact_metrics_sql(settings: Settings) -> str:
         older_history AS (
             -- Before every window: only the latest moments matter, for last_seen_at and recency.
             SELECT user_id, max(last_seen_at) AS last_seen_at,
-                   max(activity_date) FILTER (WHERE {_sum_of(settings.usage_events)} > 0) AS last_usage_date
+                   max(activity_date) FILTER (WHERE {_sum_of(settings.usage_events)} > 0) AS last_usage_date,
+                   min(activity_date) FILTER (WHERE sessions > 0) AS first_session_date,
+                   arg_min(first_session_activated, activity_date) FILTER (WHERE sessions > 0)
+                       AS first_session_activated
             FROM core.daily_contact_activity
             WHERE activity_date < $first_day::DATE - {LOOKBACK_DAYS}
             GROUP BY user_id
@@ -75,7 +78,10 @@ def contact_metrics_sql(settings: Settings) -> str:
                    sum(a.kpi) FILTER (WHERE a.activity_date >= d.snapshot_date - 27) AS kpi_28d,
                    {per_event},
                    max(a.last_seen_at) AS last_seen_at,
-                   max(a.activity_date) FILTER (WHERE a.usage > 0) AS last_usage_date
+                   max(a.activity_date) FILTER (WHERE a.usage > 0) AS last_usage_date,
+                   min(a.activity_date) FILTER (WHERE a.sessions > 0) AS first_session_date,
+                   arg_min(a.first_session_activated, a.activity_date) FILTER (WHERE a.sessions > 0)
+                       AS first_session_activated
             FROM snapshot_dates d
             JOIN recent_activity a ON a.activity_date <= d.snapshot_date
             GROUP BY d.snapshot_date, a.user_id
@@ -90,7 +96,11 @@ def contact_metrics_sql(settings: Settings) -> str:
                CAST(coalesce(w.usage_90d, 0) AS BIGINT) AS usage_90d,
                CAST(coalesce(w.kpi_28d, 0) AS BIGINT) AS kpi_28d,
                coalesce(w.last_seen_at, h.last_seen_at) AS last_seen_at,
-               coalesce(w.last_usage_date, h.last_usage_date) AS last_usage_date
+               coalesce(w.last_usage_date, h.last_usage_date) AS last_usage_date,
+               coalesce(h.first_session_date, w.first_session_date) AS first_session_date,
+               CASE WHEN h.first_session_date IS NOT NULL THEN h.first_session_activated
+                    ELSE w.first_session_activated
+               END AS first_session_activated
         FROM contact_days c
         LEFT JOIN windowed w ON w.snapshot_date = c.snapshot_date AND w.user_id = c.user_id
         LEFT JOIN older_history h ON h.user_id = c.user_id
@@ -105,13 +115,15 @@ def build_contact_metrics(settings: Settings) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb"},
         group_name="health",
+        code_version=settings.metrics_version,
     )
     def contact_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """One row per counted contact per snapshot date D (contacts who joined on or before D).
 
         Rolling-window usage of one person: sessions_28d/90d, active_days_28d, `<event>_28d` per
         tracked event, usage_28d / usage_prev_28d / usage_90d, kpi_28d, last_seen_at (latest
-        session or event up to the end of D, over all history) and last_usage_date.
+        session or event up to the end of D, over all history), last_usage_date, and the
+        contact's first session (first_session_date, first_session_activated) up to D.
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:

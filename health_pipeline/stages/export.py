@@ -17,26 +17,36 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from health_pipeline.config import Settings
-from health_pipeline.contract import ACCOUNT_METRICS
 from health_pipeline.partitions import daily_partitions
 from health_pipeline.resources import ExportTarget
 from health_pipeline.stages.contact_metrics import event_metric_column
-from health_pipeline.stages.scoring import score_column
 from health_pipeline.warehouse import Warehouse, date_range, quote, write_range
 
 
 def account_health_export_sql(settings: Settings) -> str:
-    scores = ", ".join(f"h.{quote(score_column(c.name))}" for c in settings.scorecard.components)
-    metrics = ", ".join(f"m.{quote(metric)}" for metric in ACCOUNT_METRICS)
+    metrics = ", ".join(f"m.{quote(metric)}" for metric in settings.account_metrics)
     return f"""
         SELECT a.account_id, a.name AS account_name, a.owner, a.plan, a.status, a.arr, a.vertical,
-               h.snapshot_date, h.health_score, h.health_band, {scores}, {metrics},
+               a.customer_since, h.* EXCLUDE (account_id, scorecard_version), {metrics},
                $computed_at::TIMESTAMP AS computed_at, h.scorecard_version
         FROM core.account_health h
         JOIN core.account_metrics m ON m.account_id = h.account_id AND m.snapshot_date = h.snapshot_date
         JOIN raw.accounts a ON a.account_id = h.account_id
         WHERE h.snapshot_date BETWEEN $first_day AND $last_day
     """
+
+
+BAND_CHANGES_SQL = """
+    SELECT h.account_id, a.name AS account_name, a.owner, h.snapshot_date, h.segment,
+           h.previous_band AS from_band, h.health_band AS to_band,
+           CASE WHEN list_position(['healthy', 'neutral', 'at_risk'], h.health_band)
+                     > list_position(['healthy', 'neutral', 'at_risk'], h.previous_band)
+                THEN 'worse' ELSE 'better' END AS direction,
+           h.band_source, h.health_score, h.previous_score_7d, h.score_delta_7d,
+           h.top_drag, h.score_reason, $computed_at::TIMESTAMP AS computed_at, h.scorecard_version
+    FROM core.account_health h JOIN raw.accounts a ON a.account_id = h.account_id
+    WHERE h.snapshot_date BETWEEN $first_day AND $last_day AND h.band_changed
+"""
 
 
 def contact_usage_export_sql(settings: Settings) -> str:
@@ -81,6 +91,10 @@ def write_snapshot_files(
     return files
 
 
+def export_params(first_day: dt.date, last_day: dt.date) -> dict:
+    return {"first_day": first_day, "last_day": last_day, "computed_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
+
+
 def build_sync_export(settings: Settings) -> dg.AssetsDefinition:
     @dg.asset(
         name="sync_export",
@@ -89,24 +103,21 @@ def build_sync_export(settings: Settings) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "parquet", "csv"},
         group_name="health",
+        code_version=settings.scoring_version,
     )
     def sync_export(
         context: dg.AssetExecutionContext, warehouse: Warehouse, export_target: ExportTarget
     ) -> dg.MaterializeResult:
         """The sync table: one row per non-churned account per snapshot date, in export.account_health.
 
-        Each row carries the account's attributes, health_score and health_band, the points of
-        every component (`score_<component>`), every per-account metric under its documented
-        name, computed_at (UTC) and scorecard_version. export.contact_usage carries the
+        Each row carries the account's attributes, every column of core.account_health (segment,
+        score, band, activation, explanations, trend), every per-account metric under its
+        documented name, computed_at (UTC) and scorecard_version. export.contact_usage carries the
         per-contact metrics on (user_id, snapshot_date). Both are also written as files under
         HEALTH_EXPORT_DIR: account_health/ and contact_usage/snapshot_date=YYYY-MM-DD.parquet|csv.
         """
         first_day, last_day = date_range(context.partition_time_window)
-        params = {
-            "first_day": first_day,
-            "last_day": last_day,
-            "computed_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
-        }
+        params = export_params(first_day, last_day)
         out = Path(export_target.export_dir)
         with warehouse.get_connection() as conn:
             contacts = write_range(
@@ -129,3 +140,43 @@ def build_sync_export(settings: Settings) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=meta)
 
     return sync_export
+
+
+def build_band_changes(settings: Settings) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="band_changes",
+        deps=["account_health"],
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"duckdb", "parquet", "csv"},
+        group_name="health",
+        code_version=settings.scoring_version,
+    )
+    def band_changes(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, export_target: ExportTarget
+    ) -> dg.MaterializeResult:
+        """One row per account whose health band on D differs from its band on D-1: a CSM's morning list.
+
+        from_band -> to_band with direction (worse or better), the account's owner, segment,
+        score and 7-day delta, top_drag and score_reason. In export.band_changes (keyed on
+        account_id, snapshot_date) and as HEALTH_EXPORT_DIR/band_changes/snapshot_date=D.parquet|csv,
+        one file per day even when nothing moved.
+        """
+        first_day, last_day = date_range(context.partition_time_window)
+        out = Path(export_target.export_dir) / "band_changes"
+        with warehouse.get_connection() as conn:
+            meta = write_range(
+                conn, "export.band_changes", "snapshot_date", first_day, last_day,
+                BAND_CHANGES_SQL, export_params(first_day, last_day),
+            )
+            moves = conn.execute(
+                "SELECT direction, count(*) FROM export.band_changes"
+                " WHERE snapshot_date BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL",
+                [first_day, last_day],
+            ).fetchall()
+            meta.update({f"moved_{direction}": n for direction, n in moves})
+            files = write_snapshot_files(conn, "export.band_changes", "account_id", out, first_day, last_day)
+            meta.update(files_written=dg.MetadataValue.int(files), export_dir=dg.MetadataValue.path(str(out.resolve())))
+        return dg.MaterializeResult(metadata=meta)
+
+    return band_changes

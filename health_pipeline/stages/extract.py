@@ -164,6 +164,7 @@ def build_raw_activity(settings: Settings) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "parquet"},
         group_name="health",
+        code_version=settings.metrics_version,
     )
     def raw_activity(
         context: dg.AssetExecutionContext, warehouse: Warehouse, raw_source: RawSource
