@@ -201,15 +201,10 @@ def scores_sql(settings: Settings) -> str:
         account_scores AS (
             SELECT l.snapshot_date, l.account_id,
                    round(100 * (any_value(s.weighted_share) / any_value(s.live_weight)), 1) AS health_score,
-                   first(l.component ORDER BY l.score_lost DESC, l.component) FILTER (WHERE l.score_lost > 0)
-                       AS top_drag,
-                   first(l.metric ORDER BY l.score_lost DESC, l.component) FILTER (WHERE l.score_lost > 0)
-                       AS top_drag_metric,
-                   first(l.metric_value ORDER BY l.score_lost DESC, l.component) FILTER (WHERE l.score_lost > 0)
-                       AS top_drag_value,
-                   first(l.bin ORDER BY l.score_lost DESC, l.component) FILTER (WHERE l.score_lost > 0)
-                       AS top_drag_bin,
-                   max(l.score_lost) AS top_drag_lost,
+                   -- The costliest component; ties go to the first name.
+                   first({{'component': l.component, 'metric': l.metric, 'value': l.metric_value,
+                           'bin': l.bin, 'lost': l.score_lost}} ORDER BY l.score_lost DESC, l.component)
+                       FILTER (WHERE l.score_lost > 0) AS drag,
                    coalesce(string_agg(l.component, ',' ORDER BY l.component) FILTER (WHERE l.metric_value IS NULL), '')
                        AS missing_components,
                    {explanations}
@@ -247,18 +242,17 @@ def scores_sql(settings: Settings) -> str:
                in_onboarding,
                CASE WHEN in_onboarding THEN activation_status END AS activation_status,
                {onboarding_only},
-               top_drag, missing_components,
+               drag.component AS top_drag, missing_components,
                CASE
                    WHEN in_onboarding THEN format(
                        'onboarding day {{}} of {{}}: activation {{}}, {{}}',
                        snapshot_date - customer_since + 1, $onboarding_days, activation_status, activation_detail)
                    WHEN health_score IS NULL THEN 'not scored: every component''s metric is missing'
-                   WHEN top_drag IS NULL THEN format('{{}} {{:.1f}}/100: full points on every component',
+                   WHEN drag IS NULL THEN format('{{}} {{:.1f}}/100: full points on every component',
                                                      health_band, health_score)
                    ELSE format('{{}} {{:.1f}}/100: biggest drag {{}} (-{{:.1f}} points; {{}} = {{}}{{}})',
-                               health_band, health_score, top_drag, round(top_drag_lost, 1), top_drag_metric,
-                               {_number("top_drag_value")},
-                               CASE WHEN top_drag_bin IS NOT NULL THEN ' in ' || top_drag_bin ELSE '' END)
+                               health_band, health_score, drag.component, round(drag.lost, 1), drag.metric,
+                               {_number("drag.value")}, coalesce(' in ' || drag.bin, ''))
                END || CASE WHEN missing_components <> '' THEN '; missing: ' || missing_components ELSE '' END
                    AS score_reason,
                {explanation_names},
