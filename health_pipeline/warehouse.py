@@ -17,6 +17,7 @@ import dagster as dg
 import duckdb
 from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 SCHEMAS = ("raw", "core", "export")
 
@@ -24,8 +25,19 @@ SCHEMAS = ("raw", "core", "export")
 class Warehouse(DuckDBResource):
     """The DuckDB file every stage reads and writes. Sessions run in UTC.
 
-    `connection_config` takes DuckDB settings such as {"threads": 2, "memory_limit": "4GB"}.
+    `memory_limit` and `threads` bound what one run may use (DuckDB spills larger work to
+    disk next to the database); `connection_config` takes any other DuckDB setting.
     """
+
+    memory_limit: str | None = Field(
+        default=None, description="DuckDB memory_limit, such as '2GB'. Unset: DuckDB's default, 80% of RAM."
+    )
+    threads: int | None = Field(default=None, description="DuckDB threads. Unset: one per core.")
+
+    @property
+    def duckdb_settings(self) -> dict:
+        limits = {"memory_limit": self.memory_limit, "threads": self.threads}
+        return {**self.connection_config, **{k: v for k, v in limits.items() if v}}
 
     @contextmanager
     def get_connection(self, read_only: bool = False):
@@ -39,7 +51,7 @@ class Warehouse(DuckDBResource):
             kwargs={
                 "database": self.database,
                 "read_only": read_only,
-                "config": {"custom_user_agent": "health_pipeline", **self.connection_config},
+                "config": {"custom_user_agent": "health_pipeline", **self.duckdb_settings},
             },
             max_retries=10,
         )
