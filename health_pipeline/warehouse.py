@@ -114,6 +114,14 @@ def replace_date_range(
     return scalar(conn, f"SELECT count(*) FROM {staging}")
 
 
+def day_batches(first_day: dt.date, last_day: dt.date, days: int):
+    """[first_day, last_day] cut into consecutive (first, last) pieces of at most `days` days."""
+    while first_day <= last_day:
+        batch_last = min(last_day, first_day + dt.timedelta(days=days - 1))
+        yield first_day, batch_last
+        first_day = batch_last + dt.timedelta(days=1)
+
+
 def write_range(
     conn: duckdb.DuckDBPyConnection,
     table: str,
@@ -122,9 +130,22 @@ def write_range(
     last_day: dt.date,
     select_sql: str,
     params=None,
+    batch_days: int | None = None,
 ) -> dict[str, dg.MetadataValue]:
-    """Compute a range of days with `select_sql`, swap them into `table`, and describe the result."""
-    staging = stage(conn, table.replace(".", "_"), select_sql, params)
+    """Compute a range of days with `select_sql`, swap them into `table`, and describe the result.
+
+    With `batch_days`, the query runs once per batch of that many days (its named parameters
+    first_day and last_day set to the batch), so a long backfill's working set stays within
+    DuckDB's memory instead of spilling; the whole range is still swapped in one transaction.
+    """
+    if not batch_days:
+        staging = stage(conn, table.replace(".", "_"), select_sql, params)
+    else:
+        staging = stage(conn, table.replace(".", "_"), f"{select_sql} LIMIT 0",
+                        {**params, "first_day": first_day, "last_day": first_day})
+        for batch_first, batch_last in day_batches(first_day, last_day, batch_days):
+            conn.execute(f"INSERT INTO {staging} {select_sql}",
+                         {**params, "first_day": batch_first, "last_day": batch_last})
     rows = replace_date_range(conn, table, date_column, first_day, last_day, staging)
     return table_metadata(conn, table, rows)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
 
 from health_pipeline.resources import default_resources
-from health_pipeline.warehouse import Warehouse
+from health_pipeline.warehouse import Warehouse, day_batches, write_range
 
 
 def test_memory_limit_and_threads_reach_the_connection(tmp_path):
@@ -32,3 +34,28 @@ def test_environment_sets_the_limits_as_env_vars(monkeypatch):
     monkeypatch.delenv("HEALTH_DUCKDB_THREADS")
     unset = default_resources()["warehouse"]
     assert unset.memory_limit is None and unset.threads is None
+
+
+def test_day_batches_cover_the_range_once_in_order():
+    d = dt.date.fromisoformat
+    assert list(day_batches(d("2026-06-01"), d("2026-06-23"), 10)) == [
+        (d("2026-06-01"), d("2026-06-10")), (d("2026-06-11"), d("2026-06-20")), (d("2026-06-21"), d("2026-06-23"))]
+    assert list(day_batches(d("2026-06-01"), d("2026-06-01"), 10)) == [(d("2026-06-01"), d("2026-06-01"))]
+
+
+def test_batched_write_range_equals_one_statement(tmp_path):
+    # Each day's row depends on the batch only through its parameters: a sum over a trailing window.
+    sql = """
+        SELECT CAST(s AS DATE) AS day,
+               (SELECT count(*) FROM range(DATE '2026-05-01', CAST(s AS DATE) + 1, INTERVAL 1 DAY)) AS days_so_far
+        FROM generate_series($first_day::TIMESTAMP, $last_day::TIMESTAMP, INTERVAL 1 DAY) t(s)
+    """
+    first, last = dt.date(2026, 6, 1), dt.date(2026, 6, 23)
+    params = {"first_day": first, "last_day": last}
+    with Warehouse(database=str(tmp_path / "w.duckdb")).get_connection() as conn:
+        write_range(conn, "core.whole", "day", first, last, sql, params)
+        meta = write_range(conn, "core.batched", "day", first, last, sql, params, batch_days=10)
+        whole = conn.execute("SELECT * FROM core.whole ORDER BY day").fetchall()
+        batched = conn.execute("SELECT * FROM core.batched ORDER BY day").fetchall()
+    assert batched == whole and len(whole) == 23 and meta["dagster/row_count"].value == 23
+    assert whole[0] == (first, 32) and whole[-1] == (last, 54)
