@@ -123,10 +123,20 @@ def _setting(env_var: str) -> str | dg.EnvVar:
     return dg.EnvVar(env_var) if os.environ.get(env_var) else str(PATH_DEFAULTS[env_var])
 
 
+def duckdb_limits() -> dict:
+    """DuckDB's memory limit and threads, from HEALTH_DUCKDB_MEMORY_LIMIT and HEALTH_DUCKDB_THREADS if set."""
+    limits = {}
+    if os.environ.get("HEALTH_DUCKDB_MEMORY_LIMIT"):
+        limits["memory_limit"] = dg.EnvVar("HEALTH_DUCKDB_MEMORY_LIMIT")
+    if os.environ.get("HEALTH_DUCKDB_THREADS"):
+        limits["threads"] = dg.EnvVar.int("HEALTH_DUCKDB_THREADS")
+    return limits
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """The embedded default: sample data, a local DuckDB file and local exports."""
     return {
-        "warehouse": Warehouse(database=_setting("HEALTH_WAREHOUSE")),
+        "warehouse": Warehouse(database=_setting("HEALTH_WAREHOUSE"), **duckdb_limits()),
         "raw_source": RawSource(raw_dir=_setting("HEALTH_RAW_DIR")),
         "export_target": ExportTarget(export_dir=_setting("HEALTH_EXPORT_DIR")),
     }

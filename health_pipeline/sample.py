@@ -48,6 +48,7 @@ class SampleSpec:
     seed: int = 7
     start: dt.date = SAMPLE_START
     users_scale: float = 1.0  # multiplies every account's size
+    events_scale: float = 1.0  # multiplies every event's mean count per session
 
 
 def intensity(archetype: np.ndarray, progress: float, onboard_at: np.ndarray) -> np.ndarray:
@@ -247,7 +248,7 @@ def _day(rng, spec, date, day, accounts, users, user_account):
     engagement = users["propensity"].to_numpy()[session_user]
     for event, rate in EVENT_RATES.items():
         scale = affinity if event in ("save_report", "group_by", "share_report") else 1.0
-        n = rng.poisson(rate * (0.4 + engagement) * scale)
+        n = rng.poisson(rate * spec.events_scale * (0.4 + engagement) * scale)
         idx = np.repeat(np.arange(len(session_user)), n)
         offsets = pd.to_timedelta(rng.uniform(0, 5400, len(idx)), "s")
         frames.append(

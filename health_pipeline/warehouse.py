@@ -17,6 +17,7 @@ import dagster as dg
 import duckdb
 from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 SCHEMAS = ("raw", "core", "export")
 
@@ -24,8 +25,19 @@ SCHEMAS = ("raw", "core", "export")
 class Warehouse(DuckDBResource):
     """The DuckDB file every stage reads and writes. Sessions run in UTC.
 
-    `connection_config` takes DuckDB settings such as {"threads": 2, "memory_limit": "4GB"}.
+    `memory_limit` and `threads` bound what one run may use (DuckDB spills larger work to
+    disk next to the database); `connection_config` takes any other DuckDB setting.
     """
+
+    memory_limit: str | None = Field(
+        default=None, description="DuckDB memory_limit, such as '2GB'. Unset: DuckDB's default, 80% of RAM."
+    )
+    threads: int | None = Field(default=None, description="DuckDB threads. Unset: one per core.")
+
+    @property
+    def duckdb_settings(self) -> dict:
+        limits = {"memory_limit": self.memory_limit, "threads": self.threads}
+        return {**self.connection_config, **{k: v for k, v in limits.items() if v}}
 
     @contextmanager
     def get_connection(self, read_only: bool = False):
@@ -39,7 +51,7 @@ class Warehouse(DuckDBResource):
             kwargs={
                 "database": self.database,
                 "read_only": read_only,
-                "config": {"custom_user_agent": "health_pipeline", **self.connection_config},
+                "config": {"custom_user_agent": "health_pipeline", **self.duckdb_settings},
             },
             max_retries=10,
         )
@@ -109,6 +121,14 @@ def replace_date_range(
     return scalar(conn, f"SELECT count(*) FROM {staging}")
 
 
+def day_batches(first_day: dt.date, last_day: dt.date, days: int):
+    """[first_day, last_day] cut into consecutive (first, last) pieces of at most `days` days."""
+    while first_day <= last_day:
+        batch_last = min(last_day, first_day + dt.timedelta(days=days - 1))
+        yield first_day, batch_last
+        first_day = batch_last + dt.timedelta(days=1)
+
+
 def write_range(
     conn: duckdb.DuckDBPyConnection,
     table: str,
@@ -117,9 +137,22 @@ def write_range(
     last_day: dt.date,
     select_sql: str,
     params=None,
+    batch_days: int | None = None,
 ) -> dict[str, dg.MetadataValue]:
-    """Compute a range of days with `select_sql`, swap them into `table`, and describe the result."""
-    staging = stage(conn, table.replace(".", "_"), select_sql, params)
+    """Compute a range of days with `select_sql`, swap them into `table`, and describe the result.
+
+    With `batch_days`, the query runs once per batch of that many days (its named parameters
+    first_day and last_day set to the batch), so a long backfill's working set stays within
+    DuckDB's memory instead of spilling; the whole range is still swapped in one transaction.
+    """
+    if not batch_days:
+        staging = stage(conn, table.replace(".", "_"), select_sql, params)
+    else:
+        staging = stage(conn, table.replace(".", "_"), f"{select_sql} LIMIT 0",
+                        {**params, "first_day": first_day, "last_day": first_day})
+        for batch_first, batch_last in day_batches(first_day, last_day, batch_days):
+            conn.execute(f"INSERT INTO {staging} {select_sql}",
+                         {**params, "first_day": batch_first, "last_day": batch_last})
     rows = replace_date_range(conn, table, date_column, first_day, last_day, staging)
     return table_metadata(conn, table, rows)
 

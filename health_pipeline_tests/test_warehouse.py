@@ -1,0 +1,61 @@
+"""The warehouse resource's DuckDB limits: memory_limit and threads, from config or the environment."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from health_pipeline.resources import default_resources
+from health_pipeline.warehouse import Warehouse, day_batches, write_range
+
+
+def test_memory_limit_and_threads_reach_the_connection(tmp_path):
+    warehouse = Warehouse(database=str(tmp_path / "w.duckdb"), memory_limit="512MB", threads=1)
+    with warehouse.get_connection() as conn:
+        threads, memory = conn.execute(
+            "SELECT current_setting('threads'), current_setting('memory_limit')"
+        ).fetchall()[0]
+    assert threads == 1
+    assert memory == "488.2 MiB"  # DuckDB reports 512 MB in MiB
+
+
+def test_unset_limits_leave_duckdb_defaults(tmp_path):
+    assert Warehouse(database=str(tmp_path / "w.duckdb")).duckdb_settings == {}
+
+
+def test_environment_sets_the_limits_as_env_vars(monkeypatch):
+    monkeypatch.setenv("HEALTH_DUCKDB_MEMORY_LIMIT", "2GB")
+    monkeypatch.setenv("HEALTH_DUCKDB_THREADS", "2")
+    warehouse = default_resources()["warehouse"]
+    assert warehouse.memory_limit == dg.EnvVar("HEALTH_DUCKDB_MEMORY_LIMIT")
+    assert warehouse.threads == dg.EnvVar.int("HEALTH_DUCKDB_THREADS")
+    monkeypatch.delenv("HEALTH_DUCKDB_MEMORY_LIMIT")
+    monkeypatch.delenv("HEALTH_DUCKDB_THREADS")
+    unset = default_resources()["warehouse"]
+    assert unset.memory_limit is None and unset.threads is None
+
+
+def test_day_batches_cover_the_range_once_in_order():
+    d = dt.date.fromisoformat
+    assert list(day_batches(d("2026-06-01"), d("2026-06-23"), 10)) == [
+        (d("2026-06-01"), d("2026-06-10")), (d("2026-06-11"), d("2026-06-20")), (d("2026-06-21"), d("2026-06-23"))]
+    assert list(day_batches(d("2026-06-01"), d("2026-06-01"), 10)) == [(d("2026-06-01"), d("2026-06-01"))]
+
+
+def test_batched_write_range_equals_one_statement(tmp_path):
+    # Each day's row depends on the batch only through its parameters: a sum over a trailing window.
+    sql = """
+        SELECT CAST(s AS DATE) AS day,
+               (SELECT count(*) FROM range(DATE '2026-05-01', CAST(s AS DATE) + 1, INTERVAL 1 DAY)) AS days_so_far
+        FROM generate_series($first_day::TIMESTAMP, $last_day::TIMESTAMP, INTERVAL 1 DAY) t(s)
+    """
+    first, last = dt.date(2026, 6, 1), dt.date(2026, 6, 23)
+    params = {"first_day": first, "last_day": last}
+    with Warehouse(database=str(tmp_path / "w.duckdb")).get_connection() as conn:
+        write_range(conn, "core.whole", "day", first, last, sql, params)
+        meta = write_range(conn, "core.batched", "day", first, last, sql, params, batch_days=10)
+        whole = conn.execute("SELECT * FROM core.whole ORDER BY day").fetchall()
+        batched = conn.execute("SELECT * FROM core.batched ORDER BY day").fetchall()
+    assert batched == whole and len(whole) == 23 and meta["dagster/row_count"].value == 23
+    assert whole[0] == (first, 32) and whole[-1] == (last, 54)
