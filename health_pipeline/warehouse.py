@@ -83,7 +83,10 @@ def replace_date_range(
     last_day: dt.date,
     staging: str,
 ) -> int:
-    """Atomically replace the rows of `table` whose `date_column` is in the range with `staging`."""
+    """Atomically replace the rows of `table` whose `date_column` is in the range with `staging`.
+
+    Rows whose date is NULL belong to no day, so every rewrite replaces them too.
+    """
     conn.execute("BEGIN TRANSACTION")
     try:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {staging} LIMIT 0")
@@ -92,7 +95,8 @@ def replace_date_range(
             if column not in existing:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote(column)} {dtype}")
         conn.execute(
-            f"DELETE FROM {table} WHERE {quote(date_column)} BETWEEN ? AND ?", [first_day, last_day]
+            f"DELETE FROM {table} WHERE {quote(date_column)} BETWEEN ? AND ? OR {quote(date_column)} IS NULL",
+            [first_day, last_day],
         )
         conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staging}")
         conn.execute("COMMIT")
