@@ -97,12 +97,42 @@ class RawTable:
         return "to_json(struct_pack(" + ", ".join(f"{c} := {self.value(c)}" for c in columns) + "))"
 
     @contextmanager
-    def reading(self):
+    def reading(self, conn: duckdb.DuckDBPyConnection):
         """Report a failure to read this table's files as a RawInputError naming the table and file."""
         try:
             yield
         except duckdb.Error as exc:
+            if self.location.endswith("*.parquet"):
+                check_each_file(conn, self.name, self.location)
             raise RawInputError(f"raw table '{self.name}' ({self.location}) cannot be read: {exc}") from exc
+
+
+def check_columns(name: str, file: str, types: dict[str, str]) -> None:
+    """Raise a RawInputError if a file of raw table `name` lacks a required column or has one of a
+    type its values cannot be read as. `types` maps the file's lower-cased columns to DuckDB types."""
+    missing = [c for c in RAW_TABLES[name] if c not in types]
+    if missing:
+        raise RawInputError(
+            f"raw table '{name}' ({file}) lacks required column(s) {', '.join(missing)}; "
+            f"it has {', '.join(sorted(set(types) - {'filename'}))}"
+        )
+    for column in RAW_TABLES[name]:
+        target = VALUE_TYPES.get(column, "VARCHAR")
+        if not READABLE_AS[target].match(types[column]):
+            raise RawInputError(
+                f"raw table '{name}' ({file}) column '{column}' has type {types[column]}, "
+                f"which cannot be read as {target}"
+            )
+
+
+def check_each_file(conn: duckdb.DuckDBPyConnection, name: str, location: str) -> None:
+    """Check every parquet file of a folder on its own, to name the one that breaks the whole."""
+    for (file,) in conn.execute("SELECT file FROM glob(?) ORDER BY file", [location]).fetchall():
+        try:
+            described = conn.execute("DESCRIBE SELECT * FROM read_parquet(?)", [file]).fetchall()
+        except duckdb.Error as exc:
+            raise RawInputError(f"raw table '{name}' ({file}) cannot be read: {exc}") from exc
+        check_columns(name, file, {col.lower(): dtype for col, dtype, *_ in described})
 
 
 class RawSource(dg.ConfigurableResource):
@@ -120,7 +150,9 @@ class RawSource(dg.ConfigurableResource):
         base = Path(self.raw_dir)
         candidates = [
             (base / f"{name}.parquet", "read_parquet(?, filename = true)"),
-            (base / f"{name}.csv", "read_csv(?, header = true, all_varchar = true, filename = true)"),
+            # The dialect is fixed (RFC 4180), not sniffed: odd values must not change how a file splits.
+            (base / f"{name}.csv", "read_csv(?, header = true, all_varchar = true, filename = true, "
+                                   "delim = ',', quote = '\"', escape = '\"')"),
             (base / name, "read_parquet(?, filename = true, union_by_name = true)"),
         ]
         for path, reader in candidates:
@@ -137,42 +169,29 @@ class RawSource(dg.ConfigurableResource):
         try:
             described = conn.execute(f"DESCRIBE SELECT * FROM {reader}", [location]).fetchall()
             if path.is_dir():
-                # union_by_name fills a column one file lacks with NULLs: check each file.
+                # union_by_name fills a column one file lacks with NULLs: check each file has them all.
                 per_file = conn.execute(
                     "SELECT file_name, list(lower(name)) FROM parquet_schema(?) GROUP BY file_name "
                     "ORDER BY file_name", [location]
                 ).fetchall()
             else:
-                per_file = [(location, [col.lower() for col, *_ in described])]
+                per_file = []
         except duckdb.Error as exc:
+            if path.is_dir():
+                check_each_file(conn, name, location)
             raise RawInputError(f"raw table '{name}' ({location}) cannot be read: {exc}") from exc
         for file, columns in per_file:
-            missing = [c for c in RAW_TABLES[name] if c not in columns]
-            if missing:
-                raise RawInputError(
-                    f"raw table '{name}' ({file}) lacks required column(s) {', '.join(missing)}; "
-                    f"it has {', '.join(sorted(set(columns) - {'schema', 'filename'}))}"
-                )
+            if missing := [c for c in RAW_TABLES[name] if c not in columns]:
+                raise RawInputError(f"raw table '{name}' ({file}) lacks required column(s) {', '.join(missing)}; "
+                                    f"it has {', '.join(sorted(set(columns) - {'schema'}))}")
         types = {col.lower(): dtype for col, dtype, *_ in described}
-        for column in RAW_TABLES[name]:
-            target = VALUE_TYPES.get(column, "VARCHAR")
-            if not READABLE_AS[target].match(types[column]):
-                raise RawInputError(
-                    f"raw table '{name}' ({self._file_with(conn, location, column, types[column], path.is_dir())}) "
-                    f"column '{column}' has type {types[column]}, which cannot be read as {target}"
-                )
+        try:
+            check_columns(name, location, types)
+        except RawInputError:
+            if path.is_dir():
+                check_each_file(conn, name, location)
+            raise
         return RawTable(name, location, reader, types)
-
-    @staticmethod
-    def _file_with(conn: duckdb.DuckDBPyConnection, location: str, column: str, dtype: str, is_dir: bool) -> str:
-        """The first file of a folder whose `column` has type `dtype` (the location for one file)."""
-        if not is_dir:
-            return location
-        for (file,) in conn.execute("SELECT file FROM glob(?) ORDER BY file", [location]).fetchall():
-            described = conn.execute("DESCRIBE SELECT * FROM read_parquet(?)", [file]).fetchall()
-            if any(col.lower() == column and t == dtype for col, t, *_ in described):
-                return file
-        return location
 
 
 class ExportTarget(dg.ConfigurableResource):

@@ -40,26 +40,21 @@ ACTIVITY_TABLES = (
 )
 
 
-def _copies(key: str, order: str, attributes: tuple[str, ...]) -> str:
-    """SQL classifying valid rows that share `key`: the first by `order` is kept, an identical
-    later copy is a duplicate, and a later copy that disagrees is a conflicting_duplicate."""
+def _classified_sql(read_sql: str, key: str, order: str, attributes: tuple[str, ...]) -> str:
+    """Rows of `read_sql` (which computes `problem`) with their outcome: the problem if any; else
+    the first copy of each `key` by `order` is loaded, a later identical copy is a duplicate, and
+    a later copy whose `attributes` disagree is a conflicting_duplicate."""
     values = "struct_pack(" + ", ".join(f"{a} := {a}" for a in attributes) + ")"
     return f"""
-        CASE
-            WHEN row_number() OVER copies = 1 THEN '{LOADED}'
-            WHEN {values} IS NOT DISTINCT FROM first_value({values}) OVER copies THEN '{DUPLICATE}'
-            ELSE 'conflicting_duplicate'
-        END
-        """, f"copies AS (PARTITION BY {key}, problem IS NULL ORDER BY {order}, source_file, source_row)"
-
-
-def _classified_sql(read_sql: str, key: str, order: str, attributes: tuple[str, ...]) -> str:
-    """Rows of `read_sql` (which computes `problem`) with their outcome: the problem, or a copy class."""
-    copies, window = _copies(key, order, attributes)
-    return f"""
-        SELECT *, CASE WHEN problem IS NOT NULL THEN problem ELSE {copies} END AS outcome
+        SELECT *,
+               CASE
+                   WHEN problem IS NOT NULL THEN problem
+                   WHEN row_number() OVER copies = 1 THEN '{LOADED}'
+                   WHEN {values} IS NOT DISTINCT FROM first_value({values}) OVER copies THEN '{DUPLICATE}'
+                   ELSE 'conflicting_duplicate'
+               END AS outcome
         FROM ({read_sql})
-        WINDOW {window}
+        WINDOW copies AS (PARTITION BY {key}, problem IS NULL ORDER BY {order}, source_file, source_row)
     """
 
 
@@ -79,7 +74,7 @@ def _stage_accounts(conn: duckdb.DuckDBPyConnection, accounts: RawTable) -> None
                END AS problem
         FROM {accounts.rows}
     """
-    with accounts.reading():
+    with accounts.reading(conn):
         stage(conn, "accounts_read", _classified_sql(read_sql, "account_id", "customer_since, name", attributes),
               [accounts.location])
 
@@ -96,7 +91,7 @@ def _stage_users(conn: duckdb.DuckDBPyConnection, users: RawTable) -> None:
                END AS problem
         FROM {users.rows}
     """
-    with users.reading():
+    with users.reading(conn):
         stage(conn, "users_read", _classified_sql(read_sql, "user_id", "joindate, identity", attributes),
               [users.location])
 
@@ -121,7 +116,7 @@ def _stage_identity_map(conn: duckdb.DuckDBPyConnection, migrations: RawTable | 
                END AS outcome
         FROM {migrations.rows}
     """
-    with migrations.reading():
+    with migrations.reading(conn):
         stage(conn, "migrations_read", read_sql, [migrations.location])
     stage(conn, "identity_map", f"""
         WITH RECURSIVE latest_migrations AS (
@@ -257,7 +252,7 @@ def _stage_activity(conn, table: RawTable, name: str, id_column: str, extra_colu
                END AS problem
         FROM staged_{name}_source
     """
-    with table.reading():
+    with table.reading(conn):
         stage(conn, f"{name}_source", source_sql, [table.location, *bounds, future_limit])
     # Re-synced exports repeat rows: keep one per id, the earliest.
     first_copy = f"""
@@ -293,7 +288,7 @@ def _stage_undated(conn, table: RawTable, future_limit: dt.datetime) -> None:
     """Quarantine the rows of a raw activity table that no partition can hold: no time, an
     unparseable time, or a time further in the future than the tolerance."""
     time = table.utc_time("time")
-    with table.reading():
+    with table.reading(conn):
         conn.execute(
             f"""
             INSERT INTO staged_quarantine
@@ -344,7 +339,7 @@ def extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, settings: Settings,
         )
     """)
     future_limit = now + dt.timedelta(hours=raw.future_tolerance_hours)
-    bounds = [dt.datetime.combine(first_day, dt.time()), dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time())]
+    bounds = [dt.datetime.combine(day, dt.time()) for day in (first_day, last_day + dt.timedelta(days=1))]
     counts = snapshot_dimensions(conn, raw, settings)
     for name, raw_name, id_column, extra_columns in ACTIVITY_TABLES:
         counts |= load_activity(conn, raw, name, raw_name, id_column, extra_columns, bounds,
