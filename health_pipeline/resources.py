@@ -8,6 +8,8 @@ folder otherwise, which is the embedded default that needs no set-up.
 from __future__ import annotations
 
 import os
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +31,24 @@ RAW_TABLES: dict[str, tuple[str, ...]] = {
 }
 OPTIONAL_TABLES = {"user_migrations"}
 
+# column -> what its values are read as; every other column is read as text.
+VALUE_TYPES = {"time": "TIMESTAMPTZ", "joindate": "DATE", "customer_since": "DATE", "arr": "DOUBLE"}
+# The source types a column can be read from. A file whose column has another type (a BOOLEAN
+# time, an epoch BIGINT time, a LIST arr) is structurally wrong: no row of it can be read.
+_INTEGER = r"(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|U?HUGEINT|UBIGINT)"
+# An all-null column has type "NULL" and is readable as anything. Floating-point ids are not
+# readable as ids: 1000001.0 would never match 1000001.
+READABLE_AS = {
+    "TIMESTAMPTZ": re.compile(r'^(TIMESTAMP.*|DATE|VARCHAR|"NULL")$'),
+    "DATE": re.compile(r'^(TIMESTAMP.*|DATE|VARCHAR|"NULL")$'),
+    "DOUBLE": re.compile(rf'^({_INTEGER}|FLOAT|DOUBLE|DECIMAL.*|VARCHAR|"NULL")$'),
+    "VARCHAR": re.compile(rf'^({_INTEGER}|VARCHAR|UUID|"NULL")$'),
+}
+
 
 class RawInputError(ValueError):
-    """A raw table is structurally unusable: missing, unreadable, or missing a column."""
+    """A raw table is structurally unusable: missing, unreadable, lacking a column, or a column
+    of a type its values cannot be read as. The message names the table, the file and the column."""
 
 
 @dataclass(frozen=True)
@@ -43,11 +60,27 @@ class RawTable:
     reader: str  # a DuckDB table function call taking the location as its only parameter
     column_types: dict[str, str]
 
-    def column(self, name: str, cast: str) -> str:
-        """SQL reading `name` as `cast`; NULL when an optional column is absent."""
+    @property
+    def rows(self) -> str:
+        """A relation of the table's rows plus source_file and source_row (1-based, in its file)."""
+        if self.reader.startswith("read_csv"):
+            return (f"(SELECT * EXCLUDE (filename, ordinality), filename AS source_file, "
+                    f"ordinality AS source_row FROM {self.reader} WITH ORDINALITY)")
+        return (f"(SELECT * EXCLUDE (filename), filename AS source_file, "
+                f"file_row_number + 1 AS source_row FROM {self.reader})")
+
+    def value(self, name: str, cast: str = "VARCHAR") -> str:
+        """SQL for `name` read as `cast`: NULL when unreadable, or when an optional column is absent."""
         if name not in self.column_types:
-            return f"CAST(NULL AS {cast}) AS {name}"
-        return f"CAST({name} AS {cast}) AS {name}"
+            return f"CAST(NULL AS {cast})"
+        return f"TRY_CAST({name} AS {cast})"
+
+    def column(self, name: str, cast: str = "VARCHAR") -> str:
+        return f"{self.value(name, cast)} AS {name}"
+
+    def unreadable(self, name: str) -> str:
+        """SQL that is true when `name` holds a value that cannot be read as its VALUE_TYPES type."""
+        return f"({name} IS NOT NULL AND {self.value(name, VALUE_TYPES[name])} IS NULL)"
 
     def utc_time(self, name: str) -> str:
         """SQL for a time column as a UTC TIMESTAMP, NULL when unparseable.
@@ -59,6 +92,48 @@ class RawTable:
             return f"CAST({name} AS TIMESTAMP)"
         return f"CAST(TRY_CAST({name} AS TIMESTAMPTZ) AS TIMESTAMP)"
 
+    def row_json(self, columns: tuple[str, ...]) -> str:
+        """SQL for `columns` of a raw row as a JSON object of their values as text."""
+        return "to_json(struct_pack(" + ", ".join(f"{c} := {self.value(c)}" for c in columns) + "))"
+
+    @contextmanager
+    def reading(self, conn: duckdb.DuckDBPyConnection):
+        """Report a failure to read this table's files as a RawInputError naming the table and file."""
+        try:
+            yield
+        except duckdb.Error as exc:
+            if self.location.endswith("*.parquet"):
+                check_each_file(conn, self.name, self.location)
+            raise RawInputError(f"raw table '{self.name}' ({self.location}) cannot be read: {exc}") from exc
+
+
+def check_columns(name: str, file: str, types: dict[str, str]) -> None:
+    """Raise a RawInputError if a file of raw table `name` lacks a required column or has one of a
+    type its values cannot be read as. `types` maps the file's lower-cased columns to DuckDB types."""
+    missing = [c for c in RAW_TABLES[name] if c not in types]
+    if missing:
+        raise RawInputError(
+            f"raw table '{name}' ({file}) lacks required column(s) {', '.join(missing)}; "
+            f"it has {', '.join(sorted(set(types) - {'filename'}))}"
+        )
+    for column in RAW_TABLES[name]:
+        target = VALUE_TYPES.get(column, "VARCHAR")
+        if not READABLE_AS[target].match(types[column]):
+            raise RawInputError(
+                f"raw table '{name}' ({file}) column '{column}' has type {types[column]}, "
+                f"which cannot be read as {target}"
+            )
+
+
+def check_each_file(conn: duckdb.DuckDBPyConnection, name: str, location: str) -> None:
+    """Check every parquet file of a folder on its own, to name the one that breaks the whole."""
+    for (file,) in conn.execute("SELECT file FROM glob(?) ORDER BY file", [location]).fetchall():
+        try:
+            described = conn.execute("DESCRIBE SELECT * FROM read_parquet(?)", [file]).fetchall()
+        except duckdb.Error as exc:
+            raise RawInputError(f"raw table '{name}' ({file}) cannot be read: {exc}") from exc
+        check_columns(name, file, {col.lower(): dtype for col, dtype, *_ in described})
+
 
 class RawSource(dg.ConfigurableResource):
     """A directory of raw exports in Heap Connect layout.
@@ -67,13 +142,17 @@ class RawSource(dg.ConfigurableResource):
     """
 
     raw_dir: str
+    # Rows stamped later than this past the run's clock are quarantined as future_time.
+    future_tolerance_hours: int = 24
 
     def table(self, conn: duckdb.DuckDBPyConnection, name: str) -> RawTable | None:
         """Locate and describe a raw table; None for an absent optional table."""
         base = Path(self.raw_dir)
         candidates = [
             (base / f"{name}.parquet", "read_parquet(?, filename = true)"),
-            (base / f"{name}.csv", "read_csv(?, header = true, all_varchar = true, filename = true)"),
+            # The dialect is fixed (RFC 4180), not sniffed: odd values must not change how a file splits.
+            (base / f"{name}.csv", "read_csv(?, header = true, all_varchar = true, filename = true, "
+                                   "delim = ',', quote = '\"', escape = '\"')"),
             (base / name, "read_parquet(?, filename = true, union_by_name = true)"),
         ]
         for path, reader in candidates:
@@ -89,15 +168,29 @@ class RawSource(dg.ConfigurableResource):
             )
         try:
             described = conn.execute(f"DESCRIBE SELECT * FROM {reader}", [location]).fetchall()
+            if path.is_dir():
+                # union_by_name fills a column one file lacks with NULLs: check each file has them all.
+                per_file = conn.execute(
+                    "SELECT file_name, list(lower(name)) FROM parquet_schema(?) GROUP BY file_name "
+                    "ORDER BY file_name", [location]
+                ).fetchall()
+            else:
+                per_file = []
         except duckdb.Error as exc:
+            if path.is_dir():
+                check_each_file(conn, name, location)
             raise RawInputError(f"raw table '{name}' ({location}) cannot be read: {exc}") from exc
+        for file, columns in per_file:
+            if missing := [c for c in RAW_TABLES[name] if c not in columns]:
+                raise RawInputError(f"raw table '{name}' ({file}) lacks required column(s) {', '.join(missing)}; "
+                                    f"it has {', '.join(sorted(set(columns) - {'schema'}))}")
         types = {col.lower(): dtype for col, dtype, *_ in described}
-        missing = [c for c in RAW_TABLES[name] if c not in types]
-        if missing:
-            raise RawInputError(
-                f"raw table '{name}' ({location}) lacks required column(s) {', '.join(missing)}; "
-                f"it has {', '.join(sorted(types))}"
-            )
+        try:
+            check_columns(name, location, types)
+        except RawInputError:
+            if path.is_dir():
+                check_each_file(conn, name, location)
+            raise
         return RawTable(name, location, reader, types)
 
 
@@ -135,8 +228,12 @@ def duckdb_limits() -> dict:
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """The embedded default: sample data, a local DuckDB file and local exports."""
+    tolerance = (
+        {"future_tolerance_hours": dg.EnvVar.int("HEALTH_FUTURE_TOLERANCE_HOURS")}
+        if os.environ.get("HEALTH_FUTURE_TOLERANCE_HOURS") else {}
+    )
     return {
         "warehouse": Warehouse(database=_setting("HEALTH_WAREHOUSE"), **duckdb_limits()),
-        "raw_source": RawSource(raw_dir=_setting("HEALTH_RAW_DIR")),
+        "raw_source": RawSource(raw_dir=_setting("HEALTH_RAW_DIR"), **tolerance),
         "export_target": ExportTarget(export_dir=_setting("HEALTH_EXPORT_DIR")),
     }

@@ -1,10 +1,10 @@
 """The DuckDB warehouse: its resource, and the one way every stage writes a partition.
 
 Every stage computes its rows for a date range into a staging table, then swaps them in
-with `replace_date_range`: create-if-missing, add-new-columns, delete the range, insert,
+with `replace_date_range`: create-if-missing, conform the columns, delete the range, insert,
 all in one transaction. A rerun therefore replaces exactly its own days, a reader never
-sees the range half-written, and a warehouse built by an older version gains new columns
-instead of failing the insert.
+sees the range half-written, and a warehouse built by an older version of a stage takes
+that stage's current columns instead of failing the insert.
 """
 
 from __future__ import annotations
@@ -94,6 +94,34 @@ def stage(conn: duckdb.DuckDBPyConnection, name: str, select_sql: str, params=No
     return staging
 
 
+class SchemaChangeError(RuntimeError):
+    """A table's existing values cannot take the type its stage now writes."""
+
+
+def conform_columns(conn: duckdb.DuckDBPyConnection, table: str, staging: str) -> None:
+    """Give `table` exactly the columns of `staging`: the same names, order and types.
+
+    A table written by an older version of its stage gains the new columns (NULL on days not
+    re-run), loses the columns the stage no longer writes, and has changed types cast. The
+    table is rewritten only when its schema differs, inside the caller's transaction.
+    """
+    wanted = [(name, dtype) for name, dtype, *_ in conn.execute(f"DESCRIBE {staging}").fetchall()]
+    have = {name: dtype for name, dtype, *_ in conn.execute(f"DESCRIBE {table}").fetchall()}
+    if list(have.items()) == wanted:
+        return
+    columns = ", ".join(
+        f"CAST({quote(name) if name in have else 'NULL'} AS {dtype}) AS {quote(name)}" for name, dtype in wanted
+    )
+    try:
+        conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {columns} FROM {table}")
+    except duckdb.ConversionException as exc:
+        raise SchemaChangeError(
+            f"{table}: existing rows cannot take the new column types ({str(exc).splitlines()[0]}). "
+            f"Rebuild the table: "
+            f"DROP TABLE {table}, then re-run its asset over the whole range."
+        ) from exc
+
+
 def replace_date_range(
     conn: duckdb.DuckDBPyConnection,
     table: str,
@@ -102,16 +130,17 @@ def replace_date_range(
     last_day: dt.date,
     staging: str,
 ) -> int:
-    """Atomically replace the rows of `table` whose `date_column` is in the range with `staging`."""
+    """Atomically replace the rows of `table` whose `date_column` is in the range with `staging`.
+
+    Rows whose date is NULL belong to no day, so every rewrite replaces them too.
+    """
     conn.execute("BEGIN TRANSACTION")
     try:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {staging} LIMIT 0")
-        existing = {r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()}
-        for column, dtype, *_ in conn.execute(f"DESCRIBE {staging}").fetchall():
-            if column not in existing:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote(column)} {dtype}")
+        conform_columns(conn, table, staging)
         conn.execute(
-            f"DELETE FROM {table} WHERE {quote(date_column)} BETWEEN ? AND ?", [first_day, last_day]
+            f"DELETE FROM {table} WHERE {quote(date_column)} BETWEEN ? AND ? OR {quote(date_column)} IS NULL",
+            [first_day, last_day],
         )
         conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staging}")
         conn.execute("COMMIT")

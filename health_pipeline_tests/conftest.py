@@ -57,6 +57,7 @@ class Pipeline:
     root: Path
     settings: Settings = field(default_factory=load_settings)
     instance: dg.DagsterInstance | None = None  # a fresh ephemeral instance per run unless given
+    future_tolerance_hours: int = 24
 
     @property
     def warehouse(self) -> Warehouse:
@@ -70,21 +71,45 @@ class Pipeline:
     def export_dir(self) -> Path:
         return self.root / "exports"
 
-    def materialize(self, first_day: str | dt.date, last_day: str | dt.date, selection=None):
+    @property
+    def raw_source(self) -> RawSource:
+        return RawSource(raw_dir=str(self.raw_dir), future_tolerance_hours=self.future_tolerance_hours)
+
+    def run(self, first_day: str | dt.date, last_day: str | dt.date, selection=None):
         first_day, last_day = (dt.date.fromisoformat(str(d)) for d in (first_day, last_day))
-        result = dg.materialize(
+        return dg.materialize(
             build_assets(self.settings),
             resources={
                 "warehouse": self.warehouse,
-                "raw_source": RawSource(raw_dir=str(self.raw_dir)),
+                "raw_source": self.raw_source,
                 "export_target": ExportTarget(export_dir=str(self.export_dir)),
             },
             tags=partition_range_tags(first_day, last_day),
             selection=selection,
             instance=self.instance or dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
         )
-        assert result.success
+
+    def materialize(self, first_day: str | dt.date, last_day: str | dt.date, selection=None):
+        result = self.run(first_day, last_day, selection)
+        assert result.success, self.failure_of(result)
         return result
+
+    def failure(self, first_day: str | dt.date, last_day: str | dt.date, selection=None) -> tuple[str, str]:
+        """The exception class name and message of a run that must fail."""
+        result = self.run(first_day, last_day, selection)
+        assert not result.success
+        return self.failure_of(result)
+
+    @staticmethod
+    def failure_of(result) -> tuple[str, str] | None:
+        for event in result.all_events:
+            if event.is_step_failure:
+                error = event.step_failure_data.error
+                while error.cls_name.startswith("Dagster") and error.cause is not None:
+                    error = error.cause  # Dagster wraps the asset's own exception
+                return error.cls_name, error.message.strip().split(": ", 1)[1]  # minus "module.Class: "
+        return None
 
     def query(self, sql: str, params=None) -> pd.DataFrame:
         with duckdb.connect(str(self.root / "warehouse.duckdb"), read_only=True) as conn:

@@ -45,7 +45,7 @@ def crafted() -> RawData:
         user("a1", None, None, joindate="2025-12-01"),  # anonymous, merged into u2
         user("u6", "dan@gone.com", "GONE"),
         user("u7", "erin@idle.com", "IDLE"),
-        user("u8", "frank@nowhere.com", "NOPE"),   # account not in accounts: never rolls up
+        user("u8", "frank@nowhere.com", "NOPE"),   # account not in accounts: quarantined
         # the same user exported twice (identical rows)
         user("u7", "erin@idle.com", "IDLE"),
     ]
@@ -67,7 +67,7 @@ def crafted() -> RawData:
         event("u3", at(1)), event("u3", at(1)),    # excluded user
         event("u4", at(1)),                        # excluded user
         event("u6", at(2)),                        # churned account
-        event("u8", at(2)),                        # unknown account
+        event("u8", at(2)),                        # quarantined user
     ]
     data.events.append(dict(data.events[5]))       # a Heap duplicate of u2's D-10 run_query
     data.sessions = [
@@ -116,8 +116,8 @@ def test_excluded_merged_and_unjoined_users_are_not_contacts(crafted_run: Pipeli
     contacts = set(crafted_run.query(
         "SELECT user_id FROM core.contact_metrics WHERE snapshot_date = ?", [str(D)]
     )["user_id"])
-    # u3/u4 excluded, a1 merged into u2, u5 joins after D.
-    assert contacts == {"u1", "u2", "u6", "u7", "u8"}
+    # u3/u4 excluded, a1 merged into u2, u5 joins after D, u8's account is unknown (quarantined).
+    assert contacts == {"u1", "u2", "u6", "u7"}
     reasons = dict(crafted_run.query("SELECT user_id, excluded_reason FROM raw.contacts").values)
     assert reasons["u3"] == "identity_pattern" and reasons["u4"] == "no_identity"
     assert "a1" not in reasons
@@ -210,7 +210,7 @@ def test_sync_table_rows_and_files(crafted_run: Pipeline):
     assert list(parquet["account_id"]) == list(csv["account_id"]) == ["ACME", "EMPTY", "IDLE"]
     assert list(parquet.columns) == list(day.columns)
     contacts = pd.read_parquet(crafted_run.export_dir / "contact_usage" / f"snapshot_date={D}.parquet")
-    assert set(contacts["user_id"]) == {"u1", "u2", "u6", "u7", "u8"}
+    assert set(contacts["user_id"]) == {"u1", "u2", "u6", "u7"}
     assert contacts.set_index("user_id").loc["u1", "identity"] == "alice@acme.com"
 
 
@@ -257,11 +257,14 @@ def test_extraction_reports_what_it_dropped(tmp_path):
     crafted().write(pipeline.raw_dir)
     result = pipeline.materialize(FIRST, LAST, selection=["raw_activity"])
     meta = {k: v.value for k, v in result.asset_materializations_for_node("raw_activity")[0].metadata.items()}
-    # 16 event rows in range: 1 duplicate; u3 x2 and u4 are excluded; u8's account is unknown
-    # but u8 is a counted contact, so only 3 rows are dropped for their users.
+    # 16 event rows in range: 1 duplicate; u3 x2 and u4 are excluded; u8's account is unknown,
+    # so u8 is quarantined and so is its event.
     assert meta["events_read"] == 16
     assert meta["events_duplicates_dropped"] == 1
-    assert meta["events_from_excluded_or_unknown_users"] == 3
-    assert meta["events_loaded"] == 12 == meta["dagster/row_count"]
+    assert meta["events_from_excluded_users"] == 3
+    assert meta["events_quarantined"] == 1
+    assert meta["quarantined.all_events.quarantined_user"] == 1
+    assert meta["quarantined.users.unknown_account"] == 1
+    assert meta["events_loaded"] == 11 == meta["dagster/row_count"]
     assert (meta["sessions_read"], meta["sessions_duplicates_dropped"], meta["sessions_loaded"]) == (4, 1, 2)
     assert meta["contacts_excluded"] == 2

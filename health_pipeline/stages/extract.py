@@ -2,22 +2,26 @@
 
 Each run also snapshots users and accounts, and resolves identity merges into contacts, so
 that every later stage works on one clean notion of "a contact".
+
+Every raw row ends in exactly one place: loaded, dropped as a duplicate, left out as an
+excluded identity (raw.contacts.excluded_reason says why), or set aside in raw.quarantine
+with a reason code and the file and row it came from. Structural problems (a missing table
+or column, an unreadable file, a column of the wrong type) fail the run with a RawInputError.
 """
 
-
+import datetime as dt
 
 import dagster as dg
 import duckdb
 
 from health_pipeline.config import Settings
 from health_pipeline.partitions import daily_partitions
-from health_pipeline.resources import RawSource, RawTable
+from health_pipeline.resources import RAW_TABLES, RawSource, RawTable
 from health_pipeline.warehouse import (
     Warehouse,
     date_range,
     replace_date_range,
     replace_table,
-    scalar,
     stage,
     table_metadata,
 )
@@ -25,78 +29,102 @@ from health_pipeline.warehouse import (
 # Merge chains longer than this are treated as cycles and stop resolving.
 MAX_MERGE_DEPTH = 32
 
+QUARANTINE = "raw.quarantine"
+# Outcomes that are not bad input: every other outcome is a quarantine reason code.
+LOADED, DUPLICATE, EXCLUDED = "loaded", "duplicate", "excluded"
 
-def snapshot_dimensions(conn: duckdb.DuckDBPyConnection, raw: RawSource, settings: Settings) -> dict:
-    """Replace raw.accounts, raw.contacts and raw.identity_map from the current raw exports."""
-    users = raw.table(conn, "users")
-    accounts = raw.table(conn, "accounts")
-    migrations = raw.table(conn, "user_migrations")
+# (warehouse table, raw table, id column, extra columns)
+ACTIVITY_TABLES = (
+    ("sessions", "sessions", "session_id", ()),
+    ("events", "all_events", "event_id", ("session_id", "event_table_name")),
+)
 
-    accounts_sql = f"""
-        SELECT {accounts.column("account_id", "VARCHAR")}, {accounts.column("name", "VARCHAR")},
-               {accounts.column("owner", "VARCHAR")}, {accounts.column("plan", "VARCHAR")},
-               {accounts.column("arr", "DOUBLE")}, {accounts.column("vertical", "VARCHAR")},
-               {accounts.column("customer_since", "DATE")}, {accounts.column("status", "VARCHAR")}
-        FROM {accounts.reader}
-        WHERE account_id IS NOT NULL
-        QUALIFY row_number() OVER (PARTITION BY account_id ORDER BY customer_since, name) = 1
-    """
-    n_accounts = replace_table(conn, "raw.accounts", stage(conn, "accounts", accounts_sql, [accounts.location]))
 
-    # Users deduplicated by id; each id then mapped to the contact it was merged into.
-    users_sql = f"""
-        SELECT {users.column("user_id", "VARCHAR")}, {users.column("identity", "VARCHAR")},
-               {users.column("joindate", "DATE")}, {users.column("account_id", "VARCHAR")},
-               {users.column("role", "VARCHAR")}
-        FROM {users.reader}
-        WHERE user_id IS NOT NULL
-        QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY joindate, identity) = 1
-    """
-    stage(conn, "users", users_sql, [users.location])
-    stage(conn, "identity_map", _identity_map_sql(migrations), [migrations.location] if migrations else [])
-
-    contacts_sql = """
-        WITH merged_groups AS (
-            -- A contact's joindate is the earliest of every user id merged into it.
-            SELECT m.contact_id, min(u.joindate) AS joindate, any_value(u.account_id) AS any_account_id
-            FROM staged_identity_map m JOIN staged_users u ON u.user_id = m.user_id
-            GROUP BY m.contact_id
-        ),
-        contacts AS (
-            SELECT u.user_id, u.identity, coalesce(g.joindate, u.joindate) AS joindate,
-                   coalesce(u.account_id, g.any_account_id) AS account_id, u.role
-            FROM staged_users u
-            LEFT JOIN merged_groups g ON g.contact_id = u.user_id
-            WHERE u.user_id NOT IN (SELECT user_id FROM staged_identity_map WHERE user_id <> contact_id)
-        )
+def _classified_sql(read_sql: str, key: str, order: str, attributes: tuple[str, ...]) -> str:
+    """Rows of `read_sql` (which computes `problem`) with their outcome: the problem if any; else
+    the first copy of each `key` by `order` is loaded, a later identical copy is a duplicate, and
+    a later copy whose `attributes` disagree is a conflicting_duplicate."""
+    values = "struct_pack(" + ", ".join(f"{a} := {a}" for a in attributes) + ")"
+    return f"""
         SELECT *,
                CASE
-                   WHEN identity IS NULL OR trim(identity) = '' THEN 'no_identity'
-                   WHEN EXISTS (SELECT 1 FROM unnest(?::VARCHAR[]) AS p(pattern) WHERE identity LIKE p.pattern)
-                       THEN 'identity_pattern'
-               END AS excluded_reason
-        FROM contacts
+                   WHEN problem IS NOT NULL THEN problem
+                   WHEN row_number() OVER copies = 1 THEN '{LOADED}'
+                   WHEN {values} IS NOT DISTINCT FROM first_value({values}) OVER copies THEN '{DUPLICATE}'
+                   ELSE 'conflicting_duplicate'
+               END AS outcome
+        FROM ({read_sql})
+        WINDOW copies AS (PARTITION BY {key}, problem IS NULL ORDER BY {order}, source_file, source_row)
     """
-    n_contacts = replace_table(
-        conn, "raw.contacts", stage(conn, "contacts", contacts_sql, [list(settings.exclude_identities)])
-    )
-    replace_table(conn, "raw.identity_map", "staged_identity_map")
-    excluded = scalar(conn, "SELECT count(*) FROM raw.contacts WHERE excluded_reason IS NOT NULL")
-    return {"accounts": n_accounts, "contacts": n_contacts, "contacts_excluded": excluded}
 
 
-def _identity_map_sql(migrations: RawTable | None) -> str:
-    """SQL mapping every merged-away user id to its final contact id (user_id, contact_id)."""
+def _stage_accounts(conn: duckdb.DuckDBPyConnection, accounts: RawTable) -> None:
+    attributes = ("name", "owner", "plan", "arr", "vertical", "customer_since", "status")
+    arr = accounts.value("arr", "DOUBLE")
+    read_sql = f"""
+        SELECT {accounts.column("account_id")}, {accounts.column("name")}, {accounts.column("owner")},
+               {accounts.column("plan")}, {accounts.column("arr", "DOUBLE")}, {accounts.column("vertical")},
+               {accounts.column("customer_since", "DATE")}, {accounts.column("status")},
+               source_file, source_row, {accounts.row_json(RAW_TABLES["accounts"])} AS row_json,
+               CASE
+                   WHEN account_id IS NULL THEN 'null_id'
+                   WHEN {accounts.unreadable("arr")} OR NOT isfinite({arr}) THEN 'unparseable_arr'
+                   WHEN {arr} < 0 THEN 'negative_arr'
+                   WHEN {accounts.unreadable("customer_since")} THEN 'unparseable_customer_since'
+               END AS problem
+        FROM {accounts.rows}
+    """
+    with accounts.reading(conn):
+        stage(conn, "accounts_read", _classified_sql(read_sql, "account_id", "customer_since, name", attributes),
+              [accounts.location])
+
+
+def _stage_users(conn: duckdb.DuckDBPyConnection, users: RawTable) -> None:
+    attributes = ("identity", "joindate", "account_id", "role")
+    read_sql = f"""
+        SELECT {users.column("user_id")}, {users.column("identity")}, {users.column("joindate", "DATE")},
+               {users.column("account_id")}, {users.column("role")},
+               source_file, source_row, {users.row_json((*RAW_TABLES["users"], "role"))} AS row_json,
+               CASE
+                   WHEN user_id IS NULL THEN 'null_id'
+                   WHEN {users.unreadable("joindate")} THEN 'unparseable_joindate'
+               END AS problem
+        FROM {users.rows}
+    """
+    with users.reading(conn):
+        stage(conn, "users_read", _classified_sql(read_sql, "user_id", "joindate, identity", attributes),
+              [users.location])
+
+
+def _stage_identity_map(conn: duckdb.DuckDBPyConnection, migrations: RawTable | None) -> None:
+    """staged_identity_map: every merged-away user id and its final contact id (user_id, contact_id)."""
     if migrations is None:
-        return "SELECT NULL::VARCHAR AS user_id, NULL::VARCHAR AS contact_id WHERE false"
-    return f"""
+        stage(conn, "migrations_read", "SELECT NULL::VARCHAR AS outcome, NULL::VARCHAR AS source_file, "
+                                       "NULL::BIGINT AS source_row, NULL::JSON AS row_json WHERE false")
+        stage(conn, "identity_map", "SELECT NULL::VARCHAR AS user_id, NULL::VARCHAR AS contact_id WHERE false")
+        return
+    time = migrations.utc_time("time")
+    read_sql = f"""
+        SELECT {migrations.column("from_user_id")}, {migrations.column("to_user_id")}, {time} AS utc_time,
+               source_file, source_row, {migrations.row_json(RAW_TABLES["user_migrations"])} AS row_json,
+               CASE
+                   WHEN from_user_id IS NULL OR to_user_id IS NULL THEN 'null_id'
+                   WHEN time IS NULL THEN 'null_time'
+                   WHEN {time} IS NULL THEN 'unparseable_time'
+                   WHEN {migrations.value("from_user_id")} = {migrations.value("to_user_id")} THEN 'self_merge'
+                   ELSE '{LOADED}'
+               END AS outcome
+        FROM {migrations.rows}
+    """
+    with migrations.reading(conn):
+        stage(conn, "migrations_read", read_sql, [migrations.location])
+    stage(conn, "identity_map", f"""
         WITH RECURSIVE latest_migrations AS (
             -- If an id was merged twice, its latest merge wins.
-            SELECT CAST(from_user_id AS VARCHAR) AS from_user_id, CAST(to_user_id AS VARCHAR) AS to_user_id
-            FROM {migrations.reader}
-            WHERE from_user_id IS NOT NULL AND to_user_id IS NOT NULL
-              AND CAST(from_user_id AS VARCHAR) <> CAST(to_user_id AS VARCHAR)
-            QUALIFY row_number() OVER (PARTITION BY from_user_id ORDER BY time DESC, to_user_id) = 1
+            SELECT from_user_id, to_user_id
+            FROM staged_migrations_read
+            WHERE outcome = '{LOADED}'
+            QUALIFY row_number() OVER (PARTITION BY from_user_id ORDER BY utc_time DESC, to_user_id) = 1
         ),
         merge_chain(user_id, contact_id, depth) AS (
             SELECT from_user_id, to_user_id, 1 FROM latest_migrations
@@ -107,54 +135,222 @@ def _identity_map_sql(migrations: RawTable | None) -> str:
         )
         SELECT user_id, arg_max(contact_id, depth) AS contact_id
         FROM merge_chain GROUP BY user_id
+    """)
+
+
+def snapshot_dimensions(conn: duckdb.DuckDBPyConnection, raw: RawSource, settings: Settings) -> dict:
+    """Replace raw.accounts, raw.contacts and raw.identity_map from the current raw exports.
+
+    Stages the dimension rows that are bad input into staged_quarantine.
     """
+    _stage_accounts(conn, raw.table(conn, "accounts"))
+    n_accounts = replace_table(conn, "raw.accounts", stage(conn, "accounts", f"""
+        SELECT account_id, name, owner, plan, arr, vertical, customer_since, status
+        FROM staged_accounts_read WHERE outcome = '{LOADED}'
+    """))
+    _stage_users(conn, raw.table(conn, "users"))
+    _stage_identity_map(conn, raw.table(conn, "user_migrations"))
+
+    contacts_sql = f"""
+        WITH users AS (
+            SELECT * FROM staged_users_read WHERE outcome = '{LOADED}'
+        ),
+        merged_groups AS (
+            -- A contact's joindate is the earliest of every user id merged into it.
+            SELECT m.contact_id, min(u.joindate) AS joindate, any_value(u.account_id) AS any_account_id
+            FROM staged_identity_map m JOIN users u ON u.user_id = m.user_id
+            GROUP BY m.contact_id
+        ),
+        contacts AS (
+            SELECT u.user_id, u.identity, coalesce(g.joindate, u.joindate) AS joindate,
+                   coalesce(u.account_id, g.any_account_id) AS account_id, u.role,
+                   u.source_file, u.source_row, u.row_json
+            FROM users u
+            LEFT JOIN merged_groups g ON g.contact_id = u.user_id
+            WHERE u.user_id NOT IN (SELECT user_id FROM staged_identity_map WHERE user_id <> contact_id)
+        ),
+        with_exclusions AS (
+            SELECT *,
+                   CASE
+                       WHEN identity IS NULL OR trim(identity) = '' THEN 'no_identity'
+                       WHEN EXISTS (SELECT 1 FROM unnest($patterns::VARCHAR[]) AS p(pattern)
+                                    WHERE identity LIKE p.pattern)
+                           THEN 'identity_pattern'
+                   END AS excluded_reason
+            FROM contacts
+        )
+        -- Excluded identities are left out on purpose, whatever their account: not bad input.
+        SELECT *,
+               CASE
+                   WHEN excluded_reason IS NOT NULL THEN '{EXCLUDED}'
+                   WHEN account_id IS NULL THEN 'null_account_id'
+                   WHEN account_id IN (SELECT account_id FROM raw.accounts) THEN '{LOADED}'
+                   WHEN account_id IN (SELECT account_id FROM staged_accounts_read) THEN 'quarantined_account'
+                   ELSE 'unknown_account'
+               END AS outcome
+        FROM with_exclusions
+    """
+    stage(conn, "contacts_checked", contacts_sql, {"patterns": list(settings.exclude_identities)})
+    n_contacts = replace_table(conn, "raw.contacts", stage(conn, "contacts", f"""
+        SELECT user_id, identity, joindate, account_id, role, excluded_reason
+        FROM staged_contacts_checked WHERE outcome IN ('{LOADED}', '{EXCLUDED}')
+    """))
+    replace_table(conn, "raw.identity_map", "staged_identity_map")
+
+    # Dimension rows describe the current exports, not a day: their partition_date is NULL.
+    for source, staged in (("accounts", "accounts_read"), ("users", "users_read"),
+                           ("users", "contacts_checked"), ("user_migrations", "migrations_read")):
+        _quarantine(conn, source, f"staged_{staged}", "NULL")
+    return {
+        "accounts": n_accounts,
+        "contacts": n_contacts,
+        "contacts_excluded": _count(conn, f"SELECT count(*) FROM staged_contacts_checked WHERE outcome = '{EXCLUDED}'"),
+        "accounts_duplicates_dropped": _count_outcome(conn, "staged_accounts_read", DUPLICATE),
+        "users_duplicates_dropped": _count_outcome(conn, "staged_users_read", DUPLICATE),
+    }
 
 
-def _source_rows_sql(table: RawTable, id_column: str, extra_columns: tuple[str, ...]) -> str:
-    """The rows of a raw activity table whose UTC time falls in [?, ?), as read."""
+def _count(conn: duckdb.DuckDBPyConnection, sql: str, params=None) -> int:
+    return int(conn.execute(sql, params or []).fetchall()[0][0])
+
+
+def _count_outcome(conn: duckdb.DuckDBPyConnection, staged: str, outcome: str) -> int:
+    return _count(conn, f"SELECT count(*) FROM {staged} WHERE outcome = ?", [outcome])
+
+
+def _quarantine(conn: duckdb.DuckDBPyConnection, source: str, staged: str, partition_date: str) -> None:
+    """Append the bad-input rows of a classified staging table to staged_quarantine."""
+    conn.execute(
+        f"""
+        INSERT INTO staged_quarantine
+        SELECT {partition_date}, ?, outcome, source_file, source_row, row_json
+        FROM {staged}
+        WHERE outcome NOT IN ('{LOADED}', '{DUPLICATE}', '{EXCLUDED}')
+        """,
+        [source],
+    )
+
+
+def _stage_activity(conn, table: RawTable, name: str, id_column: str, extra_columns, bounds, future_limit) -> str:
+    """Classify the rows of a raw activity table whose UTC time falls in the run's range."""
     time = table.utc_time("time")
-    columns = ", ".join(table.column(c, "VARCHAR") for c in (id_column, "user_id", *extra_columns))
-    return f"""
-        SELECT {columns}, {time} AS time
-        FROM {table.reader}
-        WHERE {time} >= ? AND {time} < ?
+    columns = ", ".join(table.column(c) for c in (id_column, "user_id", *extra_columns))
+    source_sql = f"""
+        SELECT {columns}, {time} AS time, source_file, source_row
+        FROM {table.rows}
+        WHERE {time} >= ? AND {time} < ? AND {time} <= ?
     """
-
-
-def _counted_rows_sql(source: str, id_column: str) -> str:
-    """Source rows deduplicated by id and attributed to counted contacts."""
-    return f"""
-        WITH deduplicated AS (
-            -- Re-synced exports repeat rows: keep one per id, the earliest.
-            SELECT * FROM {source}
-            WHERE {id_column} IS NOT NULL AND user_id IS NOT NULL
-            QUALIFY row_number() OVER (PARTITION BY {id_column} ORDER BY time, user_id) = 1
+    row_json = "to_json(struct_pack(" + ", ".join(
+        f"{c} := CAST({c} AS VARCHAR)" for c in RAW_TABLES[table.name]) + "))"
+    null_name = "WHEN event_table_name IS NULL THEN 'null_event_name'" if "event_table_name" in extra_columns else ""
+    checked_sql = f"""
+        SELECT *, {row_json} AS row_json,
+               CASE
+                   WHEN {id_column} IS NULL THEN 'null_id'
+                   WHEN user_id IS NULL THEN 'null_user_id'
+                   {null_name}
+               END AS problem
+        FROM staged_{name}_source
+    """
+    with table.reading(conn):
+        stage(conn, f"{name}_source", source_sql, [table.location, *bounds, future_limit])
+    # Re-synced exports repeat rows: keep one per id, the earliest.
+    first_copy = f"""
+        CASE WHEN problem IS NOT NULL THEN problem
+             WHEN row_number() OVER (PARTITION BY {id_column}, problem IS NULL
+                                     ORDER BY time, user_id, source_file, source_row) = 1 THEN NULL
+             ELSE '{DUPLICATE}'
+        END
+    """
+    return stage(conn, f"{name}_read", f"""
+        WITH checked AS ({checked_sql}),
+        deduplicated AS (
+            SELECT * REPLACE ({first_copy} AS problem) FROM checked
         ),
         attributed AS (
-            SELECT d.* REPLACE (coalesce(m.contact_id, d.user_id) AS user_id)
+            -- Rows of a merged-away id count for the contact it was merged into.
+            SELECT d.*, coalesce(m.contact_id, d.user_id) AS contact_id
             FROM deduplicated d LEFT JOIN raw.identity_map m ON m.user_id = d.user_id
         )
-        SELECT CAST(a.time AS DATE) AS activity_date, a.*
-        FROM attributed a JOIN raw.contacts c ON c.user_id = a.user_id
-        WHERE c.excluded_reason IS NULL
-    """
+        SELECT a.*,
+               CASE
+                   WHEN a.problem IS NOT NULL THEN a.problem
+                   WHEN c.excluded_reason IS NOT NULL THEN '{EXCLUDED}'
+                   WHEN c.user_id IS NOT NULL THEN '{LOADED}'
+                   WHEN a.contact_id IN (SELECT user_id FROM staged_users_read) THEN 'quarantined_user'
+                   ELSE 'unknown_user'
+               END AS outcome
+        FROM attributed a LEFT JOIN raw.contacts c ON c.user_id = a.contact_id
+    """)
 
 
-def _load_activity(conn, table: RawTable, name: str, id_column: str, extra_columns, bounds, days) -> dict:
-    """Load one raw activity table for the range; return what was read, dropped and kept."""
-    source = stage(conn, f"{name}_source", _source_rows_sql(table, id_column, extra_columns),
-                   [table.location, *bounds])
-    counted = stage(conn, name, _counted_rows_sql(source, id_column))
+def _stage_undated(conn, table: RawTable, future_limit: dt.datetime) -> None:
+    """Quarantine the rows of a raw activity table that no partition can hold: no time, an
+    unparseable time, or a time further in the future than the tolerance."""
+    time = table.utc_time("time")
+    with table.reading(conn):
+        conn.execute(
+            f"""
+            INSERT INTO staged_quarantine
+            SELECT NULL, ?, CASE WHEN time IS NULL THEN 'null_time'
+                                 WHEN {time} IS NULL THEN 'unparseable_time'
+                                 ELSE 'future_time' END,
+                   source_file, source_row, {table.row_json(RAW_TABLES[table.name])}
+            FROM {table.rows}
+            WHERE time IS NULL OR {time} IS NULL OR {time} > ?
+            """,
+            [table.name, table.location, future_limit],
+        )
+
+
+def load_activity(conn, raw: RawSource, name: str, raw_name: str, id_column: str, extra_columns,
+                  bounds, days, future_limit) -> dict:
+    """Load one raw activity table for the range; return what was read, dropped, quarantined and kept."""
+    table = raw.table(conn, raw_name)
+    staged = _stage_activity(conn, table, name, id_column, extra_columns, bounds, future_limit)
+    counted = stage(conn, name, f"""
+        SELECT CAST(time AS DATE) AS activity_date, {id_column}, contact_id AS user_id,
+               {''.join(f'{c}, ' for c in extra_columns)}time
+        FROM {staged} WHERE outcome = '{LOADED}'
+    """)
     kept = replace_date_range(conn, f"raw.{name}", "activity_date", *days, counted)
-    read, distinct = conn.execute(
-        f"SELECT count(*), count(DISTINCT {id_column}) FROM {source}"
-    ).fetchall()[0]
+    _quarantine(conn, raw_name, staged, "CAST(time AS DATE)")
+    _stage_undated(conn, table, future_limit)
+    outcomes = dict(conn.execute(f"SELECT outcome, count(*) FROM {staged} GROUP BY outcome").fetchall())
+    read = sum(outcomes.values())
     return {
         f"{name}_read": read,
-        f"{name}_duplicates_dropped": read - distinct,
-        f"{name}_from_excluded_or_unknown_users": distinct - kept,
+        f"{name}_duplicates_dropped": outcomes.get(DUPLICATE, 0),
+        f"{name}_from_excluded_users": outcomes.get(EXCLUDED, 0),
+        f"{name}_quarantined": read - sum(outcomes.get(o, 0) for o in (LOADED, DUPLICATE, EXCLUDED)),
         f"{name}_loaded": kept,
     }
+
+
+def extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, settings: Settings,
+            first_day: dt.date, last_day: dt.date, now: dt.datetime) -> dict:
+    """Snapshot the dimensions, load sessions and events for [first_day, last_day], and replace
+    the range's quarantine rows. `now` is the run's clock (UTC, naive) for the future-time rule.
+    Returns the figures the asset reports."""
+    conn.execute("""
+        CREATE OR REPLACE TEMP TABLE staged_quarantine (
+            partition_date DATE, source_table VARCHAR, reason VARCHAR,
+            source_file VARCHAR, source_row BIGINT, row_json JSON
+        )
+    """)
+    future_limit = now + dt.timedelta(hours=raw.future_tolerance_hours)
+    bounds = [dt.datetime.combine(day, dt.time()) for day in (first_day, last_day + dt.timedelta(days=1))]
+    counts = snapshot_dimensions(conn, raw, settings)
+    for name, raw_name, id_column, extra_columns in ACTIVITY_TABLES:
+        counts |= load_activity(conn, raw, name, raw_name, id_column, extra_columns, bounds,
+                                (first_day, last_day), future_limit)
+    counts["quarantined_rows"] = replace_date_range(
+        conn, QUARANTINE, "partition_date", first_day, last_day, "staged_quarantine")
+    for source, reason, n in conn.execute(
+        "SELECT source_table, reason, count(*) FROM staged_quarantine GROUP BY ALL ORDER BY ALL"
+    ).fetchall():
+        counts[f"quarantined.{source}.{reason}"] = n
+    return counts
 
 
 def build_raw_activity(settings: Settings) -> dg.AssetsDefinition:
@@ -172,24 +368,20 @@ def build_raw_activity(settings: Settings) -> dg.AssetsDefinition:
         """One row of `raw.events` per product event, and of `raw.sessions` per session, in UTC.
 
         Rows are deduplicated by event_id / session_id, attributed to the contact they were merged
-        into, and limited to counted contacts: excluded (internal, test, no identity) and unknown
-        users are dropped. Each run also refreshes the `raw.accounts`, `raw.contacts` and
+        into, and limited to counted contacts: excluded identities (internal, test, no identity)
+        are left out. Each run also refreshes the `raw.accounts`, `raw.contacts` and
         `raw.identity_map` snapshots from the current exports.
+
+        Bad rows go to `raw.quarantine`, one row per raw row set aside: partition_date (its UTC
+        day; NULL for rows of users, accounts or merges, and for rows with no usable time),
+        source_table, reason, source_file, source_row and the row as JSON.
         """
         first_day, last_day = date_range(context.partition_time_window)
-        bounds = [context.partition_time_window.start.replace(tzinfo=None),
-                  context.partition_time_window.end.replace(tzinfo=None)]
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with warehouse.get_connection() as conn:
-            dims = snapshot_dimensions(conn, raw_source, settings)
-            days = (first_day, last_day)
-            counts = {
-                **_load_activity(conn, raw_source.table(conn, "sessions"), "sessions", "session_id", (),
-                                 bounds, days),
-                **_load_activity(conn, raw_source.table(conn, "all_events"), "events", "event_id",
-                                 ("session_id", "event_table_name"), bounds, days),
-            }
+            counts = extract(conn, raw_source, settings, first_day, last_day, now)
             meta = table_metadata(
-                conn, "raw.events", counts["events_loaded"], **counts, **dims,
+                conn, "raw.events", counts["events_loaded"], **counts,
                 first_day=str(first_day), last_day=str(last_day),
             )
         return dg.MaterializeResult(metadata=meta)

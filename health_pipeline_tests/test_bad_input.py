@@ -1,0 +1,490 @@
+"""Bad raw input: each kind fails the run with a named error, or lands in raw.quarantine with its reason.
+
+Every case starts from the same small valid export (one account, two users, events and sessions
+on two days) and adds or breaks one thing. The valid rows must always still load.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from health_pipeline.config import load_settings
+from health_pipeline.resources import RawInputError, RawSource
+from health_pipeline.stages.extract import extract as extract_range
+from health_pipeline.warehouse import Warehouse
+from health_pipeline_tests.conftest import Pipeline, RawData
+
+DAY, NEXT = "2026-08-10", "2026-08-11"
+
+
+def valid() -> RawData:
+    data = RawData()
+    data.accounts = [dict(account_id="A1", name="Acme", owner="Ana", plan="growth", arr=50000.0,
+                          vertical="saas", customer_since="2024-01-01", status="paying")]
+    data.users = [
+        dict(user_id="u1", identity="alice@acme.com", joindate="2026-01-01", account_id="A1", role="admin"),
+        dict(user_id="qa", identity="qa@garbage.io", joindate="2026-01-01", account_id="A1", role="admin"),
+    ]
+    data.events = [
+        dict(event_id="1", user_id="u1", session_id="1", time=f"{DAY} 09:00:00", event_table_name="run_query"),
+        dict(event_id="2", user_id="u1", session_id="2", time=f"{NEXT} 09:00:00", event_table_name="save_report"),
+        dict(event_id="3", user_id="qa", session_id="3", time=f"{DAY} 10:00:00", event_table_name="run_query"),
+    ]
+    data.sessions = [dict(session_id="1", user_id="u1", time=f"{DAY} 08:59:00"),
+                     dict(session_id="2", user_id="u1", time=f"{NEXT} 08:59:00")]
+    return data
+
+
+def event(event_id, user_id="u1", time=f"{DAY} 12:00:00", name="run_query") -> dict:
+    """An event row; ids are text, as Heap exports them (an int column with a null would be a float)."""
+    event_id = None if event_id is None else str(event_id)
+    return dict(event_id=event_id, user_id=user_id, session_id="1", time=time, event_table_name=name)
+
+
+def extract(pipeline: Pipeline, data: RawData, fmt: str = "parquet") -> dict:
+    """Write `data`, run raw_activity for DAY..NEXT, and return its metadata."""
+    data.write(pipeline.raw_dir, fmt)
+    result = pipeline.materialize(DAY, NEXT, selection=["raw_activity"])
+    return {k: v.value for k, v in result.asset_materializations_for_node("raw_activity")[0].metadata.items()}
+
+
+def quarantined(pipeline: Pipeline) -> list[tuple]:
+    """(source_table, reason, partition_date or None, source_row, row) for every quarantine row."""
+    frame = pipeline.query("SELECT * FROM raw.quarantine ORDER BY source_table, reason, partition_date, source_row")
+    return [(r.source_table, r.reason, None if pd.isna(r.partition_date) else str(r.partition_date.date()),
+             r.source_row, json.loads(r.row_json)) for r in frame.itertuples()]
+
+
+def assert_valid_rows_loaded(pipeline: Pipeline) -> None:
+    events = pipeline.query("SELECT event_id, user_id FROM raw.events ORDER BY event_id")
+    assert list(events["event_id"]) == ["1", "2"] and set(events["user_id"]) == {"u1"}
+    assert list(pipeline.query("SELECT session_id FROM raw.sessions ORDER BY ALL")["session_id"]) == ["1", "2"]
+    assert list(pipeline.query("SELECT account_id FROM raw.accounts")["account_id"]) == ["A1"]
+
+
+def test_valid_export_quarantines_nothing(pipeline):
+    meta = extract(pipeline, valid())
+    assert_valid_rows_loaded(pipeline)
+    assert quarantined(pipeline) == []
+    # The excluded identity's event is not bad input: it is counted apart from the quarantine.
+    assert meta["events_from_excluded_users"] == 1 and meta["events_quarantined"] == 0
+    assert meta["quarantined_rows"] == 0
+
+
+# --- row-level problems: quarantined with a reason; everything valid still loads -------------
+
+def test_event_with_null_user_id(pipeline):
+    data = valid()
+    data.events.append(event(10, user_id=None))
+    meta = extract(pipeline, data)
+    assert_valid_rows_loaded(pipeline)
+    [(table, reason, day, row, values)] = quarantined(pipeline)
+    assert (table, reason, day, row) == ("all_events", "null_user_id", DAY, 4)  # the 4th row of the file
+    assert values == {"event_id": "10", "user_id": None, "session_id": "1", "time": f"{DAY} 12:00:00",
+                      "event_table_name": "run_query"}
+    assert meta["quarantined.all_events.null_user_id"] == 1 and meta["events_quarantined"] == 1
+
+
+def test_event_and_session_with_null_id(pipeline):
+    data = valid()
+    data.events.append(event(None))
+    data.sessions.append(dict(session_id=None, user_id="u1", time=f"{NEXT} 10:00:00"))
+    extract(pipeline, data)
+    assert_valid_rows_loaded(pipeline)
+    assert [q[:4] for q in quarantined(pipeline)] == [("all_events", "null_id", DAY, 4),
+                                                      ("sessions", "null_id", NEXT, 3)]
+
+
+def test_unparseable_time_has_no_day(pipeline):
+    data = valid()
+    data.events.append(event(10, time="yesterday-ish"))
+    data.sessions.append(dict(session_id="9", user_id="u1", time="2026-13-45 25:00:00"))
+    extract(pipeline, data, fmt="csv")
+    assert_valid_rows_loaded(pipeline)
+    assert [q[:4] for q in quarantined(pipeline)] == [("all_events", "unparseable_time", None, 4),
+                                                      ("sessions", "unparseable_time", None, 3)]
+    assert quarantined(pipeline)[0][4]["time"] == "yesterday-ish"  # the value as read
+
+
+def test_null_time(pipeline):
+    data = valid()
+    data.events.append(event(10, time=None))
+    extract(pipeline, data, fmt="csv")
+    assert [q[:4] for q in quarantined(pipeline)] == [("all_events", "null_time", None, 4)]
+
+
+def test_event_of_unknown_user(pipeline):
+    data = valid()
+    data.events.append(event(10, user_id="ghost"))
+    data.sessions.append(dict(session_id="9", user_id="ghost", time=f"{DAY} 11:00:00"))
+    meta = extract(pipeline, data)
+    assert_valid_rows_loaded(pipeline)
+    assert [q[:3] for q in quarantined(pipeline)] == [("all_events", "unknown_user", DAY),
+                                                      ("sessions", "unknown_user", DAY)]
+    assert meta["events_quarantined"] == meta["sessions_quarantined"] == 1
+
+
+def test_user_whose_account_is_not_in_accounts(pipeline):
+    """The user is quarantined, and its activity is quarantined as belonging to a quarantined user."""
+    data = valid()
+    data.users.append(dict(user_id="u9", identity="nina@else.com", joindate="2026-01-01", account_id="NOPE"))
+    data.events.append(event(10, user_id="u9"))
+    extract(pipeline, data)
+    assert_valid_rows_loaded(pipeline)
+    assert [q[:4] for q in quarantined(pipeline)] == [("all_events", "quarantined_user", DAY, 4),
+                                                      ("users", "unknown_account", None, 3)]
+    assert "u9" not in set(pipeline.query("SELECT user_id FROM raw.contacts")["user_id"])
+
+
+def test_user_with_null_account_id(pipeline):
+    data = valid()
+    data.users.append(dict(user_id="u9", identity="nina@else.com", joindate="2026-01-01", account_id=None))
+    extract(pipeline, data)
+    assert [q[:3] for q in quarantined(pipeline)] == [("users", "null_account_id", None)]
+
+
+def test_anonymous_user_merged_into_a_contact_is_not_quarantined(pipeline):
+    """An id with no account that was merged into a contact takes the contact's account."""
+    data = valid()
+    data.users.append(dict(user_id="anon", identity=None, joindate="2026-01-01", account_id=None))
+    data.migrations = [dict(from_user_id="anon", to_user_id="u1", time="2026-01-02 00:00:00")]
+    data.events.append(event(10, user_id="anon"))
+    extract(pipeline, data)
+    assert quarantined(pipeline) == []
+    assert pipeline.query("SELECT user_id FROM raw.events WHERE event_id = '10'")["user_id"][0] == "u1"
+
+
+def test_event_time_beyond_the_future_tolerance(tmp_path):
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    soon, later = ((now + dt.timedelta(hours=h)).strftime("%Y-%m-%d %H:%M:%S") for h in (2, 30))
+    data = valid()
+    data.events += [event(10, time=soon), event(11, time=later), event(12, time="2999-01-01 00:00:00")]
+    default = Pipeline(tmp_path / "default")   # 24 hours of tolerance
+    extract(default, data)
+    assert [(q[1], q[2], q[4]["event_id"]) for q in quarantined(default)] == [
+        ("future_time", None, "11"), ("future_time", None, "12")]
+    strict = Pipeline(tmp_path / "strict", future_tolerance_hours=1)
+    extract(strict, data)
+    assert [q[4]["event_id"] for q in quarantined(strict)] == ["10", "11", "12"]
+
+
+def test_negative_arr_quarantines_the_account_and_its_users(pipeline):
+    data = valid()
+    data.accounts.append(dict(account_id="A2", name="Neg", owner="Ben", plan="starter", arr=-10.0,
+                              vertical="media", customer_since="2024-01-01", status="paying"))
+    data.users.append(dict(user_id="u2", identity="bo@neg.com", joindate="2026-01-01", account_id="A2"))
+    data.events.append(event(10, user_id="u2"))
+    extract(pipeline, data)
+    assert_valid_rows_loaded(pipeline)
+    assert [q[:3] for q in quarantined(pipeline)] == [("accounts", "negative_arr", None),
+                                                      ("all_events", "quarantined_user", DAY),
+                                                      ("users", "quarantined_account", None)]
+
+
+def test_unparseable_and_infinite_arr(pipeline):
+    data = valid()
+    for account_id, arr in (("A2", "lots"), ("A3", "1e400"), ("A4", "")):
+        data.accounts.append(dict(account_id=account_id, name=account_id, owner="Ben", plan="starter", arr=arr,
+                                  vertical="media", customer_since="2024-01-01", status="trial"))
+    extract(pipeline, data, fmt="csv")
+    assert [(q[1], q[4]["account_id"]) for q in quarantined(pipeline)] == [
+        ("unparseable_arr", "A2"), ("unparseable_arr", "A3")]
+    # An account without arr (an empty CSV field) is valid.
+    assert set(pipeline.query("SELECT account_id FROM raw.accounts")["account_id"]) == {"A1", "A4"}
+
+
+def test_accounts_with_null_id_and_conflicting_duplicates(pipeline):
+    data = valid()
+    acme = data.accounts[0]
+    data.accounts += [
+        dict(acme),                                  # an identical copy: a duplicate, not bad input
+        dict(acme, owner="Someone Else"),            # the same id saying something else
+        dict(acme, account_id=None, name="Nameless"),
+    ]
+    meta = extract(pipeline, data)
+    assert [(q[1], q[3]) for q in quarantined(pipeline)] == [("conflicting_duplicate", 3), ("null_id", 4)]
+    assert meta["accounts_duplicates_dropped"] == 1
+    assert pipeline.query("SELECT owner FROM raw.accounts")["owner"].tolist() == ["Ana"]
+
+
+def test_users_with_null_id_unparseable_joindate_and_conflicting_duplicates(pipeline):
+    data = valid()
+    data.users += [
+        dict(user_id=None, identity="x@acme.com", joindate="2026-01-01", account_id="A1"),
+        dict(user_id="u3", identity="cy@acme.com", joindate="the first of may", account_id="A1"),
+        dict(data.users[0], role="viewer"),
+    ]
+    extract(pipeline, data, fmt="csv")
+    assert [(q[1], q[3]) for q in quarantined(pipeline)] == [
+        ("conflicting_duplicate", 5), ("null_id", 3), ("unparseable_joindate", 4)]
+    assert_valid_rows_loaded(pipeline)
+
+
+def test_event_with_null_event_name(pipeline):
+    data = valid()
+    data.events.append(event(10, name=None))
+    extract(pipeline, data)
+    assert [q[:3] for q in quarantined(pipeline)] == [("all_events", "null_event_name", DAY)]
+
+
+def test_bad_merges(pipeline):
+    data = valid()
+    data.migrations = [dict(from_user_id="x", to_user_id=None, time="2026-01-02 00:00:00"),
+                       dict(from_user_id="u1", to_user_id="u1", time="2026-01-02 00:00:00")]
+    extract(pipeline, data)
+    assert [(q[0], q[1]) for q in quarantined(pipeline)] == [("user_migrations", "null_id"),
+                                                            ("user_migrations", "self_merge")]
+    assert_valid_rows_loaded(pipeline)
+
+
+def test_duplicates_are_counted_not_quarantined(pipeline):
+    data = valid()
+    data.events.append(dict(data.events[0]))
+    data.sessions.append(dict(data.sessions[0]))
+    meta = extract(pipeline, data)
+    assert quarantined(pipeline) == []
+    assert meta["events_duplicates_dropped"] == 1 and meta["sessions_duplicates_dropped"] == 1
+
+
+def test_rerun_replaces_the_range_quarantine_rows(pipeline):
+    data = valid()
+    data.events += [event(10, user_id="ghost"), event(11, user_id="ghost", time=f"{NEXT} 12:00:00"),
+                    event(12, time="2999-01-01 00:00:00")]
+    extract(pipeline, data)
+    pipeline.materialize(DAY, NEXT, selection=["raw_activity"])
+    pipeline.materialize(NEXT, NEXT, selection=["raw_activity"])
+    assert [(q[1], q[2]) for q in quarantined(pipeline)] == [
+        ("future_time", None), ("unknown_user", DAY), ("unknown_user", NEXT)]
+    # The source is fixed: a rerun of one day clears that day's rows and the undated ones.
+    data.events = [e for e in data.events if e["event_id"] not in ("11", "12")]
+    data.write(pipeline.raw_dir)
+    pipeline.materialize(NEXT, NEXT, selection=["raw_activity"])
+    assert [(q[1], q[2]) for q in quarantined(pipeline)] == [("unknown_user", DAY)]
+
+
+# --- structural problems: the run fails with a message naming the table, the file and the column --
+
+def test_missing_required_column(pipeline):
+    valid().write(pipeline.raw_dir)
+    events = pd.read_parquet(pipeline.raw_dir / "all_events.parquet").drop(columns="event_table_name")
+    events.to_parquet(pipeline.raw_dir / "all_events.parquet")
+    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    assert cls == "RawInputError"
+    assert message.startswith(f"raw table 'all_events' ({pipeline.raw_dir / 'all_events.parquet'}) "
+                              "lacks required column(s) event_table_name")
+
+
+def test_unreadable_file(pipeline):
+    valid().write(pipeline.raw_dir)
+    (pipeline.raw_dir / "sessions.parquet").write_bytes(b"PAR1 this is not parquet")
+    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    assert cls == "RawInputError"
+    assert message.startswith(f"raw table 'sessions' ({pipeline.raw_dir / 'sessions.parquet'}) cannot be read")
+
+
+def test_column_of_a_type_that_cannot_be_cast(pipeline):
+    """Epoch-millisecond integers are not timestamps: every row would be unparseable."""
+    valid().write(pipeline.raw_dir)
+    events = pd.read_parquet(pipeline.raw_dir / "all_events.parquet")
+    events["time"] = events["time"].astype("int64") // 1_000_000
+    events.to_parquet(pipeline.raw_dir / "all_events.parquet")
+    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    assert (cls, message) == ("RawInputError", f"raw table 'all_events' ({pipeline.raw_dir / 'all_events.parquet'}) "
+                                               "column 'time' has type BIGINT, which cannot be read as TIMESTAMPTZ")
+
+
+def test_floating_point_ids_are_refused(pipeline):
+    valid().write(pipeline.raw_dir)
+    users = pd.read_parquet(pipeline.raw_dir / "users.parquet")
+    users["user_id"] = [1.0, 2.0]
+    users.to_parquet(pipeline.raw_dir / "users.parquet")
+    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    assert message == (f"raw table 'users' ({pipeline.raw_dir / 'users.parquet'}) column 'user_id' has type "
+                       "DOUBLE, which cannot be read as VARCHAR")
+
+
+def test_missing_table(pipeline):
+    valid().write(pipeline.raw_dir)
+    (pipeline.raw_dir / "accounts.parquet").unlink()
+    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    assert cls == "RawInputError" and message.startswith(f"raw table 'accounts' not found in {pipeline.raw_dir}")
+
+
+def _as_daily_folder(pipeline: Pipeline, data: RawData) -> None:
+    """Write all_events as a folder of one parquet file per day, the layout for large exports."""
+    data.write(pipeline.raw_dir)
+    events = pd.read_parquet(pipeline.raw_dir / "all_events.parquet")
+    (pipeline.raw_dir / "all_events.parquet").unlink()
+    (pipeline.raw_dir / "all_events").mkdir()
+    for day, rows in events.groupby(events["time"].dt.date):
+        rows.to_parquet(pipeline.raw_dir / "all_events" / f"{day}.parquet", index=False)
+
+
+def test_one_file_of_a_folder_lacks_a_column(pipeline):
+    _as_daily_folder(pipeline, valid())
+    broken = pipeline.raw_dir / "all_events" / f"{NEXT}.parquet"
+    pd.read_parquet(broken).drop(columns="user_id").to_parquet(broken, index=False)
+    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    assert (cls, message) == ("RawInputError", f"raw table 'all_events' ({broken}) lacks required column(s) "
+                                               "user_id; it has event_id, event_table_name, session_id, time")
+
+
+def test_one_file_of_a_folder_has_a_column_of_the_wrong_type(pipeline):
+    _as_daily_folder(pipeline, valid())
+    broken = pipeline.raw_dir / "all_events" / f"{NEXT}.parquet"
+    rows = pd.read_parquet(broken)
+    rows["time"] = rows["time"].astype("int64")
+    rows.to_parquet(broken, index=False)
+    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    assert cls == "RawInputError"
+    assert message.startswith(f"raw table 'all_events' ({broken}) column 'time' has type")
+
+
+def test_folder_layout_quarantines_with_the_file_of_the_row(pipeline):
+    data = valid()
+    data.events.append(event(10, user_id="ghost", time=f"{NEXT} 12:00:00"))
+    _as_daily_folder(pipeline, data)
+    pipeline.materialize(DAY, NEXT, selection=["raw_activity"])
+    [(table, reason, day, row, values)] = quarantined(pipeline)
+    assert (reason, day, row) == ("unknown_user", NEXT, 2)
+    file = pipeline.query("SELECT source_file FROM raw.quarantine")["source_file"][0]
+    assert file == str(pipeline.raw_dir / "all_events" / f"{NEXT}.parquet")
+    assert pd.read_parquet(file).iloc[row - 1]["event_id"] == "10"
+
+
+# --- generated garbage: quarantined, or a named error; never an unnamed traceback -----------------
+
+NOW = dt.datetime(2026, 11, 22, 12, 0)
+IN_RANGE = st.datetimes(dt.datetime(2026, 8, 10), dt.datetime(2026, 8, 11, 23, 59, 59)).map(
+    lambda t: t.strftime("%Y-%m-%d %H:%M:%S"))
+GARBAGE = st.text(st.characters(exclude_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=10).filter(
+    lambda s: s == s.strip() and not s.startswith("valid"))
+HUGE = st.integers(-(10**30), 10**30).map(str)
+TIMES = st.one_of(st.none(), GARBAGE, HUGE, IN_RANGE, IN_RANGE.map(lambda t: t.replace(" ", "T") + "+02:00"),
+                  st.just("2999-01-01 00:00:00"), st.just("2020-01-01 00:00:00"))
+IDS = st.one_of(st.none(), GARBAGE, HUGE)
+EVENT_USERS = st.one_of(st.none(), GARBAGE, st.sampled_from(["valid-u", "valid-qa", "ghost"]))
+COLUMNS = {
+    "users": ["user_id", "identity", "joindate", "account_id", "role"],
+    "accounts": ["account_id", "name", "owner", "plan", "arr", "vertical", "customer_since", "status"],
+    "sessions": ["session_id", "user_id", "time"],
+    "all_events": ["event_id", "user_id", "session_id", "time", "event_table_name"],
+}
+
+
+def _garbage_exports():
+    event = st.fixed_dictionaries(dict(event_id=IDS, user_id=EVENT_USERS, session_id=IDS, time=TIMES,
+                                       event_table_name=st.one_of(st.none(), GARBAGE, st.just("run_query"))))
+    session = st.fixed_dictionaries(dict(session_id=IDS, user_id=EVENT_USERS, time=TIMES))
+    user = st.fixed_dictionaries(dict(
+        user_id=st.one_of(st.none(), GARBAGE), identity=st.one_of(st.none(), GARBAGE, st.just("x@y.com")),
+        joindate=st.one_of(st.none(), GARBAGE, HUGE, st.just("2026-01-01")), account_id=IDS, role=IDS))
+    account = st.fixed_dictionaries(dict(
+        account_id=IDS, name=IDS, owner=IDS, plan=IDS,
+        arr=st.one_of(st.none(), GARBAGE, HUGE, st.floats().map(str)), vertical=IDS,
+        customer_since=st.one_of(st.none(), GARBAGE, st.just("2024-01-01")), status=IDS))
+    return st.fixed_dictionaries(dict(
+        all_events=st.lists(event, max_size=8), sessions=st.lists(session, max_size=5),
+        users=st.lists(user, max_size=4), accounts=st.lists(account, max_size=3)))
+
+
+def _valid_rows() -> dict[str, list[dict]]:
+    return {
+        "accounts": [dict(account_id="valid-A", name="Acme", owner="Ana", plan="growth", arr="100",
+                          vertical="saas", customer_since="2024-01-01", status="paying")],
+        "users": [dict(user_id="valid-u", identity="alice@acme.com", joindate="2026-01-01", account_id="valid-A"),
+                  dict(user_id="valid-qa", identity="qa@garbage.io", joindate="2026-01-01", account_id="valid-A")],
+        "all_events": [dict(event_id="valid-e1", user_id="valid-u", session_id="1", time="2026-08-10 09:00:00",
+                            event_table_name="run_query"),
+                       dict(event_id="valid-e2", user_id="valid-u", session_id="1", time="2026-08-11 09:00:00",
+                            event_table_name="save_report")],
+        "sessions": [dict(session_id="valid-s1", user_id="valid-u", time="2026-08-10 08:00:00")],
+    }
+
+
+def _write_text_exports(raw_dir, tables: dict[str, list[dict]], fmt: str) -> dict[str, pd.DataFrame]:
+    """Write every value as text (or null), as a CSV or as parquet string columns."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    frames = {}
+    for name, columns in COLUMNS.items():
+        frame = pd.DataFrame(tables[name], columns=columns, dtype=object)
+        frames[name] = frame
+        if fmt == "csv":
+            frame.to_csv(raw_dir / f"{name}.csv", index=False)
+        else:
+            frame.to_parquet(raw_dir / f"{name}.parquet", index=False)
+    return frames
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(garbage=_garbage_exports(), fmt=st.sampled_from(["csv", "parquet"]), order=st.randoms())
+def test_garbage_rows_are_quarantined_or_named(garbage, fmt, order):
+    tables = _valid_rows()
+    for name, rows in garbage.items():
+        tables[name] = tables[name] + rows
+        order.shuffle(tables[name])
+    with tempfile.TemporaryDirectory() as tmp:
+        raw_dir = Path(tmp) / "raw"
+        frames = _write_text_exports(raw_dir, tables, fmt)
+        with Warehouse(database=str(Path(tmp) / "w.duckdb")).get_connection() as conn:
+            try:
+                extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_settings(), dt.date(2026, 8, 10),
+                              dt.date(2026, 8, 11), NOW)
+            except RawInputError as exc:
+                # A structural failure must say which table and file.
+                assert re.search(rf"raw table '(\w+)' \({re.escape(str(raw_dir))}/\1\.(csv|parquet)\)", str(exc)), exc
+                return
+            events = set(r[0] for r in conn.execute("SELECT event_id FROM raw.events").fetchall())
+            sessions = set(r[0] for r in conn.execute("SELECT session_id FROM raw.sessions").fetchall())
+            accounts = set(r[0] for r in conn.execute("SELECT account_id FROM raw.accounts").fetchall())
+            contacts = set(r[0] for r in conn.execute(
+                "SELECT user_id FROM raw.contacts WHERE excluded_reason IS NULL").fetchall())
+            quarantine = conn.execute(
+                "SELECT source_table, source_file, source_row, reason, row_json FROM raw.quarantine").fetchall()
+
+    # Nothing valid is lost.
+    assert {"valid-e1", "valid-e2"} <= events and "valid-s1" in sessions
+    assert "valid-A" in accounts and "valid-u" in contacts
+
+    # Every quarantined row is one real row of the file it names, quarantined once.
+    rows_by_reason = {}
+    for table, file, row, reason, values in quarantine:
+        frame = frames[table]
+        assert file == str(raw_dir / f"{table}.{fmt}")
+        assert 1 <= row <= len(frame)
+        key = COLUMNS[table][0]
+        assert json.loads(values)[key] == frame.iloc[row - 1][key]
+        rows_by_reason[(table, row)] = reason
+    assert len(rows_by_reason) == len(quarantine)
+
+    # Rows whose fate does not depend on how DuckDB parses garbage go where the rules say.
+    for table, id_column in (("all_events", "event_id"), ("sessions", "session_id")):
+        frame = frames[table]
+        ids = frame[id_column].value_counts()
+        for row, values in enumerate(frame.to_dict("records"), start=1):
+            reason = rows_by_reason.get((table, row))
+            if values["time"] is None:
+                assert reason == "null_time"
+            elif values["time"] == "2999-01-01 00:00:00":
+                assert reason == "future_time"
+            elif values["time"] == "2020-01-01 00:00:00":
+                assert reason is None  # outside the run's range: not this run's business
+            elif re.fullmatch(r"2026-08-1[01] \d\d:\d\d:\d\d", values["time"]):  # in the run's range
+                if values[id_column] is None:
+                    assert reason == "null_id"
+                elif values["user_id"] is None:
+                    assert reason == "null_user_id"
+                elif table == "all_events" and values["event_table_name"] is None:
+                    assert reason == "null_event_name"
+                elif ids[values[id_column]] == 1:  # not a copy of another row
+                    expected = {"valid-u": None, "valid-qa": None, "ghost": "unknown_user"}
+                    if values["user_id"] in expected:
+                        assert reason == expected[values["user_id"]]
