@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 import dagster as dg
 import duckdb
@@ -26,6 +27,10 @@ class Warehouse(DuckDBResource):
 
     `connection_config` takes DuckDB settings such as {"threads": 2, "memory_limit": "4GB"}.
     """
+
+    # DuckDB lets one process hold the file (one writer, or readers only), so every step
+    # that opens it runs in this Dagster concurrency pool; dagster.yaml gives it one slot.
+    POOL: ClassVar[str] = "warehouse"
 
     @contextmanager
     def get_connection(self, read_only: bool = False):

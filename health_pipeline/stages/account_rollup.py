@@ -82,6 +82,7 @@ def build_account_metrics(settings: Settings) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb"},
         group_name="health",
+        pool=Warehouse.POOL,
     )
     def account_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """One row per account (every account in the accounts snapshot) per snapshot date D.

@@ -55,6 +55,7 @@ def build_daily_contact_activity(settings: Settings) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb"},
         group_name="health",
+        pool=Warehouse.POOL,
         # The fact's columns follow the tracked events, so a change to them marks it stale.
         code_version="tracked:" + ",".join(settings.tracked_events),
     )

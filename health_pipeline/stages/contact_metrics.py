@@ -105,6 +105,7 @@ def build_contact_metrics(settings: Settings) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb"},
         group_name="health",
+        pool=Warehouse.POOL,
     )
     def contact_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """One row per counted contact per snapshot date D (contacts who joined on or before D).

@@ -89,6 +89,7 @@ def build_sync_export(settings: Settings) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "parquet", "csv"},
         group_name="health",
+        pool=Warehouse.POOL,
     )
     def sync_export(
         context: dg.AssetExecutionContext, warehouse: Warehouse, export_target: ExportTarget

@@ -164,6 +164,7 @@ def build_raw_activity(settings: Settings) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "parquet"},
         group_name="health",
+        pool=Warehouse.POOL,
     )
     def raw_activity(
         context: dg.AssetExecutionContext, warehouse: Warehouse, raw_source: RawSource

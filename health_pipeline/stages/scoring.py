@@ -120,6 +120,7 @@ def build_account_health(settings: Settings) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb"},
         group_name="health",
+        pool=Warehouse.POOL,
         # Editing the scorecard changes this version, so the UI marks scores stale.
         code_version=settings.scorecard_version,
     )
