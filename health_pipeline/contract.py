@@ -24,3 +24,17 @@ ACCOUNT_METRICS: dict[str, tuple[float, float]] = {
     "days_since_last_active": (0, INF),
     "is_inactive_90d": (0, 1),
 }
+
+# The sync table's account attributes, in order, ahead of the score.
+SYNC_ATTRIBUTES = ("account_id", "account_name", "owner", "plan", "status", "arr", "vertical", "snapshot_date")
+
+
+def sync_table_columns(score_columns: list[str]) -> list[str]:
+    """The sync table's documented columns, in order (README, "What you get").
+
+    `score_columns` are the `score_<component>` columns, one per scorecard component.
+    """
+    return [
+        *SYNC_ATTRIBUTES, "health_score", "health_band", *score_columns, *ACCOUNT_METRICS,
+        "computed_at", "scorecard_version",
+    ]

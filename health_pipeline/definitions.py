@@ -1,5 +1,5 @@
 """The Dagster code location: six assets, one per pipeline stage, on shared daily partitions,
-and the daily schedule that refreshes them."""
+their blocking checks, and the daily schedule that refreshes them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import warnings
 
 import dagster as dg
 
+from health_pipeline.checks import build_checks
 from health_pipeline.config import Settings, load_settings
 from health_pipeline.resources import default_resources
 from health_pipeline.schedules import EXPORT_FRESHNESS, build_daily_schedule, late_days
@@ -43,6 +44,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=[_with_policies(asset) for asset in build_assets(settings)],
+        asset_checks=build_checks(settings),
         jobs=[health_job],
         schedules=[build_daily_schedule(health_job, late_days())],
         resources=default_resources(),
