@@ -11,6 +11,7 @@ import duckdb
 
 from health_pipeline.config import Scorecard, Settings
 from health_pipeline.partitions import daily_partitions
+from health_pipeline.previews import score_preview
 from health_pipeline.warehouse import Warehouse, date_range, quote, write_range
 
 
@@ -144,6 +145,7 @@ def build_account_health(settings: Settings) -> dg.AssetsDefinition:
                 [first_day, last_day],
             ).fetchall()
             meta.update({f"accounts_{band}": n for band, n in bands})
+            meta.update(score_preview(conn, last_day))
         return dg.MaterializeResult(metadata=meta)
 
     return account_health
