@@ -28,9 +28,18 @@ def repo_instance(tmp_path, monkeypatch):
         yield instance
 
 
-def test_repo_instance_persists_runs_and_limits_the_warehouse_pool_to_one(repo_instance, tmp_path):
-    assert repo_instance.is_persistent
-    assert repo_instance.root_directory == str(tmp_path / "dagster_home")
+def test_repo_instance_keeps_run_history_across_restarts(repo_instance, tmp_path):
+    @dg.asset
+    def probe() -> None: ...
+
+    result = dg.materialize([probe], instance=repo_instance)
+    repo_instance.dispose()
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as restarted:
+        assert [r.run_id for r in restarted.get_runs()] == [result.run_id]
+    assert (tmp_path / "dagster_home" / "history" / "runs.db").is_file()
+
+
+def test_repo_instance_limits_the_warehouse_pool_to_one(repo_instance):
     pools = repo_instance.event_log_storage.get_pool_config()
     assert (pools.pool_granularity.value, pools.default_pool_limit) == ("op", 1)
     # Queued runs whose first step would wait for the pool stay in the queue.
