@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from health_pipeline import DATA_DIR
+from health_pipeline.partitions import partition_range_tags
 from health_pipeline.resources import setting_path
 from health_pipeline.sample import SAMPLE_DAYS, SAMPLE_START, SampleSpec, generate_sample
 from health_pipeline.warehouse import Warehouse
@@ -21,14 +22,6 @@ def _date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a YYYY-MM-DD date") from None
-
-
-def partition_range_tags(first_day: dt.date, last_day: dt.date) -> dict[str, str]:
-    """Dagster's run tags for a single run over a range of partitions (as the UI sets them)."""
-    return {
-        "dagster/asset_partition_range_start": first_day.isoformat(),
-        "dagster/asset_partition_range_end": last_day.isoformat(),
-    }
 
 
 def cmd_generate_sample(args: argparse.Namespace) -> int:

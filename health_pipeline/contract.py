@@ -37,3 +37,30 @@ def event_users_metric(event: str) -> str:
 def account_metric_domains(tracked_events: tuple[str, ...]) -> dict[str, tuple[float, float]]:
     """Every account metric for a configuration: the fixed ones, then users per tracked event."""
     return {**ACCOUNT_METRICS, **{event_users_metric(e): (0, INF) for e in tracked_events}}
+
+
+# The sync table's explanation columns: one set per scorecard component, one colour per measure.
+EXPLANATION_SUFFIXES = ("value", "bin", "points", "points_possible")
+TREND_COLUMNS = (
+    "previous_score_7d", "score_delta_7d", "previous_score_28d", "score_delta_28d", "previous_band", "band_changed",
+)
+
+
+def explanation_column(component: str, suffix: str) -> str:
+    return f"{component}_{suffix}"
+
+
+def activation_column(measure: str) -> str:
+    return f"activation_{measure}"
+
+
+def sync_table_columns(settings) -> list[str]:
+    """The sync table's documented columns, in order (README, "What you get"), for a configuration."""
+    return [
+        "account_id", "account_name", "owner", "plan", "status", "arr", "vertical", "customer_since",
+        "snapshot_date", "segment", "health_score", "health_band", "band_source", "in_onboarding",
+        "activation_status", *(activation_column(m.name) for m in settings.onboarding.measures),
+        "top_drag", "missing_components", "score_reason",
+        *(explanation_column(c, s) for c in settings.components for s in EXPLANATION_SUFFIXES),
+        *TREND_COLUMNS, *settings.account_metrics, "computed_at", "scorecard_version",
+    ]

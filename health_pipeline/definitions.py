@@ -1,4 +1,5 @@
-"""The Dagster code location: the pipeline's assets, one module per stage, on shared daily partitions."""
+"""The Dagster code location: the pipeline's assets, one module per stage, on shared daily
+partitions, their blocking checks, and the daily schedule that refreshes them."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import warnings
 
 import dagster as dg
 
+from health_pipeline.checks import build_checks
 from health_pipeline.config import Settings, load_settings
 from health_pipeline.resources import default_resources
+from health_pipeline.schedules import EXPORT_FRESHNESS, build_daily_schedule, late_days
 from health_pipeline.stages.account_rollup import build_account_metrics
 from health_pipeline.stages.activity import build_daily_contact_activity
 from health_pipeline.stages.contact_metrics import build_contact_metrics
@@ -41,13 +44,22 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         description="Every stage, from raw extraction to the sync table, for the selected days.",
     )
     return dg.Definitions(
-        assets=build_assets(settings),
+        assets=[_with_policies(asset) for asset in build_assets(settings)],
+        asset_checks=build_checks(settings),
         jobs=[health_job],
+        schedules=[build_daily_schedule(health_job, late_days())],
         resources=default_resources(),
         # One process runs the whole chain: the stages are sequential SQL on one DuckDB file,
         # so a process per step would only add start-up time and lock contention.
         executor=dg.in_process_executor,
     )
+
+
+def _with_policies(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """Operational policies, applied where the code location is assembled rather than in each stage."""
+    if asset.key == dg.AssetKey("sync_export"):
+        return asset.map_asset_specs(lambda spec: dg.apply_freshness_policy(spec, EXPORT_FRESHNESS))
+    return asset
 
 
 defs = build_defs()

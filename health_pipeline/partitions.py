@@ -18,3 +18,11 @@ def partitions_start() -> str:
 
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=partitions_start(), timezone="UTC")
+
+
+def partition_range_tags(first_day: dt.date, last_day: dt.date) -> dict[str, str]:
+    """Dagster's run tags for a single run over a range of partitions (as the UI sets them)."""
+    return {
+        "dagster/asset_partition_range_start": first_day.isoformat(),
+        "dagster/asset_partition_range_end": last_day.isoformat(),
+    }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 import dagster as dg
 import duckdb
@@ -28,6 +29,10 @@ class Warehouse(DuckDBResource):
     `memory_limit` and `threads` bound what one run may use (DuckDB spills larger work to
     disk next to the database); `connection_config` takes any other DuckDB setting.
     """
+
+    # DuckDB lets one process hold the file (one writer, or readers only), so every step
+    # that opens it runs in this Dagster concurrency pool; dagster.yaml gives it one slot.
+    POOL: ClassVar[str] = "warehouse"
 
     memory_limit: str | None = Field(
         default=None, description="DuckDB memory_limit, such as '2GB'. Unset: DuckDB's default, 80% of RAM."

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from health_pipeline.config import DEFAULT_CONFIG_PATH, load_settings
+from health_pipeline.contract import sync_table_columns
 from health_pipeline.definitions import HEALTH_JOB, defs
 from health_pipeline.sample import SampleSpec, _accounts, generate_sample
-from health_pipeline.stages.scoring import EXPLANATION_SUFFIXES, explanation_column
 from health_pipeline_tests.conftest import Pipeline
 
 SPEC = SampleSpec(accounts=12, days=60, seed=11)
@@ -50,15 +50,7 @@ def test_every_non_churned_account_has_one_row_per_day(sample_run: Pipeline):
 def test_sync_table_carries_the_documented_columns(sample_run: Pipeline):
     columns = list(sample_run.query("SELECT * FROM export.account_health LIMIT 0").columns)
     settings = load_settings()
-    expected = [
-        "account_id", "account_name", "owner", "plan", "status", "arr", "vertical", "customer_since",
-        "snapshot_date", "segment", "health_score", "health_band", "band_source", "in_onboarding",
-        "activation_status", *(f"activation_{m.name}" for m in settings.onboarding.measures),
-        "top_drag", "missing_components", "score_reason",
-        *(explanation_column(c, s) for c in settings.components for s in EXPLANATION_SUFFIXES),
-        "previous_score_7d", "score_delta_7d", "previous_score_28d", "score_delta_28d", "previous_band",
-        "band_changed", *settings.account_metrics, "computed_at", "scorecard_version",
-    ]
+    expected = sync_table_columns(settings)
     assert columns == expected
 
 

@@ -5,7 +5,7 @@ import dagster as dg
 
 from health_pipeline.config import Settings
 from health_pipeline.contract import event_users_metric
-from health_pipeline.partitions import daily_partitions
+from health_pipeline.stages import stage_asset
 from health_pipeline.stages.contact_metrics import event_metric_column
 from health_pipeline.warehouse import Warehouse, date_range, quote, write_range
 
@@ -104,13 +104,10 @@ def account_metrics_sql(settings: Settings) -> str:
 
 
 def build_account_metrics(settings: Settings) -> dg.AssetsDefinition:
-    @dg.asset(
+    @stage_asset(
         name="account_metrics",
         deps=["contact_metrics"],
-        partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb"},
-        group_name="health",
         code_version=settings.metrics_version,
     )
     def account_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from health_pipeline.config import Settings
-from health_pipeline.partitions import daily_partitions
+from health_pipeline.stages import stage_asset
 from health_pipeline.warehouse import Warehouse, date_range, quote, write_range
 
 
@@ -58,13 +58,10 @@ def daily_activity_params(settings: Settings, first_day, last_day) -> list:
 
 
 def build_daily_contact_activity(settings: Settings) -> dg.AssetsDefinition:
-    @dg.asset(
+    @stage_asset(
         name="daily_contact_activity",
         deps=["raw_activity"],
-        partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb"},
-        group_name="health",
         # The fact's columns follow the configured events, so a change to them marks it stale.
         code_version=settings.metrics_version,
     )

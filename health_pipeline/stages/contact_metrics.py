@@ -9,7 +9,7 @@ snapshot dates whose windows it falls in.
 import dagster as dg
 
 from health_pipeline.config import Settings
-from health_pipeline.partitions import daily_partitions
+from health_pipeline.stages import stage_asset
 from health_pipeline.stages.activity import event_count_column
 from health_pipeline.warehouse import Warehouse, date_range, quote, write_range
 
@@ -113,13 +113,10 @@ def contact_metrics_sql(settings: Settings) -> str:
 
 
 def build_contact_metrics(settings: Settings) -> dg.AssetsDefinition:
-    @dg.asset(
+    @stage_asset(
         name="contact_metrics",
         deps=["daily_contact_activity"],
-        partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb"},
-        group_name="health",
         code_version=settings.metrics_version,
     )
     def contact_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:

@@ -17,8 +17,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from health_pipeline.config import Settings
-from health_pipeline.partitions import daily_partitions
 from health_pipeline.resources import ExportTarget
+from health_pipeline.stages import stage_asset
 from health_pipeline.stages.contact_metrics import event_metric_column
 from health_pipeline.warehouse import Warehouse, date_range, quote, write_range
 
@@ -96,13 +96,10 @@ def export_params(first_day: dt.date, last_day: dt.date) -> dict:
 
 
 def build_sync_export(settings: Settings) -> dg.AssetsDefinition:
-    @dg.asset(
+    @stage_asset(
         name="sync_export",
         deps=["account_health", "contact_metrics"],
-        partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "parquet", "csv"},
-        group_name="health",
         code_version=settings.scoring_version,
     )
     def sync_export(
@@ -143,13 +140,10 @@ def build_sync_export(settings: Settings) -> dg.AssetsDefinition:
 
 
 def build_band_changes(settings: Settings) -> dg.AssetsDefinition:
-    @dg.asset(
+    @stage_asset(
         name="band_changes",
         deps=["account_health"],
-        partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "parquet", "csv"},
-        group_name="health",
         code_version=settings.scoring_version,
     )
     def band_changes(

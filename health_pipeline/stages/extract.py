@@ -15,8 +15,8 @@ import dagster as dg
 import duckdb
 
 from health_pipeline.config import Settings
-from health_pipeline.partitions import daily_partitions
 from health_pipeline.resources import RAW_TABLES, RawSource, RawTable
+from health_pipeline.stages import stage_asset
 from health_pipeline.warehouse import (
     Warehouse,
     date_range,
@@ -354,12 +354,9 @@ def extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, settings: Settings,
 
 
 def build_raw_activity(settings: Settings) -> dg.AssetsDefinition:
-    @dg.asset(
+    @stage_asset(
         name="raw_activity",
-        partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb", "parquet"},
-        group_name="health",
         code_version=settings.metrics_version,
     )
     def raw_activity(

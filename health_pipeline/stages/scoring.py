@@ -12,7 +12,9 @@ import dagster as dg
 import duckdb
 
 from health_pipeline.config import ACTIVATION_BANDS, BROAD_FOOTPRINT_CONTACTS, Settings
-from health_pipeline.partitions import daily_partitions
+from health_pipeline.contract import EXPLANATION_SUFFIXES, activation_column, explanation_column
+from health_pipeline.previews import score_preview
+from health_pipeline.stages import stage_asset
 from health_pipeline.warehouse import Warehouse, date_range, quote, stage, table_exists, write_range
 
 # attribute -> SQL over the account (a) and its metrics (m); digital_footprint as in config.digital_footprint
@@ -35,15 +37,6 @@ _OPERATOR_SQL = {
     "lte": "{attribute} <= {value}",
     "lt": "{attribute} < {value}",
 }
-EXPLANATION_SUFFIXES = ("value", "bin", "points", "points_possible")
-
-
-def explanation_column(component: str, suffix: str) -> str:
-    return f"{component}_{suffix}"
-
-
-def activation_column(measure: str) -> str:
-    return f"activation_{measure}"
 
 
 def _number(expr: str) -> str:
@@ -321,13 +314,10 @@ def score_range(conn: duckdb.DuckDBPyConnection, settings: Settings, first_day, 
 
 
 def build_account_health(settings: Settings) -> dg.AssetsDefinition:
-    @dg.asset(
+    @stage_asset(
         name="account_health",
         deps=["account_metrics"],
-        partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
         kinds={"duckdb"},
-        group_name="health",
         # Editing the scorecard changes this version, so the UI marks scores stale.
         code_version=settings.scoring_version,
     )
@@ -350,6 +340,7 @@ def build_account_health(settings: Settings) -> dg.AssetsDefinition:
                 [first_day, last_day],
             ).fetchall()
             meta.update({f"accounts_{band}": n for band, n in bands})
+            meta.update(score_preview(conn, last_day))
         return dg.MaterializeResult(metadata=meta)
 
     return account_health

@@ -1,0 +1,370 @@
+"""Blocking asset checks: what must hold for the days a run wrote before anything downstream reads them.
+
+Every check is partitioned like the assets, so it checks exactly the range its run materialized,
+and blocking, so an ERROR stops the stages after it and no wrong score reaches the sync files.
+Each check reports its figures as metadata, shown next to the result in the UI. Checks open the
+warehouse read-only, in the same concurrency pool as the writers, because DuckDB does not let a
+reader in one process open the file while a writer in another holds it.
+
+Each `check_*` function takes a connection and the days to check and returns the result, so
+tests can run it against a warehouse they corrupted on purpose.
+"""
+
+import datetime as dt
+import warnings
+from functools import partial
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from health_pipeline.config import Settings
+from health_pipeline.contract import sync_table_columns
+from health_pipeline.partitions import daily_partitions
+from health_pipeline.resources import ExportTarget
+from health_pipeline.warehouse import Warehouse, date_range, quote
+
+# The columns every later stage reads from the raw activity tables.
+RAW_COLUMNS = {
+    "raw.events": ("activity_date", "event_id", "user_id", "session_id", "time", "event_table_name"),
+    "raw.sessions": ("activity_date", "session_id", "user_id", "time"),
+}
+RAW_IDS = {"raw.events": "event_id", "raw.sessions": "session_id"}
+# A day without events is expected while a product's tracking starts up; after that it means
+# the export is missing a day.
+HISTORY_GRACE_DAYS = 7
+# Account metrics that are shares of a whole.
+SHARE_METRICS = ("breadth_28d", "top_user_share_28d")
+INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                 "UBIGINT")
+EXAMPLES = 5  # how many offending keys a result lists
+
+# Checks partitioned like their assets are what let a check see the range its run wrote;
+# Dagster 1.13 flags them as preview.
+warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*", category=dg.PreviewWarning)
+
+
+def _result(failures: int, metadata: dict, severity=dg.AssetCheckSeverity.ERROR, description=None):
+    return dg.AssetCheckResult(passed=failures == 0, severity=severity, metadata=metadata, description=description)
+
+
+def _params(first_day: dt.date, last_day: dt.date) -> dict:
+    return {"first_day": first_day, "last_day": last_day}
+
+
+def check_raw_required_columns(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
+    """raw.events and raw.sessions have every column the later stages read."""
+    present = conn.execute(
+        "SELECT table_schema || '.' || table_name, column_name FROM information_schema.columns"
+        " WHERE table_schema = 'raw'"
+    ).fetchall()
+    missing = [f"{table}.{column}" for table, columns in RAW_COLUMNS.items() for column in columns
+               if (table, column) not in present]
+    return _result(len(missing), {
+        "columns_required": sum(len(c) for c in RAW_COLUMNS.values()),
+        "columns_missing": len(missing),
+        "missing": ", ".join(missing) or "none",
+    })
+
+
+def _raw_rows_sql(table: str) -> str:
+    # Rows without a date belong to no partition, so every range looks at them.
+    return f"SELECT * FROM {table} WHERE activity_date BETWEEN $first_day AND $last_day OR activity_date IS NULL"
+
+
+def check_raw_ids_and_times(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
+    """No raw event or session has a null id, user_id or time."""
+    metadata, failures = {}, 0
+    for table, id_column in RAW_IDS.items():
+        name = table.removeprefix("raw.")
+        rows, null_ids, null_users, null_times = conn.execute(f"""
+            SELECT count(*), count(*) FILTER (WHERE {id_column} IS NULL),
+                   count(*) FILTER (WHERE user_id IS NULL),
+                   count(*) FILTER (WHERE time IS NULL OR activity_date IS NULL)
+            FROM ({_raw_rows_sql(table)})
+        """, _params(first_day, last_day)).fetchall()[0]
+        metadata |= {f"{name}_rows": rows, f"{name}_null_{id_column}": null_ids,
+                     f"{name}_null_user_id": null_users, f"{name}_null_time": null_times}
+        failures += null_ids + null_users + null_times
+    return _result(failures, metadata)
+
+
+def check_raw_ids_unique(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
+    """Deduplication left one row per event_id and per session_id in the days checked."""
+    metadata, failures = {}, 0
+    for table, id_column in RAW_IDS.items():
+        name = table.removeprefix("raw.")
+        ids, distinct_ids = conn.execute(
+            f"SELECT count({id_column}), count(DISTINCT {id_column}) FROM ({_raw_rows_sql(table)})",
+            _params(first_day, last_day),
+        ).fetchall()[0]
+        metadata |= {f"{name}_ids": ids, f"{name}_duplicate_ids": ids - distinct_ids}
+        failures += ids - distinct_ids
+    return _result(failures, metadata)
+
+
+def check_raw_times_in_partition(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
+    """Every raw event and session lies inside the UTC day (partition) it is filed under."""
+    metadata, failures = {}, 0
+    for table in RAW_IDS:
+        name = table.removeprefix("raw.")
+        outside, earliest, latest = conn.execute(f"""
+            SELECT count(*) FILTER (WHERE CAST(time AS DATE) <> activity_date), min(time), max(time)
+            FROM {table} WHERE activity_date BETWEEN $first_day AND $last_day
+        """, _params(first_day, last_day)).fetchall()[0]
+        metadata |= {f"{name}_outside_their_day": outside,
+                     f"{name}_earliest": str(earliest), f"{name}_latest": str(latest)}
+        failures += outside
+    metadata["partitions"] = f"{first_day} .. {last_day} (UTC)"
+    return _result(failures, metadata)
+
+
+def check_raw_rows_every_day(
+    conn: duckdb.DuckDBPyConnection, first_day, last_day, history_start: dt.date
+) -> dg.AssetCheckResult:
+    """Every day has raw events: a warning on the first days of history, an error after them."""
+    grace_end = history_start + dt.timedelta(days=HISTORY_GRACE_DAYS - 1)
+    per_day = conn.execute("""
+        WITH days AS (
+            SELECT CAST(generate_series AS DATE) AS day
+            FROM generate_series($first_day::TIMESTAMP, $last_day::TIMESTAMP, INTERVAL 1 DAY)
+        ),
+        events_per_day AS (
+            SELECT activity_date AS day, count(*) AS events
+            FROM raw.events WHERE activity_date BETWEEN $first_day AND $last_day GROUP BY ALL
+        )
+        SELECT d.day, coalesce(e.events, 0) FROM days d LEFT JOIN events_per_day e USING (day) ORDER BY d.day
+    """, _params(first_day, last_day)).fetchall()
+    empty = [day for day, events in per_day if events == 0]
+    late_empty = [day for day in empty if day > grace_end]
+    metadata = {
+        "days_checked": len(per_day),
+        "days_without_events": len(empty),
+        "empty_days": ", ".join(str(d) for d in empty[:EXAMPLES]) + (" …" if len(empty) > EXAMPLES else "")
+        or "none",
+        "fewest_events_in_a_day": min((events for _, events in per_day), default=0),
+        "events": sum(events for _, events in per_day),
+        "first_days_of_history": f"{history_start} .. {grace_end}",
+    }
+    if empty and not late_empty:
+        return _result(len(empty), metadata, severity=dg.AssetCheckSeverity.WARN,
+                       description="days without events, all in the first days of history")
+    return _result(len(late_empty), metadata,
+                   description=f"{len(late_empty)} day(s) after {grace_end} have no events" if late_empty else None)
+
+
+def check_counts_non_negative(
+    conn: duckdb.DuckDBPyConnection, first_day, last_day, table: str
+) -> dg.AssetCheckResult:
+    """No count (integer column) in the table is negative."""
+    columns = [name for name, dtype, *_ in conn.execute(f"DESCRIBE {table}").fetchall() if dtype in INTEGER_TYPES]
+    negatives = conn.execute(
+        "SELECT count(*), " + ", ".join(f"count(*) FILTER (WHERE {quote(c)} < 0)" for c in columns)
+        + f" FROM {table} WHERE snapshot_date BETWEEN $first_day AND $last_day",
+        _params(first_day, last_day),
+    ).fetchall()[0]
+    rows, per_column = negatives[0], dict(zip(columns, negatives[1:], strict=True))
+    offending = {c: n for c, n in per_column.items() if n}
+    return _result(sum(offending.values()), {
+        "rows_checked": rows,
+        "counts_checked": len(columns),
+        "negative_values": sum(offending.values()),
+        "columns_with_negatives": ", ".join(f"{c} ({n})" for c, n in offending.items()) or "none",
+    })
+
+
+def check_shares_within_0_and_1(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
+    """Breadth and top-user share are within [0, 1] (or null when undefined)."""
+    metadata, failures = {}, 0
+    for metric in SHARE_METRICS:
+        outside, low, high = conn.execute(f"""
+            SELECT count(*) FILTER (WHERE NOT share BETWEEN 0 AND 1), min(share), max(share)
+            FROM (SELECT {quote(metric)} AS share FROM core.account_metrics
+                  WHERE snapshot_date BETWEEN $first_day AND $last_day)
+        """, _params(first_day, last_day)).fetchall()[0]
+        metadata |= {f"{metric}_outside_0_1": outside, f"{metric}_min": low, f"{metric}_max": high}
+        failures += outside
+    return _result(failures, metadata)
+
+
+def check_live_accounts_scored_once(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
+    """Every non-churned account has exactly one score per day, and no other account has one."""
+    expected, scored, missing, repeated, unexpected, examples = conn.execute("""
+        WITH snapshot_dates AS (
+            SELECT CAST(generate_series AS DATE) AS snapshot_date
+            FROM generate_series($first_day::TIMESTAMP, $last_day::TIMESTAMP, INTERVAL 1 DAY)
+        ),
+        expected_scores AS (
+            SELECT d.snapshot_date, a.account_id
+            FROM snapshot_dates d CROSS JOIN raw.accounts a
+            WHERE a.status IS DISTINCT FROM 'churned'
+        ),
+        scores_per_account_day AS (
+            SELECT snapshot_date, account_id, count(*) AS scores
+            FROM core.account_health WHERE snapshot_date BETWEEN $first_day AND $last_day
+            GROUP BY ALL
+        ),
+        missing_scores AS (
+            SELECT * FROM expected_scores ANTI JOIN scores_per_account_day USING (snapshot_date, account_id)
+        )
+        SELECT (SELECT count(*) FROM expected_scores),
+               (SELECT coalesce(sum(scores), 0) FROM scores_per_account_day),
+               (SELECT count(*) FROM missing_scores),
+               (SELECT count(*) FROM scores_per_account_day WHERE scores > 1),
+               (SELECT count(*) FROM scores_per_account_day
+                ANTI JOIN expected_scores USING (snapshot_date, account_id)),
+               (SELECT list(account_id || ' on ' || snapshot_date ORDER BY snapshot_date, account_id)[1:$examples]
+                FROM missing_scores)
+    """, {**_params(first_day, last_day), "examples": EXAMPLES}).fetchall()[0]
+    return _result(missing + repeated + unexpected, {
+        "scores_expected": expected,
+        "scores_found": int(scored),
+        "accounts_days_missing": missing,
+        "accounts_days_scored_twice_or_more": repeated,
+        "churned_or_unknown_accounts_scored": unexpected,
+        "missing_examples": ", ".join(examples or []) or "none",
+    })
+
+
+def check_scores_within_0_and_100(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
+    """Every health score is a number from 0 to 100."""
+    rows, null_scores, outside, low, high = conn.execute("""
+        SELECT count(*), count(*) FILTER (WHERE health_score IS NULL),
+               count(*) FILTER (WHERE NOT health_score BETWEEN 0 AND 100), min(health_score), max(health_score)
+        FROM core.account_health WHERE snapshot_date BETWEEN $first_day AND $last_day
+    """, _params(first_day, last_day)).fetchall()[0]
+    return _result(null_scores + outside, {
+        "scores_checked": rows,
+        "null_scores": null_scores,
+        "scores_outside_0_100": outside,
+        "lowest_score": low,
+        "highest_score": high,
+    })
+
+
+def _export_files(export_dir: Path, first_day: dt.date, last_day: dt.date) -> tuple[list[str], list[dt.date]]:
+    """The sync table's parquet files for the days, and the days that have none."""
+    present, missing = [], []
+    for offset in range((last_day - first_day).days + 1):
+        day = first_day + dt.timedelta(days=offset)
+        path = export_dir / "account_health" / f"snapshot_date={day.isoformat()}.parquet"
+        if path.is_file():
+            present.append(str(path))
+        else:
+            missing.append(day)
+    return present, missing
+
+
+def check_export_rows_match_scores(
+    conn: duckdb.DuckDBPyConnection, first_day, last_day, export_dir: Path
+) -> dg.AssetCheckResult:
+    """Each day's sync table and sync file have one row per scored account."""
+    files, days_without_file = _export_files(export_dir, first_day, last_day)
+    file_rows = dict(conn.execute(
+        "SELECT snapshot_date, count(*) FROM read_parquet($files) GROUP BY ALL", {"files": files}
+    ).fetchall()) if files else {}
+    per_day = conn.execute("""
+        WITH scored AS (
+            SELECT snapshot_date, count(*) AS scored_rows FROM core.account_health
+            WHERE snapshot_date BETWEEN $first_day AND $last_day GROUP BY ALL
+        ),
+        exported AS (
+            SELECT snapshot_date, count(*) AS exported_rows FROM export.account_health
+            WHERE snapshot_date BETWEEN $first_day AND $last_day GROUP BY ALL
+        )
+        SELECT snapshot_date, coalesce(scored_rows, 0), coalesce(exported_rows, 0)
+        FROM scored FULL JOIN exported USING (snapshot_date)
+    """, _params(first_day, last_day)).fetchall()
+    counts = {day: (scored, exported, file_rows.get(day, 0)) for day, scored, exported in per_day}
+    counts |= {day: (0, 0, n) for day, n in file_rows.items() if day not in counts}
+    mismatched = sorted({day for day, (scored, exported, in_file) in counts.items()
+                         if not scored == exported == in_file} | set(days_without_file))
+    return _result(len(mismatched), {
+        "scored_rows": sum(c[0] for c in counts.values()),
+        "sync_table_rows": sum(c[1] for c in counts.values()),
+        "sync_file_rows": sum(c[2] for c in counts.values()),
+        "days_without_a_file": len(days_without_file),
+        "days_mismatched": len(mismatched),
+        "mismatched_days": ", ".join(str(d) for d in mismatched[:EXAMPLES]) or "none",
+    })
+
+
+def check_export_columns_match_contract(
+    conn: duckdb.DuckDBPyConnection, first_day, last_day, export_dir: Path, contract: list[str]
+) -> dg.AssetCheckResult:
+    """The sync table and each of its files have exactly the documented columns, in the documented order."""
+    table_columns = [r[0] for r in conn.execute("DESCRIBE export.account_health").fetchall()]
+    files, _ = _export_files(export_dir, first_day, last_day)
+    bad_files = {}
+    for path in files:
+        columns = [r[0] for r in conn.execute("DESCRIBE SELECT * FROM read_parquet(?)", [path]).fetchall()]
+        if columns != contract:
+            bad_files[Path(path).name] = columns
+    bad_file_columns = [c for columns in bad_files.values() for c in columns]
+    table_ok = table_columns == contract
+    return _result((not table_ok) + len(bad_files), {
+        "columns_documented": len(contract),
+        "sync_table_missing": ", ".join(c for c in contract if c not in table_columns) or "none",
+        "sync_table_unexpected": ", ".join(c for c in table_columns if c not in contract) or "none",
+        "sync_table_in_documented_order": table_ok,
+        "files_checked": len(files),
+        "files_not_matching": len(bad_files),
+        "files_missing": ", ".join(c for c in contract if any(c not in cols for cols in bad_files.values()))
+        or "none",
+        "files_unexpected": ", ".join(dict.fromkeys(c for c in bad_file_columns if c not in contract)) or "none",
+        "first_file_not_matching": next(iter(sorted(bad_files)), "none"),
+    })
+
+
+def _doc(evaluate) -> str:
+    return getattr(evaluate, "func", evaluate).__doc__
+
+
+def _warehouse_check(asset: str, name: str, evaluate) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset, name=name, description=_doc(evaluate),
+        blocking=True, partitions_def=daily_partitions, pool=Warehouse.POOL,
+    )
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+        first_day, last_day = date_range(context.partition_time_window)
+        with warehouse.get_connection(read_only=True) as conn:
+            return evaluate(conn, first_day, last_day)
+
+    return _check
+
+
+def _export_check(name: str, evaluate) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset="sync_export", name=name, description=_doc(evaluate),
+        blocking=True, partitions_def=daily_partitions, pool=Warehouse.POOL,
+    )
+    def _check(
+        context: dg.AssetCheckExecutionContext, warehouse: Warehouse, export_target: ExportTarget
+    ) -> dg.AssetCheckResult:
+        first_day, last_day = date_range(context.partition_time_window)
+        with warehouse.get_connection(read_only=True) as conn:
+            return evaluate(conn, first_day, last_day, Path(export_target.export_dir))
+
+    return _check
+
+
+def build_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
+    contract = sync_table_columns(settings)
+    history_start = daily_partitions.start.date()
+    return [
+        _warehouse_check("raw_activity", "required_columns_present", check_raw_required_columns),
+        _warehouse_check("raw_activity", "ids_and_times_not_null", check_raw_ids_and_times),
+        _warehouse_check("raw_activity", "ids_unique_after_dedupe", check_raw_ids_unique),
+        _warehouse_check("raw_activity", "times_inside_their_partition", check_raw_times_in_partition),
+        _warehouse_check("raw_activity", "events_every_day",
+                         partial(check_raw_rows_every_day, history_start=history_start)),
+        _warehouse_check("contact_metrics", "counts_non_negative",
+                         partial(check_counts_non_negative, table="core.contact_metrics")),
+        _warehouse_check("account_metrics", "counts_non_negative",
+                         partial(check_counts_non_negative, table="core.account_metrics")),
+        _warehouse_check("account_metrics", "shares_within_0_and_1", check_shares_within_0_and_1),
+        _warehouse_check("account_health", "live_accounts_scored_once", check_live_accounts_scored_once),
+        _warehouse_check("account_health", "scores_within_0_and_100", check_scores_within_0_and_100),
+        _export_check("rows_match_scored_accounts", check_export_rows_match_scores),
+        _export_check("columns_match_contract", partial(check_export_columns_match_contract, contract=contract)),
+    ]

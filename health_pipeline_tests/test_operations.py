@@ -1,0 +1,125 @@
+"""How the pipeline is operated: the repo's Dagster instance, the concurrency pool, the daily schedule."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from health_pipeline import DATA_DIR
+from health_pipeline.definitions import build_defs, defs
+from health_pipeline.schedules import DAILY_SCHEDULE, EXPORT_FRESHNESS, late_days, refresh_range
+from health_pipeline.warehouse import Warehouse
+
+DAGSTER_YAML = DATA_DIR / "dagster_home" / "dagster.yaml"
+
+
+@pytest.fixture
+def repo_instance(tmp_path, monkeypatch):
+    """An instance configured by the repo's dagster.yaml, in a scratch DAGSTER_HOME."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(DAGSTER_YAML.read_text())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
+def test_repo_instance_keeps_run_history_across_restarts(repo_instance, tmp_path):
+    @dg.asset
+    def probe() -> None: ...
+
+    result = dg.materialize([probe], instance=repo_instance)
+    repo_instance.dispose()
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as restarted:
+        assert [r.run_id for r in restarted.get_runs()] == [result.run_id]
+    assert (tmp_path / "dagster_home" / "history" / "runs.db").is_file()
+
+
+def test_repo_instance_limits_the_warehouse_pool_to_one(repo_instance):
+    pools = repo_instance.event_log_storage.get_pool_config()
+    assert (pools.pool_granularity.value, pools.default_pool_limit) == ("op", 1)
+    # Queued runs whose first step would wait for the pool stay in the queue.
+    assert repo_instance.run_coordinator.get_run_queue_config().should_block_op_concurrency_limited_runs
+
+
+def test_every_step_that_opens_the_warehouse_is_in_its_pool():
+    job = defs.resolve_job_def("health_job")
+    pools = {node.name: node.definition.pool for node in job.graph.nodes}
+    assert pools and set(pools.values()) == {Warehouse.POOL}, pools
+
+
+START = dt.date(2026, 6, 1)  # the first partition (HEALTH_PARTITIONS_START default)
+
+
+def _tick(schedule: dg.ScheduleDefinition, at: dt.datetime):
+    with dg.build_schedule_context(scheduled_execution_time=at) as context:
+        return schedule.evaluate_tick(context)
+
+
+def test_daily_schedule_runs_the_whole_chain_at_two_utc_and_is_on_by_default():
+    schedule = defs.resolve_schedule_def(DAILY_SCHEDULE)
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 2 * * *", "UTC")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == "health_job"
+
+
+def test_a_tick_refreshes_yesterday_and_the_two_days_before_it_in_one_run():
+    schedule = defs.resolve_schedule_def(DAILY_SCHEDULE)
+    result = _tick(schedule, dt.datetime(2026, 7, 15, 2, 0, tzinfo=dt.UTC))
+    [request] = result.run_requests
+    assert request.run_key == "2026-07-14"
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-07-12"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-07-14"
+
+
+def test_a_tick_before_the_first_partition_is_skipped():
+    schedule = defs.resolve_schedule_def(DAILY_SCHEDULE)
+    result = _tick(schedule, dt.datetime(2026, 6, 1, 2, 0, tzinfo=dt.UTC))
+    assert result.run_requests == [] and "2026-06-01" in result.skip_message
+
+
+def test_health_late_days_is_read_when_the_definitions_load(monkeypatch):
+    monkeypatch.setenv("HEALTH_LATE_DAYS", "5")
+    schedule = build_defs().resolve_schedule_def(DAILY_SCHEDULE)
+    [request] = _tick(schedule, dt.datetime(2026, 7, 15, 2, 0, tzinfo=dt.UTC)).run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-07-09"
+    assert "the 5 days before it" in schedule.description
+
+
+@pytest.mark.parametrize("value", ["-1", "two", "1.5", " "])
+def test_a_bad_health_late_days_fails_with_its_value(monkeypatch, value):
+    monkeypatch.setenv("HEALTH_LATE_DAYS", value)
+    with pytest.raises(ValueError, match=f"HEALTH_LATE_DAYS={value!r} is not a whole number"):
+        late_days()
+
+
+@pytest.mark.parametrize(
+    ("tick_day", "late", "expected"),
+    [
+        (dt.date(2026, 7, 15), 2, (dt.date(2026, 7, 12), dt.date(2026, 7, 14))),
+        (dt.date(2026, 7, 15), 0, (dt.date(2026, 7, 14), dt.date(2026, 7, 14))),
+        (dt.date(2026, 6, 3), 2, (dt.date(2026, 6, 1), dt.date(2026, 6, 2))),  # clipped to history
+        (dt.date(2026, 6, 2), 2, (dt.date(2026, 6, 1), dt.date(2026, 6, 1))),
+        (dt.date(2026, 6, 1), 2, None),
+    ],
+)
+def test_refresh_range(tick_day, late, expected):
+    assert refresh_range(tick_day, late, START) == expected
+
+
+@given(tick_day=st.dates(dt.date(2026, 6, 2), dt.date(2030, 1, 1)), late=st.integers(0, 60))
+def test_refresh_range_ends_yesterday_and_covers_late_days_within_history(tick_day, late):
+    first_day, last_day = refresh_range(tick_day, late, START)
+    assert last_day == tick_day - dt.timedelta(days=1)
+    assert first_day >= START
+    assert (last_day - first_day).days == min(late, (last_day - START).days)
+
+
+def test_only_the_sync_table_carries_the_freshness_policy():
+    policies = {key.to_user_string(): a.specs_by_key[key].freshness_policy for a in defs.assets for key in a.keys}
+    assert policies.pop("sync_export") == EXPORT_FRESHNESS
+    assert set(policies.values()) == {None}

@@ -1,0 +1,92 @@
+"""What the Dagster UI shows for each materialization: row count, column schema, description, previews."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import duckdb
+import pytest
+
+from health_pipeline.checks import build_checks
+from health_pipeline.config import load_settings
+from health_pipeline.definitions import build_assets
+from health_pipeline.partitions import partition_range_tags
+from health_pipeline.previews import score_preview
+from health_pipeline.resources import ExportTarget, RawSource
+from health_pipeline.sample import SampleSpec, generate_sample
+from health_pipeline.warehouse import Warehouse
+
+DAY = dt.date(2026, 7, 1)
+
+
+def test_score_preview_lists_the_riskiest_accounts_and_each_band():
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA raw; CREATE SCHEMA core")
+    conn.execute("CREATE TABLE raw.accounts (account_id VARCHAR, name VARCHAR, owner VARCHAR, arr DOUBLE)")
+    conn.execute("""INSERT INTO raw.accounts VALUES ('A', 'Acme | EU', 'Ana', 12000.4), ('B', 'Beta', 'Ben', 900),
+                    ('C', 'Cobalt', 'Ana', 50000), ('D', 'Delta', 'Ben', 70000)""")
+    conn.execute("CREATE TABLE core.account_health (snapshot_date DATE, account_id VARCHAR, health_score DOUBLE,"
+                 " health_band VARCHAR)")
+    conn.execute("""INSERT INTO core.account_health VALUES
+        ('2026-07-01', 'A', 20.0, 'at_risk'), ('2026-07-01', 'B', 20.0, 'at_risk'),
+        ('2026-07-01', 'C', 55.5, 'neutral'), ('2026-07-01', 'D', 90.0, 'healthy'),
+        ('2026-06-30', 'D', 5.0, 'at_risk')""")  # another day: not in the preview
+    preview = {key: value.value for key, value in score_preview(conn, DAY).items()}
+    # equal scores: the larger ARR first
+    assert preview["most_at_risk"] == "\n".join([
+        "**The 4 accounts most at risk on 2026-07-01**",
+        "",
+        "| account_id | account | owner | arr | health_score | health_band |",
+        "|---|---|---|---|---|---|",
+        "| A | Acme \\| EU | Ana | 12,000 | 20.0 | at_risk |",
+        "| B | Beta | Ben | 900 | 20.0 | at_risk |",
+        "| C | Cobalt | Ana | 50,000 | 55.5 | neutral |",
+        "| D | Delta | Ben | 70,000 | 90.0 | healthy |",
+    ])
+    assert preview["score_distribution"] == "\n".join([
+        "**Scores per band on 2026-07-01**",
+        "",
+        "| band | accounts | % of accounts | lowest | median | highest |",
+        "|---|---|---|---|---|---|",
+        "| at_risk | 2 | 50.0 | 20.0 | 20.0 | 20.0 |",
+        "| neutral | 1 | 25.0 | 55.5 | 55.5 | 55.5 |",
+        "| healthy | 1 | 25.0 | 90.0 | 90.0 | 90.0 |",
+    ])
+
+
+@pytest.fixture(scope="module")
+def sample_result(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui")
+    generate_sample(root / "raw", SampleSpec(accounts=8, days=12, seed=2))
+    settings = load_settings()
+    return dg.materialize(
+        [*build_assets(settings), *build_checks(settings)],
+        resources={"warehouse": Warehouse(database=str(root / "warehouse.duckdb")),
+                   "raw_source": RawSource(raw_dir=str(root / "raw")),
+                   "export_target": ExportTarget(export_dir=str(root / "exports"))},
+        tags=partition_range_tags(dt.date(2026, 6, 1), dt.date(2026, 6, 12)),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+
+
+def test_every_asset_shows_row_count_column_schema_and_description(sample_result):
+    latest = {e.asset_key.to_user_string(): e.materialization.metadata
+              for e in sample_result.get_asset_materialization_events()}
+    assert len(latest) == 7
+    for asset, metadata in latest.items():
+        assert metadata["dagster/row_count"].value > 0, asset
+        assert metadata["dagster/column_schema"].schema.columns, asset
+    assets = {key.to_user_string(): a for a in build_assets(load_settings()) for key in a.keys}
+    for name, asset in assets.items():
+        # every description says what one row means
+        assert "one row" in asset.descriptions_by_key[asset.key].lower(), name
+    preview = latest["account_health"]
+    assert preview["most_at_risk"].value.startswith("**The 8 accounts most at risk on 2026-06-12**")
+    assert preview["score_distribution"].value.startswith("**Scores per band on 2026-06-12**")
+
+
+def test_every_check_passes_on_the_sample(sample_result):
+    evaluations = sample_result.get_asset_check_evaluations()
+    assert len(evaluations) == 12
+    assert [e.check_name for e in evaluations if not e.passed] == []
