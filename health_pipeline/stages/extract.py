@@ -22,6 +22,7 @@ from health_pipeline.warehouse import (
     date_range,
     replace_date_range,
     replace_table,
+    scalar,
     stage,
     table_metadata,
 )
@@ -199,18 +200,14 @@ def stage_dimensions(conn: duckdb.DuckDBPyConnection, tables: dict[str, RawTable
                            ("users", "contacts_checked"), ("user_migrations", "migrations_read")):
         _quarantine(conn, source, f"staged_{staged}", "NULL")
     return {
-        "contacts_excluded": _count(conn, f"SELECT count(*) FROM staged_contacts_checked WHERE outcome = '{EXCLUDED}'"),
+        "contacts_excluded": _count_outcome(conn, "staged_contacts_checked", EXCLUDED),
         "accounts_duplicates_dropped": _count_outcome(conn, "staged_accounts_read", DUPLICATE),
         "users_duplicates_dropped": _count_outcome(conn, "staged_users_read", DUPLICATE),
     }
 
 
-def _count(conn: duckdb.DuckDBPyConnection, sql: str, params=None) -> int:
-    return int(conn.execute(sql, params or []).fetchall()[0][0])
-
-
 def _count_outcome(conn: duckdb.DuckDBPyConnection, staged: str, outcome: str) -> int:
-    return _count(conn, f"SELECT count(*) FROM {staged} WHERE outcome = ?", [outcome])
+    return int(scalar(conn, f"SELECT count(*) FROM {staged} WHERE outcome = ?", [outcome]))
 
 
 def _quarantine(conn: duckdb.DuckDBPyConnection, source: str, staged: str, partition_date: str) -> None:
@@ -226,7 +223,7 @@ def _quarantine(conn: duckdb.DuckDBPyConnection, source: str, staged: str, parti
     )
 
 
-def _stage_activity(conn, table: RawTable, name: str, id_column: str, extra_columns, bounds, future_limit) -> str:
+def _classify_activity(conn, table: RawTable, name: str, id_column: str, extra_columns, bounds, future_limit) -> str:
     """Classify the rows of a raw activity table whose UTC time falls in the run's range."""
     time = table.utc_time("time")
     columns = ", ".join(table.column(c) for c in (id_column, "user_id", *extra_columns))
@@ -301,7 +298,7 @@ def _stage_undated(conn, table: RawTable, future_limit: dt.datetime) -> None:
 def stage_activity(conn, table: RawTable, name: str, id_column: str, extra_columns, bounds, future_limit) -> dict:
     """Stage one raw activity table's rows for the range (staged_<name>) and its bad rows; return
     what was read, dropped, quarantined and kept."""
-    staged = _stage_activity(conn, table, name, id_column, extra_columns, bounds, future_limit)
+    staged = _classify_activity(conn, table, name, id_column, extra_columns, bounds, future_limit)
     stage(conn, name, f"""
         SELECT CAST(time AS DATE) AS activity_date, {id_column}, contact_id AS user_id,
                {''.join(f'{c}, ' for c in extra_columns)}time
