@@ -42,7 +42,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"no raw data in HEALTH_RAW_DIR={raw_dir}", file=sys.stderr)
             return 2
         print(f"no raw data in {raw_dir}: generating the sample first")
-        generate_sample(raw_dir, SampleSpec())
+        # Generated aside and renamed into place, so a killed generation leaves no half sample.
+        partial = raw_dir.with_name(f".{raw_dir.name}.partial")
+        generate_sample(partial, SampleSpec())
+        os.replace(partial, raw_dir)
 
     first_day, last_day = args.start, args.end
     print(f"materializing every asset for {first_day} .. {last_day} in one run")

@@ -488,3 +488,16 @@ def test_garbage_rows_are_quarantined_or_named(garbage, fmt, order):
                     expected = {"valid-u": None, "valid-qa": None, "ghost": "unknown_user"}
                     if values["user_id"] in expected:
                         assert reason == expected[values["user_id"]]
+
+
+def test_a_structural_failure_writes_nothing(pipeline):
+    """Every raw file is checked and read before the first write: a failed run leaves the last good state."""
+    extract(pipeline, valid())
+    before = pipeline.query("SELECT * FROM raw.accounts")
+    data = valid()
+    data.accounts.append(dict(data.accounts[0], account_id="A2"))
+    data.write(pipeline.raw_dir)
+    events = pd.read_parquet(pipeline.raw_dir / "all_events.parquet").drop(columns="time")
+    events.to_parquet(pipeline.raw_dir / "all_events.parquet")
+    assert pipeline.failure(DAY, NEXT, selection=["raw_activity"])[0] == "RawInputError"
+    pd.testing.assert_frame_equal(pipeline.query("SELECT * FROM raw.accounts"), before)

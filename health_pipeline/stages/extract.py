@@ -22,6 +22,7 @@ from health_pipeline.warehouse import (
     date_range,
     replace_date_range,
     replace_table,
+    scalar,
     stage,
     table_metadata,
 )
@@ -138,18 +139,16 @@ def _stage_identity_map(conn: duckdb.DuckDBPyConnection, migrations: RawTable | 
     """)
 
 
-def snapshot_dimensions(conn: duckdb.DuckDBPyConnection, raw: RawSource, settings: Settings) -> dict:
-    """Replace raw.accounts, raw.contacts and raw.identity_map from the current raw exports.
-
-    Stages the dimension rows that are bad input into staged_quarantine.
-    """
-    _stage_accounts(conn, raw.table(conn, "accounts"))
-    n_accounts = replace_table(conn, "raw.accounts", stage(conn, "accounts", f"""
+def stage_dimensions(conn: duckdb.DuckDBPyConnection, tables: dict[str, RawTable | None], settings: Settings) -> dict:
+    """Stage accounts, contacts and the identity map from the current raw exports, and their bad
+    rows into staged_quarantine. Nothing is written to the warehouse yet."""
+    _stage_accounts(conn, tables["accounts"])
+    stage(conn, "accounts", f"""
         SELECT account_id, name, owner, plan, arr, vertical, customer_since, status
         FROM staged_accounts_read WHERE outcome = '{LOADED}'
-    """))
-    _stage_users(conn, raw.table(conn, "users"))
-    _stage_identity_map(conn, raw.table(conn, "user_migrations"))
+    """)
+    _stage_users(conn, tables["users"])
+    _stage_identity_map(conn, tables["user_migrations"])
 
     contacts_sql = f"""
         WITH users AS (
@@ -184,38 +183,31 @@ def snapshot_dimensions(conn: duckdb.DuckDBPyConnection, raw: RawSource, setting
                CASE
                    WHEN excluded_reason IS NOT NULL THEN '{EXCLUDED}'
                    WHEN account_id IS NULL THEN 'null_account_id'
-                   WHEN account_id IN (SELECT account_id FROM raw.accounts) THEN '{LOADED}'
+                   WHEN account_id IN (SELECT account_id FROM staged_accounts) THEN '{LOADED}'
                    WHEN account_id IN (SELECT account_id FROM staged_accounts_read) THEN 'quarantined_account'
                    ELSE 'unknown_account'
                END AS outcome
         FROM with_exclusions
     """
     stage(conn, "contacts_checked", contacts_sql, {"patterns": list(settings.exclude_identities)})
-    n_contacts = replace_table(conn, "raw.contacts", stage(conn, "contacts", f"""
+    stage(conn, "contacts", f"""
         SELECT user_id, identity, joindate, account_id, role, excluded_reason
         FROM staged_contacts_checked WHERE outcome IN ('{LOADED}', '{EXCLUDED}')
-    """))
-    replace_table(conn, "raw.identity_map", "staged_identity_map")
+    """)
 
     # Dimension rows describe the current exports, not a day: their partition_date is NULL.
     for source, staged in (("accounts", "accounts_read"), ("users", "users_read"),
                            ("users", "contacts_checked"), ("user_migrations", "migrations_read")):
         _quarantine(conn, source, f"staged_{staged}", "NULL")
     return {
-        "accounts": n_accounts,
-        "contacts": n_contacts,
-        "contacts_excluded": _count(conn, f"SELECT count(*) FROM staged_contacts_checked WHERE outcome = '{EXCLUDED}'"),
+        "contacts_excluded": _count_outcome(conn, "staged_contacts_checked", EXCLUDED),
         "accounts_duplicates_dropped": _count_outcome(conn, "staged_accounts_read", DUPLICATE),
         "users_duplicates_dropped": _count_outcome(conn, "staged_users_read", DUPLICATE),
     }
 
 
-def _count(conn: duckdb.DuckDBPyConnection, sql: str, params=None) -> int:
-    return int(conn.execute(sql, params or []).fetchall()[0][0])
-
-
 def _count_outcome(conn: duckdb.DuckDBPyConnection, staged: str, outcome: str) -> int:
-    return _count(conn, f"SELECT count(*) FROM {staged} WHERE outcome = ?", [outcome])
+    return int(scalar(conn, f"SELECT count(*) FROM {staged} WHERE outcome = ?", [outcome]))
 
 
 def _quarantine(conn: duckdb.DuckDBPyConnection, source: str, staged: str, partition_date: str) -> None:
@@ -231,7 +223,7 @@ def _quarantine(conn: duckdb.DuckDBPyConnection, source: str, staged: str, parti
     )
 
 
-def _stage_activity(conn, table: RawTable, name: str, id_column: str, extra_columns, bounds, future_limit) -> str:
+def _classify_activity(conn, table: RawTable, name: str, id_column: str, extra_columns, bounds, future_limit) -> str:
     """Classify the rows of a raw activity table whose UTC time falls in the run's range."""
     time = table.utc_time("time")
     columns = ", ".join(table.column(c) for c in (id_column, "user_id", *extra_columns))
@@ -270,7 +262,7 @@ def _stage_activity(conn, table: RawTable, name: str, id_column: str, extra_colu
         attributed AS (
             -- Rows of a merged-away id count for the contact it was merged into.
             SELECT d.*, coalesce(m.contact_id, d.user_id) AS contact_id
-            FROM deduplicated d LEFT JOIN raw.identity_map m ON m.user_id = d.user_id
+            FROM deduplicated d LEFT JOIN staged_identity_map m ON m.user_id = d.user_id
         )
         SELECT a.*,
                CASE
@@ -280,7 +272,7 @@ def _stage_activity(conn, table: RawTable, name: str, id_column: str, extra_colu
                    WHEN a.contact_id IN (SELECT user_id FROM staged_users_read) THEN 'quarantined_user'
                    ELSE 'unknown_user'
                END AS outcome
-        FROM attributed a LEFT JOIN raw.contacts c ON c.user_id = a.contact_id
+        FROM attributed a LEFT JOIN staged_contacts c ON c.user_id = a.contact_id
     """)
 
 
@@ -303,18 +295,16 @@ def _stage_undated(conn, table: RawTable, future_limit: dt.datetime) -> None:
         )
 
 
-def load_activity(conn, raw: RawSource, name: str, raw_name: str, id_column: str, extra_columns,
-                  bounds, days, future_limit) -> dict:
-    """Load one raw activity table for the range; return what was read, dropped, quarantined and kept."""
-    table = raw.table(conn, raw_name)
-    staged = _stage_activity(conn, table, name, id_column, extra_columns, bounds, future_limit)
-    counted = stage(conn, name, f"""
+def stage_activity(conn, table: RawTable, name: str, id_column: str, extra_columns, bounds, future_limit) -> dict:
+    """Stage one raw activity table's rows for the range (staged_<name>) and its bad rows; return
+    what was read, dropped, quarantined and kept."""
+    staged = _classify_activity(conn, table, name, id_column, extra_columns, bounds, future_limit)
+    stage(conn, name, f"""
         SELECT CAST(time AS DATE) AS activity_date, {id_column}, contact_id AS user_id,
                {''.join(f'{c}, ' for c in extra_columns)}time
         FROM {staged} WHERE outcome = '{LOADED}'
     """)
-    kept = replace_date_range(conn, f"raw.{name}", "activity_date", *days, counted)
-    _quarantine(conn, raw_name, staged, "CAST(time AS DATE)")
+    _quarantine(conn, table.name, staged, "CAST(time AS DATE)")
     _stage_undated(conn, table, future_limit)
     outcomes = dict(conn.execute(f"SELECT outcome, count(*) FROM {staged} GROUP BY outcome").fetchall())
     read = sum(outcomes.values())
@@ -323,7 +313,7 @@ def load_activity(conn, raw: RawSource, name: str, raw_name: str, id_column: str
         f"{name}_duplicates_dropped": outcomes.get(DUPLICATE, 0),
         f"{name}_from_excluded_users": outcomes.get(EXCLUDED, 0),
         f"{name}_quarantined": read - sum(outcomes.get(o, 0) for o in (LOADED, DUPLICATE, EXCLUDED)),
-        f"{name}_loaded": kept,
+        f"{name}_loaded": outcomes.get(LOADED, 0),
     }
 
 
@@ -331,7 +321,12 @@ def extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, settings: Settings,
             first_day: dt.date, last_day: dt.date, now: dt.datetime) -> dict:
     """Snapshot the dimensions, load sessions and events for [first_day, last_day], and replace
     the range's quarantine rows. `now` is the run's clock (UTC, naive) for the future-time rule.
-    Returns the figures the asset reports."""
+    Returns the figures the asset reports.
+
+    Every raw file is read before anything is written, so bad input that fails the run leaves
+    the warehouse as it was.
+    """
+    tables = {name: raw.table(conn, name) for name in RAW_TABLES}
     conn.execute("""
         CREATE OR REPLACE TEMP TABLE staged_quarantine (
             partition_date DATE, source_table VARCHAR, reason VARCHAR,
@@ -340,10 +335,15 @@ def extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, settings: Settings,
     """)
     future_limit = now + dt.timedelta(hours=raw.future_tolerance_hours)
     bounds = [dt.datetime.combine(day, dt.time()) for day in (first_day, last_day + dt.timedelta(days=1))]
-    counts = snapshot_dimensions(conn, raw, settings)
+    counts = stage_dimensions(conn, tables, settings)
     for name, raw_name, id_column, extra_columns in ACTIVITY_TABLES:
-        counts |= load_activity(conn, raw, name, raw_name, id_column, extra_columns, bounds,
-                                (first_day, last_day), future_limit)
+        counts |= stage_activity(conn, tables[raw_name], name, id_column, extra_columns, bounds, future_limit)
+
+    counts["accounts"] = replace_table(conn, "raw.accounts", "staged_accounts")
+    counts["contacts"] = replace_table(conn, "raw.contacts", "staged_contacts")
+    replace_table(conn, "raw.identity_map", "staged_identity_map")
+    for name, *_ in ACTIVITY_TABLES:
+        replace_date_range(conn, f"raw.{name}", "activity_date", first_day, last_day, f"staged_{name}")
     counts["quarantined_rows"] = replace_date_range(
         conn, QUARANTINE, "partition_date", first_day, last_day, "staged_quarantine")
     for source, reason, n in conn.execute(

@@ -1,0 +1,173 @@
+"""A run killed with SIGKILL at any point, then re-run, leaves what a clean run leaves.
+
+Each kill lands at a deterministic point: crash_driver stops the real `health-pipeline run`
+code there (inside a swap's transaction, between stages, with a sync temp file half-way to
+its place) and the test kills it with SIGKILL. The re-run is a plain `health-pipeline run`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from health_pipeline.sample import SampleSpec, generate_sample
+from health_pipeline.warehouse import replace_date_range, stage
+
+SPEC = SampleSpec(accounts=6, days=20, seed=5)
+START, END = "2026-06-01", "2026-06-20"
+CLI = Path(sys.executable).parent / "health-pipeline"
+
+
+def env_for(root: Path, **extra) -> dict:
+    env = {**os.environ, "HEALTH_RAW_DIR": str(root / "raw"), "HEALTH_WAREHOUSE": str(root / "warehouse.duckdb"),
+           "HEALTH_EXPORT_DIR": str(root / "exports"), **extra}
+    env.pop("DAGSTER_HOME", None)
+    return env
+
+
+def run_cli(root: Path, env: dict | None = None) -> None:
+    result = subprocess.run([str(CLI), "run", "--start", START, "--end", END], env=env or env_for(root),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def kill_at(root: Path, point: str, env: dict | None = None) -> None:
+    """Run the pipeline until it reaches `point`, then SIGKILL it there."""
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "health_pipeline_tests.crash_driver", point, START, END],
+        env=env or env_for(root), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        for line in driver.stdout:
+            if line.startswith("REACHED"):
+                break
+        else:
+            pytest.fail(f"the run finished without reaching {point}")
+        driver.send_signal(signal.SIGKILL)
+    finally:
+        driver.kill()
+        driver.wait(timeout=60)
+    assert driver.returncode == -signal.SIGKILL
+
+
+def state(root: Path) -> dict:
+    """Every warehouse table and every file under the export folder (hidden ones too), minus computed_at."""
+    out = {}
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as conn:
+        tables = conn.execute("SELECT schema_name || '.' || table_name FROM duckdb_tables() ORDER BY 1").fetchall()
+        for (table,) in tables:
+            frame = conn.execute(f"SELECT * FROM {table}").df().drop(columns="computed_at", errors="ignore")
+            out[table] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
+    for path in sorted((root / "exports").rglob("*")):
+        if path.is_file():
+            frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+            out[str(path.relative_to(root))] = frame.drop(columns="computed_at")
+    return out
+
+
+def assert_same(actual: dict, expected: dict) -> None:
+    assert sorted(actual) == sorted(expected)
+    for name, frame in expected.items():
+        # The raw tables' source paths differ between the two roots; nothing else may.
+        if name == "raw.quarantine":
+            continue
+        pd.testing.assert_frame_equal(actual[name], frame, obj=name)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("clean")
+    generate_sample(root / "raw", SPEC)
+    run_cli(root)
+    return root, state(root)
+
+
+@pytest.mark.parametrize("point", [
+    "sql:CREATE OR REPLACE TABLE raw.contacts:1",    # raw_activity, between two snapshot swaps
+    "sql:DELETE FROM raw.events:1",                  # raw_activity, inside the events swap
+    "sql:INSERT INTO core.contact_metrics BY NAME:1",  # contact_metrics, swap done but not committed
+    "sql:COMMIT:5",                                  # between stages, several committed
+    "tmp:7",                                         # a sync temp file written, not yet renamed
+    "renamed:30",                                    # half of the sync files in place
+])
+def test_killed_run_then_rerun_equals_a_clean_run(clean, tmp_path, point):
+    clean_root, expected = clean
+    shutil.copytree(clean_root / "raw", tmp_path / "raw")
+    kill_at(tmp_path, point)
+    run_cli(tmp_path)
+    actual = state(tmp_path)
+    assert_same(actual, expected)
+    quarantine = "SELECT * EXCLUDE (source_file) FROM raw.quarantine ORDER BY ALL"
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as a, \
+            duckdb.connect(str(clean_root / "warehouse.duckdb"), read_only=True) as b:
+        pd.testing.assert_frame_equal(a.execute(quarantine).df(), b.execute(quarantine).df())
+
+
+def test_a_run_killed_inside_a_swap_leaves_the_previous_rows_whole(clean, tmp_path):
+    """Killed after deleting a range and before committing: the range still holds the last run's rows."""
+    clean_root, expected = clean
+    shutil.copytree(clean_root, tmp_path, dirs_exist_ok=True)
+    kill_at(tmp_path, "sql:DELETE FROM export.account_health:1")
+    assert_same(state(tmp_path), expected)
+
+
+def test_killed_run_leaves_a_temp_file_that_the_next_run_removes(clean, tmp_path):
+    shutil.copytree(clean[0] / "raw", tmp_path / "raw")
+    kill_at(tmp_path, "tmp:3")
+    assert len(list((tmp_path / "exports").rglob(".snapshot_date=*.tmp"))) == 1
+    run_cli(tmp_path)
+    assert list((tmp_path / "exports").rglob(".*")) == []
+
+
+def test_killed_sample_generation_leaves_no_half_sample(clean, tmp_path):
+    """With no raw data, `health-pipeline run` generates the sample; killed half-way, it starts over."""
+    sample_dir = tmp_path / "raw"
+    env = env_for(tmp_path, HEALTH_SAMPLE_DIR=str(sample_dir))
+    env.pop("HEALTH_RAW_DIR")
+    kill_at(tmp_path, "sample:10", env)
+    assert not sample_dir.exists()
+    driver = subprocess.run([sys.executable, "-m", "health_pipeline_tests.crash_driver", "none", START, END],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert driver.returncode == 0, driver.stderr[-3000:]
+    # The default sample is larger than SPEC, so compare it with itself generated cleanly.
+    generate_sample(tmp_path / "expected", SampleSpec())
+    for path in sorted((tmp_path / "expected").rglob("*.parquet")):
+        pd.testing.assert_frame_equal(pd.read_parquet(sample_dir / path.relative_to(tmp_path / "expected")),
+                                      pd.read_parquet(path))
+
+
+def test_a_reader_never_sees_a_partition_half_replaced(tmp_path):
+    """At every statement of a swap, another connection sees the old rows or the new, whole."""
+    writer = duckdb.connect(str(tmp_path / "w.duckdb"))
+    reader = writer.cursor()  # a second connection to the same database
+    writer.execute("CREATE SCHEMA core")
+    day = dt.date(2026, 6, 2)
+    writer.execute("CREATE TABLE core.t AS SELECT d::DATE AS d, i FROM "
+                   "(VALUES ('2026-06-01'), ('2026-06-02')) v(d), range(100) r(i)")
+    staging = stage(writer, "t", "SELECT DATE '2026-06-02' AS d, i + 1000 AS i FROM range(150) r(i)")
+
+    seen = []
+
+    class Watched:
+        def execute(self, sql, *args):
+            result = writer.execute(sql, *args)
+            seen.append(reader.execute("SELECT d, count(*), min(i) FROM core.t GROUP BY d ORDER BY d").fetchall())
+            return result
+
+        def __getattr__(self, name):
+            return getattr(writer, name)
+
+    replace_date_range(Watched(), "core.t", "d", day, day, staging)
+    old = [(dt.date(2026, 6, 1), 100, 0), (day, 100, 0)]
+    new = [(dt.date(2026, 6, 1), 100, 0), (day, 150, 1000)]
+    assert len(seen) >= 5 and set(map(tuple, seen)) == {tuple(old), tuple(new)}
+    assert seen[-1] == new
