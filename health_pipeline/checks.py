@@ -159,9 +159,9 @@ def check_counts_non_negative(
 ) -> dg.AssetCheckResult:
     """No count (integer column) in the table is negative."""
     columns = [name for name, dtype, *_ in conn.execute(f"DESCRIBE {table}").fetchall() if dtype in INTEGER_TYPES]
+    counts = ["count(*)", *(f"count(*) FILTER (WHERE {quote(c)} < 0)" for c in columns)]
     negatives = conn.execute(
-        "SELECT count(*), " + ", ".join(f"count(*) FILTER (WHERE {quote(c)} < 0)" for c in columns)
-        + f" FROM {table} WHERE snapshot_date BETWEEN $first_day AND $last_day",
+        f"SELECT {', '.join(counts)} FROM {table} WHERE snapshot_date BETWEEN $first_day AND $last_day",
         _params(first_day, last_day),
     ).fetchall()[0]
     rows, per_column = negatives[0], dict(zip(columns, negatives[1:], strict=True))
@@ -321,7 +321,7 @@ def _doc(evaluate) -> str:
     return getattr(evaluate, "func", evaluate).__doc__
 
 
-def _checks_of(asset: str, evaluations: dict, export_dir: bool = False) -> dg.AssetChecksDefinition:
+def _checks_of(asset: str, evaluations: dict, reads_export_files: bool = False) -> dg.AssetChecksDefinition:
     """One step that runs an asset's checks on one read-only connection (fewer steps, fewer pool claims)."""
     key = dg.AssetKey(asset)
     specs = [dg.AssetCheckSpec(name, asset=key, description=_doc(evaluate), blocking=True,
@@ -331,7 +331,7 @@ def _checks_of(asset: str, evaluations: dict, export_dir: bool = False) -> dg.As
     @dg.multi_asset_check(name=f"{asset}_checks", specs=specs, pool=Warehouse.POOL)
     def _checks(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, export_target: ExportTarget):
         days = date_range(context.partition_time_window)
-        extra = (Path(export_target.export_dir),) if export_dir else ()
+        extra = (Path(export_target.export_dir),) if reads_export_files else ()
         with warehouse.get_connection(read_only=True) as conn:
             for name, evaluate in evaluations.items():
                 result = evaluate(conn, *days, *extra)
@@ -366,5 +366,5 @@ def build_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
         _checks_of("sync_export", {
             "rows_match_scored_accounts": check_export_rows_match_scores,
             "columns_match_contract": partial(check_export_columns_match_contract, contract=contract),
-        }, export_dir=True),
+        }, reads_export_files=True),
     ]
