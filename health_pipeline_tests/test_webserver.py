@@ -1,7 +1,7 @@
 """End to end through the real Dagster webserver and daemon, driven over GraphQL as the UI drives them.
 
 A backfill of 2026-06-01 .. 06-11 is launched the way the UI's "Materialize…" dialog launches one
-(launchPartitionBackfill with the six assets and the partition keys); the daemon turns it into
+(launchPartitionBackfill with every asset and the partition keys); the daemon turns it into
 one run. Then the daily schedule is evaluated for its 2026-06-15 02:00 UTC tick, as the UI's
 "Test schedule" does (scheduleDryRun), and the run it requests is launched, which refreshes
 06-12 .. 06-14 on top of the backfill. The sync table must equal what one in-process run of
@@ -29,15 +29,15 @@ import pandas as pd
 import pytest
 
 from health_pipeline import DATA_DIR, PROJECT_ROOT
-from health_pipeline.definitions import HEALTH_JOB
+from health_pipeline.definitions import HEALTH_JOB, defs
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.schedules import DAILY_SCHEDULE
 from health_pipeline_tests.conftest import Pipeline
 
 BIN = Path(sys.executable).parent
 LOCATION = {"repositoryLocationName": "health_pipeline", "repositoryName": "__repository__"}
-STAGES = ["raw_activity", "daily_contact_activity", "contact_metrics", "account_metrics", "account_health",
-          "sync_export"]
+# Every asset of the code location, as "Materialize all" selects them.
+ASSETS = [key.to_user_string() for asset in defs.assets for key in asset.keys]
 BACKFILL_DAYS = [(dt.date(2026, 6, 1) + dt.timedelta(days=i)).isoformat() for i in range(11)]  # 06-01 .. 06-11
 TICK = dt.datetime(2026, 6, 15, 2, 0, tzinfo=dt.UTC)
 DEADLINE = 420  # seconds for any one wait; the backfill daemon wakes every 30 s
@@ -209,7 +209,7 @@ def test_backfill_and_schedule_tick_through_the_webserver_match_the_cli(tmp_path
         # 1. The backfill, as the UI launches it for an asset selection and a partition range.
         launched = gql("""mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
             __typename ... on LaunchBackfillSuccess { backfillId } ... on Error { message } } }""",
-                       p={"assetSelection": [{"path": [s]} for s in STAGES], "partitionNames": BACKFILL_DAYS,
+                       p={"assetSelection": [{"path": [a]} for a in ASSETS], "partitionNames": BACKFILL_DAYS,
                           "fromFailure": False, "tags": []})["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
         backfill_query = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
