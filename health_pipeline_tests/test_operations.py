@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
+import duckdb
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -123,3 +125,38 @@ def test_only_the_sync_table_carries_the_freshness_policy():
     policies = {key.to_user_string(): a.specs_by_key[key].freshness_policy for a in defs.assets for key in a.keys}
     assert policies.pop("sync_export") == EXPORT_FRESHNESS
     assert set(policies.values()) == {None}
+
+
+def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
+    """As the UI's "Materialize" on one asset and one partition does: the score stage for 2026-06-03."""
+    from health_pipeline.checks import build_checks
+    from health_pipeline.config import load_settings
+    from health_pipeline.definitions import build_assets
+    from health_pipeline.resources import ExportTarget, RawSource
+    from health_pipeline.sample import SampleSpec, generate_sample
+    from health_pipeline_tests.conftest import Pipeline
+
+    pipeline = Pipeline(tmp_path)
+    generate_sample(pipeline.raw_dir, SampleSpec(accounts=6, days=5, seed=1))
+    pipeline.materialize("2026-06-01", "2026-06-05")
+    before = pipeline.query("SELECT * FROM core.account_health ORDER BY ALL")
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:  # a stale score to be replaced
+        conn.execute("UPDATE core.account_health SET health_score = 0 WHERE snapshot_date = '2026-06-03'")
+
+    settings = load_settings()
+    result = dg.materialize(
+        [*build_assets(settings), *build_checks(settings)],
+        selection=dg.AssetSelection.assets("account_health"),
+        partition_key="2026-06-03",
+        resources={"warehouse": pipeline.warehouse, "raw_source": RawSource(raw_dir=str(pipeline.raw_dir)),
+                   "export_target": ExportTarget(export_dir=str(pipeline.export_dir))},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    assert (event.asset_key, event.partition) == (dg.AssetKey("account_health"), "2026-06-03")
+    accounts = pd.read_parquet(pipeline.raw_dir / "accounts.parquet")
+    assert event.materialization.metadata["dagster/row_count"].value == (accounts["status"] != "churned").sum()
+    assert {e.check_name for e in result.get_asset_check_evaluations() if e.passed} == {
+        "live_accounts_scored_once", "scores_within_0_and_100"}
+    pd.testing.assert_frame_equal(pipeline.query("SELECT * FROM core.account_health ORDER BY ALL"), before)
