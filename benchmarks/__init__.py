@@ -1,0 +1,1 @@
+"""Benchmarks for the health pipeline: scales, scenarios and the seed-approach baseline."""

@@ -1,0 +1,446 @@
+"""Benchmark the health pipeline against its peers and against DuckDB itself.
+
+    python -m benchmarks.run --scale M
+
+Generates (or reuses) raw data for the scale under data/bench/<scale>/, runs the six
+scenarios of docs/performance.md with A and B alternated, and writes the medians and ratios
+as JSON and as a markdown table to benchmarks/results/<scale>.{json,md}. At scale M it also
+measures the scaling curve and draws docs/scaling.png (needs the `bench` extra, matplotlib).
+Every measurement is a fresh process (benchmarks/tasks.py), so its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+if not __package__:  # run as `python benchmarks/run.py`: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.data import BENCH_DIR, SCALES, Scale, raw_data
+from health_pipeline import PROJECT_ROOT
+
+RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
+PLOT_PATH = PROJECT_ROOT / "docs" / "scaling.png"
+# Scaling curve: accounts per point (about 200 events per account per weekday), and its history.
+CURVE_ACCOUNTS = (500, 1_500, 5_000, 15_000)
+CURVE_DAYS = 15
+CURVE_BACKFILL_DAYS = (10, 30)
+
+
+def log(message: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Bench:
+    scale: Scale
+    work: Path
+    reps: int
+    backfill_reps: int
+    duckdb_env: dict[str, str]
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.work / "raw"
+
+    def day(self, n: int) -> dt.date:
+        """The n-th day of the data, counting from 1."""
+        return self.scale.spec().start + dt.timedelta(days=n - 1)
+
+    def task(self, request: dict, env: dict | None = None) -> dict:
+        """Run one measurement in a fresh process; add its wall time and its own peak RSS."""
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            started = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.tasks", json.dumps(request)],
+                cwd=PROJECT_ROOT, env={**os.environ, **self.duckdb_env, **(env or {})}, stdout=out, stderr=err,
+            )
+            # wait4 reports this one child's resource usage, including its peak resident set.
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            wall = time.perf_counter() - started
+            out.seek(0), err.seek(0)
+            if proc.returncode != 0:
+                raise RuntimeError(f"task {request} failed:\n{err.read()[-4000:]}")
+            result = json.loads(out.read().strip().splitlines()[-1])
+        result.update(wall=wall, peak_rss_mb=round(usage.ru_maxrss / 1024, 1))  # ru_maxrss is in KiB
+        return result
+
+    def pipeline(self, name: str, first: dt.date, last: dt.date, via: str = "dagster",
+                 fresh: bool = False, raw_dir: Path | None = None) -> dict:
+        """Materialize [first, last] in the warehouse `name` (a fresh one if asked)."""
+        root = self.work / "runs" / name
+        if fresh:
+            shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+        env = {
+            "HEALTH_RAW_DIR": str(raw_dir or self.raw_dir),
+            "HEALTH_WAREHOUSE": str(root / "warehouse.duckdb"),
+            "HEALTH_EXPORT_DIR": str(root / "exports"),
+            "HEALTH_PARTITIONS_START": self.scale.spec().start.isoformat(),
+        }
+        return self.task({"task": "pipeline", "via": via, "first": first.isoformat(), "last": last.isoformat()},
+                         env)
+
+    def warehouse(self, name: str) -> str:
+        return str(self.work / "runs" / name / "warehouse.duckdb")
+
+
+def alternate(variants: dict, reps: int, log_as: str) -> dict[str, list[dict]]:
+    """Run each variant `reps` times, alternating A B, B A, A B ... so drift hits both alike."""
+    results = {name: [] for name in variants}
+    names = list(variants)
+    for rep in range(reps):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            result = variants[name]()
+            results[name].append(result)
+            log(f"{log_as} rep {rep + 1}/{reps} {name}: {result['seconds']:.2f} s"
+                + (f", peak {result['peak_rss_mb']:.0f} MB" if result.get("peak_rss_mb") else ""))
+    return results
+
+
+def median(results: list[dict], key: str = "seconds") -> float:
+    return statistics.median(r[key] for r in results)
+
+
+def summary(results: list[dict], key: str = "seconds") -> dict:
+    values = [r[key] for r in results]
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def scenario(number: int, title: str, compare: str, target: str, met: bool | None, measured: dict,
+             figures: dict, note: str = "") -> dict:
+    return {"number": number, "title": title, "compare": compare, "target": target, "met": met,
+            "measured": measured, "figures": figures, "note": note}
+
+
+def setup(bench: Bench) -> dict:
+    """Warehouses with history before the last day: all of it, and only its last `short_history` days."""
+    n, short = bench.scale.days, bench.scale.short_history
+    log(f"setup: backfilling days 1..{n - 1} (history_full) and {n - short}..{n - 1} (history_short)")
+    full = bench.pipeline("history_full", bench.day(1), bench.day(n - 1), fresh=True)
+    part = bench.pipeline("history_short", bench.day(n - short), bench.day(n - 1), fresh=True)
+    return {"history_full_backfill": full, "history_short_backfill": part}
+
+
+def scenario_history(bench: Bench) -> dict:
+    n, short = bench.scale.days, bench.scale.short_history
+    last = bench.day(n)
+    runs = alternate({
+        "after_full_history": lambda: bench.pipeline("history_full", last, last),
+        "after_short_history": lambda: bench.pipeline("history_short", last, last),
+    }, bench.reps, "1 history")
+    a, b = median(runs["after_full_history"]), median(runs["after_short_history"])
+    r = ratio(a, b)
+    return scenario(
+        1, "History independence",
+        f"daily run of day {n} after {n - 1} days of history vs after {short} days (same day, same data)",
+        "ratio <= 1.3", r <= 1.3,
+        {k: summary(v) for k, v in runs.items()}, {"ratio": r},
+    )
+
+
+def scenario_backfill(bench: Bench) -> tuple[dict, dict, dict]:
+    """Scenarios 2, 4 and 5 share one alternation: backfill, the daily run, and the GROUP BY floor."""
+    n = bench.scale.days
+    first, last = bench.day(1), bench.day(n)
+    events_location = str(bench.raw_dir / "all_events" / "**" / "*.parquet")
+    runs = alternate({
+        "backfill": lambda: bench.pipeline("backfill", first, last, fresh=True),
+        "daily": lambda: bench.pipeline("history_full", last, last),
+        "group_by_floor": lambda: bench.task(
+            {"task": "floor", "first": first.isoformat(), "last": last.isoformat(),
+             "events_location": events_location}),
+    }, bench.backfill_reps, "2/4/5 backfill")
+    backfill, daily, floor = (median(runs[k]) for k in ("backfill", "daily", "group_by_floor"))
+    events = runs["group_by_floor"][0]["events"]
+    measured = {k: summary(v) for k, v in runs.items()}
+    s2 = scenario(
+        2, "Single-run backfill", f"backfill of all {n} days in one run vs one daily run",
+        "ratio <= 10", ratio(backfill, daily) <= 10,
+        {k: measured[k] for k in ("backfill", "daily")}, {"ratio": ratio(backfill, daily)},
+    )
+    backfill_rate, floor_rate = events / backfill, events / floor
+    s4 = scenario(
+        4, "Versus the physical limit",
+        f"backfill events per second vs DuckDB's GROUP BY (user, day, event) over the same {events:,} raw events",
+        "ratio >= 0.5", ratio(backfill_rate, floor_rate) >= 0.5,
+        {k: measured[k] for k in ("backfill", "group_by_floor")},
+        {"events": events, "backfill_events_per_second": backfill_rate,
+         "floor_events_per_second": floor_rate, "ratio": ratio(backfill_rate, floor_rate)},
+    )
+    peak = max(r["peak_rss_mb"] for r in runs["backfill"])
+    s5 = scenario(
+        5, "Memory", f"peak RSS of the whole {n}-day backfill run (one process: Python, Dagster and DuckDB)",
+        "<= 3 GB", peak <= 3 * 1024,
+        {k: summary(v, "peak_rss_mb") for k, v in runs.items()},
+        {"backfill_peak_rss_mb": peak, "daily_peak_rss_mb": max(r["peak_rss_mb"] for r in runs["daily"]),
+         "duckdb_settings": bench.duckdb_env or "DuckDB defaults"},
+    )
+    return s2, s4, s5
+
+
+def scenario_seed_and_overhead(bench: Bench) -> tuple[dict, dict]:
+    """Scenarios 3 and 6 share one alternation: the daily run through Dagster, run directly, and the seed view."""
+    last = bench.day(bench.scale.days)
+    runs = alternate({
+        "dagster_run": lambda: bench.pipeline("history_full", last, last),
+        "direct": lambda: bench.pipeline("history_full", last, last, via="direct"),
+        "seed_view": lambda: bench.task({"task": "seed", "raw_dir": str(bench.raw_dir), "day": last.isoformat()}),
+    }, bench.reps, "3/6 daily")
+    values = bench.task({"task": "verify", "raw_dir": str(bench.raw_dir), "day": last.isoformat(),
+                         "warehouse": bench.warehouse("history_full")})
+    startup = [bench.task({"task": "startup"}) for _ in range(bench.reps)]
+    dagster, direct, seed_view = (median(runs[k]) for k in ("dagster_run", "direct", "seed_view"))
+    agree = all(values[t]["unmatched"] == 0 and values[t]["differing"] == 0
+                for t in ("account_metrics", "contact_metrics"))
+    measured = {k: summary(v) for k, v in runs.items()}
+    steps = {step: statistics.median(r["steps"][step] for r in runs["direct"]) for step in runs["direct"][0]["steps"]}
+    s3 = scenario(
+        3, "Versus the seed approach",
+        f"one daily run (day {bench.scale.days}) vs the seed view recomputing the same day from raw events",
+        ">= 5x in compute, >= 2x end to end, identical values",
+        ratio(seed_view, direct) >= 5 and ratio(seed_view, dagster) >= 2 and agree,
+        {k: measured[k] for k in ("direct", "dagster_run", "seed_view")},
+        {"compute_speedup": ratio(seed_view, direct), "end_to_end_speedup": ratio(seed_view, dagster),
+         "process_speedup": ratio(median(runs["seed_view"], "wall"), median(runs["dagster_run"], "wall")),
+         "values_identical": agree, "comparison": values, "direct_steps": steps},
+    )
+    s6 = scenario(
+        6, "Dagster overhead", "the daily run as a Dagster run (in-process executor) vs the same asset functions called directly",
+        "report the ratio and the fixed cost", None,
+        {**{k: measured[k] for k in ("dagster_run", "direct")}, "process_startup": summary(startup)},
+        {"ratio": ratio(dagster, direct), "fixed_cost_seconds": dagster - direct,
+         "process_startup_seconds": median(startup)},
+    )
+    return s3, s6
+
+
+def scaling_curve(bench: Bench, full_backfill: dict) -> dict:
+    """Daily-run time against events a day, and backfill time against days of history."""
+    daily = []
+    for accounts in CURVE_ACCOUNTS:
+        spec = bench.scale.spec(accounts=accounts, days=CURVE_DAYS)
+        raw_dir = BENCH_DIR / "curve" / f"{accounts}_accounts" / "raw"
+        counts = raw_data(raw_dir, spec, log)
+        day = spec.start + dt.timedelta(days=CURVE_DAYS - 1)
+        name = f"curve_{accounts}"
+        log(f"curve: {accounts} accounts, backfilling {CURVE_DAYS - 1} days of history")
+        bench.pipeline(name, spec.start, day - dt.timedelta(days=1), fresh=True, raw_dir=raw_dir)
+        daily.append({"accounts": accounts, "users": counts["users"], "events_per_day": _events_on(raw_dir, day),
+                      "run": lambda name=name, day=day, raw_dir=raw_dir: bench.pipeline(name, day, day, raw_dir=raw_dir)})
+    runs = alternate({point["accounts"]: point.pop("run") for point in daily}, bench.reps, "curve daily")
+    for point in daily:
+        point.update(summary(runs[point["accounts"]]))
+    backfills = alternate({
+        days: (lambda days=days: bench.pipeline(f"curve_backfill_{days}", bench.day(1), bench.day(days), fresh=True))
+        for days in CURVE_BACKFILL_DAYS
+    }, bench.backfill_reps, "curve backfill")
+    backfill = [{"days": days, **summary(runs_)} for days, runs_ in backfills.items()]
+    backfill.append({"days": bench.scale.days, **full_backfill})  # scenario 2's backfill
+    return {"history_days": CURVE_DAYS - 1, "daily": daily, "backfill": backfill}
+
+
+def _events_on(raw_dir: Path, day: dt.date) -> int:
+    import duckdb
+
+    return duckdb.sql("SELECT count(*) FROM read_parquet(?)", params=[str(raw_dir / "all_events" / f"{day}.parquet")]
+                      ).fetchall()[0][0]
+
+
+def machine() -> dict:
+    import dagster
+    import duckdb
+
+    meminfo = Path("/proc/meminfo").read_text().split("\n") if Path("/proc/meminfo").exists() else []
+    total_kb = next((int(line.split()[1]) for line in meminfo if line.startswith("MemTotal")), 0)
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().split("\n")
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {
+        "cores": os.cpu_count(), "memory_gb": round(total_kb / 1024 / 1024, 1), "cpu": cpu,
+        "platform": platform.platform(), "python": platform.python_version(),
+        "duckdb": duckdb.__version__, "dagster": dagster.__version__,
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds < 100 else f"{seconds:.0f} s"
+
+
+def _verdict(met: bool | None) -> str:
+    return "reported" if met is None else ("met" if met else "**missed**")
+
+
+def markdown(report: dict) -> str:
+    """The results as a markdown table, with the machine, the scale and the versions."""
+    m, data, scale = report["machine"], report["data"], report["scale"]
+    settings = ", ".join(f"{k}={v}" for k, v in report["duckdb_settings"].items()) or "DuckDB defaults"
+    lines = [
+        f"# Benchmark results, scale {scale['name']}",
+        "",
+        f"- **Scale {scale['name']}**: {scale['note']}. {data['accounts']:,} accounts, {data['users']:,} users, "
+        f"{scale['days']} days, {data['events']:,} events ({data['events'] / scale['days']:,.0f} a day) "
+        f"and {data['sessions']:,} sessions, plus about 1 % duplicate rows.",
+        f"- **Machine**: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB memory, {m['platform']}. "
+        f"Load average at start {m['load_average_at_start'][0]:.1f}, at end {m['load_average_at_end'][0]:.1f} "
+        "(the machine is shared, so A and B are alternated and compared as ratios).",
+        f"- **Versions**: DuckDB {m['duckdb']}, Dagster {m['dagster']}, Python {m['python']}.",
+        f"- **Runs**: medians of {report['reps']} repetitions ({report['backfill_reps']} for the full backfill), "
+        f"each a fresh process; DuckDB settings: {settings}. Started {report['started_at']}, "
+        f"took {report['total_seconds'] / 60:.0f} min.",
+        "",
+        "| # | scenario | A | B | result | target | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in report["scenarios"]:
+        f, meas = s["figures"], s["measured"]
+        if s["number"] == 1:
+            a, b = meas["after_full_history"], meas["after_short_history"]
+            row = (f"daily run after {scale['days'] - 1} days: {_s(a['median'])}",
+                   f"after {scale['short_history']} days: {_s(b['median'])}",
+                   f"{f['ratio']:.2f}x")
+        elif s["number"] == 2:
+            row = (f"backfill {scale['days']} days: {_s(meas['backfill']['median'])}",
+                   f"daily run: {_s(meas['daily']['median'])}", f"{f['ratio']:.1f}x")
+        elif s["number"] == 3:
+            row = (f"pipeline daily run: {_s(meas['direct']['median'])} compute, "
+                   f"{_s(meas['dagster_run']['median'])} as a Dagster run",
+                   f"seed view: {_s(meas['seed_view']['median'])}",
+                   f"{f['compute_speedup']:.1f}x faster in compute, {f['end_to_end_speedup']:.1f}x end to end; "
+                   f"values {'identical' if f['values_identical'] else '**differ**'}")
+        elif s["number"] == 4:
+            row = (f"backfill: {f['backfill_events_per_second'] / 1e6:.2f} M events/s",
+                   f"GROUP BY floor: {f['floor_events_per_second'] / 1e6:.2f} M events/s "
+                   f"({_s(meas['group_by_floor']['median'])})", f"{f['ratio']:.2f}x")
+        elif s["number"] == 5:
+            row = (f"backfill peak RSS: {f['backfill_peak_rss_mb'] / 1024:.2f} GB",
+                   f"daily run: {f['daily_peak_rss_mb'] / 1024:.2f} GB", f"{f['backfill_peak_rss_mb'] / 1024:.2f} GB")
+        else:
+            row = (f"Dagster run: {_s(meas['dagster_run']['median'])}", f"direct: {_s(meas['direct']['median'])}",
+                   f"{f['ratio']:.2f}x, fixed cost {f['fixed_cost_seconds']:.2f} s "
+                   f"(+ {f['process_startup_seconds']:.1f} s to start Python and load the code)")
+        lines.append(f"| {s['number']} | {s['title']} | {row[0]} | {row[1]} | {row[2]} | {s['target']} | "
+                     f"{_verdict(s['met'])} |")
+    s3 = report["scenarios"][2]["figures"]
+    lines += ["", "Where the daily run's compute goes (scenario 3, direct, median seconds per stage): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in s3["direct_steps"].items()) + ".", "",
+              "Seed baseline versus pipeline, rows compared on the snapshot date: "
+              + "; ".join(f"{t}: {c['rows']:,} rows, {c['unmatched']} unmatched, {c['differing']} differing"
+                          for t, c in s3["comparison"].items() if isinstance(c, dict)) + "."]
+    if "curve" in report:
+        curve = report["curve"]
+        lines += ["", f"## Scaling curve ({curve['history_days']} days of history before the measured day)", "",
+                  "| accounts | users | events that day | daily run (median) |", "|---|---|---|---|"]
+        lines += [f"| {p['accounts']:,} | {p['users']:,} | {p['events_per_day']:,} | {_s(p['median'])} |"
+                  for p in curve["daily"]]
+        lines += ["", "| backfill days | time (median) |", "|---|---|"]
+        lines += [f"| {p['days']} | {_s(p['median'])} |" for p in curve["backfill"]]
+        if report.get("plot"):
+            lines += ["", f"Plot: `{report['plot']}`."]
+    return "\n".join(lines) + "\n"
+
+
+def draw_curve(curve: dict, path: Path, scale_name: str) -> str | None:
+    """Draw the scaling curve as a PNG; None (with a note) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is not installed (pip install -e '.[bench]'): skipping the plot")
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    daily = curve["daily"]
+    x = [p["events_per_day"] / 1e6 for p in daily]
+    left.plot(x, [p["median"] for p in daily], "o-", label="daily run (median)")
+    left.fill_between(x, [p["min"] for p in daily], [p["max"] for p in daily], alpha=0.2, label="min..max")
+    left.set(xscale="log", yscale="log", xlabel="events that day (millions)", ylabel="seconds",
+             title=f"Daily run vs volume ({curve['history_days']} days of history)")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend()
+    backfill = curve["backfill"]
+    days = [p["days"] for p in backfill]
+    right.plot(days, [p["median"] for p in backfill], "o-", color="tab:orange", label="backfill in one run (median)")
+    per_day = backfill[-1]["median"] / days[-1]
+    right.plot([0, days[-1]], [0, per_day * days[-1]], ":", color="grey", label="linear in days")
+    right.set(xlabel="days backfilled (~1M events a day)", ylabel="seconds", title="Backfill vs range")
+    right.grid(True, alpha=0.3)
+    right.legend()
+    fig.suptitle(f"health_pipeline scaling, scale {scale_name}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=SCALES, default="S")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of each A/B pair (default 3)")
+    parser.add_argument("--backfill-reps", type=int, help="repetitions of the full backfill (default: --reps)")
+    parser.add_argument("--curve", action=argparse.BooleanOptionalAction, default=None,
+                        help="measure the scaling curve (default: only at M)")
+    parser.add_argument("--memory-limit", default="2GB",
+                        help="HEALTH_DUCKDB_MEMORY_LIMIT for every run (default %(default)s; 'none' for DuckDB's own)")
+    parser.add_argument("--threads", help="HEALTH_DUCKDB_THREADS for every run (default: DuckDB's, one per core)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go (default %(default)s)")
+    parser.add_argument("--work", type=Path, help="data and warehouses (default data/bench/<scale>)")
+    parser.add_argument("--plot", type=Path, help=f"the scaling plot (default {PLOT_PATH.relative_to(PROJECT_ROOT)} at M)")
+    args = parser.parse_args(argv)
+
+    scale = SCALES[args.scale]
+    duckdb_env = {}
+    if args.memory_limit.lower() != "none":
+        duckdb_env["HEALTH_DUCKDB_MEMORY_LIMIT"] = args.memory_limit
+    if args.threads:
+        duckdb_env["HEALTH_DUCKDB_THREADS"] = args.threads
+    bench = Bench(scale, args.work or BENCH_DIR / scale.name, args.reps, args.backfill_reps or args.reps, duckdb_env)
+    started = time.perf_counter()
+    report = {"scale": {"name": scale.name, "accounts": scale.accounts, "days": scale.days,
+                        "short_history": scale.short_history, "note": scale.note},
+              "machine": machine(), "duckdb_settings": duckdb_env,
+              "reps": bench.reps, "backfill_reps": bench.backfill_reps,
+              "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    report["data"] = raw_data(bench.raw_dir, scale.spec(), log)
+    report["setup"] = setup(bench)
+    s1 = scenario_history(bench)
+    s2, s4, s5 = scenario_backfill(bench)
+    s3, s6 = scenario_seed_and_overhead(bench)
+    report["scenarios"] = [s1, s2, s3, s4, s5, s6]
+    if args.curve if args.curve is not None else scale.name == "M":
+        report["curve"] = scaling_curve(bench, s2["measured"]["backfill"])
+        plot = args.plot or PLOT_PATH
+        report["plot"] = draw_curve(report["curve"], plot, scale.name)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    report["total_seconds"] = time.perf_counter() - started
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{scale.name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    (args.out / f"{scale.name}.md").write_text(markdown(report))
+    print(markdown(report))
+    log(f"wrote {args.out / scale.name}.json and .md in {report['total_seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""One measured task, run in a fresh process: `python -m benchmarks.tasks '<json>'`.
+
+The harness (benchmarks/run.py) starts every measurement as its own process, so each one
+starts cold in Python, its peak memory can be read from the operating system, and no state
+leaks from one measurement into the next. A task prints one JSON line with its timings.
+
+Tasks:
+- pipeline: materialize every asset for [first, last], either as a Dagster run of health_job
+  (how `health-pipeline run` and the UI run it) or "direct": the same asset functions called
+  in order as plain Python, with no Dagster run around them.
+- seed: the seed approach (benchmarks/seed_baseline.py) for one snapshot date.
+- floor: DuckDB's single GROUP BY (user, day, event) over the same raw event files.
+- verify: compare the seed baseline with the pipeline's tables for one snapshot date.
+- startup: the cost of starting Python and loading the code location, before any run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import json
+import logging
+import os
+import sys
+import time
+
+started = time.perf_counter()
+
+
+def _window(first: dt.date, last: dt.date):
+    import dagster as dg
+
+    return dg.TimeWindow(
+        dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC),
+        dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC),
+    )
+
+
+class PlainContext:
+    """What the asset functions read from their context, without a Dagster run behind it."""
+
+    def __init__(self, window):
+        self.partition_time_window = window
+        self.log = logging.getLogger("health_pipeline")
+
+
+def pipeline(args: dict) -> dict:
+    """Run the whole chain for a date range; settings come from the HEALTH_* environment."""
+    from health_pipeline.cli import partition_range_tags
+    from health_pipeline.definitions import HEALTH_JOB, defs
+
+    first, last = dt.date.fromisoformat(args["first"]), dt.date.fromisoformat(args["last"])
+    loaded = time.perf_counter()
+    if args["via"] == "dagster":
+        import dagster as dg
+
+        result = defs.resolve_job_def(HEALTH_JOB).execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            tags=partition_range_tags(first, last),
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        assert result.success
+        steps = {}
+    else:
+        steps = run_direct(first, last)
+    return {"seconds": time.perf_counter() - loaded, "load_seconds": loaded - started, "steps": steps}
+
+
+def run_direct(first: dt.date, last: dt.date) -> dict:
+    """Call each asset's own function in data-flow order, with resources built from the environment."""
+    from health_pipeline.config import load_settings
+    from health_pipeline.definitions import build_assets
+    from health_pipeline.resources import ExportTarget, RawSource, setting_path
+    from health_pipeline.warehouse import Warehouse
+
+    threads = os.environ.get("HEALTH_DUCKDB_THREADS")
+    resources = {
+        "warehouse": Warehouse(
+            database=str(setting_path("HEALTH_WAREHOUSE")),
+            memory_limit=os.environ.get("HEALTH_DUCKDB_MEMORY_LIMIT") or None,
+            threads=int(threads) if threads else None,
+        ),
+        "raw_source": RawSource(raw_dir=str(setting_path("HEALTH_RAW_DIR"))),
+        "export_target": ExportTarget(export_dir=str(setting_path("HEALTH_EXPORT_DIR"))),
+    }
+    context, steps = PlainContext(_window(first, last)), {}
+    for asset in build_assets(load_settings()):
+        fn = asset.op.compute_fn.decorated_fn
+        wanted = list(inspect.signature(fn).parameters)[1:]
+        step_started = time.perf_counter()
+        fn(context, **{name: resources[name] for name in wanted})
+        steps[asset.key.to_user_string()] = time.perf_counter() - step_started
+    return steps
+
+
+def seed(args: dict) -> dict:
+    import duckdb
+
+    from benchmarks.seed_baseline import run_seed
+    from health_pipeline.config import load_settings
+
+    settings = load_settings()
+    conn = duckdb.connect(config=_duckdb_config())
+    loaded = time.perf_counter()
+    rows = run_seed(conn, args["raw_dir"], settings, dt.date.fromisoformat(args["day"]))
+    return {"seconds": time.perf_counter() - loaded, "load_seconds": loaded - started, "rows": rows}
+
+
+FLOOR_SQL = """
+    SELECT user_id, CAST(time AS DATE) AS day, event_table_name, count(*) AS events
+    FROM read_parquet(?)
+    WHERE time >= ? AND time < ?
+    GROUP BY ALL
+"""
+
+
+def floor(args: dict) -> dict:
+    """The least any implementation must do: read every event once and group it by user, day and event."""
+    import duckdb
+
+    conn = duckdb.connect(config=_duckdb_config())
+    first, last = dt.date.fromisoformat(args["first"]), dt.date.fromisoformat(args["last"])
+    loaded = time.perf_counter()
+    groups, events = conn.execute(
+        f"SELECT count(*), CAST(sum(events) AS BIGINT) FROM ({FLOOR_SQL})",
+        [args["events_location"], first, last + dt.timedelta(days=1)],
+    ).fetchall()[0]
+    return {"seconds": time.perf_counter() - loaded, "load_seconds": loaded - started,
+            "groups": groups, "events": events}
+
+
+def verify(args: dict) -> dict:
+    """Mismatching rows between the seed baseline and the pipeline, per shared column."""
+    import duckdb
+
+    from benchmarks.seed_baseline import SHARED_ACCOUNT_COLUMNS, SHARED_CONTACT_COLUMNS, define_seed_views
+    from health_pipeline.config import load_settings
+
+    day = dt.date.fromisoformat(args["day"])
+    conn = duckdb.connect(config=_duckdb_config())
+    define_seed_views(conn, args["raw_dir"], load_settings(), day)
+    conn.execute("ATTACH ? AS pipeline (READ_ONLY)", [args["warehouse"]])
+    conn.execute("CREATE TEMP TABLE seed_contacts AS SELECT * FROM seed_contact_usage")
+    conn.execute("CREATE TEMP TABLE seed_accounts AS SELECT * FROM seed_account_usage")
+    result = {}
+    for table, key, columns, seed_table in (
+        ("account_metrics", "account_id", SHARED_ACCOUNT_COLUMNS, "seed_accounts"),
+        ("contact_metrics", "user_id", SHARED_CONTACT_COLUMNS, "seed_contacts"),
+    ):
+        differs = " OR ".join(f"p.{c} IS DISTINCT FROM s.{c}" for c in columns)
+        per_column = ", ".join(
+            f"count(*) FILTER (WHERE p.{c} IS DISTINCT FROM s.{c}) AS {c}" for c in columns
+        )
+        sql = f"""
+            WITH p AS (SELECT * FROM pipeline.core.{table} WHERE snapshot_date = ?)
+            SELECT count(*) AS rows, count(*) FILTER (WHERE p.{key} IS NULL OR s.{key} IS NULL) AS unmatched,
+                   count(*) FILTER (WHERE {differs}) AS differing, {per_column}
+            FROM p FULL OUTER JOIN {seed_table} s ON p.{key} = s.{key}
+        """
+        cursor = conn.execute(sql, [day])
+        names = [d[0] for d in cursor.description]
+        row = dict(zip(names, cursor.fetchall()[0]))
+        result[table] = {
+            "rows": row["rows"], "unmatched": row["unmatched"], "differing": row["differing"],
+            "differing_by_column": {c: row[c] for c in columns if row[c]},
+        }
+    active = conn.execute("SELECT count(*) FROM seed_accounts WHERE usage_28d > 0").fetchall()[0][0]
+    result["accounts_with_usage"] = active
+    result["day"] = day.isoformat()
+    return result
+
+
+def startup(args: dict) -> dict:
+    from health_pipeline.definitions import defs  # noqa: F401
+
+    return {"seconds": time.perf_counter() - started}
+
+
+def _duckdb_config() -> dict:
+    config = {}
+    if os.environ.get("HEALTH_DUCKDB_MEMORY_LIMIT"):
+        config["memory_limit"] = os.environ["HEALTH_DUCKDB_MEMORY_LIMIT"]
+    if os.environ.get("HEALTH_DUCKDB_THREADS"):
+        config["threads"] = int(os.environ["HEALTH_DUCKDB_THREADS"])
+    return config
+
+
+TASKS = {"pipeline": pipeline, "seed": seed, "floor": floor, "verify": verify, "startup": startup}
+
+if __name__ == "__main__":
+    request = json.loads(sys.argv[1])
+    print(json.dumps(TASKS[request["task"]](request)))

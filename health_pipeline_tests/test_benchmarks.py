@@ -1,0 +1,51 @@
+"""The benchmark harness at scale S: it runs end to end, and the seed baseline agrees with the pipeline.
+
+No timing is asserted: the numbers depend on the machine. What must hold everywhere is that
+every scenario produces its figures and that the seed approach, computed straight from the
+raw events, gives exactly the pipeline's values for every shared column.
+"""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+
+from benchmarks.run import main
+from benchmarks.tasks import verify
+
+
+def test_scale_s_runs_every_scenario_and_the_seed_baseline_agrees(tmp_path):
+    out = tmp_path / "results"
+    assert main(["--scale", "S", "--reps", "1", "--no-curve", "--out", str(out), "--work", str(tmp_path / "S")]) == 0
+
+    report = json.loads((out / "S.json").read_text())
+    scenarios = {s["number"]: s for s in report["scenarios"]}
+    assert sorted(scenarios) == [1, 2, 3, 4, 5, 6]
+
+    comparison = scenarios[3]["figures"]["comparison"]
+    for table in ("account_metrics", "contact_metrics"):
+        assert comparison[table]["unmatched"] == 0, comparison[table]
+        assert comparison[table]["differing"] == 0, comparison[table]
+    # Every S account appears, and enough have usage that the comparison means something.
+    assert comparison["account_metrics"]["rows"] == report["data"]["accounts"] == 25
+    assert comparison["accounts_with_usage"] >= 10
+    assert comparison["contact_metrics"]["rows"] > 500
+    assert scenarios[3]["figures"]["values_identical"] is True
+
+    # Each scenario measured what it claims, in positive seconds, events and bytes.
+    assert scenarios[4]["figures"]["events"] > 100_000
+    assert all(v > 0 for v in (scenarios[2]["figures"]["ratio"], scenarios[4]["figures"]["ratio"],
+                               scenarios[5]["figures"]["backfill_peak_rss_mb"], scenarios[6]["figures"]["ratio"]))
+    table = (out / "S.md").read_text()
+    assert "| 3 | Versus the seed approach |" in table and "DuckDB 2." in table and " cores " in table
+
+    # The comparison catches a single changed value.
+    warehouse = tmp_path / "S" / "runs" / "history_full" / "warehouse.duckdb"
+    day = scenarios[3]["figures"]["comparison"]["day"]
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("UPDATE core.account_metrics SET usage_28d = usage_28d + 1 "
+                     "WHERE snapshot_date = ? AND account_id = 'A00001'", [day])
+    changed = verify({"raw_dir": str(tmp_path / "S" / "raw"), "day": day, "warehouse": str(warehouse)})
+    assert changed["account_metrics"]["differing"] == 1
+    assert changed["account_metrics"]["differing_by_column"] == {"usage_28d": 1}
