@@ -69,6 +69,8 @@ counted_contacts AS (
     WHERE nullif(trim(c.identity), '') IS NOT NULL
       AND NOT coalesce(list_bool_or([c.identity LIKE p FOR p IN getvariable('exclude_identities')]), false)
       AND coalesce(c.joindate, DATE '0001-01-01') <= s.d
+      -- A user of no known account is not a contact (the pipeline quarantines them).
+      AND c.account_id IN (SELECT CAST(account_id AS VARCHAR) FROM read_parquet(getvariable('accounts_location')))
 ),
 events_90d AS (
     -- Each event once, by id, earliest row first, for W90.
