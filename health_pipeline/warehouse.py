@@ -87,6 +87,15 @@ def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
     ) > 0
 
 
+def counts_by(conn: duckdb.DuckDBPyConnection, table: str, column: str, first_day, last_day) -> dict:
+    """Rows per value of `column` over a range of snapshot dates, for a stage's metadata."""
+    return dict(conn.execute(
+        f"SELECT coalesce(CAST({quote(column)} AS VARCHAR), 'none'), count(*) FROM {table}"
+        " WHERE snapshot_date BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL",
+        [first_day, last_day],
+    ).fetchall())
+
+
 def date_range(window: dg.TimeWindow) -> tuple[dt.date, dt.date]:
     """The first and last UTC day (both inclusive) of a daily partition window."""
     return window.start.date(), (window.end - dt.timedelta(days=1)).date()

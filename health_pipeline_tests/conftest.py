@@ -123,6 +123,14 @@ class Pipeline:
         return frame.iloc[0].to_dict()
 
 
+def sync_table(database: Path) -> pd.DataFrame:
+    """The exported rows, without computed_at (the one column that differs from run to run)."""
+    with duckdb.connect(str(database), read_only=True) as conn:
+        return conn.execute(
+            "SELECT * EXCLUDE (computed_at) FROM export.account_health ORDER BY snapshot_date, account_id"
+        ).df()
+
+
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Pipeline:
     return Pipeline(tmp_path)

@@ -9,24 +9,16 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pandas as pd
 
 from health_pipeline import DATA_DIR
 from health_pipeline.definitions import HEALTH_JOB, defs
 from health_pipeline.sample import SampleSpec, generate_sample
-from health_pipeline_tests.conftest import Pipeline
+from health_pipeline_tests.conftest import Pipeline, sync_table
 
 FIRST, LAST = "2026-06-01", "2026-06-10"
 BIN = Path(sys.executable).parent
 
-
-def sync_table(database: Path) -> pd.DataFrame:
-    """The exported rows, without computed_at (the one column that differs from run to run)."""
-    with duckdb.connect(str(database), read_only=True) as conn:
-        return conn.execute(
-            "SELECT * EXCLUDE (computed_at) FROM export.account_health ORDER BY snapshot_date, account_id"
-        ).df()
 
 
 def test_three_runs_at_once_against_one_warehouse_all_succeed(tmp_path):

@@ -24,7 +24,6 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
@@ -32,7 +31,7 @@ from health_pipeline import DATA_DIR, PROJECT_ROOT
 from health_pipeline.definitions import HEALTH_JOB, defs
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.schedules import DAILY_SCHEDULE
-from health_pipeline_tests.conftest import Pipeline
+from health_pipeline_tests.conftest import Pipeline, sync_table
 
 BIN = Path(sys.executable).parent
 LOCATION = {"repositoryLocationName": "health_pipeline", "repositoryName": "__repository__"}
@@ -166,12 +165,6 @@ def run_status(gql: GraphQL, run_id: str) -> str:
 def finished(status: str) -> str | None:
     return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
 
-
-def sync_table(database: Path) -> pd.DataFrame:
-    with duckdb.connect(str(database), read_only=True) as conn:
-        return conn.execute(
-            "SELECT * EXCLUDE (computed_at) FROM export.account_health ORDER BY snapshot_date, account_id"
-        ).df()
 
 
 def test_backfill_and_schedule_tick_through_the_webserver_match_the_cli(tmp_path):

@@ -20,7 +20,7 @@ from health_pipeline.config import Settings
 from health_pipeline.resources import ExportTarget
 from health_pipeline.stages import stage_asset
 from health_pipeline.stages.contact_metrics import event_metric_column
-from health_pipeline.warehouse import Warehouse, date_range, quote, write_range
+from health_pipeline.warehouse import Warehouse, counts_by, date_range, quote, write_range
 
 
 def account_health_export_sql(settings: Settings) -> str:
@@ -175,12 +175,8 @@ def build_band_changes(settings: Settings) -> dg.AssetsDefinition:
                 conn, "export.band_changes", "snapshot_date", first_day, last_day,
                 BAND_CHANGES_SQL, export_params(first_day, last_day),
             )
-            moves = conn.execute(
-                "SELECT direction, count(*) FROM export.band_changes"
-                " WHERE snapshot_date BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL",
-                [first_day, last_day],
-            ).fetchall()
-            meta.update({f"moved_{direction}": n for direction, n in moves})
+            moves = counts_by(conn, "export.band_changes", "direction", first_day, last_day)
+            meta.update({f"moved_{direction}": n for direction, n in moves.items()})
             files = write_snapshot_files(conn, "export.band_changes", "account_id", out, first_day, last_day)
             meta.update(files_written=dg.MetadataValue.int(files), export_dir=dg.MetadataValue.path(str(out.resolve())))
         return dg.MaterializeResult(metadata=meta)

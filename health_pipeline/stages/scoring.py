@@ -15,7 +15,7 @@ from health_pipeline.config import ACTIVATION_BANDS, BROAD_FOOTPRINT_CONTACTS, S
 from health_pipeline.contract import EXPLANATION_SUFFIXES, activation_column, explanation_column
 from health_pipeline.previews import score_preview
 from health_pipeline.stages import stage_asset
-from health_pipeline.warehouse import Warehouse, date_range, quote, stage, table_exists, write_range
+from health_pipeline.warehouse import Warehouse, counts_by, date_range, quote, stage, table_exists, write_range
 
 # attribute -> SQL over the account (a) and its metrics (m); digital_footprint as in config.digital_footprint
 SEGMENT_ATTRIBUTE_SQL = {
@@ -334,12 +334,8 @@ def build_account_health(settings: Settings) -> dg.AssetsDefinition:
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
             meta = score_range(conn, settings, first_day, last_day)
-            bands = conn.execute(
-                "SELECT coalesce(health_band, 'unscored'), count(*) FROM core.account_health"
-                " WHERE snapshot_date BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL",
-                [first_day, last_day],
-            ).fetchall()
-            meta.update({f"accounts_{band}": n for band, n in bands})
+            bands = counts_by(conn, "core.account_health", "health_band", first_day, last_day)
+            meta.update({f"accounts_{band}": n for band, n in bands.items()})
             meta.update(score_preview(conn, last_day))
         return dg.MaterializeResult(metadata=meta)
 
