@@ -230,7 +230,8 @@ def scenario_seed_and_overhead(bench: Bench) -> tuple[dict, dict]:
          "values_identical": agree, "comparison": values, "direct_steps": steps},
     )
     s6 = scenario(
-        6, "Dagster overhead", "the daily run as a Dagster run (in-process executor) vs the same asset functions called directly",
+        6, "Dagster overhead",
+        "the daily run as a Dagster run (in-process executor) vs the same asset functions called directly",
         "report the ratio and the fixed cost", None,
         {**{k: measured[k] for k in ("dagster_run", "direct")}, "process_startup": summary(startup)},
         {"ratio": ratio(dagster, direct), "fixed_cost_seconds": dagster - direct,
@@ -251,7 +252,7 @@ def scaling_curve(bench: Bench, full_backfill: dict) -> dict:
         log(f"curve: {accounts} accounts, backfilling {CURVE_DAYS - 1} days of history")
         bench.pipeline(name, spec.start, day - dt.timedelta(days=1), fresh=True, raw_dir=raw_dir)
         daily.append({"accounts": accounts, "users": counts["users"], "events_per_day": _events_on(raw_dir, day),
-                      "run": lambda name=name, day=day, raw_dir=raw_dir: bench.pipeline(name, day, day, raw_dir=raw_dir)})
+                      "run": lambda name=name, day=day, raw=raw_dir: bench.pipeline(name, day, day, raw_dir=raw)})
     runs = alternate({point["accounts"]: point.pop("run") for point in daily}, bench.reps, "curve daily")
     for point in daily:
         point.update(summary(runs[point["accounts"]]))
@@ -416,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", help="HEALTH_DUCKDB_THREADS for every run (default: DuckDB's, one per core)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go (default %(default)s)")
     parser.add_argument("--work", type=Path, help="data and warehouses (default data/bench/<scale>)")
-    parser.add_argument("--plot", type=Path, help=f"the scaling plot (default {PLOT_PATH.relative_to(PROJECT_ROOT)} at M)")
+    parser.add_argument("--plot", type=Path,
+                        help=f"the scaling plot (default {PLOT_PATH.relative_to(PROJECT_ROOT)} at M)")
     parser.add_argument("--redraw", action="store_true",
                         help="only rewrite the markdown table and the plot from the saved JSON results")
     args = parser.parse_args(argv)
