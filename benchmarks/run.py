@@ -28,7 +28,7 @@ from pathlib import Path
 if not __package__:  # run as `python benchmarks/run.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.data import BENCH_DIR, SCALES, Scale, raw_data
+from benchmarks.data import BENCH_DIR, SCALES, Scale
 from health_pipeline import PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "benchmarks" / "results"
@@ -93,6 +93,13 @@ class Bench:
         }
         return self.task({"task": "pipeline", "via": via, "first": first.isoformat(), "last": last.isoformat()},
                          env)
+
+    def raw_data(self, raw_dir: Path, accounts: int | None = None, days: int | None = None) -> dict:
+        """The scale's raw data, generated in a child process: a parent grown by the generator
+        would pass its own resident size on to every child's peak-RSS reading."""
+        log(f"raw data in {raw_dir} (generated unless already there)")
+        return self.task({"task": "generate", "scale": self.scale.name, "accounts": accounts, "days": days,
+                          "out": str(raw_dir)})["counts"]
 
     def warehouse(self, name: str) -> str:
         return str(self.work / "runs" / name / "warehouse.duckdb")
@@ -223,7 +230,8 @@ def scenario_seed_and_overhead(bench: Bench) -> tuple[dict, dict]:
          "values_identical": agree, "comparison": values, "direct_steps": steps},
     )
     s6 = scenario(
-        6, "Dagster overhead", "the daily run as a Dagster run (in-process executor) vs the same asset functions called directly",
+        6, "Dagster overhead",
+        "the daily run as a Dagster run (in-process executor) vs the same asset functions called directly",
         "report the ratio and the fixed cost", None,
         {**{k: measured[k] for k in ("dagster_run", "direct")}, "process_startup": summary(startup)},
         {"ratio": ratio(dagster, direct), "fixed_cost_seconds": dagster - direct,
@@ -238,13 +246,13 @@ def scaling_curve(bench: Bench, full_backfill: dict) -> dict:
     for accounts in CURVE_ACCOUNTS:
         spec = bench.scale.spec(accounts=accounts, days=CURVE_DAYS)
         raw_dir = BENCH_DIR / "curve" / f"{accounts}_accounts" / "raw"
-        counts = raw_data(raw_dir, spec, log)
+        counts = bench.raw_data(raw_dir, accounts=accounts, days=CURVE_DAYS)
         day = spec.start + dt.timedelta(days=CURVE_DAYS - 1)
         name = f"curve_{accounts}"
         log(f"curve: {accounts} accounts, backfilling {CURVE_DAYS - 1} days of history")
         bench.pipeline(name, spec.start, day - dt.timedelta(days=1), fresh=True, raw_dir=raw_dir)
         daily.append({"accounts": accounts, "users": counts["users"], "events_per_day": _events_on(raw_dir, day),
-                      "run": lambda name=name, day=day, raw_dir=raw_dir: bench.pipeline(name, day, day, raw_dir=raw_dir)})
+                      "run": lambda name=name, day=day, raw=raw_dir: bench.pipeline(name, day, day, raw_dir=raw)})
     runs = alternate({point["accounts"]: point.pop("run") for point in daily}, bench.reps, "curve daily")
     for point in daily:
         point.update(summary(runs[point["accounts"]]))
@@ -364,6 +372,7 @@ def draw_curve(curve: dict, path: Path, scale_name: str) -> str | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         log("matplotlib is not installed (pip install -e '.[bench]'): skipping the plot")
         return None
@@ -372,8 +381,11 @@ def draw_curve(curve: dict, path: Path, scale_name: str) -> str | None:
     x = [p["events_per_day"] / 1e6 for p in daily]
     left.plot(x, [p["median"] for p in daily], "o-", label="daily run (median)")
     left.fill_between(x, [p["min"] for p in daily], [p["max"] for p in daily], alpha=0.2, label="min..max")
-    left.set(xscale="log", yscale="log", xlabel="events that day (millions)", ylabel="seconds",
+    left.set(xscale="log", ylim=(0, None), xlabel="events that day (millions, log scale)", ylabel="seconds",
              title=f"Daily run vs volume ({curve['history_days']} days of history)")
+    for axis in (left.xaxis,):
+        axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     left.grid(True, which="both", alpha=0.3)
     left.legend()
     backfill = curve["backfill"]
@@ -405,10 +417,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", help="HEALTH_DUCKDB_THREADS for every run (default: DuckDB's, one per core)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where results go (default %(default)s)")
     parser.add_argument("--work", type=Path, help="data and warehouses (default data/bench/<scale>)")
-    parser.add_argument("--plot", type=Path, help=f"the scaling plot (default {PLOT_PATH.relative_to(PROJECT_ROOT)} at M)")
+    parser.add_argument("--plot", type=Path,
+                        help=f"the scaling plot (default {PLOT_PATH.relative_to(PROJECT_ROOT)} at M)")
+    parser.add_argument("--redraw", action="store_true",
+                        help="only rewrite the markdown table and the plot from the saved JSON results")
     args = parser.parse_args(argv)
 
     scale = SCALES[args.scale]
+    if args.redraw:
+        report = json.loads((args.out / f"{scale.name}.json").read_text())
+        if "curve" in report:
+            report["plot"] = draw_curve(report["curve"], args.plot or PLOT_PATH, scale.name)
+        (args.out / f"{scale.name}.md").write_text(markdown(report))
+        return 0
     duckdb_env = {}
     if args.memory_limit.lower() != "none":
         duckdb_env["HEALTH_DUCKDB_MEMORY_LIMIT"] = args.memory_limit
@@ -421,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
               "machine": machine(), "duckdb_settings": duckdb_env,
               "reps": bench.reps, "backfill_reps": bench.backfill_reps,
               "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    report["data"] = raw_data(bench.raw_dir, scale.spec(), log)
+    report["data"] = bench.raw_data(bench.raw_dir)
     report["setup"] = setup(bench)
     s1 = scenario_history(bench)
     s2, s4, s5 = scenario_backfill(bench)
