@@ -24,6 +24,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -122,6 +123,12 @@ class GraphQL:
 def dagster_services(env: dict, logs: Path):
     """The real dagster-webserver and dagster-daemon on a free 127.0.0.1 port, stopped on exit."""
     port = free_port()
+    # Dagster creates its SQLite storage on first use, and the webserver, daemon and code server
+    # creating it at once race (alembic "more than one head"); `dagster dev` users have long
+    # had theirs created, so create it first.
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        instance.get_runs(limit=1)
+        instance.all_instigator_state()
     commands = {
         "webserver": [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
         "daemon": [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
