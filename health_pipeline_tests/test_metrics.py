@@ -268,3 +268,22 @@ def test_extraction_reports_what_it_dropped(tmp_path):
     assert meta["events_loaded"] == 11 == meta["dagster/row_count"]
     assert (meta["sessions_read"], meta["sessions_duplicates_dropped"], meta["sessions_loaded"]) == (4, 1, 2)
     assert meta["contacts_excluded"] == 2
+
+
+def test_a_contact_keeps_its_own_joindate_when_it_is_the_earliest(pipeline: Pipeline):
+    data = RawData()
+    data.accounts = [dict(account_id="ACME", name="Acme", owner="Ana", plan="growth", arr=1.0, vertical="saas",
+                          customer_since="2024-01-01", status="paying")]
+    data.users = [
+        dict(user_id="u1", identity="alice@acme.com", joindate="2026-01-01", account_id="ACME", role="admin"),
+        dict(user_id="a1", identity=None, joindate="2026-03-01", account_id=None, role=None),   # later anon id
+        dict(user_id="u2", identity="bob@acme.com", joindate="2026-05-01", account_id="ACME", role="analyst"),
+        dict(user_id="a2", identity=None, joindate="2026-02-01", account_id=None, role=None),   # earlier anon id
+    ]
+    data.migrations = [dict(from_user_id="a1", to_user_id="u1", time="2026-03-02 00:00:00"),
+                       dict(from_user_id="a2", to_user_id="u2", time="2026-05-02 00:00:00")]
+    data.sessions = [dict(session_id=1, user_id="u1", time=at(0))]
+    data.write(pipeline.raw_dir)
+    pipeline.materialize(str(D), str(D), selection=["raw_activity"])
+    joined = dict(pipeline.query("SELECT user_id, joindate FROM raw.contacts").values)
+    assert {k: str(v.date()) for k, v in joined.items()} == {"u1": "2026-01-01", "u2": "2026-02-01"}

@@ -155,13 +155,13 @@ def stage_dimensions(conn: duckdb.DuckDBPyConnection, tables: dict[str, RawTable
             SELECT * FROM staged_users_read WHERE outcome = '{LOADED}'
         ),
         merged_groups AS (
-            -- A contact's joindate is the earliest of every user id merged into it.
+            -- A contact's joindate is the earliest of its own and every user id merged into it.
             SELECT m.contact_id, min(u.joindate) AS joindate, any_value(u.account_id) AS any_account_id
             FROM staged_identity_map m JOIN users u ON u.user_id = m.user_id
             GROUP BY m.contact_id
         ),
         contacts AS (
-            SELECT u.user_id, u.identity, coalesce(g.joindate, u.joindate) AS joindate,
+            SELECT u.user_id, u.identity, least(g.joindate, u.joindate) AS joindate,  -- least skips NULLs
                    coalesce(u.account_id, g.any_account_id) AS account_id, u.role,
                    u.source_file, u.source_row, u.row_json
             FROM users u
