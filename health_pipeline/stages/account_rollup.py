@@ -9,6 +9,13 @@ from health_pipeline.stages import stage_asset
 from health_pipeline.stages.contact_metrics import event_metric_column
 from health_pipeline.warehouse import Warehouse, date_range, quote, write_range
 
+# Per-account counts that are zero, not null, for an account with no contacts or no activity.
+_COUNTS = (
+    "contacts_total", "active_users_28d", "active_users_prev_28d", "usage_28d", "usage_prev_28d", "sessions_28d",
+    "features_adopted_28d", "kpi_users_28d", "usage_90d", "power_contacts_total", "power_contacts_active_28d",
+    "contacts_with_session", "contacts_activated_first_session",
+)
+
 
 def account_metrics_sql(settings: Settings) -> str:
     features_adopted = " + ".join(
@@ -18,9 +25,9 @@ def account_metrics_sql(settings: Settings) -> str:
         f"count(*) FILTER (WHERE m.{quote(event_metric_column(e))} > 0) AS {quote(event_users_metric(e))}"
         for e in settings.tracked_events
     )
-    event_users_out = ",\n".join(
-        f"coalesce(p.{quote(event_users_metric(e))}, 0) AS {quote(event_users_metric(e))}"
-        for e in settings.tracked_events
+    zero_filled = ",\n".join(
+        f"coalesce(p.{quote(c)}, 0) AS {quote(c)}"
+        for c in (*_COUNTS, *(event_users_metric(e) for e in settings.tracked_events))
     )
     event_users_names = ", ".join(quote(event_users_metric(e)) for e in settings.tracked_events)
     return f"""
@@ -61,23 +68,8 @@ def account_metrics_sql(settings: Settings) -> str:
         every_account_day AS (
             -- Accounts with no contacts or no activity still get a row, with zero counts.
             SELECT d.snapshot_date, a.account_id,
-                   coalesce(p.contacts_total, 0) AS contacts_total,
-                   coalesce(p.active_users_28d, 0) AS active_users_28d,
-                   coalesce(p.active_users_prev_28d, 0) AS active_users_prev_28d,
-                   coalesce(p.usage_28d, 0) AS usage_28d,
-                   coalesce(p.usage_prev_28d, 0) AS usage_prev_28d,
-                   coalesce(p.sessions_28d, 0) AS sessions_28d,
-                   p.top_user_usage_28d,
-                   coalesce(p.features_adopted_28d, 0) AS features_adopted_28d,
-                   coalesce(p.kpi_users_28d, 0) AS kpi_users_28d,
-                   p.last_usage_date,
-                   coalesce(p.usage_90d, 0) AS usage_90d,
-                   coalesce(p.power_contacts_total, 0) AS power_contacts_total,
-                   coalesce(p.power_contacts_active_28d, 0) AS power_contacts_active_28d,
-                   p.power_contact_last_usage_date,
-                   coalesce(p.contacts_with_session, 0) AS contacts_with_session,
-                   coalesce(p.contacts_activated_first_session, 0) AS contacts_activated_first_session,
-                   {event_users_out}
+                   p.top_user_usage_28d, p.last_usage_date, p.power_contact_last_usage_date,
+                   {zero_filled}
             FROM snapshot_dates d CROSS JOIN raw.accounts a
             LEFT JOIN per_account p ON p.snapshot_date = d.snapshot_date AND p.account_id = a.account_id
         )
