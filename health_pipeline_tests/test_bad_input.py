@@ -501,3 +501,43 @@ def test_a_structural_failure_writes_nothing(pipeline):
     events.to_parquet(pipeline.raw_dir / "all_events.parquet")
     assert pipeline.failure(DAY, NEXT, selection=["raw_activity"])[0] == "RawInputError"
     pd.testing.assert_frame_equal(pipeline.query("SELECT * FROM raw.accounts"), before)
+
+
+REPEATED_EVENT = st.fixed_dictionaries(dict(
+    event_id=st.sampled_from(["e1", "e2", "e3", "e4"]),
+    user_id=st.sampled_from(["valid-u", "valid-qa", "ghost", None]),
+    session_id=st.sampled_from(["1", "2"]),
+    time=st.sampled_from(["2026-08-10 09:00:00", "2026-08-10 23:59:59", "2026-08-11 00:00:00"]),
+    event_table_name=st.sampled_from(["run_query", "save_report"]),
+))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=st.lists(REPEATED_EVENT, min_size=1, max_size=12))
+def test_deduplication_keeps_the_earliest_valid_copy_of_each_id(events):
+    """For any export with repeated ids, each id keeps exactly one copy: the earliest valid row by
+    (time, user_id, file, row); every later valid copy is dropped as a duplicate; a copy with a
+    problem is quarantined and never competes."""
+    tables = {**_valid_rows(), "all_events": events}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw_dir = Path(tmp) / "raw"
+        _write_text_exports(raw_dir, tables, "parquet")
+        with Warehouse(database=str(Path(tmp) / "w.duckdb")).get_connection() as conn:
+            counts = extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_settings(),
+                                   dt.date(2026, 8, 10), dt.date(2026, 8, 11), NOW)
+            loaded = {r[0]: r[1:] for r in conn.execute(
+                "SELECT event_id, user_id, session_id, CAST(time AS VARCHAR), event_table_name FROM raw.events"
+            ).fetchall()}
+
+    rows = [(e, row) for row, e in enumerate(events, start=1)]
+    valid = [(e, row) for e, row in rows if e["user_id"] is not None]
+    first = {}
+    for e, row in sorted(valid, key=lambda r: (r[0]["time"], r[0]["user_id"], r[1])):
+        first.setdefault(e["event_id"], e)
+    # The qa identity is excluded and "ghost" is unknown: their first copies load nowhere.
+    expected = {i: (e["user_id"], e["session_id"], e["time"], e["event_table_name"])
+                for i, e in first.items() if e["user_id"] == "valid-u"}
+    assert loaded == expected
+    assert counts["events_duplicates_dropped"] == len(valid) - len(first)
+    assert counts["events_quarantined"] == (len(rows) - len(valid)) + sum(
+        e["user_id"] == "ghost" for e in first.values())

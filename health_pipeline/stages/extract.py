@@ -210,17 +210,24 @@ def _count_outcome(conn: duckdb.DuckDBPyConnection, staged: str, outcome: str) -
     return int(scalar(conn, f"SELECT count(*) FROM {staged} WHERE outcome = ?", [outcome]))
 
 
-def _quarantine(conn: duckdb.DuckDBPyConnection, source: str, staged: str, partition_date: str) -> None:
+def _quarantine(conn: duckdb.DuckDBPyConnection, source: str, staged: str, partition_date: str,
+                row_json: str = "row_json") -> None:
     """Append the bad-input rows of a classified staging table to staged_quarantine."""
     conn.execute(
         f"""
         INSERT INTO staged_quarantine
-        SELECT {partition_date}, ?, outcome, source_file, source_row, row_json
+        SELECT {partition_date}, ?, outcome, source_file, source_row, {row_json}
         FROM {staged}
         WHERE outcome NOT IN ('{LOADED}', '{DUPLICATE}', '{EXCLUDED}')
         """,
         [source],
     )
+
+
+def _activity_row_json(table: RawTable) -> str:
+    """SQL for a staged activity row as the JSON a quarantine row keeps (its time in UTC)."""
+    return "to_json(struct_pack(" + ", ".join(
+        f"{c} := CAST({c} AS VARCHAR)" for c in RAW_TABLES[table.name]) + "))"
 
 
 def _classify_activity(conn, table: RawTable, name: str, id_column: str, extra_columns, bounds, future_limit) -> str:
@@ -232,32 +239,38 @@ def _classify_activity(conn, table: RawTable, name: str, id_column: str, extra_c
         FROM {table.rows}
         WHERE {time} >= ? AND {time} < ? AND {time} <= ?
     """
-    row_json = "to_json(struct_pack(" + ", ".join(
-        f"{c} := CAST({c} AS VARCHAR)" for c in RAW_TABLES[table.name]) + "))"
     null_name = "WHEN event_table_name IS NULL THEN 'null_event_name'" if "event_table_name" in extra_columns else ""
-    checked_sql = f"""
-        SELECT *, {row_json} AS row_json,
-               CASE
-                   WHEN {id_column} IS NULL THEN 'null_id'
-                   WHEN user_id IS NULL THEN 'null_user_id'
-                   {null_name}
-               END AS problem
-        FROM staged_{name}_source
-    """
     with table.reading(conn):
         stage(conn, f"{name}_source", source_sql, [table.location, *bounds, future_limit])
-    # Re-synced exports repeat rows: keep one per id, the earliest.
-    first_copy = f"""
-        CASE WHEN problem IS NOT NULL THEN problem
-             WHEN row_number() OVER (PARTITION BY {id_column}, problem IS NULL
-                                     ORDER BY time, user_id, source_file, source_row) = 1 THEN NULL
-             ELSE '{DUPLICATE}'
-        END
-    """
+    # Re-synced exports repeat rows: keep one per id, the earliest. About 1 % of ids repeat, so
+    # only their rows are ordered; ordering every row was the raw stage's largest cost. DuckDB
+    # would materialise the CTEs read twice: only the small list of repeated ids is worth it.
     return stage(conn, f"{name}_read", f"""
-        WITH checked AS ({checked_sql}),
+        WITH checked AS NOT MATERIALIZED (
+            SELECT *,
+                   CASE
+                       WHEN {id_column} IS NULL THEN 'null_id'
+                       WHEN user_id IS NULL THEN 'null_user_id'
+                       {null_name}
+                   END AS problem
+            FROM staged_{name}_source
+        ),
+        valid AS NOT MATERIALIZED (
+            SELECT * FROM checked WHERE problem IS NULL
+        ),
+        repeated_ids AS MATERIALIZED (
+            SELECT {id_column} FROM valid GROUP BY {id_column} HAVING count(*) > 1
+        ),
         deduplicated AS (
-            SELECT * REPLACE ({first_copy} AS problem) FROM checked
+            SELECT * FROM checked WHERE problem IS NOT NULL
+            UNION ALL
+            SELECT * FROM valid ANTI JOIN repeated_ids USING ({id_column})
+            UNION ALL
+            SELECT * REPLACE (
+                       CASE WHEN row_number() OVER (PARTITION BY {id_column}
+                                                    ORDER BY time, user_id, source_file, source_row) > 1
+                            THEN '{DUPLICATE}' END AS problem)
+            FROM valid SEMI JOIN repeated_ids USING ({id_column})
         ),
         attributed AS (
             -- Rows of a merged-away id count for the contact it was merged into.
@@ -299,12 +312,14 @@ def stage_activity(conn, table: RawTable, name: str, id_column: str, extra_colum
     """Stage one raw activity table's rows for the range (staged_<name>) and its bad rows; return
     what was read, dropped, quarantined and kept."""
     staged = _classify_activity(conn, table, name, id_column, extra_columns, bounds, future_limit)
-    stage(conn, name, f"""
+    # A view, not a copy: the loaded rows are read once, by the swap into raw.<name>.
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP VIEW staged_{name} AS
         SELECT CAST(time AS DATE) AS activity_date, {id_column}, contact_id AS user_id,
                {''.join(f'{c}, ' for c in extra_columns)}time
         FROM {staged} WHERE outcome = '{LOADED}'
     """)
-    _quarantine(conn, table.name, staged, "CAST(time AS DATE)")
+    _quarantine(conn, table.name, staged, "CAST(time AS DATE)", _activity_row_json(table))
     _stage_undated(conn, table, future_limit)
     outcomes = dict(conn.execute(f"SELECT outcome, count(*) FROM {staged} GROUP BY outcome").fetchall())
     read = sum(outcomes.values())
