@@ -1,4 +1,4 @@
-"""The warehouse resource's DuckDB limits: memory_limit and threads, from config or the environment."""
+"""The warehouse resource: its DuckDB limits, and how a stage swaps a range of days in."""
 
 from __future__ import annotations
 
@@ -59,3 +59,17 @@ def test_batched_write_range_equals_one_statement(tmp_path):
         batched = conn.execute("SELECT * FROM core.batched ORDER BY day").fetchall()
     assert batched == whole and len(whole) == 23 and meta["dagster/row_count"].value == 23
     assert whole[0] == (first, 32) and whole[-1] == (last, 54)
+
+
+def test_a_first_write_is_visible_to_filtered_reads_in_the_same_connection(tmp_path):
+    """A table's first range swap holds several row groups (500k rows), and a filtered read on the
+    same connection sees them all. DuckDB 2.0.0 returned no rows here when the table was created in
+    the swap's own transaction; the sync files of a first backfill were empty because of it."""
+    sql = """
+        SELECT DATE '2026-06-01' + CAST(i // 5000 AS INTEGER) AS day, i AS account_id
+        FROM range(500000) t(i)
+    """
+    with Warehouse(database=str(tmp_path / "w.duckdb")).get_connection() as conn:
+        write_range(conn, "core.first", "day", dt.date(2026, 6, 1), dt.date(2026, 9, 8), sql)
+        day = conn.execute("SELECT count(*) FROM core.first WHERE day = ?", [dt.date(2026, 6, 11)]).fetchall()
+    assert day == [(5000,)]
