@@ -541,3 +541,27 @@ def test_deduplication_keeps_the_earliest_valid_copy_of_each_id(events):
     assert counts["events_duplicates_dropped"] == len(valid) - len(first)
     assert counts["events_quarantined"] == (len(rows) - len(valid)) + sum(
         e["user_id"] == "ghost" for e in first.values())
+
+
+def test_typed_times_at_the_edge_of_a_day_land_in_exactly_one_day(tmp_path):
+    """Daily runs skip parquet row groups by a loose test on the raw time column; the exact test
+    then files each event under its UTC day, so no event is lost or loaded twice at a day's edge,
+    including nanosecond times that round across midnight when read as microseconds."""
+    tables = _valid_rows()
+    raw_dir = tmp_path / "raw"
+    _write_text_exports(raw_dir, tables, "parquet")
+    edges = ["2026-08-10 00:00:00", "2026-08-10 23:59:59.999999", "2026-08-10 23:59:59.9999996",
+             "2026-08-11 00:00:00", "2026-08-11 00:00:00.000000001", "2026-08-11 23:59:59.999999999"]
+    pd.DataFrame({
+        "event_id": [f"e{i}" for i in range(len(edges))], "user_id": "valid-u", "session_id": "1",
+        "time": pd.to_datetime(edges, format="ISO8601"), "event_table_name": "run_query",
+    }).to_parquet(raw_dir / "all_events.parquet", index=False)
+    with Warehouse(database=str(tmp_path / "w.duckdb")).get_connection() as conn:
+        for day in (dt.date(2026, 8, 10), dt.date(2026, 8, 11), dt.date(2026, 8, 12)):
+            extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_settings(), day, day, NOW)
+        filed = conn.execute("SELECT event_id, activity_date FROM raw.events ORDER BY event_id").fetchall()
+        exact = conn.execute(f"""
+            SELECT event_id, CAST(CAST(time AS TIMESTAMP) AS DATE)
+            FROM read_parquet('{raw_dir / "all_events.parquet"}') ORDER BY event_id
+        """).fetchall()
+    assert filed == exact and len(filed) == len(edges)

@@ -237,11 +237,11 @@ def _classify_activity(conn, table: RawTable, name: str, id_column: str, extra_c
     source_sql = f"""
         SELECT {columns}, {time} AS time, source_file, source_row
         FROM {table.rows}
-        WHERE {time} >= ? AND {time} < ? AND {time} <= ?
+        WHERE {table.may_be_between("time")} AND {time} >= ? AND {time} < ? AND {time} <= ?
     """
     null_name = "WHEN event_table_name IS NULL THEN 'null_event_name'" if "event_table_name" in extra_columns else ""
     with table.reading(conn):
-        stage(conn, f"{name}_source", source_sql, [table.location, *bounds, future_limit])
+        stage(conn, f"{name}_source", source_sql, [table.location, *bounds, *bounds, future_limit])
     # Re-synced exports repeat rows: keep one per id, the earliest. About 1 % of ids repeat, so
     # only their rows are ordered; ordering every row was the raw stage's largest cost. DuckDB
     # would materialise the CTEs read twice: only the small list of repeated ids is worth it.
