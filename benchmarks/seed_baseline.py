@@ -18,8 +18,8 @@ import datetime as dt
 
 import duckdb
 
-from health_pipeline.config import Settings
 from health_pipeline.resources import RawSource
+from health_pipeline.scorecard.model import HealthConfig
 
 # Per contact and account, for the snapshot date in the variable `snapshot_date`.
 SEED_VIEWS_SQL = """
@@ -179,7 +179,7 @@ SHARED_CONTACT_COLUMNS = (
 )
 
 
-def define_seed_views(conn: duckdb.DuckDBPyConnection, raw_dir: str, settings: Settings,
+def define_seed_views(conn: duckdb.DuckDBPyConnection, raw_dir: str, settings: HealthConfig,
                       snapshot_date: dt.date) -> None:
     """Point the seed views at a raw export directory and a snapshot date."""
     raw = RawSource(raw_dir=raw_dir)
@@ -201,7 +201,7 @@ def define_seed_views(conn: duckdb.DuckDBPyConnection, raw_dir: str, settings: S
     conn.execute(SEED_VIEWS_SQL)
 
 
-def run_seed(conn: duckdb.DuckDBPyConnection, raw_dir: str, settings: Settings, snapshot_date: dt.date) -> int:
+def run_seed(conn: duckdb.DuckDBPyConnection, raw_dir: str, settings: HealthConfig, snapshot_date: dt.date) -> int:
     """Recompute one day's account metrics the seed way into seed_account_usage_result; return its rows."""
     define_seed_views(conn, raw_dir, settings, snapshot_date)
     conn.execute("CREATE OR REPLACE TEMP TABLE seed_account_usage_result AS SELECT * FROM seed_account_usage")

@@ -47,8 +47,8 @@ class PlainContext:
 
 def pipeline(args: dict) -> dict:
     """Run the whole chain for a date range; settings come from the HEALTH_* environment."""
-    from health_pipeline.cli import partition_range_tags
     from health_pipeline.definitions import HEALTH_JOB, defs
+    from health_pipeline.partitions import partition_range_tags
 
     first, last = dt.date.fromisoformat(args["first"]), dt.date.fromisoformat(args["last"])
     loaded = time.perf_counter()
@@ -69,10 +69,10 @@ def pipeline(args: dict) -> dict:
 
 def run_direct(first: dt.date, last: dt.date) -> dict:
     """Call each asset's own function in data-flow order, with resources built from the environment."""
-    from health_pipeline.config import load_settings
     from health_pipeline.definitions import build_assets
-    from health_pipeline.resources import ExportTarget, RawSource, setting_path
-    from health_pipeline.warehouse import Warehouse
+    from health_pipeline.resources import ExportTarget, RawSource, Warehouse
+    from health_pipeline.scorecard.parser import load_config
+    from health_pipeline.settings import path as setting_path
 
     threads = os.environ.get("HEALTH_DUCKDB_THREADS")
     resources = {
@@ -85,12 +85,14 @@ def run_direct(first: dt.date, last: dt.date) -> dict:
         "export_target": ExportTarget(export_dir=str(setting_path("HEALTH_EXPORT_DIR"))),
     }
     context, steps = PlainContext(_window(first, last)), {}
-    for asset in build_assets(load_settings()):
+    for asset in build_assets(load_config()):
         fn = asset.op.compute_fn.decorated_fn
         wanted = list(inspect.signature(fn).parameters)[1:]
         step_started = time.perf_counter()
-        fn(context, **{name: resources[name] for name in wanted})
-        steps[asset.key.to_user_string()] = time.perf_counter() - step_started
+        result = fn(context, **{name: resources[name] for name in wanted})
+        if inspect.isgenerator(result):  # a multi_asset yields one result per table
+            list(result)
+        steps[asset.op.name] = time.perf_counter() - step_started
     return steps
 
 
@@ -98,9 +100,9 @@ def seed(args: dict) -> dict:
     import duckdb
 
     from benchmarks.seed_baseline import run_seed
-    from health_pipeline.config import load_settings
+    from health_pipeline.scorecard.parser import load_config
 
-    settings = load_settings()
+    settings = load_config()
     conn = duckdb.connect(config=_duckdb_config())
     loaded = time.perf_counter()
     rows = run_seed(conn, args["raw_dir"], settings, dt.date.fromisoformat(args["day"]))
@@ -135,11 +137,11 @@ def verify(args: dict) -> dict:
     import duckdb
 
     from benchmarks.seed_baseline import SHARED_ACCOUNT_COLUMNS, SHARED_CONTACT_COLUMNS, define_seed_views
-    from health_pipeline.config import load_settings
+    from health_pipeline.scorecard.parser import load_config
 
     day = dt.date.fromisoformat(args["day"])
     conn = duckdb.connect(config=_duckdb_config())
-    define_seed_views(conn, args["raw_dir"], load_settings(), day)
+    define_seed_views(conn, args["raw_dir"], load_config(), day)
     conn.execute("ATTACH ? AS pipeline (READ_ONLY)", [args["warehouse"]])
     conn.execute("CREATE TEMP TABLE seed_contacts AS SELECT * FROM seed_contact_usage")
     # The account view reads the contact view by name: point it at the table, to compute it once.

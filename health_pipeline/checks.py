@@ -18,11 +18,11 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from health_pipeline.config import Settings
 from health_pipeline.contract import sync_table_columns
-from health_pipeline.partitions import daily_partitions
-from health_pipeline.resources import ExportTarget
-from health_pipeline.warehouse import Warehouse, date_range, quote
+from health_pipeline.partitions import daily_partitions, date_range
+from health_pipeline.resources import ExportTarget, Warehouse
+from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.sql import quote
 
 # The columns every later stage reads from the raw activity tables.
 RAW_COLUMNS = {
@@ -297,7 +297,7 @@ def check_export_columns_match_contract(
     files, _ = _export_files(export_dir, first_day, last_day)
     bad_files = {}
     for path in files:
-        columns = [r[0] for r in conn.execute("DESCRIBE SELECT * FROM read_parquet(?)", [path]).fetchall()]
+        columns = [r[0] for r in conn.execute("DESCRIBE SELECT * FROM read_parquet($path)", {"path": path}).fetchall()]
         if columns != contract:
             bad_files[Path(path).name] = columns
     bad_file_columns = [c for columns in bad_files.values() for c in columns]
@@ -341,10 +341,10 @@ def _checks_of(asset: str, evaluations: dict, reads_export_files: bool = False) 
     return _checks
 
 
-def build_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
-    contract = sync_table_columns(settings)
+def build_checks(config: HealthConfig) -> list[dg.AssetChecksDefinition]:
+    contract = sync_table_columns(config)
     return [
-        _checks_of("raw_activity", {
+        _checks_of("raw_events", {
             "required_columns_present": check_raw_required_columns,
             "ids_and_times_not_null": check_raw_ids_and_times,
             "ids_unique_after_dedupe": check_raw_ids_unique,

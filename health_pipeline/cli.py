@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from health_pipeline import DATA_DIR
+from health_pipeline import DATA_DIR, settings
 from health_pipeline.partitions import partition_range_tags
-from health_pipeline.resources import setting_path
+from health_pipeline.resources import Warehouse
 from health_pipeline.sample import SAMPLE_DAYS, SAMPLE_START, SampleSpec, generate_sample
-from health_pipeline.warehouse import Warehouse
+from health_pipeline.scorecard.model import BANDS
 
 
 def _date(value: str) -> dt.date:
@@ -36,9 +36,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from health_pipeline.definitions import HEALTH_JOB, defs
 
-    raw_dir = setting_path("HEALTH_RAW_DIR")
+    raw_dir = settings.path("HEALTH_RAW_DIR")
     if not any(raw_dir.glob("users*")):
-        if os.environ.get("HEALTH_RAW_DIR"):
+        if settings.is_set("HEALTH_RAW_DIR"):
             print(f"no raw data in HEALTH_RAW_DIR={raw_dir}", file=sys.stderr)
             return 2
         print(f"no raw data in {raw_dir}: generating the sample first")
@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     first_day, last_day = args.start, args.end
     print(f"materializing every asset for {first_day} .. {last_day} in one run")
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    instance = dg.DagsterInstance.get() if settings.is_set("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     result = defs.resolve_job_def(HEALTH_JOB).execute_in_process(
         instance=instance,
         tags=partition_range_tags(first_day, last_day),
@@ -68,27 +68,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def print_summary(snapshot_date: dt.date) -> None:
     """Where the sync table is, the ten accounts most at risk on `snapshot_date`, and who changed band."""
-    warehouse = Warehouse(database=str(setting_path("HEALTH_WAREHOUSE")))
-    export_dir = setting_path("HEALTH_EXPORT_DIR").resolve()
+    warehouse = Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
+    export_dir = settings.path("HEALTH_EXPORT_DIR").resolve()
     with warehouse.get_connection(read_only=True) as conn:
         at_risk = conn.execute(
             """
             SELECT account_id, owner, segment, health_score, health_band, score_reason
             FROM export.account_health
-            WHERE snapshot_date = ?
-            ORDER BY list_position(['at_risk', 'neutral', 'healthy'], health_band), health_score,
-                     arr DESC, account_id
+            WHERE snapshot_date = $snapshot_date
+            ORDER BY list_position($bands, health_band) DESC, health_score, arr DESC, account_id
             LIMIT 10
             """,
-            [snapshot_date],
+            {"snapshot_date": snapshot_date, "bands": list(BANDS)},
         ).df()
         moves = conn.execute(
             """
             SELECT account_id, owner, from_band, to_band, health_score, top_drag
-            FROM export.band_changes WHERE snapshot_date = ?
+            FROM export.band_changes WHERE snapshot_date = $snapshot_date
             ORDER BY direction DESC, account_id
             """,
-            [snapshot_date],
+            {"snapshot_date": snapshot_date},
         ).df()
     print(f"\nsync table: export.account_health in {Path(warehouse.database).resolve()}")
     print(f"sync files: {export_dir / 'account_health'}/snapshot_date=YYYY-MM-DD.parquet and .csv")

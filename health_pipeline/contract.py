@@ -1,4 +1,4 @@
-"""The per-account metrics every stage agrees on, with the range of values each can take.
+"""The column names every asset agrees on: the per-account metrics, with the range of values each can take.
 
 The account rollup produces exactly these columns, the sync table carries them under
 these names, and a scorecard may bin any of them. A bin set must cover the metric's
@@ -30,7 +30,18 @@ ACCOUNT_METRICS: dict[str, tuple[float, float]] = {
 }
 
 
+def event_count_column(event: str) -> str:
+    """The daily fact's count of one tracked event."""
+    return f"{event}_count"
+
+
+def event_metric_column(event: str) -> str:
+    """A contact's 28-day count of one tracked event."""
+    return f"{event}_28d"
+
+
 def event_users_metric(event: str) -> str:
+    """An account's contacts who did one tracked event in 28 days."""
     return f"{event}_users_28d"
 
 
@@ -54,13 +65,13 @@ def activation_column(measure: str) -> str:
     return f"activation_{measure}"
 
 
-def sync_table_columns(settings) -> list[str]:
+def sync_table_columns(config) -> list[str]:
     """The sync table's documented columns, in order (README, "What you get"), for a configuration."""
     return [
         "account_id", "account_name", "owner", "plan", "status", "arr", "vertical", "customer_since",
         "snapshot_date", "segment", "health_score", "health_band", "band_source", "in_onboarding",
-        "activation_status", *(activation_column(m.name) for m in settings.onboarding.measures),
+        "activation_status", *(activation_column(m.name) for m in config.onboarding.measures),
         "top_drag", "missing_components", "score_reason",
-        *(explanation_column(c, s) for c in settings.components for s in EXPLANATION_SUFFIXES),
-        *TREND_COLUMNS, *settings.account_metrics, "computed_at", "scorecard_version",
+        *(explanation_column(c, s) for c in config.components for s in EXPLANATION_SUFFIXES),
+        *TREND_COLUMNS, *config.account_metrics, "computed_at", "scorecard_version",
     ]

@@ -1,5 +1,5 @@
-"""The Dagster code location: the pipeline's assets, one module per stage, on shared daily
-partitions, their blocking checks, and the daily schedule that refreshes them."""
+"""The Dagster code location: the pipeline's assets (one folder each under assets/), on shared
+daily partitions, their blocking checks, and the daily schedule that refreshes them."""
 
 from __future__ import annotations
 
@@ -7,16 +7,21 @@ import warnings
 
 import dagster as dg
 
+from health_pipeline import settings
+from health_pipeline.assets import GROUP
+from health_pipeline.assets.account_health.asset import build_account_health
+from health_pipeline.assets.account_metrics.asset import build_account_metrics
+from health_pipeline.assets.band_changes.asset import build_band_changes
+from health_pipeline.assets.contact_metrics.asset import build_contact_metrics
+from health_pipeline.assets.contact_usage.asset import build_contact_usage
+from health_pipeline.assets.daily_contact_activity.asset import build_daily_contact_activity
+from health_pipeline.assets.raw_activity.asset import build_raw_activity
+from health_pipeline.assets.sync_export.asset import build_sync_export
 from health_pipeline.checks import build_checks
-from health_pipeline.config import Settings, load_settings
 from health_pipeline.resources import default_resources
-from health_pipeline.schedules import EXPORT_FRESHNESS, build_daily_schedule, late_days
-from health_pipeline.stages.account_rollup import build_account_metrics
-from health_pipeline.stages.activity import build_daily_contact_activity
-from health_pipeline.stages.contact_metrics import build_contact_metrics
-from health_pipeline.stages.export import build_band_changes, build_sync_export
-from health_pipeline.stages.extract import build_raw_activity
-from health_pipeline.stages.scoring import build_account_health
+from health_pipeline.schedules import EXPORT_FRESHNESS, build_daily_schedule
+from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.scorecard.parser import load_config
 
 HEALTH_JOB = "health_job"
 
@@ -24,40 +29,42 @@ HEALTH_JOB = "health_job"
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
 
 
-def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+def build_assets(config: HealthConfig) -> list[dg.AssetsDefinition]:
+    """Every asset, in the order a day's data flows through them."""
     return [
-        build_raw_activity(settings),
-        build_daily_contact_activity(settings),
-        build_contact_metrics(settings),
-        build_account_metrics(settings),
-        build_account_health(settings),
-        build_sync_export(settings),
-        build_band_changes(settings),
+        build_raw_activity(config),
+        build_daily_contact_activity(config),
+        build_contact_metrics(config),
+        build_account_metrics(config),
+        build_account_health(config),
+        build_sync_export(config),
+        build_contact_usage(config),
+        build_band_changes(config),
     ]
 
 
-def build_defs(settings: Settings | None = None) -> dg.Definitions:
-    settings = settings or load_settings()
+def build_defs(config: HealthConfig | None = None) -> dg.Definitions:
+    config = config or load_config()
     health_job = dg.define_asset_job(
         HEALTH_JOB,
-        selection=dg.AssetSelection.groups("health"),
+        selection=dg.AssetSelection.groups(GROUP),
         description="Every stage, from raw extraction to the sync table, for the selected days.",
     )
     return dg.Definitions(
-        assets=[_with_policies(asset) for asset in build_assets(settings)],
-        asset_checks=build_checks(settings),
+        assets=[_with_policies(asset) for asset in build_assets(config)],
+        asset_checks=build_checks(config),
         jobs=[health_job],
-        schedules=[build_daily_schedule(health_job, late_days())],
+        schedules=[build_daily_schedule(health_job, settings.late_days())],
         resources=default_resources(),
-        # One process runs the whole chain: the stages are sequential SQL on one DuckDB file,
+        # One process runs the whole chain: the assets are sequential SQL on one DuckDB file,
         # so a process per step would only add start-up time and lock contention.
         executor=dg.in_process_executor,
     )
 
 
 def _with_policies(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
-    """Operational policies, applied where the code location is assembled rather than in each stage."""
-    if asset.key == dg.AssetKey("sync_export"):
+    """Operational policies, applied where the code location is assembled rather than in each asset."""
+    if dg.AssetKey("sync_export") in asset.keys:
         return asset.map_asset_specs(lambda spec: dg.apply_freshness_policy(spec, EXPORT_FRESHNESS))
     return asset
 

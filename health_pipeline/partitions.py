@@ -1,23 +1,17 @@
 """The one daily partitioning every asset shares: a UTC day per partition."""
 
 import datetime as dt
-import os
 
 import dagster as dg
 
-from health_pipeline.sample import SAMPLE_START
+from health_pipeline import settings
+
+daily_partitions = dg.DailyPartitionsDefinition(start_date=settings.partitions_start(), timezone="UTC")
 
 
-def partitions_start() -> str:
-    value = os.environ.get("HEALTH_PARTITIONS_START", SAMPLE_START.isoformat())
-    try:
-        dt.date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"HEALTH_PARTITIONS_START={value!r} is not a YYYY-MM-DD date") from None
-    return value
-
-
-daily_partitions = dg.DailyPartitionsDefinition(start_date=partitions_start(), timezone="UTC")
+def date_range(window: dg.TimeWindow) -> tuple[dt.date, dt.date]:
+    """The first and last UTC day (both inclusive) of a daily partition window."""
+    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
 
 
 def partition_range_tags(first_day: dt.date, last_day: dt.date) -> dict[str, str]:

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SAMPLE_START = dt.date(2026, 6, 1)
+from health_pipeline.settings import DEFAULT_FIRST_DAY
+
+SAMPLE_START = DEFAULT_FIRST_DAY  # the first partition defaults to the sample's first day
 SAMPLE_DAYS = 120
 
 ARCHETYPES = ("growing", "steady", "declining", "churning", "onboarding")

@@ -6,7 +6,6 @@ events are counted. Every stage replaces exactly the days it runs, so the overla
 """
 
 import datetime as dt
-import os
 
 import dagster as dg
 
@@ -14,20 +13,11 @@ from health_pipeline.partitions import daily_partitions, partition_range_tags
 
 DAILY_SCHEDULE = "daily_health_refresh"
 DAILY_CRON = "0 2 * * *"
-DEFAULT_LATE_DAYS = 2
 
 # The sync table is due by 06:00 UTC, written by a run that started after the 02:00 tick.
 EXPORT_FRESHNESS = dg.FreshnessPolicy.cron(
     deadline_cron="0 6 * * *", lower_bound_delta=dt.timedelta(hours=4), timezone="UTC"
 )
-
-
-def late_days() -> int:
-    """HEALTH_LATE_DAYS, read when the definitions load: how many days before yesterday to redo."""
-    value = os.environ.get("HEALTH_LATE_DAYS") or str(DEFAULT_LATE_DAYS)
-    if not value.strip().isdigit():
-        raise ValueError(f"HEALTH_LATE_DAYS={value!r} is not a whole number of days (0 or more)")
-    return int(value)
 
 
 def refresh_range(tick_day: dt.date, late: int, history_start: dt.date) -> tuple[dt.date, dt.date] | None:

@@ -11,11 +11,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from health_pipeline.cli import partition_range_tags
-from health_pipeline.config import Settings, load_settings
 from health_pipeline.definitions import build_assets
-from health_pipeline.resources import ExportTarget, RawSource
-from health_pipeline.warehouse import Warehouse
+from health_pipeline.partitions import partition_range_tags
+from health_pipeline.resources import ExportTarget, RawSource, Warehouse
+from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.scorecard.parser import load_config
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Pipeline:
     """The pipeline's assets wired to one tmp warehouse, raw directory and export directory."""
 
     root: Path
-    settings: Settings = field(default_factory=load_settings)
+    settings: HealthConfig = field(default_factory=load_config)
     instance: dg.DagsterInstance | None = None  # a fresh ephemeral instance per run unless given
     future_tolerance_hours: int = 24
 
@@ -110,6 +110,19 @@ class Pipeline:
                     error = error.cause  # Dagster wraps the asset's own exception
                 return error.cls_name, error.message.strip().split(": ", 1)[1]  # minus "module.Class: "
         return None
+
+    @staticmethod
+    def raw_activity_metadata(result) -> dict:
+        """The figures raw_activity reported on all the tables it wrote, as one dict of values
+        (Dagster's own dagster/* keys are per table, so they are left out)."""
+        return {k: v.value for m in result.asset_materializations_for_node("raw_activity")
+                for k, v in m.metadata.items() if not k.startswith("dagster/")}
+
+    @staticmethod
+    def row_count(result, asset: str) -> int:
+        """The dagster/row_count the run reported for `asset`."""
+        return next(e.materialization.metadata["dagster/row_count"].value
+                    for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset))
 
     def query(self, sql: str, params=None) -> pd.DataFrame:
         with duckdb.connect(str(self.root / "warehouse.duckdb"), read_only=True) as conn:

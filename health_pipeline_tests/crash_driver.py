@@ -21,9 +21,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from health_pipeline import cli, resources, sample
-from health_pipeline.stages import export
-from health_pipeline.warehouse import Warehouse
+from health_pipeline import cli, export_files, sample, settings
+from health_pipeline.resources import Warehouse
 
 POINT = sys.argv[1]
 counts: collections.Counter = collections.Counter()
@@ -86,8 +85,8 @@ def watched_duplicates(rng, frame):
 
 
 Warehouse.get_connection = watched_connection
-export.os.replace = watched_replace
+export_files.os.replace = watched_replace
 sample._with_duplicates = watched_duplicates
 if os.environ.get("HEALTH_SAMPLE_DIR"):
-    resources.PATH_DEFAULTS["HEALTH_RAW_DIR"] = Path(os.environ["HEALTH_SAMPLE_DIR"])
+    settings.PATH_DEFAULTS["HEALTH_RAW_DIR"] = Path(os.environ["HEALTH_SAMPLE_DIR"])
 sys.exit(cli.main(["run", "--start", sys.argv[2], "--end", sys.argv[3]]))

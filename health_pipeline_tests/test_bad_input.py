@@ -16,10 +16,11 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from health_pipeline.config import load_settings
-from health_pipeline.resources import RawInputError, RawSource
-from health_pipeline.stages.extract import extract as extract_range
-from health_pipeline.warehouse import Warehouse
+from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
+from health_pipeline.assets.raw_activity.asset import extract as extract_range
+from health_pipeline.raw_input import RawInputError
+from health_pipeline.resources import RawSource, Warehouse
+from health_pipeline.scorecard.parser import load_config
 from health_pipeline_tests.conftest import Pipeline, RawData
 
 DAY, NEXT = "2026-08-10", "2026-08-11"
@@ -52,8 +53,8 @@ def event(event_id, user_id="u1", time=f"{DAY} 12:00:00", name="run_query") -> d
 def extract(pipeline: Pipeline, data: RawData, fmt: str = "parquet") -> dict:
     """Write `data`, run raw_activity for DAY..NEXT, and return its metadata."""
     data.write(pipeline.raw_dir, fmt)
-    result = pipeline.materialize(DAY, NEXT, selection=["raw_activity"])
-    return {k: v.value for k, v in result.asset_materializations_for_node("raw_activity")[0].metadata.items()}
+    result = pipeline.materialize(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
+    return Pipeline.raw_activity_metadata(result)
 
 
 def quarantined(pipeline: Pipeline) -> list[tuple]:
@@ -259,14 +260,14 @@ def test_rerun_replaces_the_range_quarantine_rows(pipeline):
     data.events += [event(10, user_id="ghost"), event(11, user_id="ghost", time=f"{NEXT} 12:00:00"),
                     event(12, time="2999-01-01 00:00:00")]
     extract(pipeline, data)
-    pipeline.materialize(DAY, NEXT, selection=["raw_activity"])
-    pipeline.materialize(NEXT, NEXT, selection=["raw_activity"])
+    pipeline.materialize(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
+    pipeline.materialize(NEXT, NEXT, selection=RAW_ACTIVITY_ASSETS)
     assert [(q[1], q[2]) for q in quarantined(pipeline)] == [
         ("future_time", None), ("unknown_user", DAY), ("unknown_user", NEXT)]
     # The source is fixed: a rerun of one day clears that day's rows and the undated ones.
     data.events = [e for e in data.events if e["event_id"] not in ("11", "12")]
     data.write(pipeline.raw_dir)
-    pipeline.materialize(NEXT, NEXT, selection=["raw_activity"])
+    pipeline.materialize(NEXT, NEXT, selection=RAW_ACTIVITY_ASSETS)
     assert [(q[1], q[2]) for q in quarantined(pipeline)] == [("unknown_user", DAY)]
 
 
@@ -276,7 +277,7 @@ def test_missing_required_column(pipeline):
     valid().write(pipeline.raw_dir)
     events = pd.read_parquet(pipeline.raw_dir / "all_events.parquet").drop(columns="event_table_name")
     events.to_parquet(pipeline.raw_dir / "all_events.parquet")
-    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    cls, message = pipeline.failure(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
     assert cls == "RawInputError"
     assert message.startswith(f"raw table 'all_events' ({pipeline.raw_dir / 'all_events.parquet'}) "
                               "lacks required column(s) event_table_name")
@@ -285,7 +286,7 @@ def test_missing_required_column(pipeline):
 def test_unreadable_file(pipeline):
     valid().write(pipeline.raw_dir)
     (pipeline.raw_dir / "sessions.parquet").write_bytes(b"PAR1 this is not parquet")
-    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    cls, message = pipeline.failure(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
     assert cls == "RawInputError"
     assert message.startswith(f"raw table 'sessions' ({pipeline.raw_dir / 'sessions.parquet'}) cannot be read")
 
@@ -296,7 +297,7 @@ def test_column_of_a_type_that_cannot_be_cast(pipeline):
     events = pd.read_parquet(pipeline.raw_dir / "all_events.parquet")
     events["time"] = events["time"].astype("int64") // 1_000_000
     events.to_parquet(pipeline.raw_dir / "all_events.parquet")
-    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    cls, message = pipeline.failure(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
     assert (cls, message) == ("RawInputError", f"raw table 'all_events' ({pipeline.raw_dir / 'all_events.parquet'}) "
                                                "column 'time' has type BIGINT, which cannot be read as TIMESTAMPTZ")
 
@@ -306,7 +307,7 @@ def test_floating_point_ids_are_refused(pipeline):
     users = pd.read_parquet(pipeline.raw_dir / "users.parquet")
     users["user_id"] = [1.0, 2.0]
     users.to_parquet(pipeline.raw_dir / "users.parquet")
-    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    cls, message = pipeline.failure(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
     assert message == (f"raw table 'users' ({pipeline.raw_dir / 'users.parquet'}) column 'user_id' has type "
                        "DOUBLE, which cannot be read as VARCHAR")
 
@@ -314,7 +315,7 @@ def test_floating_point_ids_are_refused(pipeline):
 def test_missing_table(pipeline):
     valid().write(pipeline.raw_dir)
     (pipeline.raw_dir / "accounts.parquet").unlink()
-    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    cls, message = pipeline.failure(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
     assert cls == "RawInputError" and message.startswith(f"raw table 'accounts' not found in {pipeline.raw_dir}")
 
 
@@ -332,7 +333,7 @@ def test_one_file_of_a_folder_lacks_a_column(pipeline):
     _as_daily_folder(pipeline, valid())
     broken = pipeline.raw_dir / "all_events" / f"{NEXT}.parquet"
     pd.read_parquet(broken).drop(columns="user_id").to_parquet(broken, index=False)
-    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    cls, message = pipeline.failure(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
     assert (cls, message) == ("RawInputError", f"raw table 'all_events' ({broken}) lacks required column(s) "
                                                "user_id; it has event_id, event_table_name, session_id, time")
 
@@ -343,7 +344,7 @@ def test_one_file_of_a_folder_has_a_column_of_the_wrong_type(pipeline):
     rows = pd.read_parquet(broken)
     rows["time"] = rows["time"].astype("int64")
     rows.to_parquet(broken, index=False)
-    cls, message = pipeline.failure(DAY, NEXT, selection=["raw_activity"])
+    cls, message = pipeline.failure(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
     assert cls == "RawInputError"
     assert message.startswith(f"raw table 'all_events' ({broken}) column 'time' has type")
 
@@ -352,7 +353,7 @@ def test_folder_layout_quarantines_with_the_file_of_the_row(pipeline):
     data = valid()
     data.events.append(event(10, user_id="ghost", time=f"{NEXT} 12:00:00"))
     _as_daily_folder(pipeline, data)
-    pipeline.materialize(DAY, NEXT, selection=["raw_activity"])
+    pipeline.materialize(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
     [(table, reason, day, row, values)] = quarantined(pipeline)
     assert (reason, day, row) == ("unknown_user", NEXT, 2)
     file = pipeline.query("SELECT source_file FROM raw.quarantine")["source_file"][0]
@@ -436,7 +437,7 @@ def test_garbage_rows_are_quarantined_or_named(garbage, fmt, order):
         frames = _write_text_exports(raw_dir, tables, fmt)
         with Warehouse(database=str(Path(tmp) / "w.duckdb")).get_connection() as conn:
             try:
-                extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_settings(), dt.date(2026, 8, 10),
+                extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_config(), dt.date(2026, 8, 10),
                               dt.date(2026, 8, 11), NOW)
             except RawInputError as exc:
                 # A structural failure must say which table and file.
@@ -499,7 +500,7 @@ def test_a_structural_failure_writes_nothing(pipeline):
     data.write(pipeline.raw_dir)
     events = pd.read_parquet(pipeline.raw_dir / "all_events.parquet").drop(columns="time")
     events.to_parquet(pipeline.raw_dir / "all_events.parquet")
-    assert pipeline.failure(DAY, NEXT, selection=["raw_activity"])[0] == "RawInputError"
+    assert pipeline.failure(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)[0] == "RawInputError"
     pd.testing.assert_frame_equal(pipeline.query("SELECT * FROM raw.accounts"), before)
 
 
@@ -523,7 +524,7 @@ def test_deduplication_keeps_the_earliest_valid_copy_of_each_id(events):
         raw_dir = Path(tmp) / "raw"
         _write_text_exports(raw_dir, tables, "parquet")
         with Warehouse(database=str(Path(tmp) / "w.duckdb")).get_connection() as conn:
-            counts = extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_settings(),
+            counts = extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_config(),
                                    dt.date(2026, 8, 10), dt.date(2026, 8, 11), NOW)
             loaded = {r[0]: r[1:] for r in conn.execute(
                 "SELECT event_id, user_id, session_id, CAST(time AS VARCHAR), event_table_name FROM raw.events"
@@ -558,7 +559,7 @@ def test_typed_times_at_the_edge_of_a_day_land_in_exactly_one_day(tmp_path):
     }).to_parquet(raw_dir / "all_events.parquet", index=False)
     with Warehouse(database=str(tmp_path / "w.duckdb")).get_connection() as conn:
         for day in (dt.date(2026, 8, 10), dt.date(2026, 8, 11), dt.date(2026, 8, 12)):
-            extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_settings(), day, day, NOW)
+            extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_config(), day, day, NOW)
         filed = conn.execute("SELECT event_id, activity_date FROM raw.events ORDER BY event_id").fetchall()
         exact = conn.execute(f"""
             SELECT event_id, CAST(CAST(time AS TIMESTAMP) AS DATE)

@@ -17,6 +17,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
 from health_pipeline.checks import (
     build_checks,
     check_counts_non_negative,
@@ -31,15 +32,15 @@ from health_pipeline.checks import (
     check_scores_within_0_and_100,
     check_shares_within_0_and_1,
 )
-from health_pipeline.config import load_settings
 from health_pipeline.contract import sync_table_columns
 from health_pipeline.definitions import build_assets
 from health_pipeline.partitions import partition_range_tags
 from health_pipeline.resources import ExportTarget, RawSource
+from health_pipeline.scorecard.parser import load_config
 from health_pipeline_tests.conftest import Pipeline, RawData
 
 FIRST, LAST = dt.date(2026, 6, 1), dt.date(2026, 6, 3)
-CONTRACT = sync_table_columns(load_settings())
+CONTRACT = sync_table_columns(load_config())
 
 
 def crafted() -> RawData:
@@ -294,7 +295,7 @@ def test_a_failing_blocking_check_stops_the_stages_after_it(tmp_path):
     data.events = [dict(event_id="e1", user_id="u1", session_id="s1", time="2026-06-08 09:05:00",
                         event_table_name="run_query")]
     data.write(pipeline.raw_dir)
-    settings = load_settings()
+    settings = load_config()
     result = dg.materialize(
         [*build_assets(settings), *build_checks(settings)],
         resources={"warehouse": pipeline.warehouse, "raw_source": RawSource(raw_dir=str(pipeline.raw_dir)),
@@ -310,14 +311,14 @@ def test_a_failing_blocking_check_stops_the_stages_after_it(tmp_path):
     assert failed.metadata["empty_days"].value == "2026-06-09"
     assert all(e.passed for e in evaluations.values())  # the other raw checks
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == {"raw_activity"}
+    assert materialized == set(RAW_ACTIVITY_ASSETS)
     assert not pipeline.export_dir.exists()
 
 
 def test_the_code_location_has_every_check_blocking_partitioned_and_in_the_warehouse_pool():
     from health_pipeline.definitions import defs
     from health_pipeline.partitions import daily_partitions
-    from health_pipeline.warehouse import Warehouse
+    from health_pipeline.resources import Warehouse
 
     checks = {(spec.asset_key.to_user_string(), spec.name): (spec, c.op.pool)
               for c in defs.asset_checks for spec in c.check_specs}
@@ -325,9 +326,9 @@ def test_the_code_location_has_every_check_blocking_partitioned_and_in_the_wareh
         ("account_health", "live_accounts_scored_once"), ("account_health", "scores_within_0_and_100"),
         ("account_metrics", "counts_non_negative"), ("account_metrics", "shares_within_0_and_1"),
         ("contact_metrics", "counts_non_negative"),
-        ("raw_activity", "events_every_day"), ("raw_activity", "ids_and_times_not_null"),
-        ("raw_activity", "ids_unique_after_dedupe"), ("raw_activity", "required_columns_present"),
-        ("raw_activity", "times_inside_their_partition"),
+        ("raw_events", "events_every_day"), ("raw_events", "ids_and_times_not_null"),
+        ("raw_events", "ids_unique_after_dedupe"), ("raw_events", "required_columns_present"),
+        ("raw_events", "times_inside_their_partition"),
         ("sync_export", "columns_match_contract"), ("sync_export", "rows_match_scored_accounts"),
     ]
     for key, (spec, pool) in checks.items():
@@ -335,4 +336,4 @@ def test_the_code_location_has_every_check_blocking_partitioned_and_in_the_wareh
         assert spec.description, key
     # the job that the schedule and the UI run includes every check
     # one step per checked asset
-    assert len(defs.resolve_job_def("health_job").graph.nodes) == 7 + 5
+    assert len(defs.resolve_job_def("health_job").graph.nodes) == len(defs.assets) + 5

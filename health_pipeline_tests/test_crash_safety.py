@@ -19,8 +19,8 @@ import duckdb
 import pandas as pd
 import pytest
 
+from health_pipeline.publish import replace_date_range, stage
 from health_pipeline.sample import SampleSpec, generate_sample
-from health_pipeline.warehouse import replace_date_range, stage
 
 SPEC = SampleSpec(accounts=6, days=20, seed=5)
 START, END = "2026-06-01", "2026-06-20"

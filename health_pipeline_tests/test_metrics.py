@@ -12,6 +12,7 @@ import math
 import pandas as pd
 import pytest
 
+from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
 from health_pipeline_tests.conftest import Pipeline, RawData
 
 D = dt.date(2026, 8, 31)
@@ -255,8 +256,8 @@ def test_backfill_starting_late_reads_existing_history(crafted_run: Pipeline):
 def test_extraction_reports_what_it_dropped(tmp_path):
     pipeline = Pipeline(tmp_path)
     crafted().write(pipeline.raw_dir)
-    result = pipeline.materialize(FIRST, LAST, selection=["raw_activity"])
-    meta = {k: v.value for k, v in result.asset_materializations_for_node("raw_activity")[0].metadata.items()}
+    result = pipeline.materialize(FIRST, LAST, selection=RAW_ACTIVITY_ASSETS)
+    meta = Pipeline.raw_activity_metadata(result)
     # 16 event rows in range: 1 duplicate; u3 x2 and u4 are excluded; u8's account is unknown,
     # so u8 is quarantined and so is its event.
     assert meta["events_read"] == 16
@@ -265,7 +266,7 @@ def test_extraction_reports_what_it_dropped(tmp_path):
     assert meta["events_quarantined"] == 1
     assert meta["quarantined.all_events.quarantined_user"] == 1
     assert meta["quarantined.users.unknown_account"] == 1
-    assert meta["events_loaded"] == 11 == meta["dagster/row_count"]
+    assert meta["events_loaded"] == 11 == Pipeline.row_count(result, "raw_events")
     assert (meta["sessions_read"], meta["sessions_duplicates_dropped"], meta["sessions_loaded"]) == (4, 1, 2)
     assert meta["contacts_excluded"] == 2
 
@@ -284,6 +285,6 @@ def test_a_contact_keeps_its_own_joindate_when_it_is_the_earliest(pipeline: Pipe
                        dict(from_user_id="a2", to_user_id="u2", time="2026-05-02 00:00:00")]
     data.sessions = [dict(session_id=1, user_id="u1", time=at(0))]
     data.write(pipeline.raw_dir)
-    pipeline.materialize(str(D), str(D), selection=["raw_activity"])
+    pipeline.materialize(str(D), str(D), selection=RAW_ACTIVITY_ASSETS)
     joined = dict(pipeline.query("SELECT user_id, joindate FROM raw.contacts").values)
     assert {k: str(v.date()) for k, v in joined.items()} == {"u1": "2026-01-01", "u2": "2026-02-01"}

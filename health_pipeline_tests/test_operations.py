@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from health_pipeline import DATA_DIR
 from health_pipeline.definitions import build_defs, defs
-from health_pipeline.schedules import DAILY_SCHEDULE, EXPORT_FRESHNESS, late_days, refresh_range
-from health_pipeline.warehouse import Warehouse
+from health_pipeline.resources import Warehouse
+from health_pipeline.schedules import DAILY_SCHEDULE, EXPORT_FRESHNESS, refresh_range
+from health_pipeline.settings import late_days
 
 DAGSTER_YAML = DATA_DIR / "dagster_home" / "dagster.yaml"
 
@@ -130,10 +131,10 @@ def test_only_the_sync_table_carries_the_freshness_policy():
 def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
     """As the UI's "Materialize" on one asset and one partition does: the score stage for 2026-06-03."""
     from health_pipeline.checks import build_checks
-    from health_pipeline.config import load_settings
     from health_pipeline.definitions import build_assets
     from health_pipeline.resources import ExportTarget, RawSource
     from health_pipeline.sample import SampleSpec, generate_sample
+    from health_pipeline.scorecard.parser import load_config
     from health_pipeline_tests.conftest import Pipeline
 
     pipeline = Pipeline(tmp_path)
@@ -143,7 +144,7 @@ def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:  # a stale score to be replaced
         conn.execute("UPDATE core.account_health SET health_score = 0 WHERE snapshot_date = '2026-06-03'")
 
-    settings = load_settings()
+    settings = load_config()
     result = dg.materialize(
         [*build_assets(settings), *build_checks(settings)],
         selection=dg.AssetSelection.assets("account_health"),

@@ -15,16 +15,19 @@ import pandas as pd
 import pytest
 import yaml
 
-from health_pipeline.config import DEFAULT_CONFIG_PATH, load_settings
+from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
 from health_pipeline.contract import sync_table_columns
 from health_pipeline.definitions import HEALTH_JOB, defs
 from health_pipeline.sample import SampleSpec, _accounts, generate_sample
+from health_pipeline.scorecard.parser import load_config
+from health_pipeline.scorecard.reference import assess
+from health_pipeline.settings import DEFAULT_CONFIG_PATH
 from health_pipeline_tests.conftest import Pipeline
 
 SPEC = SampleSpec(accounts=12, days=60, seed=11)
 FIRST, LAST = "2026-06-01", "2026-07-30"
-STAGES = ["raw_activity", "daily_contact_activity", "contact_metrics", "account_metrics",
-          "account_health", "sync_export", "band_changes"]
+ASSETS = [*RAW_ACTIVITY_ASSETS, "daily_contact_activity", "contact_metrics", "account_metrics",
+          "account_health", "sync_export", "contact_usage", "band_changes"]
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +52,14 @@ def test_every_non_churned_account_has_one_row_per_day(sample_run: Pipeline):
 
 def test_sync_table_carries_the_documented_columns(sample_run: Pipeline):
     columns = list(sample_run.query("SELECT * FROM export.account_health LIMIT 0").columns)
-    settings = load_settings()
+    settings = load_config()
     expected = sync_table_columns(settings)
     assert columns == expected
 
 
 def test_exported_rows_match_the_reference(sample_run: Pipeline):
-    """Segment, score, band, activation and top drag agree with config.Settings.assess on every row."""
-    settings = load_settings()
+    """Segment, score, band, activation and top drag agree with the reference scorer on every row."""
+    settings = load_config()
     export = sample_run.query("SELECT * FROM export.account_health")
     checked = ["segment", "health_score", "health_band", "in_onboarding", "activation_status", "top_drag",
                "missing_components", "scorecard_version"]
@@ -65,7 +68,7 @@ def test_exported_rows_match_the_reference(sample_run: Pipeline):
         account["days_as_customer"] = (row["snapshot_date"] - row["customer_since"]).days
         for metric in settings.account_metrics:
             account[metric] = None if account[metric] is None else float(account[metric])
-        expected = settings.assess(account)
+        expected = assess(settings, account)
         assert {k: account[k] for k in checked} == pytest.approx(expected), (row["account_id"], row["snapshot_date"])
     assert export["health_score"].between(0, 100).all()
     assert set(export["health_band"]) <= {"healthy", "neutral", "at_risk"}
@@ -113,15 +116,20 @@ def test_daily_fact_matches_the_deduplicated_raw_events(sample_run: Pipeline):
 
 def test_definitions_show_partitioned_single_run_stages():
     assets = {key.to_user_string(): a for a in defs.assets for key in a.keys}
-    assert sorted(assets) == sorted(STAGES)
+    assert sorted(assets) == sorted(ASSETS)
     partitions = {a.partitions_def for a in assets.values()}
     assert len(partitions) == 1 and isinstance(partitions.pop(), dg.DailyPartitionsDefinition)
     for name, asset in assets.items():
         assert asset.backfill_policy == dg.BackfillPolicy.single_run(), name
-        assert asset.descriptions_by_key[asset.key], name
+        assert asset.descriptions_by_key[dg.AssetKey(name)], name
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("sync_export")).parent_keys == {
-        dg.AssetKey("account_health"), dg.AssetKey("contact_metrics")}
+        dg.AssetKey("account_health"), dg.AssetKey("account_metrics"), dg.AssetKey("accounts")}
+    # Lineage shows every reader of the account and contact snapshots.
+    assert {k.to_user_string() for k in graph.get(dg.AssetKey("accounts")).child_keys} == {
+        "account_metrics", "account_health", "sync_export", "band_changes"}
+    assert {k.to_user_string() for k in graph.get(dg.AssetKey("contacts")).child_keys} == {
+        "contact_metrics", "account_metrics"}
     assert defs.resolve_job_def(HEALTH_JOB) is not None
 
 

@@ -8,16 +8,18 @@ import yaml
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from health_pipeline.config import DEFAULT_CONFIG_PATH, load_settings
+from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
 from health_pipeline.definitions import build_assets
 from health_pipeline.sample import SampleSpec, generate_sample
+from health_pipeline.scorecard.parser import load_config
+from health_pipeline.settings import DEFAULT_CONFIG_PATH
 from health_pipeline_tests.conftest import Pipeline
 
 SPEC = SampleSpec(accounts=8, days=40, seed=5)
 FIRST, LAST = "2026-06-01", "2026-07-10"
 RESCORED = ("2026-06-11", "2026-07-10")
 SCORING = {"account_health", "sync_export", "band_changes"}
-MEASURING = {"raw_activity", "daily_contact_activity", "contact_metrics", "account_metrics"}
+MEASURING = {*RAW_ACTIVITY_ASSETS, "daily_contact_activity", "contact_metrics", "account_metrics", "contact_usage"}
 METRIC_TABLES = ("core.daily_contact_activity", "core.contact_metrics", "core.account_metrics")
 
 
@@ -42,7 +44,7 @@ def test_tuning_a_threshold_marks_scores_stale_and_rescoring_keeps_metrics(tmp_p
         {"range": "[1, 20)", "points": 1}, {"range": "[20, 200)", "points": 2}]
     tuned_path = tmp_path / "tuned.yaml"
     tuned_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    tuned = load_settings(tuned_path)
+    tuned = load_config(tuned_path)
     assert stale_assets(instance, tuned, "2026-06-20") == SCORING
 
     def metric_tables():

@@ -9,8 +9,8 @@ import duckdb
 import pandas as pd
 import pytest
 
+from health_pipeline.publish import SchemaChangeError, replace_date_range, stage
 from health_pipeline.sample import SampleSpec, generate_sample
-from health_pipeline.warehouse import SchemaChangeError, replace_date_range, stage
 from health_pipeline_tests.conftest import Pipeline
 
 FIRST, LAST = "2026-06-01", "2026-06-15"

@@ -12,12 +12,21 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from health_pipeline.config import DEFAULT_CONFIG_PATH, ConfigError, Measure, digital_footprint, load_settings
+from health_pipeline.assets.account_health.asset import (
+    account_health_params,
+    account_health_sql,
+    load_scorecards,
+    score_range,
+)
+from health_pipeline.assets.band_changes.asset import band_changes_sql
 from health_pipeline.contract import account_metric_domains
-from health_pipeline.stages.export import BAND_CHANGES_SQL, export_params
-from health_pipeline.stages.scoring import load_scorecards, score_range, scores_params, scores_sql
+from health_pipeline.export_files import export_params
+from health_pipeline.scorecard.model import BANDS, Measure
+from health_pipeline.scorecard.parser import ConfigError, load_config
+from health_pipeline.scorecard.reference import assess, digital_footprint, score, segment_for
+from health_pipeline.settings import DEFAULT_CONFIG_PATH
 
-SETTINGS = load_settings()
+SETTINGS = load_config()
 SCORECARD = SETTINGS.scorecard
 DOMAINS = account_metric_domains(SETTINGS.tracked_events)
 
@@ -77,25 +86,25 @@ def test_default_weights_equal_points_won_over_points_possible():
     # 1 + 2 + 3 + 4 + 2 = 12 of 20 points -> 60; by groups 40 x 3/8 + 40 x 7/8 + 20 x 2/4 = 60.
     values = {"usage_28d": 10, "usage_change_pct": -0.2, "breadth_28d": 0.5, "top_user_share_28d": 0.1,
               "features_adopted_28d": 1}
-    assert SCORECARD.score(values).score == 60.0
-    assert SCORECARD.score(FULL).score == 100.0
+    assert score(SCORECARD, values).score == 60.0
+    assert score(SCORECARD, FULL).score == 100.0
 
 
 def test_excluded_components_renormalise_within_and_across_groups(tmp_path):
     path = _write_variant(tmp_path, lambda r: [_components(r)[c].update(missing="exclude")
                                                for c in ("usage_level", "usage_trend")])
-    card = load_settings(path).scorecard
+    card = load_config(path).scorecard
     # Trend excluded: usage = level alone (4 of 4), so still 100 with everything else full.
-    assert card.score({**FULL, "usage_change_pct": None}).score == 100.0
+    assert score(card, {**FULL, "usage_change_pct": None}).score == 100.0
     # Trend excluded, level 1 of 4: usage share 1/4. (40 x 0.25 + 40 + 20) / 100 = 70.
-    result = card.score({**FULL, "usage_28d": 10, "usage_change_pct": None})
+    result = score(card, {**FULL, "usage_28d": 10, "usage_change_pct": None})
     assert result.score == 70.0
     assert result.components["usage_trend"].points is None
     assert result.components["usage_trend"].points_possible == 0
     assert result.missing_components == ("usage_trend",)
     # The whole usage group gone: the score is over adoption and depth alone (weight 60).
     # Adoption 4 + 0 of 8 -> 40 x 1/2 = 20, depth 20: 40 / 60 -> 66.7.
-    result = card.score({**FULL, "usage_28d": None, "usage_change_pct": None, "top_user_share_28d": 0.9})
+    result = score(card, {**FULL, "usage_28d": None, "usage_change_pct": None, "top_user_share_28d": 0.9})
     assert result.score == 66.7
     # Concentration cost 100 x 40 x 4/8 / 60 = 33.3 score points.
     assert result.top_drag == "concentration"
@@ -104,7 +113,7 @@ def test_excluded_components_renormalise_within_and_across_groups(tmp_path):
 
 def test_zero_and_neutral_missing_policies():
     # usage_trend is neutral (2 of 4), breadth is zero (0 of 4).
-    result = SCORECARD.score({**FULL, "usage_change_pct": None, "breadth_28d": None})
+    result = score(SCORECARD, {**FULL, "usage_change_pct": None, "breadth_28d": None})
     # usage 40 x 6/8 + adoption 40 x 4/8 + depth 20 = 30 + 20 + 20 = 70
     assert result.score == 70.0
     assert result.components["usage_trend"].points == 2
@@ -114,7 +123,7 @@ def test_zero_and_neutral_missing_policies():
 
 def test_nothing_scorable_gives_no_score(tmp_path):
     path = _write_variant(tmp_path, lambda r: [c.update(missing="exclude") for c in _components(r).values()])
-    assert load_settings(path).scorecard.score({}).score is None
+    assert score(load_config(path).scorecard, {}).score is None
 
 
 # --- segments ------------------------------------------------------------------------------------
@@ -132,7 +141,7 @@ def test_nothing_scorable_gives_no_score(tmp_path):
 )
 def test_segment_choice(attributes, segment):
     attributes = {**attributes, "digital_footprint": digital_footprint(attributes["contacts_total"])}
-    assert SETTINGS.segment_for(attributes).name == segment
+    assert segment_for(SETTINGS, attributes).name == segment
 
 
 def test_segment_overrides_merge_into_the_base():
@@ -151,9 +160,9 @@ def test_enterprise_power_contact_component():
     card = next(s.scorecard for s in SETTINGS.segments if s.name == "enterprise")
     values = {**FULL, "usage_28d": 2000, "power_contacts_active_28d": 0}
     # Everything full except relationship (0 of 4): 100 x 100 / 120 = 83.3.
-    result = card.score(values)
+    result = score(card, values)
     assert result.score == 83.3 and result.top_drag == "power_contacts"
-    assert card.score({**values, "power_contacts_active_28d": 2}).score == 100.0
+    assert score(card, {**values, "power_contacts_active_28d": 2}).score == 100.0
 
 
 # --- onboarding activation --------------------------------------------------------------------------
@@ -177,11 +186,11 @@ def test_activation_status_is_the_worst_measure():
 def test_onboarding_band_comes_from_activation():
     account = {"plan": "growth", "contacts_total": 10, **FULL, "first_session_activated_share": 0.3,
                "run_query_users_28d": 4, "group_by_users_28d": 2}
-    day_89 = SETTINGS.assess({**account, "days_as_customer": 89})
+    day_89 = assess(SETTINGS, {**account, "days_as_customer": 89})
     assert (day_89["health_score"], day_89["activation_status"], day_89["health_band"]) == (100.0, "yellow", "neutral")
-    day_90 = SETTINGS.assess({**account, "days_as_customer": 90})
+    day_90 = assess(SETTINGS, {**account, "days_as_customer": 90})
     assert (day_90["in_onboarding"], day_90["health_band"]) == (False, "healthy")
-    assert SETTINGS.assess({**account, "days_as_customer": None})["in_onboarding"] is False
+    assert assess(SETTINGS, {**account, "days_as_customer": None})["in_onboarding"] is False
 
 
 # --- bad configuration -----------------------------------------------------------------------------
@@ -257,7 +266,7 @@ def _segment(raw, **spec):
 def test_bad_configuration_names_file_field_and_reason(tmp_path, edit, field, reason):
     path = _write_variant(tmp_path, edit)
     with pytest.raises(ConfigError) as err:
-        load_settings(path)
+        load_config(path)
     assert err.value.path == str(path)
     assert err.value.field == field
     assert reason in err.value.reason
@@ -266,29 +275,29 @@ def test_bad_configuration_names_file_field_and_reason(tmp_path, edit, field, re
 
 def test_unreadable_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="<file>: cannot be read"):
-        load_settings(tmp_path / "nope.yaml")
+        load_config(tmp_path / "nope.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("scorecard: [unclosed")
     with pytest.raises(ConfigError, match="<file>: is not valid YAML"):
-        load_settings(broken)
+        load_config(broken)
 
 
 # --- versions ----------------------------------------------------------------------------------------
 
 def test_versions_follow_content_not_layout(tmp_path):
-    same = load_settings(_write_variant(tmp_path, lambda r: _components(r).update(
+    same = load_config(_write_variant(tmp_path, lambda r: _components(r).update(
         dict(reversed(list(_components(r).items()))))))
     assert same.scoring_version == SETTINGS.scoring_version
     assert same.scorecard.version == SCORECARD.version
 
-    tuned = load_settings(_write_variant(tmp_path, lambda r: _bins(r, "usage_level").__setitem__(
+    tuned = load_config(_write_variant(tmp_path, lambda r: _bins(r, "usage_level").__setitem__(
         1, {"range": "[1, 40)", "points": 1}) or _bins(r, "usage_level").__setitem__(
         2, {"range": "[40, 200)", "points": 2})))
     assert tuned.scoring_version != SETTINGS.scoring_version
     assert tuned.scorecard.version != SCORECARD.version
     assert tuned.metrics_version == SETTINGS.metrics_version  # a threshold is not a metric
 
-    measured = load_settings(_write_variant(tmp_path, lambda r: r.update(power_roles=["owner"])))
+    measured = load_config(_write_variant(tmp_path, lambda r: r.update(power_roles=["owner"])))
     assert measured.metrics_version != SETTINGS.metrics_version
 
 
@@ -344,8 +353,9 @@ def test_sql_matches_the_reference_for_any_account(account):
     with scoring_db() as conn:
         insert_account(conn, "A", {**account, "customer_since": since}, [(D, account)])
         load_scorecards(conn, SETTINGS)
-        row = conn.execute(scores_sql(SETTINGS), scores_params(SETTINGS, D, D)).df().iloc[0].to_dict()
-    expected = SETTINGS.assess(account)
+        sql = account_health_sql(SETTINGS, with_history=False)
+        row = conn.execute(sql, account_health_params(SETTINGS, D, D)).df().iloc[0].to_dict()
+    expected = assess(SETTINGS, account)
     got = {k: (None if isinstance(row[k], float) and math.isnan(row[k]) else row[k]) for k in expected}
     assert got == pytest.approx(expected)
     assert expected["health_score"] is None or 0 <= expected["health_score"] <= 100
@@ -361,8 +371,8 @@ def test_score_never_drops_when_a_higher_is_better_metric_rises(values, data):
     hi = 1e6 if math.isinf(hi) else hi
     before = data.draw(st.floats(lo, hi, allow_nan=False))
     after = data.draw(st.floats(before, hi, allow_nan=False))
-    low = card.score({**values, c.metric: before}).score
-    high = card.score({**values, c.metric: after}).score
+    low = score(card, {**values, c.metric: before}).score
+    high = score(card, {**values, c.metric: after}).score
     assert 0 <= low <= high <= 100
 
 
@@ -407,7 +417,7 @@ def test_trend_and_band_changes_across_days():
         assert (d29["previous_score_28d"], d29["score_delta_28d"]) == (100.0, -100.0)   # day 1
         assert math.isnan(health(conn, 28)["previous_score_28d"])  # day 0 was never scored
 
-        moves = conn.execute(BAND_CHANGES_SQL, export_params(day(1), day(35))).df()
+        moves = conn.execute(band_changes_sql(), {**export_params(day(1), day(35)), "bands": list(BANDS)}).df()
         assert list(zip(moves["snapshot_date"].dt.date, moves["from_band"], moves["to_band"], moves["direction"])) == [
             (day(11), "healthy", "neutral", "worse"), (day(21), "neutral", "at_risk", "worse")]
         # MID: usage_level, usage_trend and feature_depth each cost 20 points; BAD: all five do.

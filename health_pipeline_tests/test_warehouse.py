@@ -6,8 +6,8 @@ import datetime as dt
 
 import dagster as dg
 
-from health_pipeline.resources import default_resources
-from health_pipeline.warehouse import Warehouse, day_batches, write_range
+from health_pipeline.publish import day_batches, write_range
+from health_pipeline.resources import Warehouse, default_resources
 
 
 def test_memory_limit_and_threads_reach_the_connection(tmp_path):

@@ -1,4 +1,4 @@
-"""Load and validate the health configuration (what is measured, and how it is scored) from YAML.
+"""Read and validate the health configuration (what is measured, and how it is scored) from YAML.
 
 The file is read when the definitions load, because it shapes the assets themselves: the
 columns of the daily fact, the sync table's explanation columns and the scoring assets' code
@@ -9,29 +9,29 @@ reason, so a bad file stops the code location from loading and nothing is writte
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
-import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from health_pipeline import settings
 from health_pipeline.contract import account_metric_domains
+from health_pipeline.scorecard.model import (
+    DEFAULT_SEGMENT,
+    MISSING_POLICIES,
+    SEGMENT_ATTRIBUTES,
+    SEGMENT_OPERATORS,
+    Bin,
+    Component,
+    Condition,
+    HealthConfig,
+    Measure,
+    Onboarding,
+    Scorecard,
+    Segment,
+)
 
-DEFAULT_CONFIG_PATH = Path(__file__).parent / "scorecards" / "default.yaml"
-DEFAULT_SEGMENT = "default"
-MISSING_POLICIES = ("zero", "neutral", "exclude")
-ACTIVATION_COLOURS = ("green", "yellow", "red")  # best to worst
-ACTIVATION_BANDS = {"green": "healthy", "yellow": "neutral", "red": "at_risk"}
-BROAD_FOOTPRINT_CONTACTS = 5
-# attribute -> kind; digital_footprint is derived from contacts_total (see digital_footprint)
-SEGMENT_ATTRIBUTES = {
-    "plan": "text", "vertical": "text", "digital_footprint": "text", "arr": "number", "contacts_total": "number",
-}
-SEGMENT_OPERATORS = {"in": "list", "not_in": "list", "gte": "number", "gt": "number", "lte": "number", "lt": "number"}
 # Names become column names, so they must be plain identifiers.
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 _INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^\])\s]+)\s*([\])])\s*$")
@@ -43,319 +43,16 @@ class ConfigError(ValueError):
         self.path, self.field, self.reason = str(path), field, reason
 
 
-def digital_footprint(contacts_total: int | None) -> str | None:
-    """How much of an account the product can see: none (no contacts), light (1-4) or broad (5+)."""
-    if contacts_total is None:
-        return None
-    if contacts_total == 0:
-        return "none"
-    return "light" if contacts_total < BROAD_FOOTPRINT_CONTACTS else "broad"
-
-
-def content_hash(payload) -> str:
-    return hashlib.sha256(json.dumps(_as_jsonable(payload), sort_keys=True).encode()).hexdigest()[:12]
-
-
-@dataclass(frozen=True)
-class Bin:
-    lower: float
-    upper: float
-    lower_inclusive: bool
-    upper_inclusive: bool
-    points: float
-
-    @property
-    def label(self) -> str:
-        def edge(value: float) -> str:
-            return "inf" if value == math.inf else "-inf" if value == -math.inf else f"{value:g}"
-
-        return (
-            f"{'[' if self.lower_inclusive else '('}{edge(self.lower)}, "
-            f"{edge(self.upper)}{']' if self.upper_inclusive else ')'}"
-        )
-
-    def contains(self, value: float) -> bool:
-        above = value >= self.lower if self.lower_inclusive else value > self.lower
-        below = value <= self.upper if self.upper_inclusive else value < self.upper
-        return above and below
-
-
-@dataclass(frozen=True)
-class Component:
-    name: str
-    group: str
-    metric: str
-    higher_is_better: bool
-    missing: str
-    bins: tuple[Bin, ...]
-
-    @property
-    def max_points(self) -> float:
-        return max(b.points for b in self.bins)
-
-    def bin_for(self, value: float) -> Bin:
-        return next(b for b in self.bins if b.contains(value))
-
-
-@dataclass(frozen=True)
-class ComponentResult:
-    value: float | None
-    bin: str | None
-    points: float | None  # None when the component is excluded for a missing value
-    points_possible: float
-    score_lost: float  # health-score points this component cost, after weighting
-
-
-@dataclass(frozen=True)
-class ScoreResult:
-    score: float | None
-    components: dict[str, ComponentResult]
-
-    @property
-    def missing_components(self) -> tuple[str, ...]:
-        return tuple(sorted(name for name, c in self.components.items() if c.value is None))
-
-    @property
-    def top_drag(self) -> str | None:
-        """The component that cost the most score points; ties go to the first name."""
-        lost = [(-c.score_lost, name) for name, c in self.components.items() if c.score_lost > 0]
-        return min(lost)[1] if lost else None
-
-
-@dataclass(frozen=True)
-class Scorecard:
-    """One effective scorecard: the base, or a segment's base-plus-overrides."""
-
-    groups: tuple[tuple[str, float], ...]  # (group, weight), in file order
-    components: tuple[Component, ...]
-    healthy_from: float
-    neutral_from: float
-
-    @property
-    def metrics(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(c.metric for c in self.components))
-
-    @property
-    def version(self) -> str:
-        """Content hash: changes exactly when some score could change. Order in the file doesn't matter."""
-        return content_hash({
-            "groups": sorted(self.groups),
-            "components": sorted((c for c in self.components), key=lambda c: c.name),
-            "bands": [self.healthy_from, self.neutral_from],
-        })
-
-    def band(self, score: float) -> str:
-        if score >= self.healthy_from:
-            return "healthy"
-        return "neutral" if score >= self.neutral_from else "at_risk"
-
-    def score(self, values: dict[str, float | None]) -> ScoreResult:
-        """Reference scoring of one account's metric values.
-
-        Within a group, the share of points won; across groups, the weighted mean of those
-        shares over the groups that have any points possible; x 100, one decimal. The warehouse
-        scores in SQL; this is the same rule in plain Python, for tests and documentation.
-        """
-        won: dict[str, tuple[float | None, float]] = {}
-        for c in self.components:
-            value = values.get(c.metric)
-            if value is None:
-                points = {"zero": 0.0, "neutral": c.max_points / 2, "exclude": None}[c.missing]
-            else:
-                points = c.bin_for(float(value)).points
-            won[c.name] = (points, 0.0 if points is None else c.max_points)
-        group_possible = {g: 0.0 for g, _ in self.groups}
-        group_won = {g: 0.0 for g, _ in self.groups}
-        for c in self.components:
-            points, possible = won[c.name]
-            group_possible[c.group] += possible
-            group_won[c.group] += points or 0.0
-        weights = dict(self.groups)
-        live = [g for g, _ in self.groups if group_possible[g] > 0]
-        total_weight = sum(weights[g] for g in live)
-        score = None
-        if total_weight > 0:
-            share = sum(weights[g] * group_won[g] / group_possible[g] for g in live) / total_weight
-            score = round_half_away(100 * share, 1)
-        results = {}
-        for c in self.components:
-            points, possible = won[c.name]
-            value = values.get(c.metric)
-            lost = 0.0
-            if possible > 0 and total_weight > 0:
-                lost = 100 * weights[c.group] * (possible - points) / group_possible[c.group] / total_weight
-            results[c.name] = ComponentResult(
-                value=value,
-                bin=None if value is None else c.bin_for(float(value)).label,
-                points=points,
-                points_possible=possible,
-                score_lost=lost,
-            )
-        return ScoreResult(score, results)
-
-
-@dataclass(frozen=True)
-class Condition:
-    attribute: str
-    operator: str
-    value: float | tuple
-
-    def holds(self, actual) -> bool:
-        """A null attribute satisfies no condition, as in SQL."""
-        if actual is None:
-            return False
-        return {
-            "in": lambda: actual in self.value,
-            "not_in": lambda: actual not in self.value,
-            "gte": lambda: actual >= self.value,
-            "gt": lambda: actual > self.value,
-            "lte": lambda: actual <= self.value,
-            "lt": lambda: actual < self.value,
-        }[self.operator]()
-
-
-@dataclass(frozen=True)
-class Segment:
-    name: str
-    conditions: tuple[Condition, ...]  # all must hold; the default segment has none
-    scorecard: Scorecard
-
-    def matches(self, attributes: dict) -> bool:
-        return all(c.holds(attributes.get(c.attribute)) for c in self.conditions)
-
-
-@dataclass(frozen=True)
-class Measure:
-    name: str
-    metric: str
-    green: float  # at or above: green
-    yellow: float  # at or above: yellow; below, or null: red
-
-    def colour(self, value: float | None) -> str:
-        if value is not None and value >= self.green:
-            return "green"
-        return "yellow" if value is not None and value >= self.yellow else "red"
-
-
-@dataclass(frozen=True)
-class Onboarding:
-    within_days: int
-    first_session_event: str
-    measures: tuple[Measure, ...]
-
-    def status(self, values: dict[str, float | None]) -> str:
-        """The worst colour among the measures: one missing activation step is enough to act on."""
-        colours = [m.colour(values.get(m.metric)) for m in self.measures]
-        return max(colours, key=ACTIVATION_COLOURS.index)
-
-
-@dataclass(frozen=True)
-class Settings:
-    usage_events: tuple[str, ...]
-    kpi_event: str
-    feature_events: tuple[str, ...]
-    exclude_identities: tuple[str, ...]
-    power_roles: tuple[str, ...]
-    onboarding: Onboarding
-    segments: tuple[Segment, ...]  # in match order; the last is the default
-    source: str
-
-    @property
-    def tracked_events(self) -> tuple[str, ...]:
-        """Every event name the daily fact keeps a count column for."""
-        return tuple(sorted({*self.usage_events, self.kpi_event, *self.feature_events}))
-
-    @property
-    def account_metrics(self) -> tuple[str, ...]:
-        """The account rollup's metric columns for this configuration, in sync-table order."""
-        return tuple(account_metric_domains(self.tracked_events))
-
-    @property
-    def scorecard(self) -> Scorecard:
-        """The default segment's scorecard."""
-        return self.segments[-1].scorecard
-
-    @property
-    def components(self) -> tuple[str, ...]:
-        """Every component any segment scores, in first-seen order: the sync table's explanation columns."""
-        return tuple(dict.fromkeys(c.name for s in self.segments for c in s.scorecard.components))
-
-    def segment_for(self, attributes: dict) -> Segment:
-        return next(s for s in self.segments if s.matches(attributes))
-
-    def assess(self, account: dict) -> dict:
-        """Reference for one sync-table row, from the account's attributes and metrics.
-
-        `account` holds plan, vertical, arr, every metric, and days_as_customer (D minus
-        customer_since, None if unknown). The warehouse does this in SQL; this is for tests.
-        """
-        segment = self.segment_for({**account, "digital_footprint": digital_footprint(account.get("contacts_total"))})
-        result = segment.scorecard.score(account)
-        days = account.get("days_as_customer")
-        in_onboarding = days is not None and days < self.onboarding.within_days
-        status = self.onboarding.status(account) if in_onboarding else None
-        if in_onboarding:
-            band = ACTIVATION_BANDS[status]
-        else:
-            band = None if result.score is None else segment.scorecard.band(result.score)
-        return {
-            "segment": segment.name,
-            "health_score": result.score,
-            "health_band": band,
-            "in_onboarding": in_onboarding,
-            "activation_status": status,
-            "top_drag": result.top_drag,
-            "missing_components": ",".join(result.missing_components),
-            "scorecard_version": segment.scorecard.version,
-        }
-
-    @property
-    def metrics_version(self) -> str:
-        """Hash of everything that decides what is measured: the measuring stages' code version."""
-        return content_hash({
-            "events": [self.usage_events, self.kpi_event, self.feature_events],
-            "exclude": self.exclude_identities,
-            "power_roles": self.power_roles,
-            "first_session_event": self.onboarding.first_session_event,
-        })
-
-    @property
-    def scoring_version(self) -> str:
-        """Hash of everything that decides scores and bands: the scoring stages' code version."""
-        return content_hash({
-            "segments": [(s.name, s.conditions, s.scorecard.version) for s in self.segments],
-            "onboarding": self.onboarding,
-        })
-
-
-def _as_jsonable(obj):
-    if hasattr(obj, "__dataclass_fields__"):
-        return {k: _as_jsonable(getattr(obj, k)) for k in obj.__dataclass_fields__}
-    if isinstance(obj, dict):
-        return {k: _as_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_as_jsonable(v) for v in obj]
-    if isinstance(obj, float) and math.isinf(obj):
-        return "inf" if obj > 0 else "-inf"
-    return obj
-
-
-def round_half_away(value: float, digits: int) -> float:
-    """Round halves away from zero, as DuckDB's round() does."""
-    scale = 10**digits
-    return math.copysign(math.floor(abs(value) * scale + 0.5) / scale, value)
-
-
-def load_settings(path: str | Path | None = None) -> Settings:
+def load_config(path: str | Path | None = None) -> HealthConfig:
     """Read the file named by `path`, else HEALTH_CONFIG, else the shipped default."""
-    path = Path(path or os.environ.get("HEALTH_CONFIG") or DEFAULT_CONFIG_PATH)
+    path = Path(path) if path else settings.config_path()
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(path, "<file>", f"cannot be read ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(path, "<file>", f"is not valid YAML ({exc})") from exc
-    return _Parser(path).settings(raw)
+    return _Parser(path).config(raw)
 
 
 def merge_overrides(base: dict, overrides: dict) -> dict:
@@ -408,7 +105,7 @@ class _Parser:
             raise self.fail(field, f"unknown metric {value!r}; known: {', '.join(self.metric_domains)}")
         return value
 
-    def settings(self, raw) -> Settings:
+    def config(self, raw) -> HealthConfig:
         raw = self.mapping(raw, "<root>")
         events = self.mapping(raw.get("events"), "events")
         usage = self.identifier_list(events.get("usage"), "events.usage")
@@ -424,7 +121,7 @@ class _Parser:
             raise self.fail("power_roles", "must be a list of role names")
         base = self.mapping(raw.get("scorecard"), "scorecard")
         default = Segment(DEFAULT_SEGMENT, (), self.scorecard(base, "scorecard"))
-        return Settings(
+        return HealthConfig(
             usage_events=usage,
             kpi_event=kpi,
             feature_events=features,

@@ -1,122 +1,38 @@
-"""The DuckDB warehouse: its resource, and the one way every stage writes a partition.
+"""The write protocol: how every asset publishes the days it computed.
 
-Every stage computes its rows for a date range into a staging table, then swaps them in
-with `replace_date_range`: create-if-missing, conform the columns, delete the range, insert,
-all in one transaction. A rerun therefore replaces exactly its own days, a reader never
-sees the range half-written, and a warehouse built by an older version of a stage takes
-that stage's current columns instead of failing the insert.
+An asset computes its rows for a date range into a staging table, then `replace_date_range`
+swaps them in: create-if-missing, conform the columns, delete the range, insert, all in one
+transaction. A rerun therefore replaces exactly its own days, a reader never sees the range
+half-written, and a warehouse built by an older version of an asset takes that asset's
+current columns instead of failing the insert.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from contextlib import contextmanager
-from pathlib import Path
-from typing import ClassVar
 
 import dagster as dg
 import duckdb
-from dagster._utils.backoff import backoff
-from dagster_duckdb import DuckDBResource
-from pydantic import Field
 
-SCHEMAS = ("raw", "core", "export")
-
-
-class Warehouse(DuckDBResource):
-    """The DuckDB file every stage reads and writes. Sessions run in UTC.
-
-    `memory_limit` and `threads` bound what one run may use (DuckDB spills larger work to
-    disk next to the database); `connection_config` takes any other DuckDB setting.
-    """
-
-    # DuckDB lets one process hold the file (one writer, or readers only), so every step
-    # that opens it runs in this Dagster concurrency pool; dagster.yaml gives it one slot.
-    POOL: ClassVar[str] = "warehouse"
-
-    memory_limit: str | None = Field(
-        default=None, description="DuckDB memory_limit, such as '2GB'. Unset: DuckDB's default, 80% of RAM."
-    )
-    threads: int | None = Field(default=None, description="DuckDB threads. Unset: one per core.")
-
-    @property
-    def duckdb_settings(self) -> dict:
-        limits = {"memory_limit": self.memory_limit, "threads": self.threads}
-        return {**self.connection_config, **{k: v for k, v in limits.items() if v}}
-
-    @contextmanager
-    def get_connection(self, read_only: bool = False):
-        if not read_only and self.database != ":memory:":
-            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        # A second writer gets "Could not set lock on file": retry with backoff, as
-        # DuckDBResource does, so a queued run waits instead of failing at once.
-        conn = backoff(
-            fn=duckdb.connect,
-            retry_on=(RuntimeError, duckdb.IOException),
-            kwargs={
-                "database": self.database,
-                "read_only": read_only,
-                "config": {"custom_user_agent": "health_pipeline", **self.duckdb_settings},
-            },
-            max_retries=10,
-        )
-        try:
-            # ICU is loaded only after connect, so this cannot go in the connect config.
-            conn.execute("SET TimeZone = 'UTC'")
-            if not read_only:
-                for schema in SCHEMAS:
-                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            yield conn
-        finally:
-            conn.close()
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params=None):
-    """The single value a query returns (the result is drained, as DuckDB 2 requires)."""
-    return conn.execute(sql, params or []).fetchall()[0][0]
-
-
-def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
-    schema, name = table.split(".")
-    return scalar(
-        conn, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?", [schema, name]
-    ) > 0
-
-
-def counts_by(conn: duckdb.DuckDBPyConnection, table: str, column: str, first_day, last_day) -> dict:
-    """Rows per value of `column` over a range of snapshot dates, for a stage's metadata."""
-    return dict(conn.execute(
-        f"SELECT coalesce(CAST({quote(column)} AS VARCHAR), 'none'), count(*) FROM {table}"
-        " WHERE snapshot_date BETWEEN ? AND ? GROUP BY ALL ORDER BY ALL",
-        [first_day, last_day],
-    ).fetchall())
-
-
-def date_range(window: dg.TimeWindow) -> tuple[dt.date, dt.date]:
-    """The first and last UTC day (both inclusive) of a daily partition window."""
-    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+from health_pipeline.sql import quote, scalar
 
 
 def stage(conn: duckdb.DuckDBPyConnection, name: str, select_sql: str, params=None) -> str:
-    """Materialise a query into a temp table so it runs once and can be inspected."""
+    """Materialise a query into the temp table staged_<name>, so it runs once and can be inspected."""
     staging = f"staged_{name}"
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE {staging} AS {select_sql}", params or [])
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE {staging} AS {select_sql}", params or {})
     return staging
 
 
 class SchemaChangeError(RuntimeError):
-    """A table's existing values cannot take the type its stage now writes."""
+    """A table's existing values cannot take the type its asset now writes."""
 
 
 def conform_columns(conn: duckdb.DuckDBPyConnection, table: str, staging: str) -> None:
     """Give `table` exactly the columns of `staging`: the same names, order and types.
 
-    A table written by an older version of its stage gains the new columns (NULL on days not
-    re-run), loses the columns the stage no longer writes, and has changed types cast. The
+    A table written by an older version of its asset gains the new columns (NULL on days not
+    re-run), loses the columns the asset no longer writes, and has changed types cast. The
     table is rewritten only when its schema differs, inside the caller's transaction.
     """
     wanted = [(name, dtype) for name, dtype, *_ in conn.execute(f"DESCRIBE {staging}").fetchall()]
@@ -156,8 +72,9 @@ def replace_date_range(
     try:
         conform_columns(conn, table, staging)
         conn.execute(
-            f"DELETE FROM {table} WHERE {quote(date_column)} BETWEEN ? AND ? OR {quote(date_column)} IS NULL",
-            [first_day, last_day],
+            f"DELETE FROM {table} WHERE {quote(date_column)} BETWEEN $first_day AND $last_day"
+            f" OR {quote(date_column)} IS NULL",
+            {"first_day": first_day, "last_day": last_day},
         )
         conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staging}")
         conn.execute("COMMIT")
@@ -212,7 +129,7 @@ def replace_table(conn: duckdb.DuckDBPyConnection, table: str, staging: str) -> 
 def table_metadata(
     conn: duckdb.DuckDBPyConnection, table: str, row_count: int, **extra
 ) -> dict[str, dg.MetadataValue]:
-    """Row count and column schema for the UI, plus any stage-specific figures."""
+    """Row count and column schema for the UI, plus any asset-specific figures."""
     columns = [
         dg.TableColumn(name=name, type=dtype, description=None)
         for name, dtype, *_ in conn.execute(f"DESCRIBE {table}").fetchall()
@@ -223,3 +140,12 @@ def table_metadata(
         "dagster/table_name": dg.MetadataValue.text(table),
         **extra,
     }
+
+
+def counts_by(conn: duckdb.DuckDBPyConnection, table: str, column: str, first_day, last_day) -> dict:
+    """Rows per value of `column` over a range of snapshot dates, for an asset's metadata."""
+    return dict(conn.execute(
+        f"SELECT coalesce(CAST({quote(column)} AS VARCHAR), 'none'), count(*) FROM {table}"
+        " WHERE snapshot_date BETWEEN $first_day AND $last_day GROUP BY ALL ORDER BY ALL",
+        {"first_day": first_day, "last_day": last_day},
+    ).fetchall())

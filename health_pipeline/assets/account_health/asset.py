@@ -1,0 +1,145 @@
+"""account_health: score every non-churned account from its metrics, and explain the score.
+
+Each account-day first picks its segment (the first segment rule that holds, else the
+default), which picks its scorecard. Each component bins one metric into points; within a
+group the points won are a share of the points possible, and the score is the weighted mean
+of the groups' shares x 100. The scorecards are loaded into tables (scorecard_tables.sql) and
+joined to the metrics, so scoring is one set-based statement over any range of days
+(account_health.sql). During onboarding the band comes from activation measures instead.
+Trend columns compare each day with earlier scores.
+"""
+
+import dagster as dg
+import duckdb
+
+from health_pipeline.assets import daily_asset
+from health_pipeline.contract import EXPLANATION_SUFFIXES
+from health_pipeline.partitions import date_range
+from health_pipeline.previews import markdown_table
+from health_pipeline.publish import counts_by, write_range
+from health_pipeline.resources import Warehouse
+from health_pipeline.scorecard.model import (
+    ACTIVATION_BANDS,
+    BROAD_FOOTPRINT_CONTACTS,
+    SEGMENT_ATTRIBUTES,
+    HealthConfig,
+)
+from health_pipeline.sql import SqlFolder, table_exists
+
+SQL = SqlFolder(__file__)
+# The scoring columns each explanation suffix comes from.
+EXPLANATION_SOURCES = tuple(zip(EXPLANATION_SUFFIXES, ("metric_value", "bin", "points", "points_possible")))
+AT_RISK_SHOWN = 10
+
+
+def scorecard_rows(config: HealthConfig) -> dict[str, list[dict]]:
+    """Every segment's effective scorecard as rows of the scorecard_* tables, in their column order."""
+    rows = {"scorecard_segments": [], "scorecard_groups": [], "scorecard_components": [], "scorecard_bins": []}
+    for segment in config.segments:
+        card = segment.scorecard
+        rows["scorecard_segments"].append({"segment": segment.name, "healthy_from": card.healthy_from,
+                                           "neutral_from": card.neutral_from, "version": card.version})
+        rows["scorecard_groups"] += [{"segment": segment.name, "group": g, "weight": w} for g, w in card.groups]
+        for c in card.components:
+            rows["scorecard_components"].append({"segment": segment.name, "component": c.name, "group": c.group,
+                                                 "metric": c.metric, "missing": c.missing, "max": c.max_points})
+            rows["scorecard_bins"] += [
+                {"segment": segment.name, "component": c.name, "bin": b.label, "lower": b.lower, "upper": b.upper,
+                 "lower_inclusive": b.lower_inclusive, "upper_inclusive": b.upper_inclusive, "points": b.points}
+                for b in c.bins
+            ]
+    return rows
+
+
+def load_scorecards(conn: duckdb.DuckDBPyConnection, config: HealthConfig) -> None:
+    """Create the scorecard_* tables the scoring joins, and fill them from the configuration."""
+    SQL.run(conn, "scorecard_tables")
+    for table, rows in scorecard_rows(config).items():
+        conn.execute(f"INSERT INTO {table} SELECT unnest($rows, recursive := true)", {"rows": rows})
+
+
+def account_health_sql(config: HealthConfig, with_history: bool) -> str:
+    """The scoring statement; `with_history` reads days before the range from core.account_health."""
+    return SQL.render(
+        "account_health", config=config, with_history=with_history, explanation_sources=EXPLANATION_SOURCES,
+        segment_attributes=SEGMENT_ATTRIBUTES, activation_bands=ACTIVATION_BANDS,
+    )
+
+
+def account_health_params(config: HealthConfig, first_day, last_day) -> dict:
+    """The statement's values: the range, the segment rules, component names, onboarding measures."""
+    params = {
+        "first_day": first_day,
+        "last_day": last_day,
+        "default_segment": config.segments[-1].name,
+        "onboarding_days": config.onboarding.within_days,
+        **{f"component_{i}": c for i, c in enumerate(config.components)},
+    }
+    segment_rules = config.segments[:-1]
+    if any(c.attribute == "digital_footprint" for s in segment_rules for c in s.conditions):
+        params["broad_footprint_contacts"] = BROAD_FOOTPRINT_CONTACTS
+    for i, segment in enumerate(segment_rules):
+        params[f"segment_{i}"] = segment.name
+        for j, condition in enumerate(segment.conditions):
+            value = condition.value
+            params[f"segment_{i}_{j}"] = list(value) if isinstance(value, tuple) else value
+    for i, measure in enumerate(config.onboarding.measures):
+        params[f"measure_{i}_name"] = measure.name
+        params[f"measure_{i}_green"] = measure.green
+        params[f"measure_{i}_yellow"] = measure.yellow
+    return params
+
+
+def score_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, first_day, last_day) -> dict:
+    """Score a range of days into core.account_health, trend columns included."""
+    load_scorecards(conn, config)
+    return write_range(
+        conn, "core.account_health", "snapshot_date", first_day, last_day,
+        account_health_sql(config, with_history=table_exists(conn, "core.account_health")),
+        account_health_params(config, first_day, last_day),
+    )
+
+
+def score_preview(conn: duckdb.DuckDBPyConnection, snapshot_date) -> dict[str, dg.MetadataValue]:
+    """The most at-risk accounts and the score distribution per band on `snapshot_date`."""
+    at_risk = SQL.run(conn, "most_at_risk", {"snapshot_date": snapshot_date, "shown": AT_RISK_SHOWN}).fetchall()
+    bands = SQL.run(conn, "score_distribution", {"snapshot_date": snapshot_date}).fetchall()
+    return {
+        "most_at_risk": dg.MetadataValue.md(
+            f"**The {len(at_risk)} accounts most at risk on {snapshot_date}**\n\n"
+            + markdown_table(["account_id", "account", "owner", "arr", "health_score", "health_band"], at_risk)
+        ),
+        "score_distribution": dg.MetadataValue.md(
+            f"**Scores per band on {snapshot_date}**\n\n"
+            + markdown_table(["band", "accounts", "% of accounts", "lowest", "median", "highest"], bands)
+        ),
+    }
+
+
+def build_account_health(config: HealthConfig) -> dg.AssetsDefinition:
+    @daily_asset(
+        name="account_health",
+        deps=["account_metrics", "accounts"],
+        kinds={"duckdb"},
+        # Editing the scorecard changes this version, so the UI marks scores stale.
+        code_version=config.scoring_version,
+    )
+    def account_health(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        """One row per non-churned account per snapshot date D: its health score, band and why.
+
+        segment names the scorecard used. health_score is 0-100 (the weighted share of points
+        won x 100, one decimal); health_band is healthy, neutral or at_risk, from the score, or
+        during onboarding from activation_status (band_source says which). For each component:
+        `<component>_value`, `_bin`, `_points` and `_points_possible`; top_drag is the component
+        that cost the most score points and score_reason says it in one line. Trend:
+        previous_score_7d/28d, score_delta_7d/28d, previous_band (D-1) and band_changed.
+        """
+        first_day, last_day = date_range(context.partition_time_window)
+        with warehouse.get_connection() as conn:
+            meta = score_range(conn, config, first_day, last_day)
+            bands = counts_by(conn, "core.account_health", "health_band", first_day, last_day)
+            meta.update({f"accounts_{band}": n for band, n in bands.items()})
+            meta.update(score_preview(conn, last_day))
+        return dg.MaterializeResult(metadata=meta)
+
+    return account_health

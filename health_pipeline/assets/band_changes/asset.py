@@ -1,0 +1,47 @@
+"""band_changes: the accounts whose health band moved since the day before, a CSM's morning list."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from health_pipeline.assets import daily_asset
+from health_pipeline.export_files import publish_export
+from health_pipeline.partitions import date_range
+from health_pipeline.publish import counts_by
+from health_pipeline.resources import ExportTarget, Warehouse
+from health_pipeline.scorecard.model import BANDS, HealthConfig
+from health_pipeline.sql import SqlFolder
+
+SQL = SqlFolder(__file__)
+
+
+def band_changes_sql() -> str:
+    return SQL.render("band_changes")
+
+
+def build_band_changes(config: HealthConfig) -> dg.AssetsDefinition:
+    @daily_asset(
+        name="band_changes",
+        deps=["account_health", "accounts"],
+        kinds={"duckdb", "parquet", "csv"},
+        code_version=config.scoring_version,
+    )
+    def band_changes(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, export_target: ExportTarget
+    ) -> dg.MaterializeResult:
+        """One row per account whose health band on D differs from its band on D-1: a CSM's morning list.
+
+        from_band -> to_band with direction (worse or better), the account's owner, segment,
+        score and 7-day delta, top_drag and score_reason. In export.band_changes (keyed on
+        account_id, snapshot_date) and as HEALTH_EXPORT_DIR/band_changes/snapshot_date=D.parquet|csv,
+        one file per day even when nothing moved.
+        """
+        first_day, last_day = date_range(context.partition_time_window)
+        with warehouse.get_connection() as conn:
+            meta = publish_export(conn, "band_changes", "account_id", band_changes_sql(),
+                                  Path(export_target.export_dir), first_day, last_day, {"bands": list(BANDS)})
+            moves = counts_by(conn, "export.band_changes", "direction", first_day, last_day)
+            meta.update({f"moved_{direction}": n for direction, n in moves.items()})
+        return dg.MaterializeResult(metadata=meta)
+
+    return band_changes

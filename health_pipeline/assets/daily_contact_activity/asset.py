@@ -1,0 +1,53 @@
+"""daily_contact_activity: the compact daily fact that every metric reads instead of raw events."""
+
+import dagster as dg
+
+from health_pipeline.assets import daily_asset
+from health_pipeline.partitions import date_range
+from health_pipeline.publish import write_range
+from health_pipeline.resources import Warehouse
+from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.sql import SqlFolder
+
+SQL = SqlFolder(__file__)
+
+
+def daily_contact_activity_sql(config: HealthConfig) -> str:
+    return SQL.render("daily_contact_activity", config=config)
+
+
+def daily_contact_activity_params(config: HealthConfig, first_day, last_day) -> dict:
+    return {
+        "first_day": first_day,
+        "last_day": last_day,
+        "first_session_event": config.onboarding.first_session_event,
+        **{f"tracked_event_{i}": event for i, event in enumerate(config.tracked_events, start=1)},
+    }
+
+
+def build_daily_contact_activity(config: HealthConfig) -> dg.AssetsDefinition:
+    @daily_asset(
+        name="daily_contact_activity",
+        deps=["raw_events", "raw_sessions"],
+        kinds={"duckdb"},
+        # The fact's columns follow the configured events, so a change to them marks it stale.
+        code_version=config.metrics_version,
+    )
+    def daily_contact_activity(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        """One row per contact per UTC day with any session or event: the compact fact.
+
+        Columns: sessions started, events of any name, last_seen_at (the latest session or
+        event time that day), `<event>_count` for each event the configuration tracks, and
+        first_session_activated: whether the day's first session included the onboarding
+        first-session event (null on days without a session).
+        Every metric downstream reads this table, never the raw events.
+        """
+        first_day, last_day = date_range(context.partition_time_window)
+        with warehouse.get_connection() as conn:
+            meta = write_range(
+                conn, "core.daily_contact_activity", "activity_date", first_day, last_day,
+                daily_contact_activity_sql(config), daily_contact_activity_params(config, first_day, last_day),
+            )
+        return dg.MaterializeResult(metadata=meta)
+
+    return daily_contact_activity

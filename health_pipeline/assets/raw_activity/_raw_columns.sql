@@ -1,0 +1,64 @@
+{#- Macros that read a raw table's columns (a raw_input.RawTable `t`). Every raw value is read
+    with TRY_CAST, so a bad value becomes NULL plus a quarantine reason, never a failed run. -#}
+
+{# The table's rows plus source_file and source_row (1-based, within its file). #}
+{% macro rows(t) -%}
+{% if t.is_csv %}(SELECT * EXCLUDE (filename, ordinality), filename AS source_file, ordinality AS source_row
+ FROM {{ t.reader }} WITH ORDINALITY)
+{%- else %}(SELECT * EXCLUDE (filename), filename AS source_file, file_row_number + 1 AS source_row
+ FROM {{ t.reader }})
+{%- endif %}
+{%- endmacro %}
+
+{# A column read as `cast`: NULL when unreadable, or when an optional column is absent. #}
+{% macro value(t, name, cast="VARCHAR") -%}
+{% if t.has(name) %}TRY_CAST({{ name | quote }} AS {{ cast }}){% else %}CAST(NULL AS {{ cast }}){% endif %}
+{%- endmacro %}
+
+{% macro column(t, name, cast="VARCHAR") -%}
+{{ value(t, name, cast) }} AS {{ name | quote }}
+{%- endmacro %}
+
+{# True when a column holds a value that cannot be read as its type. #}
+{% macro unreadable(t, name) -%}
+({{ name | quote }} IS NOT NULL AND {{ value(t, name, t.value_type(name)) }} IS NULL)
+{%- endmacro %}
+
+{# A time column as a UTC TIMESTAMP, NULL when unparseable. Naive values are already UTC; values
+   with an offset are converted (the session runs in UTC). A TIMESTAMP column is used as is, so
+   DuckDB can skip parquet row groups by time. #}
+{% macro utc_time(t, name) -%}
+{% if t.is_plain_timestamp(name) %}CAST({{ name | quote }} AS TIMESTAMP)
+{%- else %}CAST(TRY_CAST({{ name | quote }} AS TIMESTAMPTZ) AS TIMESTAMP){% endif %}
+{%- endmacro %}
+
+{# A loose test that a time column lies in [$range_start, $range_end), made on the raw column so
+   that DuckDB skips parquet row groups by their statistics, which it does not do for utc_time's
+   cast through rows(). Rows it keeps still need the exact test. TRUE for a column with no usable
+   statistics (text, or with a time zone). #}
+{% macro may_be_in_range(t, name) -%}
+{% if t.is_plain_timestamp(name) %}{{ name | quote }} BETWEEN CAST($range_start AS TIMESTAMP) - INTERVAL 1 SECOND
+    AND CAST($range_end AS TIMESTAMP) + INTERVAL 1 SECOND
+{%- else %}TRUE{% endif %}
+{%- endmacro %}
+
+{# The raw row's columns as a JSON object of their values as text, for the quarantine. #}
+{% macro row_json(t) -%}
+to_json(struct_pack({% for c in t.columns %}{{ c | quote }} := {{ value(t, c) }}{{ ", " if not loop.last }}{% endfor %}))
+{%- endmacro %}
+
+{# The rows of the caller's query (which computes `problem`) with their outcome: the problem if
+   any; else the first copy of each `key` by `order` is loaded, a later identical copy is a
+   duplicate, and a later copy whose `attributes` disagree is a conflicting_duplicate. #}
+{% macro classified(key, order, attributes) -%}
+{% set values %}struct_pack({% for a in attributes %}{{ a | quote }} := {{ a | quote }}{{ ", " if not loop.last }}{% endfor %}){% endset %}
+SELECT *,
+       CASE
+           WHEN problem IS NOT NULL THEN problem
+           WHEN row_number() OVER copies = 1 THEN 'loaded'
+           WHEN {{ values }} IS NOT DISTINCT FROM first_value({{ values }}) OVER copies THEN 'duplicate'
+           ELSE 'conflicting_duplicate'
+       END AS outcome
+FROM ({{ caller() }})
+WINDOW copies AS (PARTITION BY {{ key | quote }}, problem IS NULL ORDER BY {{ order }}, source_file, source_row)
+{%- endmacro %}

@@ -1,0 +1,206 @@
+"""raw_activity: load raw sessions and events for a range of days, and snapshot the dimensions.
+
+One step writes six tables, each its own asset in the UI: raw.events and raw.sessions for the
+range; the current raw.accounts, raw.contacts and raw.identity_map snapshots (identity merges
+resolved, so every later asset works on one clean notion of "a contact"); and the range's
+raw.quarantine rows.
+
+Every raw row ends in exactly one place: loaded, dropped as a duplicate, left out as an
+excluded identity (raw.contacts.excluded_reason says why), or set aside in raw.quarantine
+with a reason code and the file and row it came from. Structural problems (a missing table
+or column, an unreadable file, a column of the wrong type) fail the run with a RawInputError.
+Every raw file is read before anything is written, so such a failure leaves the warehouse as
+it was.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+
+import dagster as dg
+import duckdb
+
+from health_pipeline.assets import DAILY
+from health_pipeline.partitions import date_range
+from health_pipeline.publish import replace_date_range, replace_table, table_metadata
+from health_pipeline.raw_input import RAW_TABLES, RawTable
+from health_pipeline.resources import RawSource, Warehouse
+from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.sql import SqlFolder, scalar
+
+SQL = SqlFolder(__file__)
+MAX_MERGE_DEPTH = 32  # merge chains longer than this are treated as cycles
+# Outcomes that are not bad input: every other outcome is a quarantine reason code.
+LOADED, DUPLICATE, EXCLUDED = "loaded", "duplicate", "excluded"
+
+# asset key -> (warehouse table, what a row is)
+TABLES = {
+    "raw_events": ("raw.events", "One row per product event of a counted contact, deduplicated by event_id, in UTC: "
+                                 "activity_date, event_id, user_id (the contact), session_id, event_table_name, time."),
+    "raw_sessions": ("raw.sessions", "One row per session of a counted contact, deduplicated by session_id, in UTC: "
+                                     "activity_date, session_id, user_id (the contact), time."),
+    "accounts": ("raw.accounts", "One row per account of the current accounts export that loaded (the snapshot "
+                                 "every run refreshes): name, owner, plan, arr, vertical, customer_since, status."),
+    "contacts": ("raw.contacts", "One row per contact (a user id not merged into another) of the current users export, "
+                                 "with its account, joindate, role and excluded_reason (internal, test or no "
+                                 "identity; such contacts are kept but not counted)."),
+    "identity_map": ("raw.identity_map", "One row per merged-away user id: the contact it resolves to "
+                                         "(user_id, contact_id), from user_migrations."),
+    "quarantine": ("raw.quarantine", "One row per raw row set aside as bad input: partition_date (its UTC day; "
+                                     "NULL for "
+                                     "rows of users, accounts or merges, and for rows with no usable time), "
+                                     "source_table, reason, source_file, source_row and the row as JSON."),
+}
+RAW_ACTIVITY_ASSETS = tuple(TABLES)
+
+
+@dataclass(frozen=True)
+class ActivityTable:
+    """A raw activity table as the templates read it."""
+
+    name: str  # the warehouse table raw.<name>
+    raw: RawTable
+    id_column: str
+    extra_columns: tuple[str, ...]
+
+    @property
+    def read_columns(self) -> tuple[str, ...]:
+        return (self.id_column, "user_id", *self.extra_columns)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The raw columns a quarantined row keeps."""
+        return RAW_TABLES[self.raw.name]
+
+
+def activity_tables(tables: dict[str, RawTable | None]) -> tuple[ActivityTable, ...]:
+    return (
+        ActivityTable("sessions", tables["sessions"], "session_id", ()),
+        ActivityTable("events", tables["all_events"], "event_id", ("session_id", "event_table_name")),
+    )
+
+
+def _count_outcome(conn: duckdb.DuckDBPyConnection, classified: str, outcome: str) -> int:
+    return int(scalar(conn, f"SELECT count(*) FROM {classified} WHERE outcome = $outcome", {"outcome": outcome}))
+
+
+def stage_dimensions(conn: duckdb.DuckDBPyConnection, tables: dict, config: HealthConfig) -> dict:
+    """Stage accounts, contacts and the identity map from the current raw exports, and their bad
+    rows into quarantine_rows. Nothing is written to the warehouse yet."""
+    readable = {"accounts": tables["accounts"], "users": tables["users"], "migrations": tables["user_migrations"]}
+    for name, table in readable.items():
+        if table is None:  # user_migrations is optional
+            SQL.run(conn, f"{name}_read", **{name: None})
+            continue
+        with table.reading(conn):
+            SQL.run(conn, f"{name}_read", {"location": table.location}, **{name: table})
+    SQL.run(conn, "identity_map", {"max_merge_depth": MAX_MERGE_DEPTH})
+    SQL.run(conn, "accounts_snapshot")
+    SQL.run(conn, "contacts_checked", {"exclude_identities": list(config.exclude_identities)})
+    SQL.run(conn, "contacts_snapshot")
+    for source, classified in (("accounts", "accounts_read"), ("users", "users_read"),
+                               ("users", "contacts_checked"), ("user_migrations", "migrations_read")):
+        SQL.run(conn, "quarantine_classified_rows", {"source_table": source}, classified=classified, activity=None)
+    return {
+        "contacts_excluded": _count_outcome(conn, "contacts_checked", EXCLUDED),
+        "accounts_duplicates_dropped": _count_outcome(conn, "accounts_read", DUPLICATE),
+        "users_duplicates_dropped": _count_outcome(conn, "users_read", DUPLICATE),
+    }
+
+
+def stage_activity(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, bounds: dict) -> dict:
+    """Stage one activity table's rows for the range (<name>_loaded) and its bad rows; return
+    what was read, dropped, quarantined and kept."""
+    params = {"location": activity.raw.location, "source_table": activity.raw.name, **bounds}
+    with activity.raw.reading(conn):
+        SQL.run(conn, "activity_in_range", {k: params[k] for k in ("location", *bounds)}, activity=activity)
+    SQL.run(conn, "activity_classified", activity=activity)
+    SQL.run(conn, "activity_loaded", activity=activity)
+    classified = f"{activity.name}_classified"
+    SQL.run(conn, "quarantine_classified_rows", {"source_table": activity.raw.name},
+            classified=classified, activity=activity)
+    with activity.raw.reading(conn):
+        SQL.run(conn, "quarantine_undated_rows",
+                {k: params[k] for k in ("location", "source_table", "future_limit")}, activity=activity)
+    outcomes = dict(conn.execute(f"SELECT outcome, count(*) FROM {classified} GROUP BY outcome").fetchall())
+    read, name = sum(outcomes.values()), activity.name
+    return {
+        f"{name}_read": read,
+        f"{name}_duplicates_dropped": outcomes.get(DUPLICATE, 0),
+        f"{name}_from_excluded_users": outcomes.get(EXCLUDED, 0),
+        f"{name}_quarantined": read - sum(outcomes.get(o, 0) for o in (LOADED, DUPLICATE, EXCLUDED)),
+        f"{name}_loaded": outcomes.get(LOADED, 0),
+    }
+
+
+def extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: HealthConfig,
+            first_day: dt.date, last_day: dt.date, now: dt.datetime) -> dict:
+    """Snapshot the dimensions, load sessions and events for [first_day, last_day], and replace
+    the range's quarantine rows. `now` is the run's clock (UTC, naive) for the future-time rule.
+    Returns the figures the asset reports."""
+    tables = {name: raw.table(conn, name) for name in RAW_TABLES}
+    SQL.run(conn, "quarantine_rows")
+    bounds = {
+        "range_start": dt.datetime.combine(first_day, dt.time()),
+        "range_end": dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time()),
+        "future_limit": now + dt.timedelta(hours=raw.future_tolerance_hours),
+    }
+    counts = stage_dimensions(conn, tables, config)
+    activities = activity_tables(tables)
+    for activity in activities:
+        counts |= stage_activity(conn, activity, bounds)
+
+    counts["accounts"] = replace_table(conn, "raw.accounts", "accounts_snapshot")
+    counts["contacts"] = replace_table(conn, "raw.contacts", "contacts_snapshot")
+    counts["identity_map"] = replace_table(conn, "raw.identity_map", "identity_map")
+    for activity in activities:
+        replace_date_range(conn, f"raw.{activity.name}", "activity_date", first_day, last_day,
+                           f"{activity.name}_loaded")
+    counts["quarantined_rows"] = replace_date_range(
+        conn, "raw.quarantine", "partition_date", first_day, last_day, "quarantine_rows")
+    for source, reason, n in conn.execute(
+        "SELECT source_table, reason, count(*) FROM quarantine_rows GROUP BY ALL ORDER BY ALL"
+    ).fetchall():
+        counts[f"quarantined.{source}.{reason}"] = n
+    return counts
+
+
+def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date, last_day: dt.date) -> dict:
+    """Each table's own figures: rows written, schema, and what it says about the input."""
+    days = {"first_day": str(first_day), "last_day": str(last_day)}
+    per_reason = {k: v for k, v in counts.items() if k.startswith("quarantined.")}
+    events = {k: v for k, v in counts.items() if k.startswith("events_")}
+    sessions = {k: v for k, v in counts.items() if k.startswith("sessions_")}
+    return {
+        "raw_events": table_metadata(conn, "raw.events", counts["events_loaded"], **events, **days),
+        "raw_sessions": table_metadata(conn, "raw.sessions", counts["sessions_loaded"], **sessions, **days),
+        "accounts": table_metadata(conn, "raw.accounts", counts["accounts"],
+                                   accounts_duplicates_dropped=counts["accounts_duplicates_dropped"]),
+        "contacts": table_metadata(conn, "raw.contacts", counts["contacts"],
+                                   contacts_excluded=counts["contacts_excluded"],
+                                   users_duplicates_dropped=counts["users_duplicates_dropped"]),
+        "identity_map": table_metadata(conn, "raw.identity_map", counts["identity_map"]),
+        "quarantine": table_metadata(conn, "raw.quarantine", counts["quarantined_rows"],
+                                     quarantined_rows=counts["quarantined_rows"], **per_reason, **days),
+    }
+
+
+def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
+    specs = [
+        dg.AssetSpec(key, description=row, kinds={"duckdb"}, code_version=config.metrics_version,
+                     metadata={"dagster/table_name": table})
+        for key, (table, row) in TABLES.items()
+    ]
+
+    @dg.multi_asset(name="raw_activity", specs=specs, **DAILY)
+    def raw_activity(context: dg.AssetExecutionContext, warehouse: Warehouse, raw_source: RawSource):
+        """Loads raw sessions and events for the run's days and snapshots accounts, contacts and
+        identity merges from the current raw exports; bad rows go to the quarantine."""
+        first_day, last_day = date_range(context.partition_time_window)
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        with warehouse.get_connection() as conn:
+            counts = extract(conn, raw_source, config, first_day, last_day, now)
+            metadata = _metadata(conn, counts, first_day, last_day)
+        for key, meta in metadata.items():
+            yield dg.MaterializeResult(asset_key=key, metadata=meta)
+
+    return raw_activity

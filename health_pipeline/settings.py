@@ -1,0 +1,82 @@
+"""Every environment variable the pipeline reads, in one place, with its default and its check.
+
+Paths and DuckDB limits reach the Dagster resources through `dg.EnvVar` when they are set, so
+the UI shows where a value came from. HEALTH_CONFIG, HEALTH_PARTITIONS_START and
+HEALTH_LATE_DAYS are read when the definitions load, because they shape the assets and the
+schedule themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from health_pipeline import DATA_DIR
+
+# The first daily partition when HEALTH_PARTITIONS_START is unset: the sample's first day.
+DEFAULT_FIRST_DAY = dt.date(2026, 6, 1)
+DEFAULT_LATE_DAYS = 2
+DEFAULT_CONFIG_PATH = Path(__file__).parent / "scorecard" / "default.yaml"
+
+PATH_DEFAULTS = {
+    "HEALTH_WAREHOUSE": DATA_DIR / "warehouse.duckdb",
+    "HEALTH_RAW_DIR": DATA_DIR / "raw",
+    "HEALTH_EXPORT_DIR": DATA_DIR / "exports",
+}
+
+
+def is_set(env_var: str) -> bool:
+    return bool(os.environ.get(env_var))
+
+
+def path(env_var: str) -> Path:
+    """The path a path setting resolves to now: the environment variable, else its default."""
+    return Path(os.environ.get(env_var) or PATH_DEFAULTS[env_var])
+
+
+def path_config(env_var: str) -> str | dg.EnvVar:
+    """A path setting as a resource field: an EnvVar when set (the UI names it), else the default."""
+    return dg.EnvVar(env_var) if is_set(env_var) else str(PATH_DEFAULTS[env_var])
+
+
+def config_path() -> Path:
+    """HEALTH_CONFIG: the scorecard file, else the shipped default."""
+    return Path(os.environ.get("HEALTH_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def partitions_start() -> str:
+    """HEALTH_PARTITIONS_START: the first daily partition, YYYY-MM-DD."""
+    value = os.environ.get("HEALTH_PARTITIONS_START", DEFAULT_FIRST_DAY.isoformat())
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"HEALTH_PARTITIONS_START={value!r} is not a YYYY-MM-DD date") from None
+    return value
+
+
+def late_days() -> int:
+    """HEALTH_LATE_DAYS: how many days before yesterday the daily run redoes."""
+    value = os.environ.get("HEALTH_LATE_DAYS") or str(DEFAULT_LATE_DAYS)
+    if not value.strip().isdigit():
+        raise ValueError(f"HEALTH_LATE_DAYS={value!r} is not a whole number of days (0 or more)")
+    return int(value)
+
+
+def duckdb_limits() -> dict:
+    """HEALTH_DUCKDB_MEMORY_LIMIT and HEALTH_DUCKDB_THREADS as Warehouse fields, where set."""
+    limits = {}
+    if is_set("HEALTH_DUCKDB_MEMORY_LIMIT"):
+        limits["memory_limit"] = dg.EnvVar("HEALTH_DUCKDB_MEMORY_LIMIT")
+    if is_set("HEALTH_DUCKDB_THREADS"):
+        limits["threads"] = dg.EnvVar.int("HEALTH_DUCKDB_THREADS")
+    return limits
+
+
+def raw_source_options() -> dict:
+    """HEALTH_FUTURE_TOLERANCE_HOURS as a RawSource field, where set."""
+    if is_set("HEALTH_FUTURE_TOLERANCE_HOURS"):
+        return {"future_tolerance_hours": dg.EnvVar.int("HEALTH_FUTURE_TOLERANCE_HOURS")}
+    return {}

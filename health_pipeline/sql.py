@@ -1,0 +1,78 @@
+"""The one way Python runs the pipeline's SQL: render a .sql file that sits beside its asset.
+
+Templates are Jinja2 with StrictUndefined, so a name the caller did not pass fails at once.
+Templates shape only the statement: column lists that follow the configuration (one column per
+tracked event, component or measure). Data values never enter the text; they are bound as
+`$name` parameters. Identifiers that come from the configuration go through the `quote` filter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import jinja2
+
+from health_pipeline import contract
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def quote(identifier: str) -> str:
+    """A DuckDB identifier, double-quoted, so any configured name is safe as a column name."""
+    return '"' + str(identifier).replace('"', '""') + '"'
+
+
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(PACKAGE_DIR),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_templates.filters["quote"] = quote
+# The column-naming rules, so a template names a configured column as every other asset does.
+_templates.globals.update(
+    event_count_column=contract.event_count_column,
+    event_metric_column=contract.event_metric_column,
+    event_users_metric=contract.event_users_metric,
+    explanation_column=contract.explanation_column,
+    activation_column=contract.activation_column,
+)
+
+
+def render(path: Path, **context) -> str:
+    """The SQL text of the template at `path` (inside the package), rendered with `context`."""
+    return _templates.get_template(Path(path).resolve().relative_to(PACKAGE_DIR).as_posix()).render(**context)
+
+
+def sql_files() -> list[Path]:
+    """Every .sql file in the package, for the test that renders and parses them all."""
+    return sorted(PACKAGE_DIR.rglob("*.sql"))
+
+
+class SqlFolder:
+    """The .sql files beside one asset's module, each named after what its statement builds."""
+
+    def __init__(self, module_file: str):
+        self.folder = Path(module_file).resolve().parent
+
+    def render(self, name: str, **context) -> str:
+        return render(self.folder / f"{name}.sql", **context)
+
+    def run(self, conn: duckdb.DuckDBPyConnection, name: str, params: dict | None = None, **context):
+        """Render `name`.sql with `context` and execute it with `params` bound."""
+        return conn.execute(self.render(name, **context), params or {})
+
+
+def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params=None):
+    """The single value a query returns (the result is drained, as DuckDB 2 requires)."""
+    return conn.execute(sql, params or {}).fetchall()[0][0]
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    return scalar(
+        conn, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $schema AND table_name = $name",
+        {"schema": schema, "name": name},
+    ) > 0

@@ -1,0 +1,102 @@
+"""Every .sql file renders with the shipped scorecard and with other valid ones, and DuckDB parses
+the result: a broken template fails here, not in a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import jinja2
+import pytest
+import yaml
+
+from health_pipeline.assets.account_health.asset import account_health_sql
+from health_pipeline.assets.account_metrics.asset import account_metrics_sql
+from health_pipeline.assets.daily_contact_activity.asset import daily_contact_activity_sql
+from health_pipeline.assets.raw_activity.asset import activity_tables
+from health_pipeline.raw_input import RAW_TABLES, locate_table
+from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.scorecard.parser import load_config
+from health_pipeline.settings import DEFAULT_CONFIG_PATH
+from health_pipeline.sql import PACKAGE_DIR, SqlFolder, quote, render, sql_files
+from health_pipeline_tests.conftest import RawData
+
+
+def _variant(tmp_path: Path) -> HealthConfig:
+    """A scorecard unlike the default: other events, a numeric and a text segment rule, no footprint."""
+    raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    raw["events"]["features"] = [*raw["events"]["features"], "export_csv"]
+    raw["segments"] = [
+        {"name": "big", "when": {"arr": {"gte": 100000}, "vertical": {"not_in": ["media"]}}},
+        {"name": "few_contacts", "when": {"contacts_total": {"lt": 3}}},
+    ]
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_config(path)
+
+
+def _raw_tables(root: Path, fmt: str) -> dict:
+    data = RawData(
+        users=[{"user_id": "u1", "identity": "a@x.io", "joindate": "2026-06-01", "account_id": "A", "role": "admin"}],
+        accounts=[{"account_id": "A", "name": "Acme", "owner": "Ana", "plan": "growth", "arr": 10.0,
+                   "vertical": "saas", "customer_since": "2026-01-01", "status": "paying"}],
+        sessions=[{"session_id": "s1", "user_id": "u1", "time": "2026-06-02 10:00:00"}],
+        events=[{"event_id": "e1", "user_id": "u1", "session_id": "s1", "time": "2026-06-02 10:00:00",
+                 "event_table_name": "run_query"}],
+        migrations=[{"from_user_id": "u0", "to_user_id": "u1", "time": "2026-06-02 09:00:00"}],
+    )
+    raw_dir = data.write(root / fmt, fmt)
+    with duckdb.connect() as conn:
+        return {name: locate_table(conn, raw_dir, name) for name in RAW_TABLES}
+
+
+def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
+    """Each .sql file (relative to the package) rendered every way the code renders it."""
+    activities = activity_tables(tables)
+    raw = "assets/raw_activity/"
+    rendered = {
+        f"{raw}accounts_read.sql": [render(PACKAGE_DIR / f"{raw}accounts_read.sql", accounts=tables["accounts"])],
+        f"{raw}users_read.sql": [render(PACKAGE_DIR / f"{raw}users_read.sql", users=tables["users"])],
+        f"{raw}migrations_read.sql": [render(PACKAGE_DIR / f"{raw}migrations_read.sql", migrations=m)
+                                      for m in (tables["user_migrations"], None)],
+        f"{raw}quarantine_classified_rows.sql": [
+            render(PACKAGE_DIR / f"{raw}quarantine_classified_rows.sql", classified=c, activity=a)
+            for c, a in (("accounts_read", None), *((f"{a.name}_classified", a) for a in activities))],
+        "assets/daily_contact_activity/daily_contact_activity.sql": [daily_contact_activity_sql(config)],
+        "assets/account_metrics/account_metrics.sql": [account_metrics_sql(config)],
+        "assets/account_health/account_health.sql": [account_health_sql(config, with_history=h) for h in (True, False)],
+    }
+    for name in ("activity_in_range", "activity_classified", "activity_loaded", "quarantine_undated_rows"):
+        rendered[f"{raw}{name}.sql"] = [render(PACKAGE_DIR / f"{raw}{name}.sql", activity=a) for a in activities]
+    for name in ("contact_metrics/contact_metrics", "sync_export/sync_export", "contact_usage/contact_usage"):
+        rendered[f"assets/{name}.sql"] = [render(PACKAGE_DIR / f"assets/{name}.sql", config=config)]
+    for path in sql_files():
+        relative = path.relative_to(PACKAGE_DIR).as_posix()
+        if relative not in rendered:  # needs no context: a fixed statement, or only macros
+            rendered[relative] = [render(path)]
+    return rendered
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_every_sql_file_renders_and_parses_with_each_scorecard(tmp_path, fmt):
+    tables = _raw_tables(tmp_path, fmt)
+    files = {p.relative_to(PACKAGE_DIR).as_posix() for p in sql_files()}
+    for config in (load_config(), _variant(tmp_path)):
+        rendered = _contexts(config, tables)
+        assert set(rendered) == files
+        for relative, texts in rendered.items():
+            for sql in texts:
+                statements = duckdb.extract_statements(sql)  # raises on a syntax error
+                assert statements or Path(relative).name.startswith("_"), relative
+
+
+def test_a_name_the_template_needs_but_was_not_given_fails_at_once():
+    with pytest.raises(jinja2.UndefinedError, match="is undefined"):
+        SqlFolder(PACKAGE_DIR / "assets/account_health/asset.py").render("account_health", config=load_config())
+
+
+def test_configured_names_are_quoted_as_identifiers():
+    assert quote("run_query_28d") == '"run_query_28d"'
+    assert quote('a"b') == '"a""b"'
+    with duckdb.connect() as conn:
+        assert conn.execute(f"SELECT 1 AS {quote('x; DROP TABLE y')}").description[0][0] == "x; DROP TABLE y"
