@@ -14,6 +14,7 @@ from health_pipeline.assets.account_health.asset import account_health_sql
 from health_pipeline.assets.account_metrics.asset import account_metrics_sql
 from health_pipeline.assets.daily_contact_activity.asset import daily_contact_activity_sql
 from health_pipeline.assets.raw_activity.asset import activity_tables
+from health_pipeline.checks import RAW_IDS, SHARE_METRICS
 from health_pipeline.raw_input import RAW_TABLES, locate_table
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.scorecard.parser import load_config
@@ -70,6 +71,14 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
         rendered[f"{raw}{name}.sql"] = [render(PACKAGE_DIR / f"{raw}{name}.sql", activity=a) for a in activities]
     for name in ("contact_metrics/contact_metrics", "sync_export/sync_export", "contact_usage/contact_usage"):
         rendered[f"assets/{name}.sql"] = [render(PACKAGE_DIR / f"assets/{name}.sql", config=config)]
+    for name in ("raw_ids_and_times", "raw_ids_unique", "raw_times_in_partition"):
+        rendered[f"checks/{name}.sql"] = [render(PACKAGE_DIR / f"checks/{name}.sql", table=t, id_column=i)
+                                          for t, i in RAW_IDS.items()]
+    rendered["checks/negative_counts.sql"] = [
+        render(PACKAGE_DIR / "checks/negative_counts.sql", table="core.account_metrics", columns=c)
+        for c in ([], ["contacts_total", "usage_28d"])]
+    rendered["checks/share_range.sql"] = [render(PACKAGE_DIR / "checks/share_range.sql", metric=m)
+                                          for m in SHARE_METRICS]
     for path in sql_files():
         relative = path.relative_to(PACKAGE_DIR).as_posix()
         if relative not in rendered:  # needs no context: a fixed statement, or only macros

@@ -1,13 +1,14 @@
 """Blocking asset checks: what must hold for the days a run wrote before anything downstream reads them.
 
 Every check is partitioned like the assets, so it checks exactly the range its run materialized,
-and blocking, so an ERROR stops the stages after it and no wrong score reaches the sync files.
+and blocking, so an ERROR stops the steps after it and no wrong score reaches the sync files.
 Each check reports its figures as metadata, shown next to the result in the UI. Checks open the
 warehouse read-only, in the same concurrency pool as the writers, because DuckDB does not let a
 reader in one process open the file while a writer in another holds it.
 
 Each `check_*` function takes a connection and the days to check and returns the result, so
-tests can run it against a warehouse they corrupted on purpose.
+tests can run it against a warehouse they corrupted on purpose. Their queries are the .sql
+files beside this module.
 """
 
 import datetime as dt
@@ -22,9 +23,9 @@ from health_pipeline.contract import sync_table_columns
 from health_pipeline.partitions import daily_partitions, date_range
 from health_pipeline.resources import ExportTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
-from health_pipeline.sql import quote
+from health_pipeline.sql import SqlFolder
 
-# The columns every later stage reads from the raw activity tables.
+# The columns every later asset reads from the raw activity tables.
 RAW_COLUMNS = {
     "raw.events": ("activity_date", "event_id", "user_id", "session_id", "time", "event_table_name"),
     "raw.sessions": ("activity_date", "session_id", "user_id", "time"),
@@ -38,6 +39,7 @@ SHARE_METRICS = ("breadth_28d", "top_user_share_28d")
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                  "UBIGINT")
 EXAMPLES = 5  # how many offending keys a result lists
+SQL = SqlFolder(__file__)
 
 # Checks partitioned like their assets are what let a check see the range its run wrote;
 # Dagster 1.13 flags them as preview.
@@ -53,11 +55,8 @@ def _params(first_day: dt.date, last_day: dt.date) -> dict:
 
 
 def check_raw_required_columns(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
-    """raw.events and raw.sessions have every column the later stages read."""
-    present = conn.execute(
-        "SELECT table_schema || '.' || table_name, column_name FROM information_schema.columns"
-        " WHERE table_schema = 'raw'"
-    ).fetchall()
+    """raw.events and raw.sessions have every column the later assets read."""
+    present = SQL.run(conn, "raw_columns").fetchall()
     missing = [f"{table}.{column}" for table, columns in RAW_COLUMNS.items() for column in columns
                if (table, column) not in present]
     return _result(len(missing), {
@@ -67,22 +66,14 @@ def check_raw_required_columns(conn: duckdb.DuckDBPyConnection, first_day, last_
     })
 
 
-def _raw_rows_sql(table: str) -> str:
-    # Rows without a date belong to no partition, so every range looks at them.
-    return f"SELECT * FROM {table} WHERE activity_date BETWEEN $first_day AND $last_day OR activity_date IS NULL"
-
-
 def check_raw_ids_and_times(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
     """No raw event or session has a null id, user_id or time."""
     metadata, failures = {}, 0
     for table, id_column in RAW_IDS.items():
         name = table.removeprefix("raw.")
-        rows, null_ids, null_users, null_times = conn.execute(f"""
-            SELECT count(*), count(*) FILTER (WHERE {id_column} IS NULL),
-                   count(*) FILTER (WHERE user_id IS NULL),
-                   count(*) FILTER (WHERE time IS NULL OR activity_date IS NULL)
-            FROM ({_raw_rows_sql(table)})
-        """, _params(first_day, last_day)).fetchall()[0]
+        rows, null_ids, null_users, null_times = SQL.run(
+            conn, "raw_ids_and_times", _params(first_day, last_day), table=table, id_column=id_column
+        ).fetchall()[0]
         metadata |= {f"{name}_rows": rows, f"{name}_null_{id_column}": null_ids,
                      f"{name}_null_user_id": null_users, f"{name}_null_time": null_times}
         failures += null_ids + null_users + null_times
@@ -94,9 +85,8 @@ def check_raw_ids_unique(conn: duckdb.DuckDBPyConnection, first_day, last_day) -
     metadata, failures = {}, 0
     for table, id_column in RAW_IDS.items():
         name = table.removeprefix("raw.")
-        ids, distinct_ids = conn.execute(
-            f"SELECT count({id_column}), count(DISTINCT {id_column}) FROM ({_raw_rows_sql(table)})",
-            _params(first_day, last_day),
+        ids, distinct_ids = SQL.run(
+            conn, "raw_ids_unique", _params(first_day, last_day), table=table, id_column=id_column
         ).fetchall()[0]
         metadata |= {f"{name}_ids": ids, f"{name}_duplicate_ids": ids - distinct_ids}
         failures += ids - distinct_ids
@@ -108,10 +98,9 @@ def check_raw_times_in_partition(conn: duckdb.DuckDBPyConnection, first_day, las
     metadata, failures = {}, 0
     for table in RAW_IDS:
         name = table.removeprefix("raw.")
-        outside, earliest, latest = conn.execute(f"""
-            SELECT count(*) FILTER (WHERE CAST(time AS DATE) <> activity_date), min(time), max(time)
-            FROM {table} WHERE activity_date BETWEEN $first_day AND $last_day
-        """, _params(first_day, last_day)).fetchall()[0]
+        outside, earliest, latest = SQL.run(
+            conn, "raw_times_in_partition", _params(first_day, last_day), table=table
+        ).fetchall()[0]
         metadata |= {f"{name}_outside_their_day": outside,
                      f"{name}_earliest": str(earliest), f"{name}_latest": str(latest)}
         failures += outside
@@ -124,17 +113,7 @@ def check_raw_rows_every_day(
 ) -> dg.AssetCheckResult:
     """Every day has raw events: a warning on the first days of history, an error after them."""
     grace_end = history_start + dt.timedelta(days=HISTORY_GRACE_DAYS - 1)
-    per_day = conn.execute("""
-        WITH days AS (
-            SELECT CAST(generate_series AS DATE) AS day
-            FROM generate_series($first_day::TIMESTAMP, $last_day::TIMESTAMP, INTERVAL 1 DAY)
-        ),
-        events_per_day AS (
-            SELECT activity_date AS day, count(*) AS events
-            FROM raw.events WHERE activity_date BETWEEN $first_day AND $last_day GROUP BY ALL
-        )
-        SELECT d.day, coalesce(e.events, 0) FROM days d LEFT JOIN events_per_day e USING (day) ORDER BY d.day
-    """, _params(first_day, last_day)).fetchall()
+    per_day = SQL.run(conn, "events_per_day", _params(first_day, last_day)).fetchall()
     empty = [day for day, events in per_day if events == 0]
     late_empty = [day for day in empty if day > grace_end]
     metadata = {
@@ -158,10 +137,8 @@ def check_counts_non_negative(
 ) -> dg.AssetCheckResult:
     """No count (integer column) in the table is negative."""
     columns = [name for name, dtype, *_ in conn.execute(f"DESCRIBE {table}").fetchall() if dtype in INTEGER_TYPES]
-    counts = ["count(*)", *(f"count(*) FILTER (WHERE {quote(c)} < 0)" for c in columns)]
-    negatives = conn.execute(
-        f"SELECT {', '.join(counts)} FROM {table} WHERE snapshot_date BETWEEN $first_day AND $last_day",
-        _params(first_day, last_day),
+    negatives = SQL.run(
+        conn, "negative_counts", _params(first_day, last_day), table=table, columns=columns
     ).fetchall()[0]
     rows, per_column = negatives[0], dict(zip(columns, negatives[1:], strict=True))
     offending = {c: n for c, n in per_column.items() if n}
@@ -177,11 +154,7 @@ def check_shares_within_0_and_1(conn: duckdb.DuckDBPyConnection, first_day, last
     """Breadth and top-user share are within [0, 1] (or null when undefined)."""
     metadata, failures = {}, 0
     for metric in SHARE_METRICS:
-        outside, low, high = conn.execute(f"""
-            SELECT count(*) FILTER (WHERE NOT share BETWEEN 0 AND 1), min(share), max(share)
-            FROM (SELECT {quote(metric)} AS share FROM core.account_metrics
-                  WHERE snapshot_date BETWEEN $first_day AND $last_day)
-        """, _params(first_day, last_day)).fetchall()[0]
+        outside, low, high = SQL.run(conn, "share_range", _params(first_day, last_day), metric=metric).fetchall()[0]
         metadata |= {f"{metric}_outside_0_1": outside, f"{metric}_min": low, f"{metric}_max": high}
         failures += outside
     return _result(failures, metadata)
@@ -189,33 +162,9 @@ def check_shares_within_0_and_1(conn: duckdb.DuckDBPyConnection, first_day, last
 
 def check_live_accounts_scored_once(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
     """Every non-churned account has exactly one score per day, and no other account has one."""
-    expected, scored, missing, repeated, unexpected, examples = conn.execute("""
-        WITH snapshot_dates AS (
-            SELECT CAST(generate_series AS DATE) AS snapshot_date
-            FROM generate_series($first_day::TIMESTAMP, $last_day::TIMESTAMP, INTERVAL 1 DAY)
-        ),
-        expected_scores AS (
-            SELECT d.snapshot_date, a.account_id
-            FROM snapshot_dates d CROSS JOIN raw.accounts a
-            WHERE a.status IS DISTINCT FROM 'churned'
-        ),
-        scores_per_account_day AS (
-            SELECT snapshot_date, account_id, count(*) AS scores
-            FROM core.account_health WHERE snapshot_date BETWEEN $first_day AND $last_day
-            GROUP BY ALL
-        ),
-        missing_scores AS (
-            SELECT * FROM expected_scores ANTI JOIN scores_per_account_day USING (snapshot_date, account_id)
-        )
-        SELECT (SELECT count(*) FROM expected_scores),
-               (SELECT coalesce(sum(scores), 0) FROM scores_per_account_day),
-               (SELECT count(*) FROM missing_scores),
-               (SELECT count(*) FROM scores_per_account_day WHERE scores > 1),
-               (SELECT count(*) FROM scores_per_account_day
-                ANTI JOIN expected_scores USING (snapshot_date, account_id)),
-               (SELECT list(account_id || ' on ' || snapshot_date ORDER BY snapshot_date, account_id)[1:$examples]
-                FROM missing_scores)
-    """, {**_params(first_day, last_day), "examples": EXAMPLES}).fetchall()[0]
+    expected, scored, missing, repeated, unexpected, examples = SQL.run(
+        conn, "live_accounts_scored_once", {**_params(first_day, last_day), "examples": EXAMPLES}
+    ).fetchall()[0]
     return _result(missing + repeated + unexpected, {
         "scores_expected": expected,
         "scores_found": int(scored),
@@ -228,11 +177,7 @@ def check_live_accounts_scored_once(conn: duckdb.DuckDBPyConnection, first_day, 
 
 def check_scores_within_0_and_100(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
     """Every health score is a number from 0 to 100."""
-    rows, null_scores, outside, low, high = conn.execute("""
-        SELECT count(*), count(*) FILTER (WHERE health_score IS NULL),
-               count(*) FILTER (WHERE NOT health_score BETWEEN 0 AND 100), min(health_score), max(health_score)
-        FROM core.account_health WHERE snapshot_date BETWEEN $first_day AND $last_day
-    """, _params(first_day, last_day)).fetchall()[0]
+    rows, null_scores, outside, low, high = SQL.run(conn, "score_range", _params(first_day, last_day)).fetchall()[0]
     return _result(null_scores + outside, {
         "scores_checked": rows,
         "null_scores": null_scores,
@@ -260,21 +205,8 @@ def check_export_rows_match_scores(
 ) -> dg.AssetCheckResult:
     """Each day's sync table and sync file have one row per scored account."""
     files, days_without_file = _export_files(export_dir, first_day, last_day)
-    file_rows = dict(conn.execute(
-        "SELECT snapshot_date, count(*) FROM read_parquet($files) GROUP BY ALL", {"files": files}
-    ).fetchall()) if files else {}
-    per_day = conn.execute("""
-        WITH scored AS (
-            SELECT snapshot_date, count(*) AS scored_rows FROM core.account_health
-            WHERE snapshot_date BETWEEN $first_day AND $last_day GROUP BY ALL
-        ),
-        exported AS (
-            SELECT snapshot_date, count(*) AS exported_rows FROM export.account_health
-            WHERE snapshot_date BETWEEN $first_day AND $last_day GROUP BY ALL
-        )
-        SELECT snapshot_date, coalesce(scored_rows, 0), coalesce(exported_rows, 0)
-        FROM scored FULL JOIN exported USING (snapshot_date)
-    """, _params(first_day, last_day)).fetchall()
+    file_rows = dict(SQL.run(conn, "sync_file_rows", {"files": files}).fetchall()) if files else {}
+    per_day = SQL.run(conn, "sync_rows_per_day", _params(first_day, last_day)).fetchall()
     counts = {day: (scored, exported, file_rows.get(day, 0)) for day, scored, exported in per_day}
     counts |= {day: (0, 0, n) for day, n in file_rows.items() if day not in counts}
     mismatched = sorted({day for day, (scored, exported, in_file) in counts.items()
