@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from health_pipeline import DATA_DIR, settings
+from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG
 from health_pipeline.partitions import partition_range_tags
 from health_pipeline.resources import Warehouse
 from health_pipeline.sample import SAMPLE_DAYS, SAMPLE_START, SampleSpec, generate_sample
@@ -52,7 +53,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     instance = dg.DagsterInstance.get() if settings.is_set("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     result = defs.resolve_job_def(HEALTH_JOB).execute_in_process(
         instance=instance,
-        tags=partition_range_tags(first_day, last_day),
+        tags={**partition_range_tags(first_day, last_day),
+              **({ACCEPT_SNAPSHOT_TAG: "true"} if args.accept_snapshot else {})},
         # Step-level events only; Dagster's DEBUG stream would bury the summary below.
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         raise_on_error=False,
@@ -117,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--end", type=_date, default=SAMPLE_START + dt.timedelta(days=SAMPLE_DAYS - 1),
         help="last day, inclusive (default %(default)s)",
+    )
+    run.add_argument(
+        "--accept-snapshot", action="store_true",
+        help="accept accounts or users exports that lost accounts, users or attributes since the last run",
     )
     run.set_defaults(func=cmd_run)
 

@@ -1,5 +1,5 @@
-"""The Dagster code location: the pipeline's assets (one folder each under assets/), on shared
-daily partitions, their blocking checks, and the daily schedule that refreshes them."""
+"""The Dagster code location: the pipeline's assets (one folder each under assets/, each with its
+blocking checks), on shared daily partitions, and the daily schedule that refreshes them."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from health_pipeline.assets.contact_usage.asset import build_contact_usage
 from health_pipeline.assets.daily_contact_activity.asset import build_daily_contact_activity
 from health_pipeline.assets.raw_activity.asset import build_raw_activity
 from health_pipeline.assets.sync_export.asset import build_sync_export
-from health_pipeline.checks import build_checks
 from health_pipeline.resources import default_resources
 from health_pipeline.schedules import EXPORT_FRESHNESS, build_daily_schedule
 from health_pipeline.scorecard.model import HealthConfig
@@ -52,7 +51,6 @@ def build_defs(config: HealthConfig | None = None) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=[_with_policies(asset) for asset in build_assets(config)],
-        asset_checks=build_checks(config),
         jobs=[health_job],
         schedules=[build_daily_schedule(health_job, settings.late_days())],
         resources=default_resources(),

@@ -2,13 +2,16 @@
 
 Every exported table (export.account_health, export.contact_usage, export.band_changes) is also
 written as `<export dir>/<name>/snapshot_date=YYYY-MM-DD.parquet|csv`, keyed like the table,
-so a CS tool that imports files upserts on the same key.
+so a CS tool that imports files upserts on the same key. A run writes its files into a staging
+folder first, audits them with the table, and moves them into place only once the table's
+transaction has committed, so the table and its files change together.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -17,8 +20,10 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from health_pipeline.publish import write_range
 from health_pipeline.sql import quote
+
+# The folder under the export dir where runs stage their files: hidden, so importers skip it.
+STAGING = ".staging"
 
 
 def export_params(first_day: dt.date, last_day: dt.date) -> dict:
@@ -72,14 +77,38 @@ def files_metadata(out_dir: Path, files: int) -> dict[str, dg.MetadataValue]:
     return {"files_written": dg.MetadataValue.int(files), "export_dir": dg.MetadataValue.path(str(out_dir.resolve()))}
 
 
-def publish_export(
-    conn: duckdb.DuckDBPyConnection, name: str, key: str, select_sql: str, export_dir: Path,
-    first_day: dt.date, last_day: dt.date, params: dict | None = None,
-) -> dict[str, dg.MetadataValue]:
-    """Write a range of export.<name> with `select_sql` (and any `params` beyond the range and
-    computed_at), then its files under <export_dir>/<name>/."""
-    meta = write_range(conn, f"export.{name}", "snapshot_date", first_day, last_day, select_sql,
-                       {**export_params(first_day, last_day), **(params or {})})
-    out_dir = export_dir / name
-    files = write_snapshot_files(conn, f"export.{name}", key, out_dir, first_day, last_day)
-    return {**meta, **files_metadata(out_dir, files)}
+def staging_dir(export_dir: Path) -> Path:
+    """Where a run writes its sync files before it publishes them: private to this process."""
+    return export_dir / STAGING / str(os.getpid())
+
+
+def remove_orphaned_staging(export_dir: Path) -> None:
+    """Delete the staged files of runs that died before publishing them."""
+    for run_dir in (export_dir / STAGING).glob("*"):
+        try:
+            os.kill(int(run_dir.name), 0)
+        except (ProcessLookupError, ValueError):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, and another user's
+
+
+def move_into_place(staged: Path, export_dir: Path) -> int:
+    """Move every staged file to the same place under `export_dir`; each move is one rename."""
+    moved = 0
+    for path in sorted(staged.rglob("snapshot_date=*")):
+        target = export_dir / path.relative_to(staged)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        moved += 1
+    discard(staged)
+    return moved
+
+
+def discard(staged: Path) -> None:
+    """Remove a run's staging folder, and the staging root once no run has one."""
+    shutil.rmtree(staged, ignore_errors=True)
+    try:
+        staged.parent.rmdir()
+    except OSError:
+        pass  # another run is staging too, or it is gone already

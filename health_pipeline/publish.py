@@ -10,6 +10,7 @@ current columns instead of failing the insert.
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 
 import dagster as dg
 import duckdb
@@ -52,6 +53,45 @@ def conform_columns(conn: duckdb.DuckDBPyConnection, table: str, staging: str) -
         ) from exc
 
 
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection, tables: dict[str, str]):
+    """One transaction in which an asset swaps its rows into `tables` (table -> its staging table)
+    and audits them: committed when the block ends, rolled back if it raises, so a failed audit
+    leaves the published tables exactly as they were."""
+    for table, staging in tables.items():
+        # Created and committed before the swap: DuckDB 2.0.0 hides the rows of a table created
+        # and filled (beyond one row group) in the same transaction from later filtered reads until
+        # the next checkpoint (test_warehouse.py). An empty table left by a failed run is harmless.
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {staging} LIMIT 0")
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def swap_range(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    date_column: str,
+    first_day: dt.date,
+    last_day: dt.date,
+    staging: str,
+) -> int:
+    """Inside a `transaction`: replace the rows of `table` whose `date_column` is in the range with
+    `staging`. Rows whose date is NULL belong to no day, so every rewrite replaces them too."""
+    conform_columns(conn, table, staging)
+    conn.execute(
+        f"DELETE FROM {table} WHERE {quote(date_column)} BETWEEN $first_day AND $last_day"
+        f" OR {quote(date_column)} IS NULL",
+        {"first_day": first_day, "last_day": last_day},
+    )
+    conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staging}")
+    return scalar(conn, f"SELECT count(*) FROM {staging}")
+
+
 def replace_date_range(
     conn: duckdb.DuckDBPyConnection,
     table: str,
@@ -60,28 +100,9 @@ def replace_date_range(
     last_day: dt.date,
     staging: str,
 ) -> int:
-    """Atomically replace the rows of `table` whose `date_column` is in the range with `staging`.
-
-    Rows whose date is NULL belong to no day, so every rewrite replaces them too.
-    """
-    # Created and committed before the swap: DuckDB 2.0.0 hides the rows of a table created and
-    # filled (beyond one row group) in the same transaction from later filtered reads until the
-    # next checkpoint (test_warehouse.py). An empty table left by a failed first run is harmless.
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {staging} LIMIT 0")
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        conform_columns(conn, table, staging)
-        conn.execute(
-            f"DELETE FROM {table} WHERE {quote(date_column)} BETWEEN $first_day AND $last_day"
-            f" OR {quote(date_column)} IS NULL",
-            {"first_day": first_day, "last_day": last_day},
-        )
-        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staging}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return scalar(conn, f"SELECT count(*) FROM {staging}")
+    """Atomically replace the range's rows of `table` with `staging`, in a transaction of its own."""
+    with transaction(conn, {table: staging}):
+        return swap_range(conn, table, date_column, first_day, last_day, staging)
 
 
 def day_batches(first_day: dt.date, last_day: dt.date, days: int):
@@ -90,6 +111,31 @@ def day_batches(first_day: dt.date, last_day: dt.date, days: int):
         batch_last = min(last_day, first_day + dt.timedelta(days=days - 1))
         yield first_day, batch_last
         first_day = batch_last + dt.timedelta(days=1)
+
+
+def stage_range(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    first_day: dt.date,
+    last_day: dt.date,
+    select_sql: str,
+    params=None,
+    batch_days: int | None = None,
+) -> str:
+    """Compute a range of days of `table` with `select_sql` into a staging table; return its name.
+
+    With `batch_days`, the query runs once per batch of that many days (its named parameters
+    first_day and last_day set to the batch), so a long backfill's working set stays within
+    DuckDB's memory instead of spilling.
+    """
+    if not batch_days:
+        return stage(conn, table.replace(".", "_"), select_sql, params)
+    staging = stage(conn, table.replace(".", "_"), f"{select_sql} LIMIT 0",
+                    {**params, "first_day": first_day, "last_day": first_day})
+    for batch_first, batch_last in day_batches(first_day, last_day, batch_days):
+        conn.execute(f"INSERT INTO {staging} {select_sql}",
+                     {**params, "first_day": batch_first, "last_day": batch_last})
+    return staging
 
 
 def write_range(
@@ -102,20 +148,8 @@ def write_range(
     params=None,
     batch_days: int | None = None,
 ) -> dict[str, dg.MetadataValue]:
-    """Compute a range of days with `select_sql`, swap them into `table`, and describe the result.
-
-    With `batch_days`, the query runs once per batch of that many days (its named parameters
-    first_day and last_day set to the batch), so a long backfill's working set stays within
-    DuckDB's memory instead of spilling; the whole range is still swapped in one transaction.
-    """
-    if not batch_days:
-        staging = stage(conn, table.replace(".", "_"), select_sql, params)
-    else:
-        staging = stage(conn, table.replace(".", "_"), f"{select_sql} LIMIT 0",
-                        {**params, "first_day": first_day, "last_day": first_day})
-        for batch_first, batch_last in day_batches(first_day, last_day, batch_days):
-            conn.execute(f"INSERT INTO {staging} {select_sql}",
-                         {**params, "first_day": batch_first, "last_day": batch_last})
+    """Compute a range of days with `select_sql`, swap them into `table`, and describe the result."""
+    staging = stage_range(conn, table, first_day, last_day, select_sql, params, batch_days)
     rows = replace_date_range(conn, table, date_column, first_day, last_day, staging)
     return table_metadata(conn, table, rows)
 

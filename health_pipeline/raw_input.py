@@ -1,12 +1,15 @@
 """The raw-input contract: which tables a raw export holds, their columns, and how each is read.
 
 A raw directory holds each table as `<name>.parquet`, `<name>.csv`, or a folder `<name>/` of
-parquet files. `locate_table` finds a table, checks its structure and describes it as a
-`RawTable`; the SQL that reads its rows is in the raw_activity asset's templates.
+parquet files at any depth, skipping files and folders whose names start with `_` or `.` (the
+Hive and Spark convention for temporary and hidden files). `locate_table` finds a table, checks
+its structure and describes it as a `RawTable`; the SQL that reads its rows is in the
+raw_activity asset's templates. Headers match case-insensitively; ids are read trimmed.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +31,13 @@ OPTIONAL_TABLES = {"user_migrations"}
 # Optional columns a table is read with when present.
 OPTIONAL_COLUMNS = {"users": ("role",)}
 
+# Columns read as ids: trimmed, and empty means missing.
+ID_COLUMNS = {"account_id", "user_id", "session_id", "event_id", "from_user_id", "to_user_id"}
+# Columns with a small set of values, matched case-insensitively: read trimmed and lower-cased.
+ENUM_COLUMNS = {"status", "plan", "role"}
+# The loader's own column for the file a row came from; a source column cannot take this name.
+SOURCE_FILE_COLUMN = "__health_pipeline_source_file"
+
 # column -> what its values are read as; every other column is read as text.
 VALUE_TYPES = {"time": "TIMESTAMPTZ", "joindate": "DATE", "customer_since": "DATE", "arr": "DOUBLE"}
 # The source types a column can be read from. A file whose column has another type (a BOOLEAN
@@ -42,14 +52,6 @@ READABLE_AS = {
     "VARCHAR": re.compile(rf'^({_INTEGER}|VARCHAR|UUID|"NULL")$'),
 }
 
-# The DuckDB readers, each taking the table's location as the parameter $location.
-PARQUET_READER = "read_parquet($location, filename = true)"
-PARQUET_FOLDER_READER = "read_parquet($location, filename = true, union_by_name = true)"
-# The dialect is fixed (RFC 4180), not sniffed: odd values must not change how a file splits.
-CSV_READER = ("read_csv($location, header = true, all_varchar = true, filename = true, "
-              "delim = ',', quote = '\"', escape = '\"')")
-
-
 class RawInputError(ValueError):
     """A raw table is structurally unusable: missing, unreadable, lacking a column, or a column
     of a type its values cannot be read as. The message names the table, the file and the column."""
@@ -57,24 +59,57 @@ class RawInputError(ValueError):
 
 @dataclass(frozen=True)
 class RawTable:
-    """One raw table as DuckDB should read it, with its columns' source types."""
+    """One raw table as DuckDB should read it: its files, their format and its columns' types."""
 
     name: str
-    location: str
-    reader: str  # a DuckDB table function call over $location
-    column_types: dict[str, str]
+    path: str  # the file, or the folder of parquet files, as the user named it
+    files: tuple[str, ...]
+    format: str  # "parquet" or "csv"
+    column_types: dict[str, str]  # lower-cased column -> source type
+    csv_header: tuple[str, ...] = ()  # a CSV's header as written
 
     @property
     def is_csv(self) -> bool:
-        return self.reader.startswith("read_csv")
+        return self.format == "csv"
+
+    @property
+    def location(self) -> str:
+        return self.path
+
+    @property
+    def reader(self) -> str:
+        """A DuckDB table function over the table's files, bound by `params`."""
+        if self.is_csv:
+            # The dialect is fixed (RFC 4180) and nothing is sniffed: odd values must not change
+            # how a file splits, and a ragged row fails with its line number.
+            return ("read_csv($location, header = true, auto_detect = false, columns = $csv_columns, "
+                    f"delim = ',', quote = '\"', escape = '\"', filename = '{SOURCE_FILE_COLUMN}')")
+        return f"read_parquet($location, filename = '{SOURCE_FILE_COLUMN}', union_by_name = true)"
+
+    @property
+    def params(self) -> dict:
+        """The values the reader binds."""
+        if self.is_csv:
+            return {"location": self.files[0], "csv_columns": {c: "VARCHAR" for c in self.csv_header}}
+        return {"location": list(self.files)}
 
     @property
     def columns(self) -> tuple[str, ...]:
         """The columns the pipeline reads: the required ones, then the optional ones."""
         return (*RAW_TABLES[self.name], *OPTIONAL_COLUMNS.get(self.name, ()))
 
+    @property
+    def present_columns(self) -> tuple[str, ...]:
+        return tuple(c for c in self.columns if self.has(c))
+
     def has(self, column: str) -> bool:
         return column in self.column_types
+
+    def is_id(self, column: str) -> bool:
+        return column in ID_COLUMNS
+
+    def is_enum(self, column: str) -> bool:
+        return column in ENUM_COLUMNS
 
     def value_type(self, column: str) -> str:
         return VALUE_TYPES.get(column, "VARCHAR")
@@ -90,9 +125,15 @@ class RawTable:
         try:
             yield
         except duckdb.Error as exc:
-            if self.location.endswith("*.parquet"):
-                check_each_file(conn, self.name, self.location)
-            raise RawInputError(f"raw table '{self.name}' ({self.location}) cannot be read: {exc}") from exc
+            if len(self.files) > 1:
+                check_each_file(conn, self.name, self.files)
+            raise RawInputError(f"raw table '{self.name}' ({self.path}) cannot be read: {_first_lines(exc)}") from exc
+
+
+def _first_lines(exc: Exception, lines: int = 3) -> str:
+    """DuckDB's message without its list of possible fixes and settings."""
+    text = str(exc).split("\nPossible fixes:")[0]
+    return " ".join(line.strip() for line in text.splitlines()[:lines] if line.strip())
 
 
 def check_columns(name: str, file: str, types: dict[str, str]) -> None:
@@ -113,33 +154,75 @@ def check_columns(name: str, file: str, types: dict[str, str]) -> None:
             )
 
 
-def check_each_file(conn: duckdb.DuckDBPyConnection, name: str, location: str) -> None:
+def check_each_file(conn: duckdb.DuckDBPyConnection, name: str, files: tuple[str, ...]) -> None:
     """Check every parquet file of a folder on its own, to name the one that breaks the whole."""
-    for (file,) in conn.execute("SELECT file FROM glob($location) ORDER BY file", {"location": location}).fetchall():
+    for file in files:
         try:
             described = conn.execute("DESCRIBE SELECT * FROM read_parquet($file)", {"file": file}).fetchall()
         except duckdb.Error as exc:
-            raise RawInputError(f"raw table '{name}' ({file}) cannot be read: {exc}") from exc
-        check_columns(name, file, {col.lower(): dtype for col, dtype, *_ in described})
+            raise RawInputError(f"raw table '{name}' ({file}) cannot be read: {_first_lines(exc)}") from exc
+        check_columns(name, file, _column_types(name, file, described))
 
 
-def _find(raw_dir: Path, name: str) -> tuple[Path, str] | None:
-    """Where table `name` is in `raw_dir`, and the reader for it; None if it is absent."""
-    for path, reader in (
-        (raw_dir / f"{name}.parquet", PARQUET_READER),
-        (raw_dir / f"{name}.csv", CSV_READER),
-        (raw_dir / name, PARQUET_FOLDER_READER),
-    ):
-        if path.is_file() or (path.is_dir() and any(path.rglob("*.parquet"))):
-            return path, reader
-    return None
+def _visible(path: Path, root: Path) -> bool:
+    """False for a file inside, or named like, a hidden or temporary folder or file (`_x`, `.x`)."""
+    return not any(part.startswith(("_", ".")) for part in path.relative_to(root).parts)
 
 
-def _check_folder_files(conn: duckdb.DuckDBPyConnection, name: str, location: str) -> None:
-    """union_by_name fills a column one file lacks with NULLs: check each file has them all."""
+def _find(raw_dir: Path, name: str) -> tuple[Path, str, tuple[str, ...]] | None:
+    """Where table `name` is in `raw_dir`: its path, format and files; None if it is absent.
+    A table in more than one format is an error: which one is current would be a guess."""
+    found = []
+    for path, fmt in ((raw_dir / f"{name}.parquet", "parquet"), (raw_dir / f"{name}.csv", "csv")):
+        if path.is_file():
+            found.append((path, fmt, (str(path),)))
+    folder = raw_dir / name
+    if folder.is_dir():
+        files = tuple(str(p) for p in sorted(folder.rglob("*.parquet")) if p.is_file() and _visible(p, folder))
+        if files:
+            found.append((folder, "parquet", files))
+    if len(found) > 1:
+        raise RawInputError(
+            f"raw table '{name}' is in more than one place in {raw_dir}: "
+            + ", ".join(p.name + ("/" if p.is_dir() else "") for p, *_ in found) + "; keep one"
+        )
+    return found[0] if found else None
+
+
+def _column_types(name: str, file: str, described) -> dict[str, str]:
+    """The file's columns, lower-cased, with their types; two names equal but for case are an error."""
+    types: dict[str, str] = {}
+    for column, dtype, *_ in described:
+        if column == SOURCE_FILE_COLUMN:
+            continue
+        if column.lower() in types:
+            raise RawInputError(f"raw table '{name}' ({file}) has the column '{column.lower()}' twice "
+                                f"(headers match whatever their case); rename or drop one")
+        types[column.lower()] = dtype
+    return types
+
+
+def _csv_header(name: str, file: str) -> tuple[str, ...]:
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as handle:
+            return tuple(next(csv.reader(handle), []))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RawInputError(f"raw table '{name}' ({file}) cannot be read: {exc}") from exc
+
+
+def _check_parquet_files(conn: duckdb.DuckDBPyConnection, name: str, files: tuple[str, ...]) -> None:
+    """Each file has every required column (union_by_name would fill a missing one with NULLs),
+    and no column twice when case is ignored (DuckDB would rename the second, 'User_ID_1')."""
+    twice = conn.execute(
+        "SELECT file_name, lower(name) FROM parquet_schema($files) WHERE type IS NOT NULL "
+        "GROUP BY ALL HAVING count(*) > 1 ORDER BY ALL LIMIT 1", {"files": list(files)}
+    ).fetchall()
+    for file, column in twice:
+        raise RawInputError(f"raw table '{name}' ({file}) has the column '{column}' twice "
+                            f"(headers match whatever their case); rename or drop one")
     per_file = conn.execute(
-        "SELECT file_name, list(lower(name)) FROM parquet_schema($location) GROUP BY file_name "
-        "ORDER BY file_name", {"location": location}
+        "SELECT file_name, list(lower(name)) FROM parquet_schema($files) GROUP BY file_name "
+        "ORDER BY file_name", {"files": list(files)}
     ).fetchall()
     for file, columns in per_file:
         if missing := [c for c in RAW_TABLES[name] if c not in columns]:
@@ -157,21 +240,23 @@ def locate_table(conn: duckdb.DuckDBPyConnection, raw_dir: Path, name: str) -> R
             f"raw table '{name}' not found in {raw_dir}: expected {name}.parquet, {name}.csv "
             f"or a folder {name}/ of parquet files"
         )
-    path, reader = found
-    location = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+    path, fmt, files = found
+    header = _csv_header(name, files[0]) if fmt == "csv" else ()
+    _column_types(name, str(path), [(column, "VARCHAR") for column in header])  # no header twice
+    table = RawTable(name, str(path), files, fmt, {}, header)
     try:
-        described = conn.execute(f"DESCRIBE SELECT * FROM {reader}", {"location": location}).fetchall()
-        if path.is_dir():
-            _check_folder_files(conn, name, location)
+        described = conn.execute(f"DESCRIBE SELECT * FROM {table.reader}", table.params).fetchall()
+        if fmt == "parquet":
+            _check_parquet_files(conn, name, files)
     except duckdb.Error as exc:
-        if path.is_dir():
-            check_each_file(conn, name, location)
-        raise RawInputError(f"raw table '{name}' ({location}) cannot be read: {exc}") from exc
-    types = {col.lower(): dtype for col, dtype, *_ in described}
+        if len(files) > 1:
+            check_each_file(conn, name, files)
+        raise RawInputError(f"raw table '{name}' ({path}) cannot be read: {_first_lines(exc)}") from exc
+    types = _column_types(name, str(path), described)
     try:
-        check_columns(name, location, types)
+        check_columns(name, str(path), types)
     except RawInputError:
-        if path.is_dir():
-            check_each_file(conn, name, location)
+        if len(files) > 1:
+            check_each_file(conn, name, files)
         raise
-    return RawTable(name, location, reader, types)
+    return RawTable(name, str(path), files, fmt, types, header)

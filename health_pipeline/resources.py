@@ -7,6 +7,7 @@ and local exports under `data/`, each overridable through its environment variab
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,6 +85,16 @@ class RawSource(dg.ConfigurableResource):
     raw_dir: str
     # Rows stamped later than this past the run's clock are quarantined as future_time.
     future_tolerance_hours: int = 24
+    # Days the source is known to have no activity (an outage, a holiday shutdown), YYYY-MM-DD.
+    # Every other day must have events and sessions, or the raw audit fails.
+    known_gaps: list[str] = []
+    # The share of an account's users a new users export may lose against the last accepted
+    # snapshot before the run stops (an account missing from the accounts export always stops it).
+    snapshot_max_drop: float = 0.5
+
+    @property
+    def known_gap_days(self) -> tuple[dt.date, ...]:
+        return tuple(dt.date.fromisoformat(day) for day in self.known_gaps)
 
     def table(self, conn: duckdb.DuckDBPyConnection, name: str) -> RawTable | None:
         """Locate and describe a raw table; None for an absent optional table."""

@@ -75,8 +75,37 @@ def duckdb_limits() -> dict:
     return limits
 
 
+def known_gaps() -> list[str]:
+    """HEALTH_KNOWN_GAPS: comma-separated YYYY-MM-DD days the raw export has no activity on purpose."""
+    value = os.environ.get("HEALTH_KNOWN_GAPS", "")
+    days = [day.strip() for day in value.split(",") if day.strip()]
+    for day in days:
+        try:
+            dt.date.fromisoformat(day)
+        except ValueError:
+            raise ValueError(f"HEALTH_KNOWN_GAPS: {day!r} is not a YYYY-MM-DD date") from None
+    return days
+
+
 def raw_source_options() -> dict:
-    """HEALTH_FUTURE_TOLERANCE_HOURS as a RawSource field, where set."""
+    """HEALTH_FUTURE_TOLERANCE_HOURS and HEALTH_KNOWN_GAPS as RawSource fields, where set."""
+    options = {}
     if is_set("HEALTH_FUTURE_TOLERANCE_HOURS"):
-        return {"future_tolerance_hours": dg.EnvVar.int("HEALTH_FUTURE_TOLERANCE_HOURS")}
-    return {}
+        options["future_tolerance_hours"] = dg.EnvVar.int("HEALTH_FUTURE_TOLERANCE_HOURS")
+    if is_set("HEALTH_KNOWN_GAPS"):
+        options["known_gaps"] = known_gaps()
+    if is_set("HEALTH_SNAPSHOT_MAX_DROP"):
+        options["snapshot_max_drop"] = snapshot_max_drop()
+    return options
+
+
+def snapshot_max_drop() -> float:
+    """HEALTH_SNAPSHOT_MAX_DROP: the share (0..1) of an account's users a new export may lose."""
+    value = os.environ.get("HEALTH_SNAPSHOT_MAX_DROP", "")
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise ValueError(f"HEALTH_SNAPSHOT_MAX_DROP={value!r} is not a share between 0 and 1, such as 0.5")
+    return share

@@ -14,6 +14,7 @@ import duckdb
 import jinja2
 
 from health_pipeline import contract
+from health_pipeline.raw_input import SOURCE_FILE_COLUMN
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -38,6 +39,7 @@ _templates.globals.update(
     event_users_metric=contract.event_users_metric,
     explanation_column=contract.explanation_column,
     activation_column=contract.activation_column,
+    source_file_column=SOURCE_FILE_COLUMN,
 )
 
 

@@ -58,6 +58,10 @@ class Pipeline:
     settings: HealthConfig = field(default_factory=load_config)
     instance: dg.DagsterInstance | None = None  # a fresh ephemeral instance per run unless given
     future_tolerance_hours: int = 24
+    # Crafted data is sparse on purpose: declare its days without events or sessions as known gaps.
+    sparse: bool = False
+    known_gaps: list[str] = field(default_factory=list)
+    snapshot_max_drop: float = 0.5
 
     @property
     def warehouse(self) -> Warehouse:
@@ -73,10 +77,35 @@ class Pipeline:
 
     @property
     def raw_source(self) -> RawSource:
-        return RawSource(raw_dir=str(self.raw_dir), future_tolerance_hours=self.future_tolerance_hours)
+        return RawSource(raw_dir=str(self.raw_dir), future_tolerance_hours=self.future_tolerance_hours,
+                         known_gaps=self.known_gaps, snapshot_max_drop=self.snapshot_max_drop)
 
-    def run(self, first_day: str | dt.date, last_day: str | dt.date, selection=None):
+    def quiet_days(self, first_day: dt.date, last_day: dt.date) -> list[str]:
+        """The days in the range on which the raw data has no event or no session (times in UTC)."""
+        with duckdb.connect() as conn:
+            conn.execute("SET TimeZone = 'UTC'")
+            days = conn.execute(f"""
+                WITH days AS (SELECT CAST(d AS DATE) AS day
+                              FROM generate_series($f::TIMESTAMP, $l::TIMESTAMP, INTERVAL 1 DAY) t(d)),
+                     active AS (SELECT CAST(CAST("time" AS TIMESTAMPTZ) AS DATE) AS day
+                                FROM {self._reader("all_events")}
+                                INTERSECT
+                                SELECT CAST(CAST("time" AS TIMESTAMPTZ) AS DATE) FROM {self._reader("sessions")})
+                SELECT day FROM days EXCEPT SELECT day FROM active ORDER BY day
+            """, {"f": first_day, "l": last_day}).fetchall()
+        return [str(day) for (day,) in days]
+
+    def _reader(self, table: str) -> str:
+        csv = self.raw_dir / f"{table}.csv"
+        if csv.exists():
+            return f"read_csv('{csv}', all_varchar = true)"
+        single = self.raw_dir / f"{table}.parquet"
+        return f"read_parquet('{single if single.exists() else self.raw_dir / table / '**' / '*.parquet'}')"
+
+    def run(self, first_day: str | dt.date, last_day: str | dt.date, selection=None, tags=None):
         first_day, last_day = (dt.date.fromisoformat(str(d)) for d in (first_day, last_day))
+        if self.sparse:
+            self.known_gaps = sorted(set(self.known_gaps) | set(self.quiet_days(first_day, last_day)))
         return dg.materialize(
             build_assets(self.settings),
             resources={
@@ -84,14 +113,14 @@ class Pipeline:
                 "raw_source": self.raw_source,
                 "export_target": ExportTarget(export_dir=str(self.export_dir)),
             },
-            tags=partition_range_tags(first_day, last_day),
+            tags={**partition_range_tags(first_day, last_day), **(tags or {})},
             selection=selection,
             instance=self.instance or dg.DagsterInstance.ephemeral(),
             raise_on_error=False,
         )
 
-    def materialize(self, first_day: str | dt.date, last_day: str | dt.date, selection=None):
-        result = self.run(first_day, last_day, selection)
+    def materialize(self, first_day: str | dt.date, last_day: str | dt.date, selection=None, tags=None):
+        result = self.run(first_day, last_day, selection, tags)
         assert result.success, self.failure_of(result)
         return result
 

@@ -177,29 +177,33 @@ def test_event_time_beyond_the_future_tolerance(tmp_path):
     assert [q[4]["event_id"] for q in quarantined(strict)] == ["10", "11", "12"]
 
 
-def test_negative_arr_quarantines_the_account_and_its_users(pipeline):
+def test_negative_arr_keeps_the_account_and_its_users_with_arr_null(pipeline):
+    """A bad attribute is quarantined, not the paying account: it stays in the sync table."""
     data = valid()
     data.accounts.append(dict(account_id="A2", name="Neg", owner="Ben", plan="starter", arr=-10.0,
                               vertical="media", customer_since="2024-01-01", status="paying"))
     data.users.append(dict(user_id="u2", identity="bo@neg.com", joindate="2026-01-01", account_id="A2"))
     data.events.append(event(10, user_id="u2"))
     extract(pipeline, data)
-    assert_valid_rows_loaded(pipeline)
-    assert [q[:3] for q in quarantined(pipeline)] == [("accounts", "negative_arr", None),
-                                                      ("all_events", "quarantined_user", DAY),
-                                                      ("users", "quarantined_account", None)]
+    assert [q[:3] for q in quarantined(pipeline)] == [("accounts", "negative_arr", None)]
+    account = pipeline.query("SELECT * FROM raw.accounts WHERE account_id = 'A2'").iloc[0]
+    assert pd.isna(account["arr"]) and account["status"] == "paying"
+    assert "u2" in set(pipeline.query("SELECT user_id FROM raw.contacts")["user_id"])
+    assert "10" in set(pipeline.query("SELECT event_id FROM raw.events")["event_id"])
 
 
-def test_unparseable_and_infinite_arr(pipeline):
+def test_unparseable_and_infinite_arr_keep_the_account_with_arr_null(pipeline):
     data = valid()
-    for account_id, arr in (("A2", "lots"), ("A3", "1e400"), ("A4", "")):
+    for account_id, arr in (("A2", "lots"), ("A3", "1e400"), ("A4", ""), ("A5", "1,200.50"), ("A6", "$150000")):
         data.accounts.append(dict(account_id=account_id, name=account_id, owner="Ben", plan="starter", arr=arr,
-                                  vertical="media", customer_since="2024-01-01", status="trial"))
+                                  vertical="media", customer_since="2024-01-01", status="paying"))
     extract(pipeline, data, fmt="csv")
     assert [(q[1], q[4]["account_id"]) for q in quarantined(pipeline)] == [
-        ("unparseable_arr", "A2"), ("unparseable_arr", "A3")]
-    # An account without arr (an empty CSV field) is valid.
-    assert set(pipeline.query("SELECT account_id FROM raw.accounts")["account_id"]) == {"A1", "A4"}
+        ("unparseable_arr", "A2"), ("unparseable_arr", "A3"), ("unparseable_arr", "A5"), ("unparseable_arr", "A6")]
+    # Every account loads; an account without arr (an empty CSV field) is valid and not quarantined.
+    accounts = pipeline.query("SELECT account_id, arr FROM raw.accounts ORDER BY account_id")
+    assert list(accounts["account_id"]) == ["A1", "A2", "A3", "A4", "A5", "A6"]
+    assert accounts["arr"][1:].isna().all()
 
 
 def test_accounts_with_null_id_and_conflicting_duplicates(pipeline):

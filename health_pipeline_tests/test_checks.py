@@ -15,29 +15,24 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pandas as pd
 import pytest
 
-from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
 from health_pipeline.checks import (
-    build_checks,
-    check_counts_non_negative,
+    check_activity_every_day,
     check_export_columns_match_contract,
     check_export_rows_match_scores,
     check_live_accounts_scored_once,
     check_raw_ids_and_times,
     check_raw_ids_unique,
     check_raw_required_columns,
-    check_raw_rows_every_day,
     check_raw_times_in_partition,
     check_scores_within_0_and_100,
     check_shares_within_0_and_1,
 )
 from health_pipeline.contract import sync_table_columns
-from health_pipeline.definitions import build_assets
-from health_pipeline.partitions import partition_range_tags
-from health_pipeline.resources import ExportTarget, RawSource
 from health_pipeline.scorecard.parser import load_config
-from health_pipeline_tests.conftest import Pipeline, RawData
+from health_pipeline_tests.conftest import Pipeline, RawData, sync_table
 
 FIRST, LAST = dt.date(2026, 6, 1), dt.date(2026, 6, 3)
 CONTRACT = sync_table_columns(load_config())
@@ -148,40 +143,24 @@ def test_times_inside_their_partition(warehouse):
     assert figures(result)["events_latest"] == "2026-06-04 00:30:00"
 
 
-def test_events_every_day_warns_in_the_first_week_of_history_and_fails_after_it(warehouse):
-    result = check_raw_rows_every_day(warehouse, FIRST, LAST, history_start=FIRST)
+def test_a_day_without_events_or_sessions_fails_from_the_first_day_unless_declared_a_known_gap(warehouse):
+    result = check_activity_every_day(warehouse, FIRST, LAST)
     assert result.passed
-    assert figures(result) == {"days_checked": 3, "days_without_events": 0, "empty_days": "none",
-                               "fewest_events_in_a_day": 1, "events": 4,
-                               "first_days_of_history": "2026-06-01 .. 2026-06-07"}
+    assert figures(result) == {"days_checked": 3, "days_missing_activity": 0, "missing_days": "none",
+                               "known_gaps_in_range": "none", "fewest_events_in_a_day": 1,
+                               "fewest_sessions_in_a_day": 1}
 
-    warehouse.execute("DELETE FROM raw.events WHERE activity_date = '2026-06-02'")
-    early = check_raw_rows_every_day(warehouse, FIRST, LAST, history_start=FIRST)
-    assert not early.passed and early.severity == dg.AssetCheckSeverity.WARN
-    assert figures(early) == {"days_checked": 3, "days_without_events": 1, "empty_days": "2026-06-02",
-                              "fewest_events_in_a_day": 0, "events": 3,
-                              "first_days_of_history": "2026-06-01 .. 2026-06-07"}
-    # With history from 2026-05-20, the first week ends 05-26 and a missing 06-02 is an error.
-    late = check_raw_rows_every_day(warehouse, FIRST, LAST, history_start=dt.date(2026, 5, 20))
-    assert not late.passed and late.severity == dg.AssetCheckSeverity.ERROR
-    assert figures(late)["first_days_of_history"] == "2026-05-20 .. 2026-05-26"
-    assert late.description == "1 day(s) after 2026-05-26 have no events"
+    # The first day of history is no exception: a missing day is an error at once.
+    warehouse.execute("DELETE FROM raw.events WHERE activity_date = '2026-06-01'")
+    warehouse.execute("DELETE FROM raw.sessions WHERE activity_date = '2026-06-02'")
+    missing = check_activity_every_day(warehouse, FIRST, LAST)
+    assert not missing.passed and missing.severity == dg.AssetCheckSeverity.ERROR
+    assert figures(missing)["missing_days"] == "2026-06-01 (no events), 2026-06-02 (no sessions)"
+    assert missing.description.startswith("2 day(s) have no raw events or sessions")
 
-
-@pytest.mark.parametrize(
-    ("table", "rows", "counts"), [("core.contact_metrics", 9, 10), ("core.account_metrics", 9, 15)]
-)
-def test_counts_non_negative(warehouse, table, rows, counts):
-    result = check_counts_non_negative(warehouse, FIRST, LAST, table=table)
-    assert result.passed
-    assert figures(result) == {"rows_checked": rows, "counts_checked": counts, "negative_values": 0,
-                               "columns_with_negatives": "none"}
-
-    warehouse.execute(f"UPDATE {table} SET usage_28d = -5 WHERE snapshot_date = '2026-06-02'")
-    result = check_counts_non_negative(warehouse, FIRST, LAST, table=table)
-    assert not result.passed
-    assert figures(result) == {"rows_checked": rows, "counts_checked": counts, "negative_values": 3,
-                               "columns_with_negatives": "usage_28d (3)"}
+    declared = check_activity_every_day(warehouse, FIRST, LAST, known_gaps=(FIRST, dt.date(2026, 6, 2)))
+    assert declared.passed
+    assert figures(declared)["known_gaps_in_range"] == "2026-06-01, 2026-06-02"
 
 
 def test_shares_within_0_and_1(warehouse):
@@ -286,33 +265,59 @@ def test_export_columns_in_another_order_fail(warehouse, tmp_path):
     assert (found["files_not_matching"], found["files_missing"], found["files_unexpected"]) == (1, "none", "none")
 
 
-def test_a_failing_blocking_check_stops_the_stages_after_it(tmp_path):
-    """Events stop after 06-08 (past the first week of history): the raw check fails with an
-    error, and nothing downstream of raw_activity runs, so no sync file is written."""
+def test_a_failed_audit_publishes_nothing_and_stops_the_steps_after_it(tmp_path):
+    """A day's event file is removed from the source (retention) and the range is re-run: the raw
+    audit fails, raw.events keeps that day's rows as they were, and nothing after it runs."""
     pipeline = Pipeline(tmp_path)
     data = crafted()
-    data.sessions = [dict(session_id="s1", user_id="u1", time="2026-06-08 09:00:00")]
-    data.events = [dict(event_id="e1", user_id="u1", session_id="s1", time="2026-06-08 09:05:00",
-                        event_table_name="run_query")]
     data.write(pipeline.raw_dir)
-    settings = load_config()
-    result = dg.materialize(
-        [*build_assets(settings), *build_checks(settings)],
-        resources={"warehouse": pipeline.warehouse, "raw_source": RawSource(raw_dir=str(pipeline.raw_dir)),
-                   "export_target": ExportTarget(export_dir=str(pipeline.export_dir))},
-        tags=partition_range_tags(dt.date(2026, 6, 8), dt.date(2026, 6, 9)),
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
+    pipeline.materialize(FIRST, LAST)
+    published = pipeline.query("SELECT * FROM raw.events ORDER BY ALL")
+    exported = sync_table(tmp_path / "warehouse.duckdb")
+    files = {p: p.stat().st_mtime_ns for p in pipeline.export_dir.rglob("*")}
+
+    data.events = [e for e in data.events if not e["time"].startswith("2026-06-02")]
+    data.write(pipeline.raw_dir)
+    result = pipeline.run(FIRST, LAST)
     assert not result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    failed = evaluations.pop("events_every_day")
+    failed = evaluations.pop("activity_every_day")
     assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
-    assert failed.metadata["empty_days"].value == "2026-06-09"
+    assert failed.metadata["missing_days"].value == "2026-06-02 (no events)"
     assert all(e.passed for e in evaluations.values())  # the other raw checks
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == set(RAW_ACTIVITY_ASSETS)
-    assert not pipeline.export_dir.exists()
+    assert result.get_asset_materialization_events() == []
+    cls, message = pipeline.failure_of(result)
+    assert (cls, message.splitlines()[0]) == ("AuditFailed", (
+        "audit failed, nothing published: raw_events and accounts for 2026-06-01 .. 2026-06-03: "
+        "activity_every_day (days_checked=3; days_missing_activity=1; missing_days=2026-06-02 (no events); "
+        "known_gaps_in_range=none; fewest_events_in_a_day=0; fewest_sessions_in_a_day=1)"))
+    pd.testing.assert_frame_equal(pipeline.query("SELECT * FROM raw.events ORDER BY ALL"), published)
+    pd.testing.assert_frame_equal(sync_table(tmp_path / "warehouse.duckdb"), exported)
+    assert {p: p.stat().st_mtime_ns for p in pipeline.export_dir.rglob("*")} == files
+
+
+def test_a_failed_export_audit_leaves_the_sync_table_and_its_files_as_they_were(tmp_path, monkeypatch):
+    """The sync table's audit fails after its rows were swapped in and its files staged: the
+    table, the files and the export folder are exactly as before the run."""
+    import health_pipeline.checks as checks
+
+    pipeline = Pipeline(tmp_path)
+    crafted().write(pipeline.raw_dir)
+    pipeline.materialize(FIRST, LAST)
+    exported = sync_table(tmp_path / "warehouse.duckdb")
+    sync_files = pipeline.export_dir / "account_health"
+    files = {p: p.read_bytes() for p in sync_files.iterdir()}
+
+    def wrong_columns(conn, first_day, last_day, export_dir, contract):
+        return check_export_columns_match_contract(conn, first_day, last_day, export_dir, ["no_such_column"])
+
+    monkeypatch.setattr(checks, "check_export_columns_match_contract", wrong_columns)
+    result = pipeline.run(FIRST, LAST)
+    assert not result.success and pipeline.failure_of(result)[0] == "AuditFailed"
+    assert "sync_export" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    pd.testing.assert_frame_equal(sync_table(tmp_path / "warehouse.duckdb"), exported)
+    assert {p: p.read_bytes() for p in sync_files.iterdir()} == files
+    assert not (pipeline.export_dir / ".staging").exists()
 
 
 def test_the_code_location_has_every_check_blocking_partitioned_and_in_the_warehouse_pool():
@@ -320,20 +325,20 @@ def test_the_code_location_has_every_check_blocking_partitioned_and_in_the_wareh
     from health_pipeline.partitions import daily_partitions
     from health_pipeline.resources import Warehouse
 
-    checks = {(spec.asset_key.to_user_string(), spec.name): (spec, c.op.pool)
-              for c in defs.asset_checks for spec in c.check_specs}
+    checks = {(spec.asset_key.to_user_string(), spec.name): (spec, a.op.pool)
+              for a in defs.assets for spec in a.check_specs}
     assert sorted(checks) == [
         ("account_health", "live_accounts_scored_once"), ("account_health", "scores_within_0_and_100"),
         ("account_metrics", "counts_non_negative"), ("account_metrics", "shares_within_0_and_1"),
-        ("contact_metrics", "counts_non_negative"),
-        ("raw_events", "events_every_day"), ("raw_events", "ids_and_times_not_null"),
+        ("accounts", "snapshot_complete"), ("contact_metrics", "counts_non_negative"),
+        ("raw_events", "activity_every_day"), ("raw_events", "ids_and_times_not_null"),
         ("raw_events", "ids_unique_after_dedupe"), ("raw_events", "required_columns_present"),
         ("raw_events", "times_inside_their_partition"),
         ("sync_export", "columns_match_contract"), ("sync_export", "rows_match_scored_accounts"),
     ]
     for key, (spec, pool) in checks.items():
-        assert spec.blocking and spec.partitions_def == daily_partitions and pool == Warehouse.POOL, key
+        assert spec.blocking and pool == Warehouse.POOL, key
         assert spec.description, key
-    # the job that the schedule and the UI run includes every check
-    # one step per checked asset
-    assert len(defs.resolve_job_def("health_job").graph.nodes) == len(defs.assets) + 5
+    # Each asset audits its own range before it publishes: the checks run in the asset's step.
+    assert {a.partitions_def for a in defs.assets if a.check_specs} == {daily_partitions}
+    assert len(defs.resolve_job_def("health_job").graph.nodes) == len(defs.assets)

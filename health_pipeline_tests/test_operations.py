@@ -130,7 +130,6 @@ def test_only_the_sync_table_carries_the_freshness_policy():
 
 def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
     """As the UI's "Materialize" on one asset and one partition does: the score stage for 2026-06-03."""
-    from health_pipeline.checks import build_checks
     from health_pipeline.definitions import build_assets
     from health_pipeline.resources import ExportTarget, RawSource
     from health_pipeline.sample import SampleSpec, generate_sample
@@ -146,7 +145,7 @@ def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
 
     settings = load_config()
     result = dg.materialize(
-        [*build_assets(settings), *build_checks(settings)],
+        build_assets(settings),
         selection=dg.AssetSelection.assets("account_health"),
         partition_key="2026-06-03",
         resources={"warehouse": pipeline.warehouse, "raw_source": RawSource(raw_dir=str(pipeline.raw_dir)),

@@ -33,7 +33,7 @@ def stale_assets(instance, settings, partition: str) -> set[str]:
 
 def test_tuning_a_threshold_marks_scores_stale_and_rescoring_keeps_metrics(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
-    pipeline = Pipeline(tmp_path, instance=instance)
+    pipeline = Pipeline(tmp_path, instance=instance, sparse=True)
     generate_sample(pipeline.raw_dir, SPEC)
     pipeline.materialize(FIRST, LAST)
     assert stale_assets(instance, pipeline.settings, "2026-06-20") == set()
@@ -52,7 +52,7 @@ def test_tuning_a_threshold_marks_scores_stale_and_rescoring_keeps_metrics(tmp_p
 
     before = metric_tables()
     old_scores = pipeline.query("SELECT * FROM core.account_health ORDER BY ALL")
-    rescore = Pipeline(tmp_path, settings=tuned, instance=instance)
+    rescore = Pipeline(tmp_path, settings=tuned, instance=instance, sparse=True)
     result = rescore.materialize(*RESCORED, selection=dg.AssetSelection.assets("account_health").downstream())
     materialized = {e.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialized == SCORING

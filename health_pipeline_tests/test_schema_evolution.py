@@ -28,14 +28,14 @@ def schema(pipeline: Pipeline) -> dict[str, list[tuple[str, str]]]:
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory) -> Pipeline:
-    pipeline = Pipeline(tmp_path_factory.mktemp("fresh"))
+    pipeline = Pipeline(tmp_path_factory.mktemp("fresh"), sparse=True)
     generate_sample(pipeline.raw_dir, SampleSpec(accounts=8, days=15, seed=3))
     pipeline.materialize(FIRST, LAST)
     return pipeline
 
 
 def test_previous_schema_is_migrated_forward(fresh: Pipeline, tmp_path):
-    old = Pipeline(tmp_path)
+    old = Pipeline(tmp_path, sparse=True)
     shutil.copytree(fresh.raw_dir, old.raw_dir)
     old.materialize(FIRST, LAST)
     # Turn it into a warehouse the previous version would have written: no kpi_users_28d metric
@@ -71,7 +71,7 @@ def test_previous_schema_is_migrated_forward(fresh: Pipeline, tmp_path):
 
 def test_unchanged_schema_is_not_rewritten(fresh: Pipeline, tmp_path):
     """A rerun on a current warehouse swaps rows only: no table is recreated."""
-    pipeline = Pipeline(tmp_path)
+    pipeline = Pipeline(tmp_path, sparse=True)
     shutil.copytree(fresh.raw_dir, pipeline.raw_dir)
     pipeline.materialize(FIRST, LAST)
     oids = "SELECT schema_name || '.' || table_name, table_oid FROM duckdb_tables() ORDER BY 1"

@@ -401,7 +401,7 @@ def health(conn, n: int) -> dict:
 def test_trend_and_band_changes_across_days():
     with scoring_db() as conn:
         crafted_history(conn)
-        score_range(conn, SETTINGS, day(1), day(35))
+        list(score_range(conn, SETTINGS, day(1), day(35)))  # scores, audits, commits
         assert [health(conn, n)["health_score"] for n in (1, 11, 21)] == [100.0, 40.0, 0.0]
         first = health(conn, 1)
         assert math.isnan(first["previous_score_7d"]) and first["previous_band"] is None
@@ -428,9 +428,9 @@ def test_trend_and_band_changes_across_days():
 def test_rescoring_part_of_the_range_reads_earlier_scores_from_the_table():
     with scoring_db() as conn:
         crafted_history(conn)
-        score_range(conn, SETTINGS, day(1), day(35))
+        list(score_range(conn, SETTINGS, day(1), day(35)))  # scores, audits, commits
         whole = conn.execute("SELECT * FROM core.account_health ORDER BY snapshot_date").df()
-        score_range(conn, SETTINGS, day(21), day(21))
-        score_range(conn, SETTINGS, day(11), day(30))
+        list(score_range(conn, SETTINGS, day(21), day(21)))  # scores, audits, commits
+        list(score_range(conn, SETTINGS, day(11), day(30)))  # scores, audits, commits
         again = conn.execute("SELECT * FROM core.account_health ORDER BY snapshot_date").df()
     assert whole.equals(again)

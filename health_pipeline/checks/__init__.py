@@ -1,10 +1,10 @@
-"""Blocking asset checks: what must hold for the days a run wrote before anything downstream reads them.
+"""Blocking asset checks: what must hold for the days an asset wrote before anyone reads them.
 
-Every check is partitioned like the assets, so it checks exactly the range its run materialized,
-and blocking, so an ERROR stops the steps after it and no wrong score reaches the sync files.
-Each check reports its figures as metadata, shown next to the result in the UI. Checks open the
-warehouse read-only, in the same concurrency pool as the writers, because DuckDB does not let a
-reader in one process open the file while a writer in another holds it.
+Write, audit, publish: an asset swaps its range into its tables inside one transaction, runs its
+checks there on exactly those days (`audit`), and commits only if none failed with an ERROR.
+A failed check rolls the transaction back, so the published tables (and the sync files) stay
+exactly as they were, and the steps after it do not run. Each check reports its figures as
+metadata, shown next to the result in the UI.
 
 Each `check_*` function takes a connection and the days to check and returns the result, so
 tests can run it against a warehouse they corrupted on purpose. Their queries are the .sql
@@ -12,7 +12,7 @@ files beside this module.
 """
 
 import datetime as dt
-import warnings
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -20,10 +20,8 @@ import dagster as dg
 import duckdb
 
 from health_pipeline.contract import sync_table_columns
-from health_pipeline.partitions import daily_partitions, date_range
-from health_pipeline.resources import ExportTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
-from health_pipeline.sql import SqlFolder
+from health_pipeline.sql import SqlFolder, table_exists
 
 # The columns every later asset reads from the raw activity tables.
 RAW_COLUMNS = {
@@ -31,20 +29,14 @@ RAW_COLUMNS = {
     "raw.sessions": ("activity_date", "session_id", "user_id", "time"),
 }
 RAW_IDS = {"raw.events": "event_id", "raw.sessions": "session_id"}
-# A day without events is expected while a product's tracking starts up; after that it means
-# the export is missing a day.
-HISTORY_GRACE_DAYS = 7
 # Account metrics that are shares of a whole.
 SHARE_METRICS = ("breadth_28d", "top_user_share_28d")
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                  "UBIGINT")
 EXAMPLES = 5  # how many offending keys a result lists
+# The run tag that accepts a smaller accounts or users snapshot on purpose.
+ACCEPT_SNAPSHOT_TAG = "health/accept_snapshot"
 SQL = SqlFolder(__file__)
-
-# Checks partitioned like their assets are what let a check see the range its run wrote;
-# Dagster 1.13 flags them as preview.
-warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*", category=dg.PreviewWarning)
-
 
 def _result(failures: int, metadata: dict, severity=dg.AssetCheckSeverity.ERROR, description=None):
     return dg.AssetCheckResult(passed=failures == 0, severity=severity, metadata=metadata, description=description)
@@ -108,28 +100,68 @@ def check_raw_times_in_partition(conn: duckdb.DuckDBPyConnection, first_day, las
     return _result(failures, metadata)
 
 
-def check_raw_rows_every_day(
-    conn: duckdb.DuckDBPyConnection, first_day, last_day, history_start: dt.date
+def check_activity_every_day(
+    conn: duckdb.DuckDBPyConnection, first_day, last_day, known_gaps: tuple[dt.date, ...] = ()
 ) -> dg.AssetCheckResult:
-    """Every day has raw events: a warning on the first days of history, an error after them."""
-    grace_end = history_start + dt.timedelta(days=HISTORY_GRACE_DAYS - 1)
-    per_day = SQL.run(conn, "events_per_day", _params(first_day, last_day)).fetchall()
-    empty = [day for day, events in per_day if events == 0]
-    late_empty = [day for day in empty if day > grace_end]
+    """Every day has raw events and sessions, unless it is a declared known gap (HEALTH_KNOWN_GAPS)."""
+    per_day = SQL.run(conn, "activity_per_day", _params(first_day, last_day)).fetchall()
+    gaps = set(known_gaps)
+    missing = [(day, events, sessions) for day, events, sessions in per_day
+               if (events == 0 or sessions == 0) and day not in gaps]
     metadata = {
         "days_checked": len(per_day),
-        "days_without_events": len(empty),
-        "empty_days": ", ".join(str(d) for d in empty[:EXAMPLES]) + (" …" if len(empty) > EXAMPLES else "")
-        or "none",
-        "fewest_events_in_a_day": min((events for _, events in per_day), default=0),
-        "events": sum(events for _, events in per_day),
-        "first_days_of_history": f"{history_start} .. {grace_end}",
+        "days_missing_activity": len(missing),
+        "missing_days": ", ".join(
+            f"{day} ({'no events' if not events else ''}{', ' if not events and not sessions else ''}"
+            f"{'no sessions' if not sessions else ''})" for day, events, sessions in missing[:EXAMPLES]
+        ) + (" …" if len(missing) > EXAMPLES else "") or "none",
+        "known_gaps_in_range": ", ".join(str(d) for d, *_ in per_day if d in gaps) or "none",
+        "fewest_events_in_a_day": min((e for d, e, _ in per_day if d not in gaps), default=0),
+        "fewest_sessions_in_a_day": min((s for d, _, s in per_day if d not in gaps), default=0),
     }
-    if empty and not late_empty:
-        return _result(len(empty), metadata, severity=dg.AssetCheckSeverity.WARN,
-                       description="days without events, all in the first days of history")
-    return _result(len(late_empty), metadata,
-                   description=f"{len(late_empty)} day(s) after {grace_end} have no events" if late_empty else None)
+    description = None
+    if missing:
+        description = (f"{len(missing)} day(s) have no raw events or sessions: the export is missing them, "
+                       f"or declare them in HEALTH_KNOWN_GAPS")
+    return _result(len(missing), metadata, description=description)
+
+
+def check_snapshot_complete(
+    conn: duckdb.DuckDBPyConnection, first_day, last_day, max_drop: float = 0.5, accepted: bool = False
+) -> dg.AssetCheckResult:
+    """The accounts and users exports lost nothing against the last accepted snapshot: no account
+    gone, no account with more than the allowed share of its users gone, no required attribute
+    emptied. A partial export would otherwise rewrite scores and history silently."""
+    if not table_exists(conn, "raw.accepted_snapshots"):
+        return _result(0, {"accounts_before": 0, "changes": "none: the first snapshot"})
+    before, now, changes = SQL.run(conn, "snapshot_changes", {"max_drop": max_drop}).fetchall()[0]
+    changes = [_snapshot_change(c) for c in changes or []]
+    metadata = {
+        "accounts_before": before,
+        "accounts_now": now,
+        "accounts_changed": len(changes),
+        "changes": "; ".join(changes[:EXAMPLES]) + (" …" if len(changes) > EXAMPLES else "") or "none",
+        "max_user_drop": f"{max_drop:.0%}",
+        "accepted_on_purpose": accepted,
+    }
+    if accepted:
+        return _result(0, metadata, description="a smaller snapshot accepted on purpose" if changes else None)
+    description = None
+    if changes:
+        description = (f"{len(changes)} account(s) lost data against the last accepted snapshot; "
+                       f"fix the export, or accept it on purpose (run tag {ACCEPT_SNAPSHOT_TAG}=true)")
+    return _result(len(changes), metadata, description=description)
+
+
+def _snapshot_change(change: dict) -> str:
+    if change["missing"]:
+        return f"{change['account_id']}: missing from accounts"
+    parts = []
+    if change["users_now"] < change["users_before"]:
+        parts.append(f"{change['users_before']} → {change['users_now']} users")
+    if change["attributes_lost"]:
+        parts.append("lost " + ", ".join(change["attributes_lost"]))
+    return f"{change['account_id']}: {', '.join(parts)}"
 
 
 def check_counts_non_negative(
@@ -248,54 +280,95 @@ def check_export_columns_match_contract(
     })
 
 
-def _doc(evaluate) -> str:
-    return getattr(evaluate, "func", evaluate).__doc__
+def _shorten(value, limit: int = 80) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _checks_of(asset: str, evaluations: dict, reads_export_files: bool = False) -> dg.AssetChecksDefinition:
-    """One step that runs an asset's checks on one read-only connection (fewer steps, fewer pool claims)."""
-    key = dg.AssetKey(asset)
-    specs = [dg.AssetCheckSpec(name, asset=key, description=_doc(evaluate), blocking=True,
-                               partitions_def=daily_partitions)
-             for name, evaluate in evaluations.items()]
+class AuditFailed(Exception):
+    """A blocking check failed on the rows an asset was about to publish; nothing was published."""
 
-    @dg.multi_asset_check(name=f"{asset}_checks", specs=specs, pool=Warehouse.POOL)
-    def _checks(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, export_target: ExportTarget):
-        days = date_range(context.partition_time_window)
-        extra = (Path(export_target.export_dir),) if reads_export_files else ()
-        with warehouse.get_connection(read_only=True) as conn:
-            for name, evaluate in evaluations.items():
-                result = evaluate(conn, *days, *extra)
-                yield dg.AssetCheckResult(asset_key=key, check_name=name, passed=result.passed,
-                                          severity=result.severity, metadata=result.metadata,
-                                          description=result.description)
+    def __init__(self, asset: str, first_day, last_day, failed: list[dg.AssetCheckResult]):
+        def figures(result: dg.AssetCheckResult) -> str:
+            shown = [f"{k}={_shorten(getattr(v, 'value', v))}" for k, v in result.metadata.items()
+                     if k != "partitions"]
+            return f"{result.check_name} ({'; '.join(shown)})"
 
-    return _checks
+        super().__init__(
+            f"audit failed, nothing published: {asset} for {first_day} .. {last_day}: "
+            + "; ".join(figures(r) for r in failed)
+        )
 
 
-def build_checks(config: HealthConfig) -> list[dg.AssetChecksDefinition]:
+@dataclass(frozen=True)
+class AuditContext:
+    """What a run tells its checks beyond the days: where it staged its files, the source's known
+    gaps, how far a snapshot may shrink, and whether a smaller snapshot is accepted on purpose."""
+
+    export_dir: Path | None = None
+    known_gaps: tuple[dt.date, ...] = ()
+    snapshot_max_drop: float = 0.5
+    accept_snapshot: bool = False
+
+
+def evaluations(config: HealthConfig, run: AuditContext = AuditContext()) -> dict[str, dict]:
+    """asset -> check name -> evaluate(conn, first_day, last_day): every blocking check, per asset."""
     contract = sync_table_columns(config)
-    return [
-        _checks_of("raw_events", {
+    export_dir, known_gaps = run.export_dir, run.known_gaps
+    return {
+        "accounts": {
+            "snapshot_complete": partial(check_snapshot_complete, max_drop=run.snapshot_max_drop,
+                                         accepted=run.accept_snapshot),
+        },
+        "raw_events": {
             "required_columns_present": check_raw_required_columns,
             "ids_and_times_not_null": check_raw_ids_and_times,
             "ids_unique_after_dedupe": check_raw_ids_unique,
             "times_inside_their_partition": check_raw_times_in_partition,
-            "events_every_day": partial(check_raw_rows_every_day, history_start=daily_partitions.start.date()),
-        }),
-        _checks_of("contact_metrics", {
+            "activity_every_day": partial(check_activity_every_day, known_gaps=known_gaps),
+        },
+        "contact_metrics": {
             "counts_non_negative": partial(check_counts_non_negative, table="core.contact_metrics"),
-        }),
-        _checks_of("account_metrics", {
+        },
+        "account_metrics": {
             "counts_non_negative": partial(check_counts_non_negative, table="core.account_metrics"),
             "shares_within_0_and_1": check_shares_within_0_and_1,
-        }),
-        _checks_of("account_health", {
+        },
+        "account_health": {
             "live_accounts_scored_once": check_live_accounts_scored_once,
             "scores_within_0_and_100": check_scores_within_0_and_100,
-        }),
-        _checks_of("sync_export", {
-            "rows_match_scored_accounts": check_export_rows_match_scores,
-            "columns_match_contract": partial(check_export_columns_match_contract, contract=contract),
-        }, reads_export_files=True),
-    ]
+        },
+        "sync_export": {
+            "rows_match_scored_accounts": partial(check_export_rows_match_scores, export_dir=export_dir),
+            "columns_match_contract": partial(check_export_columns_match_contract, export_dir=export_dir,
+                                              contract=contract),
+        },
+    }
+
+
+def check_specs(config: HealthConfig, *assets: str) -> list[dg.AssetCheckSpec]:
+    """The blocking checks on `assets` that their step runs before it publishes them."""
+    return [dg.AssetCheckSpec(name, asset=asset, description=getattr(evaluate, "func", evaluate).__doc__,
+                              blocking=True)
+            for asset in assets for name, evaluate in evaluations(config).get(asset, {}).items()]
+
+
+def audit(config: HealthConfig, assets: str | tuple[str, ...], conn: duckdb.DuckDBPyConnection, first_day, last_day,
+          run: AuditContext = AuditContext()):
+    """Run the checks of `assets` on the rows their step has swapped in but not yet committed,
+    yielding each result; raise AuditFailed after them if a check failed with severity ERROR, so
+    the caller's transaction rolls back."""
+    assets = (assets,) if isinstance(assets, str) else assets
+    failed = []
+    checks = [(asset, name, evaluate) for asset in assets
+              for name, evaluate in evaluations(config, run).get(asset, {}).items()]
+    for asset, name, evaluate in checks:
+        result = evaluate(conn, first_day, last_day)
+        result = dg.AssetCheckResult(asset_key=asset, check_name=name, passed=result.passed,
+                                     severity=result.severity, metadata=result.metadata,
+                                     description=result.description)
+        yield result
+        if not result.passed and result.severity == dg.AssetCheckSeverity.ERROR:
+            failed.append(result)
+    if failed:
+        raise AuditFailed(" and ".join(assets), first_day, last_day, failed)

@@ -12,11 +12,12 @@ Trend columns compare each day with earlier scores.
 import dagster as dg
 import duckdb
 
-from health_pipeline.assets import daily_asset
+from health_pipeline.assets import daily_asset, publish_range
+from health_pipeline.checks import check_specs
 from health_pipeline.contract import EXPLANATION_SUFFIXES
 from health_pipeline.partitions import date_range
 from health_pipeline.previews import markdown_table
-from health_pipeline.publish import counts_by, write_range
+from health_pipeline.publish import counts_by
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import (
     ACTIVATION_BANDS,
@@ -90,14 +91,15 @@ def account_health_params(config: HealthConfig, first_day, last_day) -> dict:
     return params
 
 
-def score_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, first_day, last_day) -> dict:
-    """Score a range of days into core.account_health, trend columns included."""
+def score_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, first_day, last_day):
+    """Score a range of days into core.account_health, trend columns included, and audit it.
+    Yields the check results; returns the metadata (`meta = yield from score_range(...)`)."""
     load_scorecards(conn, config)
-    return write_range(
-        conn, "core.account_health", "snapshot_date", first_day, last_day,
+    return (yield from publish_range(
+        conn, config, "account_health", "core.account_health", "snapshot_date", first_day, last_day,
         account_health_sql(config, with_history=table_exists(conn, "core.account_health")),
         account_health_params(config, first_day, last_day),
-    )
+    ))
 
 
 def score_preview(conn: duckdb.DuckDBPyConnection, snapshot_date) -> dict[str, dg.MetadataValue]:
@@ -123,8 +125,9 @@ def build_account_health(config: HealthConfig) -> dg.AssetsDefinition:
         kinds={"duckdb"},
         # Editing the scorecard changes this version, so the UI marks scores stale.
         code_version=config.scoring_version,
+        check_specs=check_specs(config, "account_health"),
     )
-    def account_health(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def account_health(context: dg.AssetExecutionContext, warehouse: Warehouse):
         """One row per non-churned account per snapshot date D: its health score, band and why.
 
         segment names the scorecard used. health_score is 0-100 (the weighted share of points
@@ -136,10 +139,10 @@ def build_account_health(config: HealthConfig) -> dg.AssetsDefinition:
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
-            meta = score_range(conn, config, first_day, last_day)
+            meta = yield from score_range(conn, config, first_day, last_day)
             bands = counts_by(conn, "core.account_health", "health_band", first_day, last_day)
             meta.update({f"accounts_{band}": n for band, n in bands.items()})
             meta.update(score_preview(conn, last_day))
-        return dg.MaterializeResult(metadata=meta)
+        yield dg.MaterializeResult(metadata=meta)
 
     return account_health

@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from health_pipeline.assets import daily_asset
+from health_pipeline.assets import daily_asset, publish_range
+from health_pipeline.checks import check_specs
 from health_pipeline.contract import event_users_metric
 from health_pipeline.partitions import date_range
-from health_pipeline.publish import write_range
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.sql import SqlFolder
@@ -30,8 +30,9 @@ def build_account_metrics(config: HealthConfig) -> dg.AssetsDefinition:
         deps=["contact_metrics", "accounts", "contacts"],
         kinds={"duckdb"},
         code_version=config.metrics_version,
+        check_specs=check_specs(config, "account_metrics"),
     )
-    def account_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def account_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse):
         """One row per account (every account in the accounts snapshot) per snapshot date D.
 
         The per-account usage metrics defined in docs/metrics.md: contacts_total, active users
@@ -43,10 +44,11 @@ def build_account_metrics(config: HealthConfig) -> dg.AssetsDefinition:
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
-            meta = write_range(
-                conn, "core.account_metrics", "snapshot_date", first_day, last_day, account_metrics_sql(config),
+            meta = yield from publish_range(
+                conn, config, "account_metrics", "core.account_metrics", "snapshot_date", first_day, last_day,
+                account_metrics_sql(config),
                 {"first_day": first_day, "last_day": last_day, "power_roles": list(config.power_roles)},
             )
-        return dg.MaterializeResult(metadata=meta)
+        yield dg.MaterializeResult(metadata=meta)
 
     return account_metrics

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from health_pipeline.assets import daily_asset
-from health_pipeline.export_files import publish_export
+from health_pipeline.assets import daily_asset, publish_export
 from health_pipeline.partitions import date_range
 from health_pipeline.publish import counts_by
 from health_pipeline.resources import ExportTarget, Warehouse
@@ -28,7 +27,7 @@ def build_band_changes(config: HealthConfig) -> dg.AssetsDefinition:
     )
     def band_changes(
         context: dg.AssetExecutionContext, warehouse: Warehouse, export_target: ExportTarget
-    ) -> dg.MaterializeResult:
+    ):
         """One row per account whose health band on D differs from its band on D-1: a CSM's morning list.
 
         from_band -> to_band with direction (worse or better), the account's owner, segment,
@@ -38,10 +37,12 @@ def build_band_changes(config: HealthConfig) -> dg.AssetsDefinition:
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
-            meta = publish_export(conn, "band_changes", "account_id", band_changes_sql(),
-                                  Path(export_target.export_dir), first_day, last_day, {"bands": list(BANDS)})
+            meta = yield from publish_export(
+                conn, config, "band_changes", "band_changes", "account_id", band_changes_sql(),
+                Path(export_target.export_dir), first_day, last_day, {"bands": list(BANDS)},
+            )
             moves = counts_by(conn, "export.band_changes", "direction", first_day, last_day)
             meta.update({f"moved_{direction}": n for direction, n in moves.items()})
-        return dg.MaterializeResult(metadata=meta)
+        yield dg.MaterializeResult(metadata=meta)
 
     return band_changes

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from health_pipeline.assets import daily_asset
+from health_pipeline.assets import daily_asset, publish_range
+from health_pipeline.checks import check_specs
 from health_pipeline.partitions import date_range
-from health_pipeline.publish import write_range
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.sql import SqlFolder
@@ -24,8 +24,9 @@ def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:
         deps=["daily_contact_activity", "contacts"],
         kinds={"duckdb"},
         code_version=config.metrics_version,
+        check_specs=check_specs(config, "contact_metrics"),
     )
-    def contact_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def contact_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse):
         """One row per counted contact per snapshot date D (contacts who joined on or before D).
 
         Rolling-window usage of one person: sessions_28d/90d, active_days_28d, `<event>_28d` per
@@ -35,12 +36,12 @@ def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
-            meta = write_range(
-                conn, "core.contact_metrics", "snapshot_date", first_day, last_day,
+            meta = yield from publish_range(
+                conn, config, "contact_metrics", "core.contact_metrics", "snapshot_date", first_day, last_day,
                 SQL.render("contact_metrics", config=config),
                 {"first_day": first_day, "last_day": last_day, "lookback_days": LOOKBACK_DAYS},
                 batch_days=BATCH_DAYS,
             )
-        return dg.MaterializeResult(metadata=meta)
+        yield dg.MaterializeResult(metadata=meta)
 
     return contact_metrics

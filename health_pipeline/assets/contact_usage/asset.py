@@ -4,8 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from health_pipeline.assets import daily_asset
-from health_pipeline.export_files import publish_export
+from health_pipeline.assets import daily_asset, publish_export
 from health_pipeline.partitions import date_range
 from health_pipeline.resources import ExportTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
@@ -23,15 +22,17 @@ def build_contact_usage(config: HealthConfig) -> dg.AssetsDefinition:
     )
     def contact_usage(
         context: dg.AssetExecutionContext, warehouse: Warehouse, export_target: ExportTarget
-    ) -> dg.MaterializeResult:
+    ):
         """One row per counted contact per snapshot date, in export.contact_usage, keyed on (user_id,
         snapshot_date): user_id, account_id, identity and the per-contact metrics. Also written as
         HEALTH_EXPORT_DIR/contact_usage/snapshot_date=YYYY-MM-DD.parquet|csv.
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
-            meta = publish_export(conn, "contact_usage", "user_id", SQL.render("contact_usage", config=config),
-                                  Path(export_target.export_dir), first_day, last_day)
-        return dg.MaterializeResult(metadata=meta)
+            meta = yield from publish_export(
+                conn, config, "contact_usage", "contact_usage", "user_id", SQL.render("contact_usage", config=config),
+                Path(export_target.export_dir), first_day, last_day,
+            )
+        yield dg.MaterializeResult(metadata=meta)
 
     return contact_usage

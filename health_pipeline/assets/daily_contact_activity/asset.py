@@ -2,9 +2,8 @@
 
 import dagster as dg
 
-from health_pipeline.assets import daily_asset
+from health_pipeline.assets import daily_asset, publish_range
 from health_pipeline.partitions import date_range
-from health_pipeline.publish import write_range
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.sql import SqlFolder
@@ -33,7 +32,7 @@ def build_daily_contact_activity(config: HealthConfig) -> dg.AssetsDefinition:
         # The fact's columns follow the configured events, so a change to them marks it stale.
         code_version=config.metrics_version,
     )
-    def daily_contact_activity(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def daily_contact_activity(context: dg.AssetExecutionContext, warehouse: Warehouse):
         """One row per contact per UTC day with any session or event: the compact fact.
 
         Columns: sessions started, events of any name, last_seen_at (the latest session or
@@ -44,10 +43,11 @@ def build_daily_contact_activity(config: HealthConfig) -> dg.AssetsDefinition:
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
-            meta = write_range(
-                conn, "core.daily_contact_activity", "activity_date", first_day, last_day,
-                daily_contact_activity_sql(config), daily_contact_activity_params(config, first_day, last_day),
+            meta = yield from publish_range(
+                conn, config, "daily_contact_activity", "core.daily_contact_activity", "activity_date",
+                first_day, last_day, daily_contact_activity_sql(config),
+                daily_contact_activity_params(config, first_day, last_day),
             )
-        return dg.MaterializeResult(metadata=meta)
+        yield dg.MaterializeResult(metadata=meta)
 
     return daily_contact_activity

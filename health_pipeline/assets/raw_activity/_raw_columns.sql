@@ -1,18 +1,22 @@
 {#- Macros that read a raw table's columns (a raw_input.RawTable `t`). Every raw value is read
     with TRY_CAST, so a bad value becomes NULL plus a quarantine reason, never a failed run. -#}
 
-{# The table's rows plus source_file and source_row (1-based, within its file). #}
+{# The table's columns that the pipeline reads, plus source_file and source_row (1-based,
+   within its file). Only those columns: a source column named like a helper cannot collide. #}
 {% macro rows(t) -%}
-{% if t.is_csv %}(SELECT * EXCLUDE (filename, ordinality), filename AS source_file, ordinality AS source_row
- FROM {{ t.reader }} WITH ORDINALITY)
-{%- else %}(SELECT * EXCLUDE (filename), filename AS source_file, file_row_number + 1 AS source_row
- FROM {{ t.reader }})
-{%- endif %}
+(SELECT {% for c in t.present_columns %}{{ c | quote }}, {% endfor %}{{ source_file_column | quote }} AS source_file,
+        {% if t.is_csv %}ordinality{% else %}file_row_number + 1{% endif %} AS source_row
+ FROM {{ t.reader }}{% if t.is_csv %} WITH ORDINALITY{% endif %})
 {%- endmacro %}
 
-{# A column read as `cast`: NULL when unreadable, or when an optional column is absent. #}
+{# A column read as `cast`: NULL when unreadable, or when an optional column is absent. Ids are
+   trimmed (an empty id is missing); enumerated values (status, plan, role) are trimmed and
+   lower-cased, so 'Churned ' is churned. #}
 {% macro value(t, name, cast="VARCHAR") -%}
-{% if t.has(name) %}TRY_CAST({{ name | quote }} AS {{ cast }}){% else %}CAST(NULL AS {{ cast }}){% endif %}
+{% if not t.has(name) %}CAST(NULL AS {{ cast }})
+{%- elif t.is_id(name) %}nullif(trim(TRY_CAST({{ name | quote }} AS VARCHAR)), '')
+{%- elif t.is_enum(name) %}lower(trim(TRY_CAST({{ name | quote }} AS VARCHAR)))
+{%- else %}TRY_CAST({{ name | quote }} AS {{ cast }}){% endif %}
 {%- endmacro %}
 
 {% macro column(t, name, cast="VARCHAR") -%}

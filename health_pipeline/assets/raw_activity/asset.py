@@ -20,8 +20,9 @@ import dagster as dg
 import duckdb
 
 from health_pipeline.assets import DAILY
+from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditContext, audit, check_specs
 from health_pipeline.partitions import date_range
-from health_pipeline.publish import replace_date_range, replace_table, table_metadata
+from health_pipeline.publish import replace_table, swap_range, table_metadata, transaction
 from health_pipeline.raw_input import RAW_TABLES, RawTable
 from health_pipeline.resources import RawSource, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
@@ -92,7 +93,7 @@ def stage_dimensions(conn: duckdb.DuckDBPyConnection, tables: dict, config: Heal
             SQL.run(conn, f"{name}_read", **{name: None})
             continue
         with table.reading(conn):
-            SQL.run(conn, f"{name}_read", {"location": table.location}, **{name: table})
+            SQL.run(conn, f"{name}_read", table.params, **{name: table})
     SQL.run(conn, "identity_map", {"max_merge_depth": MAX_MERGE_DEPTH})
     SQL.run(conn, "accounts_snapshot")
     SQL.run(conn, "contacts_checked", {"exclude_identities": list(config.exclude_identities)})
@@ -100,6 +101,7 @@ def stage_dimensions(conn: duckdb.DuckDBPyConnection, tables: dict, config: Heal
     for source, classified in (("accounts", "accounts_read"), ("users", "users_read"),
                                ("users", "contacts_checked"), ("user_migrations", "migrations_read")):
         SQL.run(conn, "quarantine_classified_rows", {"source_table": source}, classified=classified, activity=None)
+    SQL.run(conn, "quarantine_attribute_rows")
     return {
         "contacts_excluded": _count_outcome(conn, "contacts_checked", EXCLUDED),
         "accounts_duplicates_dropped": _count_outcome(conn, "accounts_read", DUPLICATE),
@@ -110,9 +112,8 @@ def stage_dimensions(conn: duckdb.DuckDBPyConnection, tables: dict, config: Heal
 def stage_activity(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, bounds: dict) -> dict:
     """Stage one activity table's rows for the range (<name>_loaded) and its bad rows; return
     what was read, dropped, quarantined and kept."""
-    params = {"location": activity.raw.location, "source_table": activity.raw.name, **bounds}
     with activity.raw.reading(conn):
-        SQL.run(conn, "activity_in_range", {k: params[k] for k in ("location", *bounds)}, activity=activity)
+        SQL.run(conn, "activity_in_range", {**activity.raw.params, **bounds}, activity=activity)
     SQL.run(conn, "activity_classified", activity=activity)
     SQL.run(conn, "activity_loaded", activity=activity)
     classified = f"{activity.name}_classified"
@@ -120,7 +121,8 @@ def stage_activity(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, bou
             classified=classified, activity=activity)
     with activity.raw.reading(conn):
         SQL.run(conn, "quarantine_undated_rows",
-                {k: params[k] for k in ("location", "source_table", "future_limit")}, activity=activity)
+                {**activity.raw.params, "source_table": activity.raw.name, "future_limit": bounds["future_limit"]},
+                activity=activity)
     outcomes = dict(conn.execute(f"SELECT outcome, count(*) FROM {classified} GROUP BY outcome").fetchall())
     read, name = sum(outcomes.values()), activity.name
     return {
@@ -132,35 +134,59 @@ def stage_activity(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, bou
     }
 
 
-def extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: HealthConfig,
-            first_day: dt.date, last_day: dt.date, now: dt.datetime) -> dict:
-    """Snapshot the dimensions, load sessions and events for [first_day, last_day], and replace
-    the range's quarantine rows. `now` is the run's clock (UTC, naive) for the future-time rule.
-    Returns the figures the asset reports."""
+def stage_extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: HealthConfig,
+                  first_day: dt.date, last_day: dt.date, now: dt.datetime) -> dict:
+    """Read every raw file and stage what the range's tables will hold: the dimension snapshots,
+    the loaded sessions and events for [first_day, last_day], and the quarantine rows. Nothing is
+    written yet. `now` is the run's clock (UTC, naive) for the future-time rule. Returns the
+    figures the asset reports."""
     tables = {name: raw.table(conn, name) for name in RAW_TABLES}
     SQL.run(conn, "quarantine_rows")
+    SQL.run(conn, "accepted_snapshots")  # created outside the swap's transaction, as publish.transaction explains
     bounds = {
         "range_start": dt.datetime.combine(first_day, dt.time()),
         "range_end": dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time()),
         "future_limit": now + dt.timedelta(hours=raw.future_tolerance_hours),
     }
     counts = stage_dimensions(conn, tables, config)
-    activities = activity_tables(tables)
-    for activity in activities:
+    for activity in activity_tables(tables):
         counts |= stage_activity(conn, activity, bounds)
-
-    counts["accounts"] = replace_table(conn, "raw.accounts", "accounts_snapshot")
-    counts["contacts"] = replace_table(conn, "raw.contacts", "contacts_snapshot")
-    counts["identity_map"] = replace_table(conn, "raw.identity_map", "identity_map")
-    for activity in activities:
-        replace_date_range(conn, f"raw.{activity.name}", "activity_date", first_day, last_day,
-                           f"{activity.name}_loaded")
-    counts["quarantined_rows"] = replace_date_range(
-        conn, "raw.quarantine", "partition_date", first_day, last_day, "quarantine_rows")
+    misspelled = SQL.run(conn, "event_names_in_another_case", {"tracked_events": list(config.tracked_events)})
+    counts["event_names_in_another_case"] = ", ".join(
+        f"{name} ({n:,} events; tracked as {tracked})" for name, tracked, n in misspelled.fetchall()) or "none"
     for source, reason, n in conn.execute(
         "SELECT source_table, reason, count(*) FROM quarantine_rows GROUP BY ALL ORDER BY ALL"
     ).fetchall():
         counts[f"quarantined.{source}.{reason}"] = n
+    return counts
+
+
+# dated table -> (its date column, the staged rows that replace the range)
+DATED = {
+    "raw.sessions": ("activity_date", "sessions_loaded"),
+    "raw.events": ("activity_date", "events_loaded"),
+    "raw.quarantine": ("partition_date", "quarantine_rows"),
+}
+# snapshot table -> the staged rows that replace it whole
+SNAPSHOTS = {"raw.accounts": "accounts_snapshot", "raw.contacts": "contacts_snapshot",
+             "raw.identity_map": "identity_map"}
+
+
+def swap_staged(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: dt.date) -> dict:
+    """Inside a `transaction`: replace the snapshots and the range's dated rows with what
+    stage_extract staged; return the rows each table now holds for the run."""
+    written = {table: replace_table(conn, table, staged) for table, staged in SNAPSHOTS.items()}
+    for table, (date_column, staged) in DATED.items():
+        written[table] = swap_range(conn, table, date_column, first_day, last_day, staged)
+    return written
+
+
+def extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: HealthConfig,
+            first_day: dt.date, last_day: dt.date, now: dt.datetime) -> dict:
+    """stage_extract, then swap everything in one transaction, unaudited (the asset audits)."""
+    counts = stage_extract(conn, raw, config, first_day, last_day, now)
+    with transaction(conn, {table: staged for table, (_, staged) in DATED.items()}):
+        counts |= {f"written.{t}": n for t, n in swap_staged(conn, first_day, last_day).items()}
     return counts
 
 
@@ -170,17 +196,19 @@ def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date,
     per_reason = {k: v for k, v in counts.items() if k.startswith("quarantined.")}
     events = {k: v for k, v in counts.items() if k.startswith("events_")}
     sessions = {k: v for k, v in counts.items() if k.startswith("sessions_")}
+    written = {table: counts[f"written.{table}"] for table in (*SNAPSHOTS, *DATED)}
     return {
-        "raw_events": table_metadata(conn, "raw.events", counts["events_loaded"], **events, **days),
-        "raw_sessions": table_metadata(conn, "raw.sessions", counts["sessions_loaded"], **sessions, **days),
-        "accounts": table_metadata(conn, "raw.accounts", counts["accounts"],
+        "raw_events": table_metadata(conn, "raw.events", written["raw.events"], **events, **days,
+                                     event_names_in_another_case=counts["event_names_in_another_case"]),
+        "raw_sessions": table_metadata(conn, "raw.sessions", written["raw.sessions"], **sessions, **days),
+        "accounts": table_metadata(conn, "raw.accounts", written["raw.accounts"],
                                    accounts_duplicates_dropped=counts["accounts_duplicates_dropped"]),
-        "contacts": table_metadata(conn, "raw.contacts", counts["contacts"],
+        "contacts": table_metadata(conn, "raw.contacts", written["raw.contacts"],
                                    contacts_excluded=counts["contacts_excluded"],
                                    users_duplicates_dropped=counts["users_duplicates_dropped"]),
-        "identity_map": table_metadata(conn, "raw.identity_map", counts["identity_map"]),
-        "quarantine": table_metadata(conn, "raw.quarantine", counts["quarantined_rows"],
-                                     quarantined_rows=counts["quarantined_rows"], **per_reason, **days),
+        "identity_map": table_metadata(conn, "raw.identity_map", written["raw.identity_map"]),
+        "quarantine": table_metadata(conn, "raw.quarantine", written["raw.quarantine"],
+                                     quarantined_rows=written["raw.quarantine"], **per_reason, **days),
     }
 
 
@@ -191,14 +219,22 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
         for key, (table, row) in TABLES.items()
     ]
 
-    @dg.multi_asset(name="raw_activity", specs=specs, **DAILY)
+    @dg.multi_asset(name="raw_activity", specs=specs, check_specs=check_specs(config, "raw_events", "accounts"),
+                    **DAILY)
     def raw_activity(context: dg.AssetExecutionContext, warehouse: Warehouse, raw_source: RawSource):
         """Loads raw sessions and events for the run's days and snapshots accounts, contacts and
-        identity merges from the current raw exports; bad rows go to the quarantine."""
+        identity merges from the current raw exports; bad rows go to the quarantine. Every table
+        is swapped in and audited in one transaction, committed only if the checks pass."""
         first_day, last_day = date_range(context.partition_time_window)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with warehouse.get_connection() as conn:
-            counts = extract(conn, raw_source, config, first_day, last_day, now)
+            counts = stage_extract(conn, raw_source, config, first_day, last_day, now)
+            checks = AuditContext(known_gaps=raw_source.known_gap_days, snapshot_max_drop=raw_source.snapshot_max_drop,
+                                  accept_snapshot=context.run.tags.get(ACCEPT_SNAPSHOT_TAG) == "true")
+            with transaction(conn, {table: staged for table, (_, staged) in DATED.items()}):
+                counts |= {f"written.{t}": n for t, n in swap_staged(conn, first_day, last_day).items()}
+                yield from audit(config, ("raw_events", "accounts"), conn, first_day, last_day, checks)
+                SQL.run(conn, "accepted_snapshot", {"accepted_at": now})
             metadata = _metadata(conn, counts, first_day, last_day)
         for key, meta in metadata.items():
             yield dg.MaterializeResult(asset_key=key, metadata=meta)

@@ -23,7 +23,7 @@ with_exclusions AS (
            CASE
                WHEN identity IS NULL OR trim(identity) = '' THEN 'no_identity'
                WHEN EXISTS (SELECT 1 FROM unnest($exclude_identities::VARCHAR[]) AS p(pattern)
-                            WHERE identity LIKE p.pattern)
+                            WHERE identity ILIKE p.pattern)  -- 'QA@GARBAGE.IO' is excluded too
                    THEN 'identity_pattern'
            END AS excluded_reason
     FROM contacts

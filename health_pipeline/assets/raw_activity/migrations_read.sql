@@ -11,7 +11,8 @@ SELECT {{ raw.column(migrations, "from_user_id") }}, {{ raw.column(migrations, "
        {{ raw.utc_time(migrations, "time") }} AS utc_time,
        source_file, source_row, {{ raw.row_json(migrations) }} AS row_json,
        CASE
-           WHEN from_user_id IS NULL OR to_user_id IS NULL THEN 'null_id'
+           WHEN {{ raw.value(migrations, "from_user_id") }} IS NULL OR {{ raw.value(migrations, "to_user_id") }} IS NULL
+               THEN 'null_id'
            WHEN "time" IS NULL THEN 'null_time'
            WHEN {{ raw.utc_time(migrations, "time") }} IS NULL THEN 'unparseable_time'
            WHEN {{ raw.value(migrations, "from_user_id") }} = {{ raw.value(migrations, "to_user_id") }}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from health_pipeline.assets import daily_asset
-from health_pipeline.export_files import publish_export
+from health_pipeline.assets import daily_asset, publish_export
+from health_pipeline.checks import check_specs
 from health_pipeline.partitions import date_range
 from health_pipeline.resources import ExportTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
@@ -24,10 +24,11 @@ def build_sync_export(config: HealthConfig) -> dg.AssetsDefinition:
         deps=["account_health", "account_metrics", "accounts"],
         kinds={"duckdb", "parquet", "csv"},
         code_version=config.scoring_version,
+        check_specs=check_specs(config, "sync_export"),
     )
     def sync_export(
         context: dg.AssetExecutionContext, warehouse: Warehouse, export_target: ExportTarget
-    ) -> dg.MaterializeResult:
+    ):
         """The sync table: one row per non-churned account per snapshot date, in export.account_health.
 
         Each row carries the account's attributes, every column of core.account_health (segment,
@@ -37,8 +38,10 @@ def build_sync_export(config: HealthConfig) -> dg.AssetsDefinition:
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
-            meta = publish_export(conn, "account_health", "account_id", SQL.render("sync_export", config=config),
-                                  Path(export_target.export_dir), first_day, last_day)
-        return dg.MaterializeResult(metadata=meta)
+            meta = yield from publish_export(
+                conn, config, "sync_export", "account_health", "account_id", SQL.render("sync_export", config=config),
+                Path(export_target.export_dir), first_day, last_day,
+            )
+        yield dg.MaterializeResult(metadata=meta)
 
     return sync_export
