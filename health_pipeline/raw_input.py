@@ -124,6 +124,8 @@ class RawTable:
         """Report a failure to read this table's files as a RawInputError naming the table and file."""
         try:
             yield
+        except duckdb.OutOfMemoryException:
+            raise  # not bad input: the warehouse says which setting to raise
         except duckdb.Error as exc:
             if len(self.files) > 1:
                 check_each_file(conn, self.name, self.files)
@@ -248,6 +250,8 @@ def locate_table(conn: duckdb.DuckDBPyConnection, raw_dir: Path, name: str) -> R
         described = conn.execute(f"DESCRIBE SELECT * FROM {table.reader}", table.params).fetchall()
         if fmt == "parquet":
             _check_parquet_files(conn, name, files)
+    except duckdb.OutOfMemoryException:
+        raise  # not bad input: the warehouse says which setting to raise
     except duckdb.Error as exc:
         if len(files) > 1:
             check_each_file(conn, name, files)

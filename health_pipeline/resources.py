@@ -23,9 +23,14 @@ from health_pipeline.raw_input import RawTable, locate_table
 
 SCHEMAS = ("raw", "core", "export")
 # A second writer gets "Could not set lock on file": retry with exponential backoff (0.1 s,
-# doubling), about 100 s in all, so a queued run waits instead of failing at once.
+# doubling), about 100 s in all, so a queued run waits instead of failing at once. Any other
+# failure to open the file (permissions, a missing folder) fails at once.
 LOCK_RETRIES = 10
 FIRST_RETRY_SECONDS = 0.1
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot be opened, or ran out of memory: the message says which setting to change."""
 
 
 class Warehouse(DuckDBResource):
@@ -50,11 +55,17 @@ class Warehouse(DuckDBResource):
         return {**self.connection_config, **{k: v for k, v in limits.items() if v}}
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        if "?" in self.database:
+            raise WarehouseError(f"HEALTH_WAREHOUSE={self.database!r}: DuckDB reads '?' in a path as the start "
+                                 "of connection options; choose a path without it")
         config = {"custom_user_agent": "health_pipeline", **self.duckdb_settings}
         for attempt in range(LOCK_RETRIES + 1):
             try:
                 return duckdb.connect(self.database, read_only=read_only, config=config)
-            except (RuntimeError, duckdb.IOException):
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise WarehouseError(f"HEALTH_WAREHOUSE={self.database!r} cannot be opened: "
+                                         f"{str(exc).splitlines()[0]}") from exc
                 if attempt == LOCK_RETRIES:
                     raise
                 time.sleep(FIRST_RETRY_SECONDS * 2**attempt)
@@ -72,6 +83,12 @@ class Warehouse(DuckDBResource):
                 for schema in SCHEMAS:
                     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             yield conn
+        except duckdb.OutOfMemoryException as exc:
+            limit = self.memory_limit or "DuckDB's default, 80% of RAM"
+            raise WarehouseError(
+                f"DuckDB ran out of memory (memory limit {limit}): raise HEALTH_DUCKDB_MEMORY_LIMIT, "
+                f"or run fewer days at a time. {str(exc).splitlines()[0]}"
+            ) from exc
         finally:
             conn.close()
 

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from health_pipeline import DATA_DIR
 
@@ -66,11 +67,21 @@ def late_days() -> int:
 
 
 def duckdb_limits() -> dict:
-    """HEALTH_DUCKDB_MEMORY_LIMIT and HEALTH_DUCKDB_THREADS as Warehouse fields, where set."""
+    """HEALTH_DUCKDB_MEMORY_LIMIT and HEALTH_DUCKDB_THREADS as Warehouse fields, where set; a value
+    DuckDB would refuse fails here, naming the variable."""
     limits = {}
     if is_set("HEALTH_DUCKDB_MEMORY_LIMIT"):
+        value = os.environ["HEALTH_DUCKDB_MEMORY_LIMIT"]
+        try:
+            duckdb.connect(config={"memory_limit": value}).close()
+        except duckdb.Error as exc:
+            raise ValueError(f"HEALTH_DUCKDB_MEMORY_LIMIT={value!r} is not a DuckDB memory limit, such as '2GB' "
+                             f"({str(exc).splitlines()[0]})") from None
         limits["memory_limit"] = dg.EnvVar("HEALTH_DUCKDB_MEMORY_LIMIT")
     if is_set("HEALTH_DUCKDB_THREADS"):
+        value = os.environ["HEALTH_DUCKDB_THREADS"]
+        if not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"HEALTH_DUCKDB_THREADS={value!r} is not a whole number of threads (1 or more)")
         limits["threads"] = dg.EnvVar.int("HEALTH_DUCKDB_THREADS")
     return limits
 

@@ -62,10 +62,11 @@ class Pipeline:
     sparse: bool = False
     known_gaps: list[str] = field(default_factory=list)
     snapshot_max_drop: float = 0.5
+    memory_limit: str | None = None
 
     @property
     def warehouse(self) -> Warehouse:
-        return Warehouse(database=str(self.root / "warehouse.duckdb"))
+        return Warehouse(database=str(self.root / "warehouse.duckdb"), memory_limit=self.memory_limit)
 
     @property
     def raw_dir(self) -> Path:

@@ -141,3 +141,71 @@ def test_a_corrupt_parquet_file_in_a_folder_is_named(pipeline: Pipeline):
     (folder / "broken.parquet").write_bytes(b"PAR1 not really parquet")
     cls, message = pipeline.failure(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
     assert cls == "RawInputError" and message.startswith(f"raw table 'all_events' ({folder / 'broken.parquet'})")
+
+
+# --- errors that name the thing -------------------------------------------------------------------
+
+def test_a_bad_duckdb_memory_limit_names_the_variable(monkeypatch):
+    from health_pipeline.settings import duckdb_limits
+
+    monkeypatch.setenv("HEALTH_DUCKDB_MEMORY_LIMIT", "lots")
+    with pytest.raises(ValueError, match=r"^HEALTH_DUCKDB_MEMORY_LIMIT='lots' is not a DuckDB memory limit, "
+                                         r"such as '2GB' \(Parser Error"):
+        duckdb_limits()
+    monkeypatch.setenv("HEALTH_DUCKDB_MEMORY_LIMIT", "2GB")
+    monkeypatch.setenv("HEALTH_DUCKDB_THREADS", "many")
+    with pytest.raises(ValueError, match=r"^HEALTH_DUCKDB_THREADS='many' is not a whole number of threads"):
+        duckdb_limits()
+
+
+def test_bad_known_gaps_and_snapshot_drop_name_their_variable(monkeypatch):
+    from health_pipeline.settings import raw_source_options
+
+    monkeypatch.setenv("HEALTH_KNOWN_GAPS", "2026-07-04, July 5")
+    with pytest.raises(ValueError, match=r"^HEALTH_KNOWN_GAPS: 'July 5' is not a YYYY-MM-DD date$"):
+        raw_source_options()
+    monkeypatch.setenv("HEALTH_KNOWN_GAPS", "2026-07-04,2026-07-05")
+    monkeypatch.setenv("HEALTH_SNAPSHOT_MAX_DROP", "50%")
+    with pytest.raises(ValueError, match=r"^HEALTH_SNAPSHOT_MAX_DROP='50%' is not a share between 0 and 1"):
+        raw_source_options()
+    monkeypatch.setenv("HEALTH_SNAPSHOT_MAX_DROP", "0.25")
+    assert raw_source_options() == {"known_gaps": ["2026-07-04", "2026-07-05"], "snapshot_max_drop": 0.25}
+
+
+def test_a_warehouse_path_with_a_question_mark_is_refused_by_name(tmp_path):
+    from health_pipeline.resources import Warehouse, WarehouseError
+
+    path = tmp_path / "what?" / "warehouse.duckdb"
+    with pytest.raises(WarehouseError, match=r"^HEALTH_WAREHOUSE=.*'\?' in a path as the start of connection"):
+        with Warehouse(database=str(path)).get_connection():
+            pass
+
+
+def test_a_warehouse_that_cannot_be_opened_fails_at_once_without_lock_retries(tmp_path, monkeypatch):
+    """Only a lock held by another process is worth waiting for; a permission error is not."""
+    import duckdb
+
+    from health_pipeline import resources
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise duckdb.IOException('IO Error: Cannot open file "/data/warehouse.duckdb": Permission denied')
+
+    monkeypatch.setattr(resources.duckdb, "connect", refuse)
+    with pytest.raises(resources.WarehouseError, match=r"cannot be opened: IO Error: .*Permission denied"):
+        with resources.Warehouse(database=str(tmp_path / "w.duckdb")).get_connection():
+            pass
+    assert len(calls) == 1
+
+
+def test_running_out_of_memory_says_so_and_names_the_setting(tmp_path):
+    pipeline = Pipeline(tmp_path, memory_limit="2MB")
+    data = valid()
+    data.events += [dict(event_id=str(i), user_id="u1", session_id="1", time=f"{DAY} 12:00:00",
+                         event_table_name="run_query") for i in range(100, 30000)]
+    data.write(pipeline.raw_dir)
+    cls, message = pipeline.failure(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
+    assert cls == "WarehouseError"
+    assert message.startswith("DuckDB ran out of memory (memory limit 2MB): raise HEALTH_DUCKDB_MEMORY_LIMIT")
