@@ -24,6 +24,7 @@ import logging
 import os
 import sys
 import time
+from types import SimpleNamespace
 
 started = time.perf_counter()
 
@@ -43,6 +44,7 @@ class PlainContext:
     def __init__(self, window):
         self.partition_time_window = window
         self.log = logging.getLogger("health_pipeline")
+        self.run = SimpleNamespace(tags={})  # no run tags: a normal run
 
 
 def pipeline(args: dict) -> dict:
@@ -90,7 +92,7 @@ def run_direct(first: dt.date, last: dt.date) -> dict:
         wanted = list(inspect.signature(fn).parameters)[1:]
         step_started = time.perf_counter()
         result = fn(context, **{name: resources[name] for name in wanted})
-        if inspect.isgenerator(result):  # a multi_asset yields one result per table
+        if inspect.isgenerator(result):  # assets yield their check results, then what they wrote
             list(result)
         steps[asset.op.name] = time.perf_counter() - step_started
     return steps

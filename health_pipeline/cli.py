@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import sys
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +16,14 @@ import pandas as pd
 from health_pipeline import DATA_DIR, settings
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG
 from health_pipeline.partitions import partition_range_tags
+from health_pipeline.recovery import (
+    check_warehouse,
+    end_run,
+    open_instance,
+    process_tags,
+    recover,
+    stop_cleanly_on_signals,
+)
 from health_pipeline.resources import Warehouse
 from health_pipeline.sample import SAMPLE_DAYS, SAMPLE_START, SampleSpec, generate_sample
 from health_pipeline.scorecard.model import BANDS
@@ -33,9 +44,7 @@ def cmd_generate_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import dagster as dg
 
-    from health_pipeline.definitions import HEALTH_JOB, defs
 
     raw_dir = settings.path("HEALTH_RAW_DIR")
     if not any(raw_dir.glob("users*")):
@@ -49,22 +58,81 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.replace(partial, raw_dir)
 
     first_day, last_day = args.start, args.end
-    print(f"materializing every asset for {first_day} .. {last_day} in one run")
-    instance = dg.DagsterInstance.get() if settings.is_set("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    result = defs.resolve_job_def(HEALTH_JOB).execute_in_process(
-        instance=instance,
-        tags={**partition_range_tags(first_day, last_day),
-              **({ACCEPT_SNAPSHOT_TAG: "true"} if args.accept_snapshot else {})},
-        # Step-level events only; Dagster's DEBUG stream would bury the summary below.
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        raise_on_error=False,
-    )
+    tags = {**partition_range_tags(first_day, last_day), **process_tags(),
+            **({ACCEPT_SNAPSHOT_TAG: "true"} if args.accept_snapshot else {})}
+    with _instance() as instance:
+        for line in recover(instance):
+            print(line)
+        print(f"materializing every asset for {first_day} .. {last_day} in one run")
+        return _execute(instance, tags, last_day)
+
+
+@contextmanager
+def _instance():
+    """The DAGSTER_HOME instance, so the UI shows the run; a throw-away one without it."""
+    import dagster as dg
+
+    if settings.is_set("DAGSTER_HOME"):
+        with open_instance() as instance:
+            yield instance
+    else:
+        with dg.DagsterInstance.ephemeral() as instance:
+            yield instance
+
+
+def _execute(instance, tags: dict, last_day: dt.date) -> int:
+
+    from health_pipeline.definitions import HEALTH_JOB, defs
+
+    run_id = str(uuid.uuid4())  # known before the run starts, so an interrupt can end it
+    result = None
+    with stop_cleanly_on_signals() as received:
+        try:
+            result = defs.resolve_job_def(HEALTH_JOB).execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                tags=tags,
+                # Step-level events only; Dagster's DEBUG stream would bury the summary below.
+                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                raise_on_error=False,
+            )
+        except KeyboardInterrupt:
+            pass  # interrupted outside a step: ended below
+    if received or _interrupted(result):
+        # Dagster maps SIGTERM to SIGINT while a step runs, so which one came is not always known.
+        name = received[0].name if received else "SIGINT or SIGTERM"
+        run = instance.get_run_by_id(run_id)
+        if run is not None:
+            end_run(instance, run, f"stopped by {name}")
+        print(f"stopped by {name}: run {run_id} marked failed, its warehouse slot freed; "
+              "the step in progress was rolled back", file=sys.stderr)
+        return 128 + (received[0] if received else signal.SIGINT)
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
                 print(event.step_failure_data.error.to_string(), file=sys.stderr)
         return 1
     print_summary(last_day)
+    return 0
+
+
+def _interrupted(result) -> bool:
+    """Whether Dagster stopped a step because the process was told to stop."""
+    return result is None or any(
+        event.is_step_failure and event.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
+        for event in result.all_events
+    )
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Free what runs that died left behind, and check the warehouse opens."""
+    if not settings.is_set("DAGSTER_HOME"):
+        print("DAGSTER_HOME is not set: runs use a throw-away instance, so no run can be left holding a slot")
+    else:
+        with open_instance() as instance:
+            done = recover(instance, tuple(args.run_id))
+        print("\n".join(done) or "no unfinished run of a dead process")
+    print(check_warehouse(Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))))
     return 0
 
 
@@ -125,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         help="accept accounts or users exports that lost accounts, users or attributes since the last run",
     )
     run.set_defaults(func=cmd_run)
+
+    rec = sub.add_parser("recover", help="after a crash: end the runs whose process died and free their slots")
+    rec.add_argument("--run-id", action="append", default=[],
+                     help="also end this unfinished run, whatever its process (repeatable)")
+    rec.set_defaults(func=cmd_recover)
 
     args = parser.parse_args(argv)
     return args.func(args)

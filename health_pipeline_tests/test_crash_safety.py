@@ -13,12 +13,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 
+from health_pipeline import DATA_DIR
 from health_pipeline.publish import replace_date_range, stage
 from health_pipeline.sample import SampleSpec, generate_sample
 
@@ -28,10 +31,9 @@ CLI = Path(sys.executable).parent / "health-pipeline"
 
 
 def env_for(root: Path, **extra) -> dict:
-    env = {**os.environ, "HEALTH_RAW_DIR": str(root / "raw"), "HEALTH_WAREHOUSE": str(root / "warehouse.duckdb"),
-           "HEALTH_EXPORT_DIR": str(root / "exports"), **extra}
-    env.pop("DAGSTER_HOME", None)
-    return env
+    env = {key: value for key, value in os.environ.items() if key != "DAGSTER_HOME"}
+    return {**env, "HEALTH_RAW_DIR": str(root / "raw"), "HEALTH_WAREHOUSE": str(root / "warehouse.duckdb"),
+            "HEALTH_EXPORT_DIR": str(root / "exports"), **extra}
 
 
 def run_cli(root: Path, env: dict | None = None) -> None:
@@ -65,6 +67,8 @@ def state(root: Path) -> dict:
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as conn:
         tables = conn.execute("SELECT schema_name || '.' || table_name FROM duckdb_tables() ORDER BY 1").fetchall()
         for (table,) in tables:
+            if table == "raw.accepted_snapshots":
+                continue  # a log of the runs that accepted a snapshot: a killed run may have added one
             frame = conn.execute(f"SELECT * FROM {table}").df().drop(columns="computed_at", errors="ignore")
             out[table] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
     for path in sorted((root / "exports").rglob("*")):
@@ -171,3 +175,89 @@ def test_a_reader_never_sees_a_partition_half_replaced(tmp_path):
     new = [(dt.date(2026, 6, 1), 100, 0), (day, 150, 1000)]
     assert len(seen) >= 5 and set(map(tuple, seen)) == {tuple(old), tuple(new)}
     assert seen[-1] == new
+
+
+# --- recovery with a persistent instance (DAGSTER_HOME), as the README advises -------------------
+
+def home_for(root: Path) -> Path:
+    home = root / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DATA_DIR / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def test_a_run_killed_with_sigkill_is_recovered_by_the_next_run_within_bounded_time(clean, tmp_path):
+    """SIGKILL inside a step that holds the warehouse slot: the next run ends the dead run, frees
+    its slot, and finishes; before, it waited for the dead run forever."""
+    clean_root, expected = clean
+    shutil.copytree(clean_root / "raw", tmp_path / "raw")
+    env = env_for(tmp_path, DAGSTER_HOME=str(home_for(tmp_path)))
+    kill_at(tmp_path, "sql:DELETE FROM raw.events:1", env)
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        [dead] = instance.get_runs()
+        assert dead.status == dg.DagsterRunStatus.STARTED
+        assert instance.event_log_storage.get_concurrency_info("warehouse").claimed_slots
+    started = time.monotonic()
+    result = subprocess.run([str(CLI), "run", "--start", START, "--end", END], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert time.monotonic() - started < 240
+    assert f"run {dead.run_id}: marked failed (its process" in result.stdout
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        statuses = {r.run_id: r.status for r in instance.get_runs()}
+        assert statuses.pop(dead.run_id) == dg.DagsterRunStatus.FAILURE
+        assert list(statuses.values()) == [dg.DagsterRunStatus.SUCCESS]
+        assert instance.event_log_storage.get_concurrency_info("warehouse").claimed_slots == []
+    assert_same(state(tmp_path), expected)
+
+
+def test_sigterm_stops_a_run_cleanly_and_frees_its_slot(clean, tmp_path):
+    """SIGTERM while a step holds an open transaction: the process stops within seconds, the run
+    is marked failed with its slot freed, and the warehouse is as before the run."""
+    clean_root, expected = clean
+    shutil.copytree(clean_root, tmp_path, dirs_exist_ok=True)
+    env = env_for(tmp_path, DAGSTER_HOME=str(home_for(tmp_path)))
+    driver = subprocess.Popen([sys.executable, "-m", "health_pipeline_tests.crash_driver",
+                               "sql:DELETE FROM export.account_health:1", START, END],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in driver.stdout:
+            if line.startswith("REACHED"):
+                break
+        driver.send_signal(signal.SIGTERM)
+        _, stderr = driver.communicate(timeout=60)
+    finally:
+        driver.kill()
+    assert driver.returncode == 128 + signal.SIGINT  # Dagster handles SIGTERM as an interrupt
+    assert "stopped by SIGINT or SIGTERM: run " in stderr and "marked failed, its warehouse slot freed" in stderr
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        assert [r.status for r in instance.get_runs()] == [dg.DagsterRunStatus.FAILURE]
+        assert instance.event_log_storage.get_concurrency_info("warehouse").claimed_slots == []
+    assert_same(state(tmp_path), expected)
+
+
+def test_recover_ends_a_dead_run_and_checks_the_warehouse(clean, tmp_path):
+    clean_root, _ = clean
+    shutil.copytree(clean_root / "raw", tmp_path / "raw")
+    env = env_for(tmp_path, DAGSTER_HOME=str(home_for(tmp_path)))
+    kill_at(tmp_path, "sql:DELETE FROM raw.events:1", env)
+    result = subprocess.run([str(CLI), "recover"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("run ") and lines[0].endswith("its warehouse pool slots freed")
+    assert lines[1].startswith(f"warehouse {tmp_path / 'warehouse.duckdb'}: opens cleanly")
+    again = subprocess.run([str(CLI), "recover"], env=env, capture_output=True, text=True, timeout=120)
+    assert again.stdout.splitlines()[0] == "no unfinished run of a dead process"
+
+
+def test_creating_the_instance_is_safe_when_several_runs_start_at_once(tmp_path):
+    """Three processes open a fresh DAGSTER_HOME at once; before, the first migration raced
+    ("table runs already exists")."""
+    home = home_for(tmp_path)
+    code = ("from health_pipeline.recovery import open_instance\n"
+            "with open_instance() as instance:\n    print(len(instance.get_runs()))")
+    processes = [subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "DAGSTER_HOME": str(home)},
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+    assert [out.strip() for out, _ in outputs] == ["0", "0", "0"]
