@@ -20,6 +20,7 @@ from health_pipeline.partitions import daily_partitions
 from health_pipeline.publish import stage_range, swap_range, table_metadata, transaction
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.sql import scalar, table_exists
 
 GROUP = "health"
 # What every daily asset shares: daily UTC partitions; one run for any backfill range, because
@@ -38,16 +39,46 @@ def daily_asset(**kwargs):
     return dg.asset(**DAILY, **kwargs)
 
 
+# A snapshot date's windows reach back this many days (W90 = [D-89, D]), so a change to one day
+# of the daily fact changes the windowed rows of up to this many days after it.
+WINDOW_DAYS = 89
+
+
+def refreshed_through(conn: duckdb.DuckDBPyConnection, table: str, last_day: dt.date) -> dt.date:
+    """The last snapshot date a windowed asset recomputes when it runs up to `last_day`: the days
+    after it that the table already holds and whose windows reach back into the run, so a re-run
+    of an earlier day reaches every later day it affects, in whatever order days are run."""
+    if not table_exists(conn, table):
+        return last_day
+    latest = scalar(conn, f"SELECT max(snapshot_date) FROM {table} WHERE snapshot_date BETWEEN $after AND $until",
+                    {"after": last_day + dt.timedelta(days=1), "until": last_day + dt.timedelta(days=WINDOW_DAYS)})
+    return latest or last_day
+
+
+def refreshed_partitions(asset: str, last_day: dt.date, through: dt.date):
+    """The materializations of the days after the run's range that a windowed asset recomputed."""
+    day = last_day + dt.timedelta(days=1)
+    while day <= through:
+        yield dg.AssetMaterialization(asset_key=asset, partition=day.isoformat(),
+                                      metadata={"refreshed_by_the_run_of": last_day.isoformat()})
+        day += dt.timedelta(days=1)
+
+
 def publish_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset: str, table: str, date_column: str,
-                  first_day: dt.date, last_day: dt.date, select_sql: str, params: dict, batch_days: int | None = None):
+                  first_day: dt.date, last_day: dt.date, select_sql: str, params: dict, batch_days: int | None = None,
+                  windowed: bool = False):
     """Write, audit, publish one table's range: compute it into a staging table, swap it in, run
-    the asset's checks on it, and commit only if they pass. Yields the check results; returns the
-    table's metadata. Use as `meta = yield from publish_range(...)`."""
-    staging = stage_range(conn, table, first_day, last_day, select_sql, params, batch_days)
+    the asset's checks on it, and commit only if they pass. A `windowed` asset also recomputes the
+    later days its windows tie to the range (`refreshed_through`). Yields the check results and
+    the later days' materializations; returns the table's metadata (`meta = yield from ...`)."""
+    through = refreshed_through(conn, table, last_day) if windowed else last_day
+    staging = stage_range(conn, table, first_day, through, select_sql,
+                          {**params, "first_day": first_day, "last_day": through}, batch_days)
     with transaction(conn, {table: staging}):
-        rows = swap_range(conn, table, date_column, first_day, last_day, staging)
-        yield from audit(config, asset, conn, first_day, last_day)
-    return table_metadata(conn, table, rows)
+        rows = swap_range(conn, table, date_column, first_day, through, staging)
+        yield from audit(config, asset, conn, first_day, through)
+    yield from refreshed_partitions(asset, last_day, through)
+    return table_metadata(conn, table, rows, refreshed_through=str(through))
 
 
 def publish_export(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset: str, name: str, key: str,
@@ -56,8 +87,10 @@ def publish_export(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset:
     """Write, audit, publish export.<name> and its files together: the range's rows are swapped in
     and its files written to a staging folder, both are audited, and only after the commit do the
     files move into place. A failure anywhere leaves the table and the files as they were.
-    Yields the check results; returns the metadata."""
+    Like every windowed asset, it also rewrites the later days its windows tie to the range.
+    Yields the check results and the later days' materializations; returns the metadata."""
     table = f"export.{name}"
+    last_day, run_last_day = refreshed_through(conn, table, last_day), last_day
     staging = stage_range(conn, table, first_day, last_day, select_sql,
                           {**export_params(first_day, last_day), **(params or {})})
     remove_orphaned_staging(export_dir)
@@ -70,4 +103,6 @@ def publish_export(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset:
         files = move_into_place(staged, export_dir)
     finally:
         discard(staged)
-    return {**table_metadata(conn, table, rows), **files_metadata(export_dir / name, files)}
+    yield from refreshed_partitions(asset, run_last_day, last_day)
+    return {**table_metadata(conn, table, rows, refreshed_through=str(last_day)),
+            **files_metadata(export_dir / name, files)}

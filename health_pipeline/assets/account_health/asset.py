@@ -98,7 +98,7 @@ def score_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, first_day
     return (yield from publish_range(
         conn, config, "account_health", "core.account_health", "snapshot_date", first_day, last_day,
         account_health_sql(config, with_history=table_exists(conn, "core.account_health")),
-        account_health_params(config, first_day, last_day),
+        account_health_params(config, first_day, last_day), windowed=True,
     ))
 
 

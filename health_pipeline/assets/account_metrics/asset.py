@@ -48,6 +48,7 @@ def build_account_metrics(config: HealthConfig) -> dg.AssetsDefinition:
                 conn, config, "account_metrics", "core.account_metrics", "snapshot_date", first_day, last_day,
                 account_metrics_sql(config),
                 {"first_day": first_day, "last_day": last_day, "power_roles": list(config.power_roles)},
+                windowed=True,
             )
         yield dg.MaterializeResult(metadata=meta)
 

@@ -21,7 +21,10 @@ BATCH_DAYS = 10
 def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:
     @daily_asset(
         name="contact_metrics",
-        deps=["daily_contact_activity", "contacts"],
+        # Day D's windows read the fact's days D-89 … D.
+        deps=[dg.AssetDep("daily_contact_activity",
+                          partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-LOOKBACK_DAYS)),
+              "contacts"],
         kinds={"duckdb"},
         code_version=config.metrics_version,
         check_specs=check_specs(config, "contact_metrics"),
@@ -40,7 +43,7 @@ def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:
                 conn, config, "contact_metrics", "core.contact_metrics", "snapshot_date", first_day, last_day,
                 SQL.render("contact_metrics", config=config),
                 {"first_day": first_day, "last_day": last_day, "lookback_days": LOOKBACK_DAYS},
-                batch_days=BATCH_DAYS,
+                batch_days=BATCH_DAYS, windowed=True,
             )
         yield dg.MaterializeResult(metadata=meta)
 
