@@ -79,14 +79,17 @@ def swap_range(
     first_day: dt.date,
     last_day: dt.date,
     staging: str,
+    extra_days: tuple[dt.date, ...] = (),
 ) -> int:
-    """Inside a `transaction`: replace the rows of `table` whose `date_column` is in the range with
-    `staging`. Rows whose date is NULL belong to no day, so every rewrite replaces them too."""
+    """Inside a `transaction`: replace the rows of `table` whose `date_column` is in the range (or
+    one of `extra_days`) with `staging`. Rows whose date is NULL belong to no day, so every rewrite
+    replaces them too."""
     conform_columns(conn, table, staging)
+    column = quote(date_column)
+    extra = f" OR list_contains($extra_days, {column})" if extra_days else ""
     conn.execute(
-        f"DELETE FROM {table} WHERE {quote(date_column)} BETWEEN $first_day AND $last_day"
-        f" OR {quote(date_column)} IS NULL",
-        {"first_day": first_day, "last_day": last_day},
+        f"DELETE FROM {table} WHERE {column} BETWEEN $first_day AND $last_day OR {column} IS NULL{extra}",
+        {"first_day": first_day, "last_day": last_day, **({"extra_days": list(extra_days)} if extra_days else {})},
     )
     conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staging}")
     return scalar(conn, f"SELECT count(*) FROM {staging}")

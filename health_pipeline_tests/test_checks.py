@@ -116,15 +116,22 @@ def test_ids_and_times_not_null(warehouse):
 def test_ids_unique_after_dedupe(warehouse):
     result = check_raw_ids_unique(warehouse, FIRST, LAST)
     assert result.passed
-    assert figures(result) == {"events_ids": 4, "events_duplicate_ids": 0,
-                               "sessions_ids": 3, "sessions_duplicate_ids": 0}
+    assert figures(result) == {"events_ids": 4, "events_duplicate_ids": 0, "events_ids_also_on_other_days": 0,
+                               "sessions_ids": 3, "sessions_duplicate_ids": 0, "sessions_ids_also_on_other_days": 0}
 
     warehouse.execute("INSERT INTO raw.events SELECT * FROM raw.events WHERE event_id = 'e1'")
     result = check_raw_ids_unique(warehouse, FIRST, LAST)
     assert not result.passed
-    assert figures(result) == {"events_ids": 5, "events_duplicate_ids": 1,
-                               "sessions_ids": 3, "sessions_duplicate_ids": 0}
+    assert figures(result) == {"events_ids": 5, "events_duplicate_ids": 1, "events_ids_also_on_other_days": 0,
+                               "sessions_ids": 3, "sessions_duplicate_ids": 0, "sessions_ids_also_on_other_days": 0}
     assert check_raw_ids_unique(warehouse, dt.date(2026, 6, 2), LAST).passed  # e1 is on 06-01
+
+    # The same id stored again on a day outside the range checked fails it too.
+    warehouse.execute("DELETE FROM raw.events WHERE event_id = 'e1'")
+    warehouse.execute("INSERT INTO raw.events BY NAME SELECT * REPLACE (DATE '2026-06-05' AS activity_date, "
+                      "TIMESTAMP '2026-06-05 10:00:00' AS time) FROM raw.events WHERE event_id = 'e3'")
+    result = check_raw_ids_unique(warehouse, FIRST, LAST)
+    assert not result.passed and figures(result)["events_ids_also_on_other_days"] == 1
 
 
 def test_times_inside_their_partition(warehouse):

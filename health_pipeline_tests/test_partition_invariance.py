@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from health_pipeline.definitions import defs
 from health_pipeline.sample import SampleSpec, generate_sample
-from health_pipeline_tests.conftest import Pipeline
+from health_pipeline_tests.conftest import Pipeline, RawData
+from health_pipeline_tests.test_bad_input import DAY, NEXT, valid
 
 SPEC = SampleSpec(accounts=5, days=12, seed=8)
 FIRST = dt.date(2026, 6, 1)
@@ -116,3 +117,36 @@ def test_the_windows_dependency_on_earlier_days_is_declared():
     graph = defs.resolve_asset_graph()
     mapping = graph.get(dg.AssetKey("contact_metrics")).partition_mappings[dg.AssetKey("daily_contact_activity")]
     assert mapping == dg.TimeWindowPartitionMapping(start_offset=-89)
+
+
+def re_synced_copy() -> RawData:
+    """Valid data where event 1 appears again the next day (a re-sync stamped a day later)."""
+    data = valid()
+    data.events.append(dict(data.events[0], time=f"{NEXT} 07:00:00"))
+    return data
+
+
+@pytest.mark.parametrize("order", [[(DAY, NEXT)], [(DAY, DAY), (NEXT, NEXT)], [(NEXT, NEXT), (DAY, DAY)]],
+                         ids=["one run", "day by day", "later day first"])
+def test_an_event_id_on_two_days_is_counted_once_whatever_the_order(tmp_path, order):
+    pipeline = Pipeline(tmp_path, sparse=True)
+    re_synced_copy().write(pipeline.raw_dir)
+    for first, last in order:
+        pipeline.materialize(first, last)
+    events = pipeline.query("SELECT event_id, CAST(activity_date AS VARCHAR) AS day FROM raw.events ORDER BY ALL")
+    assert list(map(tuple, events.values)) == [("1", DAY), ("2", NEXT)]   # the earliest copy of 1 is kept
+    fact = pipeline.query("SELECT CAST(activity_date AS VARCHAR) AS day, events FROM core.daily_contact_activity "
+                          "WHERE user_id = 'u1' ORDER BY ALL")
+    assert list(map(tuple, fact.values)) == [(DAY, 1), (NEXT, 1)]
+    assert pipeline.query("SELECT count(*) AS n FROM raw.days_to_refresh")["n"][0] == 0
+
+
+def test_a_superseded_copy_refreshes_its_days_fact_in_the_same_run(tmp_path):
+    pipeline = Pipeline(tmp_path, sparse=True)
+    re_synced_copy().write(pipeline.raw_dir)
+    pipeline.materialize(NEXT, NEXT)
+    result = pipeline.materialize(DAY, DAY)
+    meta = Pipeline.raw_activity_metadata(result)
+    assert meta["events_superseded_on_later_days"] == 1
+    daily = {(e.asset_key.to_user_string(), e.partition) for e in result.get_asset_materialization_events()}
+    assert ("daily_contact_activity", NEXT) in daily

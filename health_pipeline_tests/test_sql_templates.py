@@ -63,12 +63,15 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
         f"{raw}quarantine_classified_rows.sql": [
             render(PACKAGE_DIR / f"{raw}quarantine_classified_rows.sql", classified=c, activity=a)
             for c, a in (("accounts_read", None), *((f"{a.name}_classified", a) for a in activities))],
-        "assets/daily_contact_activity/daily_contact_activity.sql": [daily_contact_activity_sql(config)],
+        "assets/daily_contact_activity/daily_contact_activity.sql": [
+            daily_contact_activity_sql(config, extra) for extra in ((), ("2026-06-05",))],
         "assets/account_metrics/account_metrics.sql": [account_metrics_sql(config)],
         "assets/account_health/account_health.sql": [account_health_sql(config, with_history=h) for h in (True, False)],
     }
-    for name in ("activity_in_range", "activity_classified", "activity_loaded", "quarantine_undated_rows"):
+    for name in ("activity_in_range", "activity_loaded", "quarantine_undated_rows", "superseded_copies"):
         rendered[f"{raw}{name}.sql"] = [render(PACKAGE_DIR / f"{raw}{name}.sql", activity=a) for a in activities]
+    rendered[f"{raw}activity_classified.sql"] = [render(PACKAGE_DIR / f"{raw}activity_classified.sql", activity=a,
+                                                        stored=stored) for a in activities for stored in (True, False)]
     for name in ("contact_metrics/contact_metrics", "sync_export/sync_export", "contact_usage/contact_usage"):
         rendered[f"assets/{name}.sql"] = [render(PACKAGE_DIR / f"assets/{name}.sql", config=config)]
     for name in ("raw_ids_and_times", "raw_ids_unique", "raw_times_in_partition"):

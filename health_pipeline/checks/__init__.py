@@ -73,15 +73,17 @@ def check_raw_ids_and_times(conn: duckdb.DuckDBPyConnection, first_day, last_day
 
 
 def check_raw_ids_unique(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
-    """Deduplication left one row per event_id and per session_id in the days checked."""
+    """Deduplication left one row per event_id and per session_id: within the days checked, and
+    none of their ids stored again on another day."""
     metadata, failures = {}, 0
     for table, id_column in RAW_IDS.items():
         name = table.removeprefix("raw.")
-        ids, distinct_ids = SQL.run(
+        ids, distinct_ids, elsewhere = SQL.run(
             conn, "raw_ids_unique", _params(first_day, last_day), table=table, id_column=id_column
         ).fetchall()[0]
-        metadata |= {f"{name}_ids": ids, f"{name}_duplicate_ids": ids - distinct_ids}
-        failures += ids - distinct_ids
+        metadata |= {f"{name}_ids": ids, f"{name}_duplicate_ids": ids - distinct_ids,
+                     f"{name}_ids_also_on_other_days": elsewhere}
+        failures += ids - distinct_ids + elsewhere
     return _result(failures, metadata)
 
 

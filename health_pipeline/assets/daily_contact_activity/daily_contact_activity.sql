@@ -1,8 +1,12 @@
--- One row per contact per UTC day in [$first_day, $last_day] with any session or event.
+-- One row per contact per UTC day in [$first_day, $last_day] (and on the days in $extra_days,
+-- whose raw activity another run changed) with any session or event.
+{% macro in_days(column) -%}
+({{ column }} BETWEEN $first_day AND $last_day{% if extra_days %} OR list_contains($extra_days, {{ column }}){% endif %})
+{%- endmacro %}
 WITH sessions_per_day AS (
     SELECT activity_date, user_id, count(*) AS sessions, max("time") AS last_session_at,
            arg_min(session_id, "time") AS first_session_id
-    FROM raw.sessions WHERE activity_date BETWEEN $first_day AND $last_day
+    FROM raw.sessions WHERE {{ in_days("activity_date") }}
     GROUP BY activity_date, user_id
 ),
 events_per_day AS (
@@ -15,7 +19,7 @@ events_per_day AS (
                AS first_session_activated
     FROM raw.events e
     LEFT JOIN sessions_per_day s USING (activity_date, user_id)
-    WHERE e.activity_date BETWEEN $first_day AND $last_day
+    WHERE {{ in_days("e.activity_date") }}
     GROUP BY e.activity_date, e.user_id
 )
 SELECT activity_date, user_id,

@@ -26,7 +26,7 @@ from health_pipeline.publish import replace_table, swap_range, table_metadata, t
 from health_pipeline.raw_input import RAW_TABLES, RawTable
 from health_pipeline.resources import RawSource, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
-from health_pipeline.sql import SqlFolder, scalar
+from health_pipeline.sql import SqlFolder, scalar, table_exists
 
 SQL = SqlFolder(__file__)
 MAX_MERGE_DEPTH = 32  # merge chains longer than this are treated as cycles
@@ -73,10 +73,13 @@ class ActivityTable:
         return RAW_TABLES[self.raw.name]
 
 
+ID_COLUMN = {"sessions": "session_id", "events": "event_id"}
+
+
 def activity_tables(tables: dict[str, RawTable | None]) -> tuple[ActivityTable, ...]:
     return (
-        ActivityTable("sessions", tables["sessions"], "session_id", ()),
-        ActivityTable("events", tables["all_events"], "event_id", ("session_id", "event_table_name")),
+        ActivityTable("sessions", tables["sessions"], ID_COLUMN["sessions"], ()),
+        ActivityTable("events", tables["all_events"], ID_COLUMN["events"], ("session_id", "event_table_name")),
     )
 
 
@@ -114,7 +117,8 @@ def stage_activity(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, bou
     what was read, dropped, quarantined and kept."""
     with activity.raw.reading(conn):
         SQL.run(conn, "activity_in_range", {**activity.raw.params, **bounds}, activity=activity)
-    SQL.run(conn, "activity_classified", activity=activity)
+    stored = table_exists(conn, f"raw.{activity.name}")  # copies earlier runs stored on other days
+    SQL.run(conn, "activity_classified", _range(bounds) if stored else {}, activity=activity, stored=stored)
     SQL.run(conn, "activity_loaded", activity=activity)
     classified = f"{activity.name}_classified"
     SQL.run(conn, "quarantine_classified_rows", {"source_table": activity.raw.name},
@@ -134,6 +138,10 @@ def stage_activity(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, bou
     }
 
 
+def _range(bounds: dict) -> dict:
+    return {"range_start": bounds["range_start"], "range_end": bounds["range_end"]}
+
+
 def stage_extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: HealthConfig,
                   first_day: dt.date, last_day: dt.date, now: dt.datetime) -> dict:
     """Read every raw file and stage what the range's tables will hold: the dimension snapshots,
@@ -142,7 +150,9 @@ def stage_extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: Healt
     figures the asset reports."""
     tables = {name: raw.table(conn, name) for name in RAW_TABLES}
     SQL.run(conn, "quarantine_rows")
-    SQL.run(conn, "accepted_snapshots")  # created outside the swap's transaction, as publish.transaction explains
+    # Created outside the swap's transaction, as publish.transaction explains.
+    SQL.run(conn, "accepted_snapshots")
+    SQL.run(conn, "days_to_refresh")
     bounds = {
         "range_start": dt.datetime.combine(first_day, dt.time()),
         "range_end": dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time()),
@@ -174,10 +184,19 @@ SNAPSHOTS = {"raw.accounts": "accounts_snapshot", "raw.contacts": "contacts_snap
 
 def swap_staged(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: dt.date) -> dict:
     """Inside a `transaction`: replace the snapshots and the range's dated rows with what
-    stage_extract staged; return the rows each table now holds for the run."""
+    stage_extract staged, and drop the copies on other days that this range's earlier copies
+    supersede (queuing those days for the daily fact); return the rows written per table."""
     written = {table: replace_table(conn, table, staged) for table, staged in SNAPSHOTS.items()}
     for table, (date_column, staged) in DATED.items():
         written[table] = swap_range(conn, table, date_column, first_day, last_day, staged)
+    bounds = {"range_start": dt.datetime.combine(first_day, dt.time()),
+              "range_end": dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time())}
+    for name in ("sessions", "events"):
+        superseded = SQL.run(conn, "superseded_copies", bounds,
+                             activity=ActivityTable(name, None, ID_COLUMN[name], ())).fetchall()
+        days = sorted({day for (day,) in superseded})
+        conn.execute("INSERT INTO raw.days_to_refresh SELECT unnest($days::DATE[])", {"days": days})
+        written[f"{name}_superseded_on_later_days"] = len(superseded)
     return written
 
 
@@ -197,6 +216,8 @@ def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date,
     events = {k: v for k, v in counts.items() if k.startswith("events_")}
     sessions = {k: v for k, v in counts.items() if k.startswith("sessions_")}
     written = {table: counts[f"written.{table}"] for table in (*SNAPSHOTS, *DATED)}
+    events["events_superseded_on_later_days"] = counts["written.events_superseded_on_later_days"]
+    sessions["sessions_superseded_on_later_days"] = counts["written.sessions_superseded_on_later_days"]
     return {
         "raw_events": table_metadata(conn, "raw.events", written["raw.events"], **events, **days,
                                      event_names_in_another_case=counts["event_names_in_another_case"]),
