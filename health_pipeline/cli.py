@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import signal
 import sys
 import uuid
 from contextlib import contextmanager
@@ -106,7 +105,7 @@ def _execute(instance, tags: dict, last_day: dt.date) -> int:
             end_run(instance, run, f"stopped by {name}")
         print(f"stopped by {name}: run {run_id} marked failed, its warehouse slot freed; "
               "the step in progress was rolled back", file=sys.stderr)
-        return 128 + (received[0] if received else signal.SIGINT)
+        return 130  # the shell's code for a command interrupted
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
