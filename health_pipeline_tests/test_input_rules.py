@@ -209,3 +209,28 @@ def test_running_out_of_memory_says_so_and_names_the_setting(tmp_path):
     cls, message = pipeline.failure(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
     assert cls == "WarehouseError"
     assert message.startswith("DuckDB ran out of memory (memory limit 2MB): raise HEALTH_DUCKDB_MEMORY_LIMIT")
+
+
+def test_a_raw_path_with_glob_characters_is_read_as_it_is(tmp_path):
+    pipeline = Pipeline(tmp_path / "exports [2026] *")
+    data = valid()
+    data.write(pipeline.raw_dir)
+    folder = pipeline.raw_dir / "all_events"
+    folder.mkdir()
+    shutil.move(pipeline.raw_dir / "all_events.parquet", folder / "part[0].parquet")
+    meta = Pipeline.raw_activity_metadata(pipeline.materialize(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS))
+    assert meta["events_read"] == 3
+
+
+def test_an_export_folder_that_cannot_be_written_leaves_the_sync_table_unchanged(tmp_path):
+    """Before, export.account_health was committed and then no file could be written."""
+    pipeline = Pipeline(tmp_path)
+    valid().write(pipeline.raw_dir)
+    pipeline.export_dir.parent.mkdir(parents=True, exist_ok=True)
+    pipeline.export_dir.write_text("a file where the export folder should be")
+    result = pipeline.run(DAY, NEXT)
+    assert not result.success
+    assert "sync_export" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    tables = pipeline.query("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'export'")["table_name"]
+    for table in tables:
+        assert pipeline.query(f"SELECT count(*) AS n FROM export.{table}")["n"][0] == 0, table
