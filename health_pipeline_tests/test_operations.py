@@ -153,10 +153,15 @@ def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
-    [event] = result.get_asset_materialization_events()
-    assert (event.asset_key, event.partition) == (dg.AssetKey("account_health"), "2026-06-03")
+    # The run's own day, and the later days whose trend reads it, refreshed in the same run.
+    events = {e.partition: e for e in result.get_asset_materialization_events()}
+    assert sorted(events) == ["2026-06-03", "2026-06-04", "2026-06-05"]
+    assert {e.asset_key for e in events.values()} == {dg.AssetKey("account_health")}
+    assert events["2026-06-04"].materialization.metadata["refreshed_by_the_run_of"].value == "2026-06-03"
     accounts = pd.read_parquet(pipeline.raw_dir / "accounts.parquet")
-    assert event.materialization.metadata["dagster/row_count"].value == (accounts["status"] != "churned").sum()
+    written = events["2026-06-03"].materialization.metadata
+    assert written["dagster/row_count"].value == 3 * (accounts["status"] != "churned").sum()  # three days
+    assert written["refreshed_through"].value == "2026-06-05"
     assert {e.check_name for e in result.get_asset_check_evaluations() if e.passed} == {
         "live_accounts_scored_once", "scores_within_0_and_100"}
     pd.testing.assert_frame_equal(pipeline.query("SELECT * FROM core.account_health ORDER BY ALL"), before)

@@ -21,7 +21,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from health_pipeline.definitions import defs
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline_tests.conftest import Pipeline, RawData
 from health_pipeline_tests.test_bad_input import DAY, NEXT, valid
@@ -109,14 +108,6 @@ def test_any_split_of_the_range_in_any_order_gives_the_same_exports(raw_dir, one
         assert_same(exports(pipeline.root), one_backfill)
     finally:
         shutil.rmtree(pipeline.root)
-
-
-def test_the_windows_dependency_on_earlier_days_is_declared():
-    """Dagster knows a day's windows read the 89 days of the fact before it, so a change to an
-    earlier day marks the later days stale."""
-    graph = defs.resolve_asset_graph()
-    mapping = graph.get(dg.AssetKey("contact_metrics")).partition_mappings[dg.AssetKey("daily_contact_activity")]
-    assert mapping == dg.TimeWindowPartitionMapping(start_offset=-89)
 
 
 def re_synced_copy() -> RawData:

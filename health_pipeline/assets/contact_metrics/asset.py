@@ -21,10 +21,11 @@ BATCH_DAYS = 10
 def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:
     @daily_asset(
         name="contact_metrics",
-        # Day D's windows read the fact's days D-89 … D.
-        deps=[dg.AssetDep("daily_contact_activity",
-                          partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-LOOKBACK_DAYS)),
-              "contacts"],
+        # Day D's windows read the fact's days D-89 … D. That is not declared as a time-window
+        # partition mapping: Dagster would then extend a UI backfill of days 1-11 to days 1-100
+        # downstream, scoring days that have no raw data. The asset refreshes the later days it
+        # holds itself, and records them as materializations (assets.publish_range).
+        deps=["daily_contact_activity", "contacts"],
         kinds={"duckdb"},
         code_version=config.metrics_version,
         check_specs=check_specs(config, "contact_metrics"),
