@@ -174,6 +174,16 @@ def sync_table(database: Path) -> pd.DataFrame:
         ).df()
 
 
+def export_files(root: Path) -> dict[str, pd.DataFrame]:
+    """Every file under <root>/exports (hidden ones too), by its path, without computed_at."""
+    out = {}
+    for path in sorted((root / "exports").rglob("*")):
+        if path.is_file():
+            frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+            out[str(path.relative_to(root))] = frame.drop(columns="computed_at")
+    return out
+
+
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Pipeline:
     return Pipeline(tmp_path)

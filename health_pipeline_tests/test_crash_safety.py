@@ -24,6 +24,7 @@ import pytest
 from health_pipeline import DATA_DIR
 from health_pipeline.publish import replace_date_range, stage
 from health_pipeline.sample import SampleSpec, generate_sample
+from health_pipeline_tests.conftest import export_files
 
 SPEC = SampleSpec(accounts=6, days=20, seed=5)
 START, END = "2026-06-01", "2026-06-20"
@@ -71,11 +72,7 @@ def state(root: Path) -> dict:
                 continue  # a log of the runs that accepted a snapshot: a killed run may have added one
             frame = conn.execute(f"SELECT * FROM {table}").df().drop(columns="computed_at", errors="ignore")
             out[table] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
-    for path in sorted((root / "exports").rglob("*")):
-        if path.is_file():
-            frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-            out[str(path.relative_to(root))] = frame.drop(columns="computed_at")
-    return out
+    return {**out, **export_files(root)}
 
 
 def assert_same(actual: dict, expected: dict) -> None:

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from health_pipeline.sample import SampleSpec, generate_sample
-from health_pipeline_tests.conftest import Pipeline, RawData
+from health_pipeline_tests.conftest import Pipeline, RawData, export_files
 from health_pipeline_tests.test_bad_input import DAY, NEXT, valid
 
 SPEC = SampleSpec(accounts=5, days=12, seed=8)
@@ -38,11 +38,7 @@ def exports(root: Path) -> dict[str, pd.DataFrame]:
         for table in EXPORTS:
             frame = conn.execute(f"SELECT * EXCLUDE (computed_at) FROM {table}").df()
             out[table] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
-    for path in sorted((root / "exports").rglob("*")):
-        if path.is_file():
-            frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-            out[str(path.relative_to(root))] = frame.drop(columns="computed_at")
-    return out
+    return {**out, **export_files(root)}
 
 
 def assert_same(actual: dict, expected: dict) -> None:
