@@ -18,7 +18,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from health_pipeline.sample import SampleSpec, generate_sample
@@ -93,8 +93,11 @@ def test_a_rerun_of_an_earlier_day_records_the_later_days_it_refreshed(raw_dir):
         shutil.rmtree(pipeline.root)
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(cuts=st.sets(st.integers(1, len(DAYS) - 1), max_size=3), seed=st.integers(0, 2**16))
+# Found by this test: a band change on a later day that had none before was missed, because
+# band_changes holds rows only for days with a move.
+@example(cuts={1, 2, 3}, seed=0)
 def test_any_split_of_the_range_in_any_order_gives_the_same_exports(raw_dir, one_backfill, cuts, seed):
     edges = [0, *sorted(cuts), len(DAYS)]
     spans = [(DAYS[a], DAYS[b - 1]) for a, b in zip(edges, edges[1:])]

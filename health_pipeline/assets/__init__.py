@@ -87,14 +87,15 @@ def publish_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset: 
 
 def publish_export(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset: str, name: str, key: str,
                    select_sql: str, export_dir: Path, first_day: dt.date, last_day: dt.date,
-                   params: dict | None = None):
+                   params: dict | None = None, days_of: str | None = None):
     """Write, audit, publish export.<name> and its files together: the range's rows are swapped in
     and its files written to a staging folder, both are audited, and only after the commit do the
     files move into place. A failure anywhere leaves the table and the files as they were.
-    Like every windowed asset, it also rewrites the later days its windows tie to the range.
+    Like every windowed asset, it also rewrites the later days its windows tie to the range: the
+    days that `days_of` holds (a table with a row every day; the export itself unless given).
     Yields the check results and the later days' materializations; returns the metadata."""
     table = f"export.{name}"
-    last_day, run_last_day = refreshed_through(conn, table, last_day), last_day
+    last_day, run_last_day = refreshed_through(conn, days_of or table, last_day), last_day
     staging = stage_range(conn, table, first_day, last_day, select_sql,
                           {**export_params(first_day, last_day), **(params or {})})
     remove_orphaned_staging(export_dir)

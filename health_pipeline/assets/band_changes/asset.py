@@ -40,6 +40,8 @@ def build_band_changes(config: HealthConfig) -> dg.AssetsDefinition:
             meta = yield from publish_export(
                 conn, config, "band_changes", "band_changes", "account_id", band_changes_sql(),
                 Path(export_target.export_dir), first_day, last_day, {"bands": list(BANDS)},
+                # Only days with a move have rows: the scores say which later days exist.
+                days_of="core.account_health",
             )
             moves = counts_by(conn, "export.band_changes", "direction", first_day, last_day)
             meta.update({f"moved_{direction}": n for direction, n in moves.items()})
