@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in recover(instance):
             print(line)
         print(f"materializing every asset for {first_day} .. {last_day} in one run")
-        return _execute(instance, tags, last_day)
+        return _execute(instance, tags, last_day, args.debug)
 
 
 @contextmanager
@@ -79,7 +79,7 @@ def _instance():
             yield instance
 
 
-def _execute(instance, tags: dict, last_day: dt.date) -> int:
+def _execute(instance, tags: dict, last_day: dt.date, debug: bool = False) -> int:
 
     from health_pipeline.definitions import HEALTH_JOB, defs
 
@@ -91,8 +91,9 @@ def _execute(instance, tags: dict, last_day: dt.date) -> int:
                 instance=instance,
                 run_id=run_id,
                 tags=tags,
-                # Step-level events only; Dagster's DEBUG stream would bury the summary below.
-                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                # Dagster's own log (and its stack traces) only with --debug: a failure is
+                # printed below as one line.
+                run_config={"loggers": {"console": {"config": {"log_level": "DEBUG" if debug else "CRITICAL"}}}},
                 raise_on_error=False,
             )
         except KeyboardInterrupt:
@@ -109,10 +110,20 @@ def _execute(instance, tags: dict, last_day: dt.date) -> int:
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
-                print(event.step_failure_data.error.to_string(), file=sys.stderr)
+                error = event.step_failure_data.error
+                print(error.to_string() if debug else f"{event.step_key} failed: {_cause(error)}", file=sys.stderr)
+        if not debug:
+            print("(run again with --debug for Dagster's log and the traceback)", file=sys.stderr)
         return 1
     print_summary(last_day)
     return 0
+
+
+def _cause(error) -> str:
+    """The asset's own error under Dagster's wrappers, as 'Class: message' without the module."""
+    while error.cls_name.startswith("Dagster") and error.cause is not None:
+        error = error.cause
+    return f"{error.cls_name}: {error.message.strip().split(': ', 1)[-1]}"
 
 
 def _interrupted(result) -> bool:
@@ -187,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "--end", type=_date, default=SAMPLE_START + dt.timedelta(days=SAMPLE_DAYS - 1),
         help="last day, inclusive (default %(default)s)",
     )
+    run.add_argument("--debug", action="store_true", help="show Dagster's log and full tracebacks")
     run.add_argument(
         "--accept-snapshot", action="store_true",
         help="accept accounts or users exports that lost accounts, users or attributes since the last run",

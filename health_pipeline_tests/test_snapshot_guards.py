@@ -121,3 +121,26 @@ def test_the_allowed_share_is_configurable(tmp_path):
     check = {e.check_name: e for e in result.get_asset_check_evaluations()}["snapshot_complete"]
     assert not result.success and check.metadata["changes"].value == "A2: 5 → 4 users"
     assert check.metadata["max_user_drop"].value == "10%"
+
+
+def test_the_cli_prints_a_failed_audit_as_one_line_without_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    portfolio().write(tmp_path / "raw")
+    env = {**{k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"},
+           "HEALTH_RAW_DIR": str(tmp_path / "raw"), "HEALTH_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+           "HEALTH_EXPORT_DIR": str(tmp_path / "exports")}
+    cli = [str(Path(sys.executable).parent / "health-pipeline"), "run", "--start", str(FIRST), "--end", str(LAST)]
+    assert subprocess.run(cli, env=env, capture_output=True, timeout=300).returncode == 0
+    portfolio(users_of_a2=0).write(tmp_path / "raw")
+    failed = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1
+    lines = failed.stderr.splitlines()
+    assert lines[0].startswith("raw_activity failed: AuditFailed: audit failed, nothing published: "
+                               "raw_events and accounts for 2026-06-01 .. 2026-06-03: snapshot_complete (")
+    assert "changes=A2: 5 → 0 users" in lines[0]
+    assert lines[1:] == ["(run again with --debug for Dagster's log and the traceback)"]
+    assert "Traceback" not in failed.stdout + failed.stderr
