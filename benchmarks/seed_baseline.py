@@ -185,11 +185,11 @@ def define_seed_views(conn: duckdb.DuckDBPyConnection, raw_dir: str, settings: H
     raw = RawSource(raw_dir=raw_dir)
     variables = {
         "snapshot_date": snapshot_date,
-        "users_location": raw.table(conn, "users").location,
-        "accounts_location": raw.table(conn, "accounts").location,
-        "migrations_location": raw.table(conn, "user_migrations").location,
-        "events_location": raw.table(conn, "all_events").location,
-        "sessions_location": raw.table(conn, "sessions").location,
+        "users_location": list(raw.table(conn, "users").files),
+        "accounts_location": list(raw.table(conn, "accounts").files),
+        "migrations_location": list(raw.table(conn, "user_migrations").files),
+        "events_location": list(raw.table(conn, "all_events").files),
+        "sessions_location": list(raw.table(conn, "sessions").files),
         "usage_events": list(settings.usage_events),
         "kpi_event": settings.kpi_event,
         "feature_events": list(settings.feature_events),

@@ -1,10 +1,11 @@
 """The write protocol: how every asset publishes the days it computed.
 
-An asset computes its rows for a date range into a staging table, then `replace_date_range`
-swaps them in: create-if-missing, conform the columns, delete the range, insert, all in one
-transaction. A rerun therefore replaces exactly its own days, a reader never sees the range
-half-written, and a warehouse built by an older version of an asset takes that asset's
-current columns instead of failing the insert.
+An asset computes its rows for a date range into a staging table (`stage_range`), then swaps
+them in (`swap_range`: conform the columns, delete the range, insert) inside a `transaction`,
+in which it can audit them before the commit (assets.publish_range). A rerun therefore
+replaces exactly its own days, a reader never sees the range half-written, and a warehouse
+built by an older version of an asset takes that asset's current columns instead of failing
+the insert. `replace_date_range` and `write_range` are the same steps without an audit.
 """
 
 from __future__ import annotations

@@ -73,10 +73,6 @@ class RawTable:
         return self.format == "csv"
 
     @property
-    def location(self) -> str:
-        return self.path
-
-    @property
     def reader(self) -> str:
         """A DuckDB table function over the table's files, bound by `params`."""
         if self.is_csv:

@@ -69,17 +69,14 @@ def publish_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset: 
                   windowed: bool = False, extra_days: tuple[dt.date, ...] = ()):
     """Write, audit, publish one table's range: compute it into a staging table, swap it in, run
     the asset's checks on it, and commit only if they pass. A `windowed` asset also recomputes the
-    later days its windows tie to the range (`refreshed_through`); `extra_days` are recomputed
-    too and taken off raw.days_to_refresh. Yields the check results and
+    later days its windows tie to the range (`refreshed_through`); `extra_days` are replaced
+    too. Yields the check results and
     the later days' materializations; returns the table's metadata (`meta = yield from ...`)."""
     through = refreshed_through(conn, table, last_day) if windowed else last_day
     staging = stage_range(conn, table, first_day, through, select_sql,
                           {**params, "first_day": first_day, "last_day": through}, batch_days)
     with transaction(conn, {table: staging}):
         rows = swap_range(conn, table, date_column, first_day, through, staging, extra_days)
-        if extra_days:
-            conn.execute("DELETE FROM raw.days_to_refresh WHERE list_contains($days, activity_date)",
-                         {"days": list(extra_days)})
         yield from audit(config, asset, conn, first_day, through)
     yield from refreshed_partitions(asset, last_day, through)
     return table_metadata(conn, table, rows, refreshed_through=str(through))

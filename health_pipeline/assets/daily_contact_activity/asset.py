@@ -30,9 +30,7 @@ def days_to_refresh(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> tup
     """Days outside the run whose raw activity another run changed (a copy it superseded)."""
     if not table_exists(conn, "raw.days_to_refresh"):
         return ()
-    rows = conn.execute("SELECT DISTINCT activity_date FROM raw.days_to_refresh "
-                        "WHERE activity_date NOT BETWEEN $first_day AND $last_day ORDER BY 1",
-                        {"first_day": first_day, "last_day": last_day}).fetchall()
+    rows = SQL.run(conn, "queued_days", {"first_day": first_day, "last_day": last_day}).fetchall()
     return tuple(day for (day,) in rows)
 
 
@@ -61,6 +59,8 @@ def build_daily_contact_activity(config: HealthConfig) -> dg.AssetsDefinition:
                 first_day, last_day, daily_contact_activity_sql(config, extra),
                 daily_contact_activity_params(config, first_day, last_day, extra), extra_days=extra,
             )
+            if table_exists(conn, "raw.days_to_refresh"):
+                SQL.run(conn, "unqueue_days", {"first_day": first_day, "last_day": last_day, "extra_days": list(extra)})
         for day in extra:
             yield dg.AssetMaterialization(asset_key="daily_contact_activity", partition=day.isoformat(),
                                           metadata={"refreshed_by_the_run_of": last_day.isoformat()})

@@ -195,7 +195,7 @@ def swap_staged(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: d
         superseded = SQL.run(conn, "superseded_copies", bounds,
                              activity=ActivityTable(name, None, ID_COLUMN[name], ())).fetchall()
         days = sorted({day for (day,) in superseded})
-        conn.execute("INSERT INTO raw.days_to_refresh SELECT unnest($days::DATE[])", {"days": days})
+        SQL.run(conn, "queue_days", {"days": days})
         written[f"{name}_superseded_on_later_days"] = len(superseded)
     return written
 
