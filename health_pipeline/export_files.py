@@ -45,22 +45,10 @@ def write_atomically(table: pa.Table, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def remove_orphaned_temp_files(out_dir: Path) -> None:
-    """Delete the temp files of writers killed mid-write (a SIGKILL skips write_atomically's cleanup)."""
-    for tmp in out_dir.glob(".snapshot_date=*.tmp"):
-        try:
-            os.kill(int(tmp.suffixes[-2][1:]), 0)  # the writer's pid, from write_atomically's name
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except PermissionError:
-            pass  # alive, and another user's
-
-
 def write_snapshot_files(
     conn: duckdb.DuckDBPyConnection, table: str, key: str, out_dir: Path, first_day: dt.date, last_day: dt.date
 ) -> int:
     """One parquet and one CSV file per snapshot date: <out_dir>/snapshot_date=YYYY-MM-DD.*"""
-    remove_orphaned_temp_files(out_dir)
     day, files = first_day, 0
     while day <= last_day:
         rows = conn.sql(

@@ -1,4 +1,5 @@
-"""One folder per asset, named after it, holding its module (asset.py) and the .sql files it runs."""
+"""One folder per asset, named after it, holding its module (asset.py) and the .sql files it runs;
+here, what every daily asset shares and the write-audit-publish helpers they all write through."""
 
 import datetime as dt
 from pathlib import Path
