@@ -26,6 +26,7 @@ from health_pipeline.recovery import (
 from health_pipeline.resources import Warehouse
 from health_pipeline.sample import SAMPLE_DAYS, SAMPLE_START, SampleSpec, generate_sample
 from health_pipeline.scorecard.model import BANDS
+from health_pipeline.sql import table_exists
 
 
 def _date(value: str) -> dt.date:
@@ -161,6 +162,7 @@ def print_summary(snapshot_date: dt.date) -> None:
             """,
             {"snapshot_date": snapshot_date, "bands": list(BANDS)},
         ).df()
+        backtest = backtest_summary(conn)
         moves = conn.execute(
             """
             SELECT account_id, owner, from_band, to_band, health_score, top_drag
@@ -178,6 +180,75 @@ def print_summary(snapshot_date: dt.date) -> None:
         print(f"\n{len(moves)} accounts changed band on {snapshot_date}:")
         if len(moves):
             print(moves.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-"))
+        print_backtest_headline(backtest)
+
+
+def backtest_summary(conn) -> pd.DataFrame | None:
+    """The backtest's headline figures per scorecard version and lead; None before its first run."""
+    if not table_exists(conn, "export.backtest_summary"):
+        return None
+    return conn.execute("SELECT scorecard_version, lead_days, n_outcomes, n_churned, auc, auc_ci_low, auc_ci_high, "
+                        "at_risk_precision, at_risk_recall FROM export.backtest_summary ORDER BY ALL").df()
+
+
+def print_backtest_headline(summary: pd.DataFrame | None) -> None:
+    export_dir = settings.path("HEALTH_EXPORT_DIR").resolve()
+    if summary is None:
+        return
+    if summary.empty:
+        print("\nbacktest: no outcomes yet (add an outcomes export to the raw directory; see the README)")
+        return
+    print(f"\nbacktest (export.backtest_*, plot: {export_dir / 'backtest' / 'churn_rate_by_band.png'}):")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Backtest a candidate scorecard beside the production one, on the same outcomes."""
+    from health_pipeline.candidate import TrialError, try_scorecard
+    from health_pipeline.scorecard.parser import ConfigError, load_config
+
+    try:
+        production, candidate = load_config(settings.config_path()), load_config(args.config)
+        trial = try_scorecard(settings.path("HEALTH_WAREHOUSE"), _scratch_path(), production, candidate,
+                              settings.backtest_lead_days(), args.start, args.end)
+    except (ConfigError, TrialError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"re-scored {trial.first_day} .. {trial.last_day} with {args.config} into {trial.scratch} "
+          f"(schema candidate); the warehouse and exports are unchanged\n")
+    if trial.comparison.empty:
+        print("no outcome was scored by both scorecards in that range: nothing to compare")
+        return 0
+    with pd.option_context("display.width", 250):
+        print(trial.comparison.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
+    return 0
+
+
+def cmd_suggest_scorecard(args: argparse.Namespace) -> int:
+    """Fit a scorecard from history with a time split, and write it for review."""
+    from health_pipeline.candidate import TrialError, suggest
+
+    try:
+        fitted = suggest(settings.path("HEALTH_WAREHOUSE"), _production(), settings.config_path(),
+                         settings.backtest_lead_days(), Path(args.out))
+    except (TrialError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: fitted on outcomes before {fitted.split_date}, checked on the ones after:")
+    print(fitted.evidence.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
+    print(f"review it, then try it: health-pipeline backtest --config {args.out}")
+    return 0
+
+
+def _production():
+    from health_pipeline.scorecard.parser import load_config
+
+    return load_config(settings.config_path())
+
+
+def _scratch_path() -> Path:
+    """The scratch database of candidate trials, beside the warehouse."""
+    return settings.path("HEALTH_WAREHOUSE").with_name("scratch.duckdb")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,6 +280,17 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--run-id", action="append", default=[],
                      help="also end this unfinished run, whatever its process (repeatable)")
     rec.set_defaults(func=cmd_recover)
+
+    trial = sub.add_parser("backtest", help="backtest a candidate scorecard beside the production one")
+    trial.add_argument("--config", required=True, type=Path, help="the candidate scorecard YAML file")
+    trial.add_argument("--start", type=_date, help="first day to re-score (default: the first scored day)")
+    trial.add_argument("--end", type=_date, help="last day to re-score (default: the last scored day)")
+    trial.set_defaults(func=cmd_backtest)
+
+    fit = sub.add_parser("suggest-scorecard", help="fit a scorecard from history and write it for review")
+    fit.add_argument("--out", default=str(DATA_DIR / "suggested_scorecard.yaml"),
+                     help="where to write it (default data/suggested_scorecard.yaml)")
+    fit.set_defaults(func=cmd_suggest_scorecard)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -16,6 +16,7 @@ from health_pipeline.assets.contact_metrics.asset import build_contact_metrics
 from health_pipeline.assets.contact_usage.asset import build_contact_usage
 from health_pipeline.assets.daily_contact_activity.asset import build_daily_contact_activity
 from health_pipeline.assets.raw_activity.asset import build_raw_activity
+from health_pipeline.assets.score_backtest.asset import build_score_backtest
 from health_pipeline.assets.sync_export.asset import build_sync_export
 from health_pipeline.resources import default_resources
 from health_pipeline.schedules import EXPORT_FRESHNESS, build_daily_schedule
@@ -39,6 +40,7 @@ def build_assets(config: HealthConfig) -> list[dg.AssetsDefinition]:
         build_sync_export(config),
         build_contact_usage(config),
         build_band_changes(config),
+        build_score_backtest(config),
     ]
 
 
@@ -47,7 +49,8 @@ def build_defs(config: HealthConfig | None = None) -> dg.Definitions:
     health_job = dg.define_asset_job(
         HEALTH_JOB,
         selection=dg.AssetSelection.groups(GROUP),
-        description="Every stage, from raw extraction to the sync table, for the selected days.",
+        description="Every stage, from raw extraction to the sync table, for the selected days, then the "
+                    "backtest over all of history.",
     )
     return dg.Definitions(
         assets=[_with_policies(asset) for asset in build_assets(config)],

@@ -26,20 +26,25 @@ RAW_TABLES: dict[str, tuple[str, ...]] = {
     "sessions": ("session_id", "user_id", "time"),
     "all_events": ("event_id", "user_id", "session_id", "time", "event_table_name"),
     "user_migrations": ("from_user_id", "to_user_id", "time"),
+    # Renewals, churns, downgrades and expansions from the CRM: what the backtest checks the score against.
+    "outcomes": ("account_id", "outcome_date", "outcome"),
 }
-OPTIONAL_TABLES = {"user_migrations"}
+OPTIONAL_TABLES = {"user_migrations", "outcomes"}
 # Optional columns a table is read with when present.
-OPTIONAL_COLUMNS = {"users": ("role",)}
+OPTIONAL_COLUMNS = {"users": ("role",), "accounts": ("churned_at",), "outcomes": ("arr_before", "arr_after", "reason")}
 
 # Columns read as ids: trimmed, and empty means missing.
 ID_COLUMNS = {"account_id", "user_id", "session_id", "event_id", "from_user_id", "to_user_id"}
 # Columns with a small set of values, matched case-insensitively: read trimmed and lower-cased.
-ENUM_COLUMNS = {"status", "plan", "role"}
+ENUM_COLUMNS = {"status", "plan", "role", "outcome"}
 # The loader's own column for the file a row came from; a source column cannot take this name.
 SOURCE_FILE_COLUMN = "__health_pipeline_source_file"
 
 # column -> what its values are read as; every other column is read as text.
-VALUE_TYPES = {"time": "TIMESTAMPTZ", "joindate": "DATE", "customer_since": "DATE", "arr": "DOUBLE"}
+VALUE_TYPES = {
+    "time": "TIMESTAMPTZ", "joindate": "DATE", "customer_since": "DATE", "churned_at": "DATE", "outcome_date": "DATE",
+    "arr": "DOUBLE", "arr_before": "DOUBLE", "arr_after": "DOUBLE",
+}
 # The source types a column can be read from. A file whose column has another type (a BOOLEAN
 # time, an epoch BIGINT time, a LIST arr) is structurally wrong: no row of it can be read.
 _INTEGER = r"(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|U?HUGEINT|UBIGINT)"

@@ -4,17 +4,34 @@ Accounts follow archetypes (growing, steady, declining, churning, onboarding) th
 often their users show up. Internal and test users with junk identities, anonymous users later
 merged into identified ones, and Heap-style duplicate rows are mixed in, as in real exports.
 Days are generated and written one at a time, so memory stays flat at any volume.
+
+`outcomes.parquet` is a CRM export of contract outcomes (renewed, churned, downgraded,
+expanded), for backtesting the score. Contracts renew every three months from
+`customer_since`, whatever the plan. At each contract date the account's
+fate is drawn, with noise, from its engagement trajectory: churn grows sharply with a fall in
+usage and breadth over the previous four weeks and with a low current level; growth favours
+expansion. "churning" accounts, whose usage stops, churn at their next contract date or cancel a
+few weeks later. A churned account's users stop showing up from its churn date, and the account
+gets status 'churned' and `churned_at`; trial accounts have no contract and no outcomes.
+
+The planted signal is a decline in usage and breadth. The planted non-signal is seats (the
+pipeline's contacts_total): neither the fate draw nor the contract cadence reads the plan or
+the users, so seats say nothing about an outcome.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from health_pipeline.settings import DEFAULT_FIRST_DAY
 
@@ -41,6 +58,30 @@ EVENT_RATES = {
     "create_alert": 0.1,
 }
 DUPLICATE_RATE = 0.01
+CHURNING_STOPS_AT = 0.45  # progress at which a "churning" account's usage stops
+
+# Outcomes
+OUTCOME_STREAM = 1  # outcomes draw from their own stream, so the activity stream is unchanged
+# plan -> contract length in months: the same for every plan, so how many outcomes an account
+# has does not depend on its size (seats stay a metric with no signal).
+CONTRACT_MONTHS = {"starter": 3, "growth": 3, "enterprise": 3}
+# No outcome before this sample day: until then the pipeline has not seen 28 days of usage.
+OUTCOME_WARMUP_DAYS = 35
+LOOKBACK_DAYS = 28  # the fate compares engagement now with this many days earlier
+ENGAGED_LEVEL = 0.7  # intensity at or above which the current level adds no churn risk
+CANCEL_AFTER_DAYS = (14, 36)  # a churning account without a contract date left cancels this long after stopping
+CHURN_REASONS = ("low usage", "moved to a competitor", "budget cuts", "champion left", "no longer needed")
+DOWNGRADE_REASONS = ("budget cuts", "reduced usage", "fewer teams using it", "consolidating tools")
+OUTCOMES_SCHEMA = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("outcome_date", pa.date32()),
+        ("outcome", pa.string()),  # renewed, churned, downgraded or expanded
+        ("arr_before", pa.float64()),
+        ("arr_after", pa.float64()),  # 0 for churned
+        ("reason", pa.string()),  # free text for churns and downgrades
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +100,7 @@ def intensity(archetype: np.ndarray, progress: float, onboard_at: np.ndarray) ->
         "growing": 0.45 + 0.75 * progress,
         "steady": np.full_like(onboard_at, 0.9),
         "declining": np.clip(1.05 - 1.15 * progress, 0.04, None),
-        "churning": np.where(progress < 0.45, 0.85 - 1.2 * progress, 0.0),
+        "churning": np.where(progress < CHURNING_STOPS_AT, 0.85 - 1.2 * progress, 0.0),
         "onboarding": np.where(
             progress >= onboard_at, np.clip(0.25 + 2.5 * (progress - onboard_at), 0, 0.95), 0.0
         ),
@@ -71,7 +112,7 @@ def intensity(archetype: np.ndarray, progress: float, onboard_at: np.ndarray) ->
 
 
 def generate_sample(out: Path, spec: SampleSpec = SampleSpec()) -> dict[str, int]:
-    """Write users, accounts, user_migrations, sessions/ and all_events/ under `out`."""
+    """Write users, accounts, user_migrations, outcomes, sessions/ and all_events/ under `out`."""
     rng = np.random.default_rng(spec.seed)
     out = Path(out)
     for stale in ("sessions", "all_events"):
@@ -81,6 +122,14 @@ def generate_sample(out: Path, spec: SampleSpec = SampleSpec()) -> dict[str, int
 
     accounts = _accounts(rng, spec)
     users, migrations = _users(rng, spec, accounts)
+    outcomes = _outcomes(spec, accounts)
+    churned = outcomes.loc[outcomes["outcome"] == "churned"]
+    churn_date = dict(zip(churned["account_id"], churned["outcome_date"]))
+    # Typed as a date even when no account churned in the window.
+    accounts["churned_at"] = pd.array(
+        [churn_date.get(a) for a in accounts["account_id"]], dtype=pd.ArrowDtype(pa.date32())
+    )
+    accounts["status"] = np.where(accounts["churned_at"].notna(), "churned", accounts["status"])
     accounts.drop(columns=["archetype", "onboard_at", "feature_affinity"]).to_parquet(
         out / "accounts.parquet", index=False
     )
@@ -88,10 +137,20 @@ def generate_sample(out: Path, spec: SampleSpec = SampleSpec()) -> dict[str, int
         out / "users.parquet", index=False
     )
     migrations.to_parquet(out / "user_migrations.parquet", index=False)
+    # An explicit schema types the columns even when the window is too short for any outcome.
+    pq.write_table(
+        pa.Table.from_pandas(outcomes, schema=OUTCOMES_SCHEMA, preserve_index=False), out / "outcomes.parquet"
+    )
 
     account_index = {a: i for i, a in enumerate(accounts["account_id"])}
     user_account = users["account_id"].map(account_index).fillna(-1).astype(int).to_numpy()
-    counts = {"accounts": len(accounts), "users": len(users), "sessions": 0, "events": 0}
+    # The sample day from which each user's account has churned (past the end if it has not).
+    churn_day = np.array([spec.days if pd.isna(d) else (d - spec.start).days for d in accounts["churned_at"]])
+    user_churn_day = churn_day[users["account_of"].to_numpy()]
+    user_ids = users["user_id"].to_numpy()
+    counts = {
+        "accounts": len(accounts), "users": len(users), "outcomes": len(outcomes), "sessions": 0, "events": 0,
+    }
     next_session, next_event = 1, 1
     for day in range(spec.days):
         date = spec.start + dt.timedelta(days=day)
@@ -103,10 +162,18 @@ def generate_sample(out: Path, spec: SampleSpec = SampleSpec()) -> dict[str, int
         next_event += len(events)
         sessions = sessions.drop(columns="session_no")
         events = events[["event_id", "user_id", "session_id", "time", "event_table_name"]]
-        counts["sessions"] += len(sessions)
-        counts["events"] += len(events)
-        _with_duplicates(rng, sessions).to_parquet(out / "sessions" / f"{date}.parquet", index=False)
-        _with_duplicates(rng, events).sort_values("time").to_parquet(
+        # Churned accounts' users stop from the churn date. Their rows are dropped after every draw,
+        # not gated before, so the other accounts' activity stays draw for draw the same.
+        gone = user_ids[user_churn_day <= day]
+        counts["sessions"] += len(sessions) - int(sessions["user_id"].isin(gone).sum())
+        counts["events"] += len(events) - int(events["user_id"].isin(gone).sum())
+        sessions = _with_duplicates(rng, sessions)
+        events = _with_duplicates(rng, events)
+        if len(gone):
+            sessions = sessions[~sessions["user_id"].isin(gone)]
+            events = events[~events["user_id"].isin(gone)]
+        sessions.to_parquet(out / "sessions" / f"{date}.parquet", index=False)
+        events.sort_values("time").to_parquet(
             out / "all_events" / f"{date}.parquet", index=False, row_group_size=256_000
         )
     return counts
@@ -126,10 +193,9 @@ def _accounts(rng: np.random.Generator, spec: SampleSpec) -> pd.DataFrame:
         -rng.integers(120, 1500, n),
     ).astype(int)
     arr = np.array([rng.integers(*PLANS[p][2]) for p in plans])
-    status = np.where(archetypes == "churning", "churned", "paying")
-    status = np.where((archetypes == "onboarding") & (rng.random(n) < 0.3), "trial", status)
-    # Some churning accounts are still contracted at the end of the range: the ones to catch.
-    status = np.where((archetypes == "churning") & (rng.random(n) < 0.5), "paying", status)
+    # Churned status comes from the outcomes (generate_sample).
+    status = np.where((archetypes == "onboarding") & (rng.random(n) < 0.3), "trial", "paying")
+    rng.random(n)  # a retired draw, kept so that the rest of the stream stays the same
     return pd.DataFrame(
         {
             "account_id": [f"A{i:05d}" for i in range(1, n + 1)],
@@ -145,6 +211,108 @@ def _accounts(rng: np.random.Generator, spec: SampleSpec) -> pd.DataFrame:
             "feature_affinity": rng.uniform(0.1, 1.0, n),
         }
     )
+
+
+def _outcomes(spec: SampleSpec, accounts: pd.DataFrame) -> pd.DataFrame:
+    """Contract outcomes in the sample window, from each account's engagement trajectory.
+
+    The plan sets only the contract cadence; no draw reads the plan or the users, so that seats
+    carry no signal. ARR carries over: each outcome's arr_before is the previous one's arr_after."""
+    rng = np.random.default_rng([spec.seed, OUTCOME_STREAM])
+    last = spec.days - 1
+    stop_day = math.ceil(CHURNING_STOPS_AT * max(1, last))
+    # An account's lasting disposition, so that fates are noisy but consistent per account.
+    loyalty = rng.normal(0.0, 0.5, len(accounts))
+    rows = []
+    for i, account in enumerate(accounts.itertuples(index=False)):
+        if account.status == "trial":  # no contract yet
+            continue
+        arr = float(account.arr)
+        churned = False
+        for day in _contract_days(account.customer_since, CONTRACT_MONTHS[account.plan], spec):
+            if account.archetype == "churning" and day >= stop_day:
+                outcome = "churned"
+            else:
+                # A churning account churns only once its usage has stopped, so the score sees it coming.
+                can_churn = account.archetype != "churning"
+                outcome = _fate(rng, account.archetype, account.onboard_at, day, spec, loyalty[i], can_churn)
+            arr_after = _arr_after(rng, outcome, arr)
+            rows.append((account.account_id, day, outcome, arr, arr_after, _reason(rng, outcome)))
+            arr, churned = arr_after, outcome == "churned"
+            if churned:
+                break
+        if account.archetype == "churning" and not churned and max(stop_day, OUTCOME_WARMUP_DAYS) <= last:
+            # No contract date left after usage stopped: it cancels, still inside the window.
+            day = min(last, max(OUTCOME_WARMUP_DAYS, stop_day + int(rng.integers(*CANCEL_AFTER_DAYS))))
+            rows.append((account.account_id, day, "churned", arr, 0.0, "cancelled"))
+    outcomes = pd.DataFrame(rows, columns=["account_id", "day", "outcome", "arr_before", "arr_after", "reason"])
+    dates = [spec.start + dt.timedelta(days=int(d)) for d in outcomes["day"]]
+    outcomes.insert(1, "outcome_date", np.array(dates, dtype=object))  # object even when empty
+    return outcomes.drop(columns="day").sort_values(["outcome_date", "account_id"], ignore_index=True)
+
+
+def _contract_days(since: dt.date, months: int, spec: SampleSpec) -> list[int]:
+    """Sample days of the contract anniversaries of `since` every `months`, from the warm-up on."""
+    days, k = [], 1
+    while True:
+        total = since.month - 1 + k * months
+        year, month = since.year + total // 12, total % 12 + 1
+        # The 31st renews on the last day of shorter months.
+        date = dt.date(year, month, min(since.day, calendar.monthrange(year, month)[1]))
+        day = (date - spec.start).days
+        if day >= spec.days:
+            return days
+        if day >= OUTCOME_WARMUP_DAYS:
+            days.append(day)
+        k += 1
+
+
+def _fate(
+    rng: np.random.Generator,
+    archetype: str,
+    onboard_at: float,
+    day: int,
+    spec: SampleSpec,
+    loyalty: float,
+    can_churn: bool = True,
+) -> str:
+    """Draw one contract outcome from the account's engagement now and four weeks earlier."""
+    span = max(1, spec.days - 1)
+    now, before = (
+        float(intensity(np.array([archetype]), d / span, np.array([onboard_at]))[0])
+        for d in (day, day - LOOKBACK_DAYS)
+    )
+    scale = max(before, now, 0.05)
+    decline = min(1.0, max(0.0, (before - now) / scale))  # relative fall of usage and breadth
+    growth = min(1.0, max(0.0, (now - before) / scale))
+    low = min(1.0, max(0.0, 1 - now / ENGAGED_LEVEL))
+    p_churn = _sigmoid(-3.6 + 7.0 * decline + 2.5 * low - loyalty)
+    p_downgrade = _sigmoid(-2.0 + 6.0 * decline + 2.0 * low - loyalty)
+    p_expand = _sigmoid(-1.6 + 3.0 * growth - 1.5 * low + loyalty)
+    if can_churn and rng.random() < p_churn:
+        return "churned"
+    if rng.random() < p_downgrade:
+        return "downgraded"
+    return "expanded" if rng.random() < p_expand else "renewed"
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def _arr_after(rng: np.random.Generator, outcome: str, arr: float) -> float:
+    if outcome == "churned":
+        return 0.0
+    if outcome == "expanded":
+        return round(arr * (1 + rng.uniform(0.1, 0.4)), 2)
+    if outcome == "downgraded":
+        return round(arr * (1 - rng.uniform(0.2, 0.5)), 2)
+    return arr
+
+
+def _reason(rng: np.random.Generator, outcome: str) -> str | None:
+    reasons = {"churned": CHURN_REASONS, "downgraded": DOWNGRADE_REASONS}.get(outcome)
+    return None if reasons is None else str(rng.choice(reasons))
 
 
 def _company_name(rng: np.random.Generator) -> str:

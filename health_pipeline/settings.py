@@ -1,8 +1,8 @@
 """Every environment variable the pipeline reads, in one place, with its default and its check.
 
 Paths and DuckDB limits reach the Dagster resources through `dg.EnvVar` when they are set, so
-the UI shows where a value came from. HEALTH_CONFIG, HEALTH_PARTITIONS_START and
-HEALTH_LATE_DAYS are read when the definitions load, because they shape the assets and the
+the UI shows where a value came from. HEALTH_CONFIG, HEALTH_PARTITIONS_START,
+HEALTH_LATE_DAYS and HEALTH_BACKTEST_LEAD_DAYS are read when the definitions load, because they shape the assets and the
 schedule themselves.
 """
 
@@ -20,6 +20,7 @@ from health_pipeline import DATA_DIR
 # The first daily partition when HEALTH_PARTITIONS_START is unset: the sample's first day.
 DEFAULT_FIRST_DAY = dt.date(2026, 6, 1)
 DEFAULT_LATE_DAYS = 2
+DEFAULT_BACKTEST_LEAD_DAYS = (30, 60, 90)
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "scorecard" / "default.yaml"
 
 PATH_DEFAULTS = {
@@ -64,6 +65,17 @@ def late_days() -> int:
     if not value.strip().isdigit():
         raise ValueError(f"HEALTH_LATE_DAYS={value!r} is not a whole number of days (0 or more)")
     return int(value)
+
+
+def backtest_lead_days() -> tuple[int, ...]:
+    """HEALTH_BACKTEST_LEAD_DAYS: comma-separated lead times, in days, at which the backtest reads
+    the score before each outcome (default 30,60,90)."""
+    value = os.environ.get("HEALTH_BACKTEST_LEAD_DAYS") or ",".join(map(str, DEFAULT_BACKTEST_LEAD_DAYS))
+    leads = [lead.strip() for lead in value.split(",") if lead.strip()]
+    if not leads or not all(lead.isdigit() and int(lead) >= 1 for lead in leads):
+        raise ValueError(f"HEALTH_BACKTEST_LEAD_DAYS={value!r} is not a list of whole numbers of days (1 or more), "
+                         "such as 30,60,90")
+    return tuple(sorted({int(lead) for lead in leads}))
 
 
 def duckdb_limits() -> dict:

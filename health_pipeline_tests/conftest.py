@@ -27,17 +27,22 @@ class RawData:
     sessions: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     migrations: list[dict] = field(default_factory=list)
+    outcomes: list[dict] | None = None  # the optional outcomes table, written when given
 
     def write(self, raw_dir: Path, fmt: str = "parquet") -> Path:
         raw_dir.mkdir(parents=True, exist_ok=True)
+        churned_at = ["churned_at"] if any("churned_at" in row for row in self.accounts) else []
         tables = {
             "users": (self.users, ["user_id", "identity", "joindate", "account_id", "role"]),
             "accounts": (self.accounts, ["account_id", "name", "owner", "plan", "arr", "vertical",
-                                         "customer_since", "status"]),
+                                         "customer_since", "status", *churned_at]),
             "sessions": (self.sessions, ["session_id", "user_id", "time"]),
             "all_events": (self.events, ["event_id", "user_id", "session_id", "time", "event_table_name"]),
             "user_migrations": (self.migrations, ["from_user_id", "to_user_id", "time"]),
         }
+        if self.outcomes is not None:
+            tables["outcomes"] = (self.outcomes, ["account_id", "outcome_date", "outcome", "arr_before", "arr_after",
+                                                  "reason"])
         for name, (rows, columns) in tables.items():
             frame = pd.DataFrame(rows, columns=columns)
             if fmt == "csv":
@@ -174,13 +179,18 @@ def sync_table(database: Path) -> pd.DataFrame:
         ).df()
 
 
-def export_files(root: Path) -> dict[str, pd.DataFrame]:
-    """Every file under <root>/exports (hidden ones too), by its path, without computed_at."""
+def export_files(root: Path) -> dict[str, pd.DataFrame | bytes]:
+    """Every file under <root>/exports (hidden ones too), by its path: tables without computed_at,
+    other files (the backtest's plot) as their bytes."""
     out = {}
     for path in sorted((root / "exports").rglob("*")):
-        if path.is_file():
+        if not path.is_file():
+            continue
+        if path.suffix in (".parquet", ".csv"):
             frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-            out[str(path.relative_to(root))] = frame.drop(columns="computed_at")
+            out[str(path.relative_to(root))] = frame.drop(columns="computed_at", errors="ignore")
+        else:
+            out[str(path.relative_to(root))] = path.read_bytes()
     return out
 
 

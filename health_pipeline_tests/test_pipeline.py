@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
+from health_pipeline.assets.score_backtest.asset import BACKTEST_ASSETS
 from health_pipeline.contract import sync_table_columns
 from health_pipeline.definitions import HEALTH_JOB, defs
 from health_pipeline.sample import SampleSpec, _accounts, generate_sample
@@ -26,8 +27,9 @@ from health_pipeline_tests.conftest import Pipeline
 
 SPEC = SampleSpec(accounts=12, days=60, seed=11)
 FIRST, LAST = "2026-06-01", "2026-07-30"
-ASSETS = [*RAW_ACTIVITY_ASSETS, "daily_contact_activity", "contact_metrics", "account_metrics",
-          "account_health", "sync_export", "contact_usage", "band_changes"]
+DAILY_ASSETS = [*RAW_ACTIVITY_ASSETS, "daily_contact_activity", "contact_metrics", "account_metrics",
+                "account_health", "sync_export", "contact_usage", "band_changes"]
+ASSETS = [*DAILY_ASSETS, *BACKTEST_ASSETS]
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +40,36 @@ def sample_run(tmp_path_factory) -> Pipeline:
     return pipeline
 
 
-def test_every_non_churned_account_has_one_row_per_day(sample_run: Pipeline):
-    accounts = pd.read_parquet(sample_run.raw_dir / "accounts.parquet")
-    live = set(accounts.loc[accounts["status"] != "churned", "account_id"])
-    export = sample_run.query("SELECT account_id, snapshot_date FROM export.account_health")
-    assert len(export) == len(live) * 60
+def customer_days(raw_dir: Path, first: str = FIRST, last: str = LAST) -> set[tuple[str, str]]:
+    """(account, day) for every day of the run on which the sample's account was a customer:
+    customer_since on or before it, and its churn date (churned_at or a churned outcome) after it."""
+    accounts = pd.read_parquet(raw_dir / "accounts.parquet")
+    outcomes = pd.read_parquet(raw_dir / "outcomes.parquet")
+    churned = outcomes[outcomes["outcome"] == "churned"].groupby("account_id")["outcome_date"].min()
+    days = pd.date_range(first, last).date
+    expected = set()
+    for row in accounts.itertuples():
+        churn = min(d for d in (row.churned_at, churned.get(row.account_id)) if not pd.isna(d)) \
+            if not (pd.isna(row.churned_at) and row.account_id not in churned) else None
+        if churn is None and row.status == "churned":
+            continue
+        expected |= {(row.account_id, str(day)) for day in days
+                     if row.customer_since <= day and (churn is None or day < churn)}
+    return expected
+
+
+def test_every_customer_account_has_one_row_per_day_it_was_a_customer(sample_run: Pipeline):
+    expected = customer_days(sample_run.raw_dir)
+    export = sample_run.query("SELECT account_id, CAST(snapshot_date AS VARCHAR) AS day FROM export.account_health")
     assert not export.duplicated().any()
-    assert set(export["account_id"]) == live
+    assert set(export.itertuples(index=False, name=None)) == expected
+    # The sample has accounts that became customers, and accounts that churned, inside the run.
+    per_account = export.groupby("account_id").size()
+    assert (per_account < 60).sum() >= 2 and (per_account == 60).sum() >= 5
     files = sorted((sample_run.export_dir / "account_health").glob("*.parquet"))
     assert len(files) == 60 and files[0].name == f"snapshot_date={FIRST}.parquet"
-    assert len(pd.read_parquet(files[-1])) == len(live)
+    assert len(pd.read_parquet(files[-1])) == sum(day == LAST for _, day in expected)
+    assert len(pd.read_parquet(files[0])) == sum(day == FIRST for _, day in expected)
 
 
 def test_sync_table_carries_the_documented_columns(sample_run: Pipeline):
@@ -117,20 +139,26 @@ def test_daily_fact_matches_the_deduplicated_raw_events(sample_run: Pipeline):
 def test_definitions_show_partitioned_single_run_stages():
     assets = {key.to_user_string(): a for a in defs.assets for key in a.keys}
     assert sorted(assets) == sorted(ASSETS)
-    partitions = {a.partitions_def for a in assets.values()}
+    partitions = {assets[name].partitions_def for name in DAILY_ASSETS}
     assert len(partitions) == 1 and isinstance(partitions.pop(), dg.DailyPartitionsDefinition)
+    # The backtest covers all of history: not partitioned, refreshed by the same job after the scores.
+    assert all(assets[name].partitions_def is None for name in BACKTEST_ASSETS)
     for name, asset in assets.items():
         assert asset.backfill_policy == dg.BackfillPolicy.single_run(), name
         assert asset.descriptions_by_key[dg.AssetKey(name)], name
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("sync_export")).parent_keys == {
-        dg.AssetKey("account_health"), dg.AssetKey("account_metrics"), dg.AssetKey("accounts")}
-    # Lineage shows every reader of the account and contact snapshots.
-    assert {k.to_user_string() for k in graph.get(dg.AssetKey("accounts")).child_keys} == {
-        "account_metrics", "account_health", "sync_export", "band_changes"}
-    assert {k.to_user_string() for k in graph.get(dg.AssetKey("contacts")).child_keys} == {
-        "contact_metrics", "account_metrics"}
-    assert defs.resolve_job_def(HEALTH_JOB) is not None
+        dg.AssetKey("account_health"), dg.AssetKey("account_metrics"), dg.AssetKey("account_history"),
+        dg.AssetKey("outcomes")}
+    # Lineage shows every reader of the point-in-time history and the outcomes.
+    children = {key: {k.to_user_string() for k in graph.get(dg.AssetKey(key)).child_keys}
+                for key in ("account_history", "contact_history", "outcomes")}
+    assert children["account_history"] == {"account_metrics", "account_health", "sync_export", "band_changes",
+                                            *BACKTEST_ASSETS}
+    assert children["contact_history"] == {"contact_metrics", "account_metrics"}
+    assert children["outcomes"] == children["account_history"]
+    job = defs.resolve_job_def(HEALTH_JOB)
+    assert {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys()} >= set(ASSETS)
 
 
 def test_generator_is_deterministic_and_realistic(tmp_path):
@@ -171,9 +199,9 @@ def test_cli_partition_range_materialize(tmp_path):
     )
     days = sorted(p.name for p in (tmp_path / "exports" / "account_health").glob("*.csv"))
     assert days == [f"snapshot_date=2026-06-0{d}.csv" for d in (4, 5, 6)]
-    accounts = pd.read_parquet(tmp_path / "raw" / "accounts.parquet")
     exported = pd.read_csv(tmp_path / "exports" / "account_health" / days[0])
-    assert len(exported) == (accounts["status"] != "churned").sum()
+    assert len(exported) == sum(day == "2026-06-04" for _, day in customer_days(tmp_path / "raw", "2026-06-04"))
+    assert (tmp_path / "exports" / "backtest" / "backtest_summary.csv").exists()
 
 
 def _validate(env_overrides: dict) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from health_pipeline.assets.score_backtest.asset import BACKTEST_ASSETS
 from health_pipeline.publish import SchemaChangeError, replace_date_range, stage
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline_tests.conftest import Pipeline
@@ -75,12 +76,13 @@ def test_unchanged_schema_is_not_rewritten(fresh: Pipeline, tmp_path):
     shutil.copytree(fresh.raw_dir, pipeline.raw_dir)
     pipeline.materialize(FIRST, LAST)
     oids = "SELECT schema_name || '.' || table_name, table_oid FROM duckdb_tables() ORDER BY 1"
-    # raw.accounts, raw.contacts and raw.identity_map are whole snapshots, replaced every run.
-    snapshots = {"raw.accounts", "raw.contacts", "raw.identity_map"}
+    # The raw snapshots, the history built from them and the backtest are replaced whole every run.
+    snapshots = {"raw.accounts", "raw.contacts", "raw.identity_map", "raw.outcomes", "raw.account_history",
+                 "raw.contact_history", *(f"export.{name}" for name in BACKTEST_ASSETS)}
     before = {t: oid for t, oid in pipeline.query(oids).values if t not in snapshots}
     pipeline.materialize(LAST, LAST)
     after = {t: oid for t, oid in pipeline.query(oids).values if t not in snapshots}
-    assert before == after and len(before) == 12  # every table but the snapshots, bookkeeping tables too
+    assert before == after and len(before) == 13  # every table but the snapshots, bookkeeping tables too
 
 
 def test_a_type_change_existing_rows_cannot_take_fails_with_the_rebuild_command():

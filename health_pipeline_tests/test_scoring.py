@@ -310,15 +310,17 @@ METRIC_COLUMNS = ", ".join(f"{m} DOUBLE" for m in DOMAINS)
 def scoring_db() -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect()
     conn.execute("SET TimeZone = 'UTC'; CREATE SCHEMA raw; CREATE SCHEMA core; CREATE SCHEMA export")
-    conn.execute("""CREATE TABLE raw.accounts (account_id VARCHAR, name VARCHAR, owner VARCHAR, plan VARCHAR,
-                    arr DOUBLE, vertical VARCHAR, customer_since DATE, status VARCHAR)""")
+    conn.execute("""CREATE TABLE raw.account_history (account_id VARCHAR, name VARCHAR, owner VARCHAR, plan VARCHAR,
+                    arr DOUBLE, vertical VARCHAR, customer_since DATE, status VARCHAR, churned_at DATE,
+                    valid_from DATE, valid_to DATE)""")
+    conn.execute("CREATE TABLE raw.outcomes (account_id VARCHAR, outcome_date DATE, outcome VARCHAR)")
     conn.execute(f"CREATE TABLE core.account_metrics (snapshot_date DATE, account_id VARCHAR, {METRIC_COLUMNS})")
     return conn
 
 
 def insert_account(conn, account_id: str, account: dict, days: list[tuple[dt.date, dict]]):
     since = account.get("customer_since")
-    conn.execute("INSERT INTO raw.accounts VALUES (?, ?, 'Owner', ?, ?, ?, ?, 'paying')",
+    conn.execute("INSERT INTO raw.account_history VALUES (?, ?, 'Owner', ?, ?, ?, ?, 'paying', NULL, NULL, NULL)",
                  [account_id, account_id, account.get("plan"), account.get("arr"), account.get("vertical"), since])
     names = list(DOMAINS)
     conn.executemany(
@@ -339,7 +341,7 @@ accounts = st.fixed_dictionaries({
     "plan": st.sampled_from(["starter", "growth", "enterprise", None]),
     "arr": st.one_of(st.none(), st.floats(0, 1e6)),
     "vertical": st.sampled_from(["saas", "media", None]),
-    "days_as_customer": st.one_of(st.none(), st.integers(-5, 200)),
+    "days_as_customer": st.one_of(st.none(), st.integers(0, 200)),  # not yet a customer: not scored
     **{m: metric_value(m) for m in DOMAINS},
 })
 

@@ -13,7 +13,7 @@ import yaml
 from health_pipeline.assets.account_health.asset import account_health_sql
 from health_pipeline.assets.account_metrics.asset import account_metrics_sql
 from health_pipeline.assets.daily_contact_activity.asset import daily_contact_activity_sql
-from health_pipeline.assets.raw_activity.asset import activity_tables
+from health_pipeline.assets.raw_activity.asset import HISTORIES, activity_tables
 from health_pipeline.checks import RAW_IDS, SHARE_METRICS
 from health_pipeline.raw_input import RAW_TABLES, locate_table
 from health_pipeline.scorecard.model import HealthConfig
@@ -45,6 +45,8 @@ def _raw_tables(root: Path, fmt: str) -> dict:
         events=[{"event_id": "e1", "user_id": "u1", "session_id": "s1", "time": "2026-06-02 10:00:00",
                  "event_table_name": "run_query"}],
         migrations=[{"from_user_id": "u0", "to_user_id": "u1", "time": "2026-06-02 09:00:00"}],
+        outcomes=[{"account_id": "A", "outcome_date": "2026-06-30", "outcome": "renewed", "arr_before": 10.0,
+                   "arr_after": 10.0, "reason": None}],
     )
     raw_dir = data.write(root / fmt, fmt)
     with duckdb.connect() as conn:
@@ -65,6 +67,17 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
             for c, a in (("accounts_read", None), *((f"{a.name}_classified", a) for a in activities))],
         "assets/daily_contact_activity/daily_contact_activity.sql": [
             daily_contact_activity_sql(config, extra) for extra in ((), ("2026-06-05",))],
+        f"{raw}outcomes_read.sql": [render(PACKAGE_DIR / f"{raw}outcomes_read.sql", outcomes=o)
+                                    for o in (tables["outcomes"], None)],
+        f"{raw}quarantine_attribute_rows.sql": [
+            render(PACKAGE_DIR / f"{raw}quarantine_attribute_rows.sql", classified=c)
+            for c in ("accounts_read", "outcomes_read")],
+        f"{raw}history_recorded.sql": [
+            render(PACKAGE_DIR / f"{raw}history_recorded.sql", history=h, snapshot=snapshot, key=k, attributes=a)
+            for h, (snapshot, k, a) in HISTORIES.items()],
+        "assets/score_backtest/backtest_pairs.sql": [
+            render(PACKAGE_DIR / "assets/score_backtest/backtest_pairs.sql", config=config, scores=scores)
+            for scores in ("core.account_health", 'scratch."candidate".account_health')],
         "assets/account_metrics/account_metrics.sql": [account_metrics_sql(config)],
         "assets/account_health/account_health.sql": [account_health_sql(config, with_history=h) for h in (True, False)],
     }

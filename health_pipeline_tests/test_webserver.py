@@ -258,7 +258,7 @@ def test_backfill_and_schedule_tick_through_the_webserver_match_the_cli(tmp_path
     shutil.copytree(raw, reference.raw_dir)
     reference.materialize("2026-06-01", "2026-06-14")
     served = sync_table(tmp_path / "warehouse.duckdb")
-    assert len(served) == 14 * len(served["account_id"].unique())
+    assert served["snapshot_date"].nunique() == 14 and len(served) >= 14 * 5
     pd.testing.assert_frame_equal(served, sync_table(reference.root / "warehouse.duckdb"))
     for day in ("2026-06-01", "2026-06-11", "2026-06-14"):
         name = f"snapshot_date={day}.parquet"

@@ -195,7 +195,7 @@ def check_shares_within_0_and_1(conn: duckdb.DuckDBPyConnection, first_day, last
 
 
 def check_live_accounts_scored_once(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
-    """Every non-churned account has exactly one score per day, and no other account has one."""
+    """Every account that was a customer on the day has exactly one score that day, and no other account has one."""
     expected, scored, missing, repeated, unexpected, examples = SQL.run(
         conn, "live_accounts_scored_once", {**_params(first_day, last_day), "examples": EXAMPLES}
     ).fetchall()[0]

@@ -1,13 +1,14 @@
 {% import "assets/_shared.sql" as shared %}
--- Scores expected (every non-churned account, every day in [$first_day, $last_day]) against
+-- Scores expected (every account that was a customer on the day, every day in [$first_day, $last_day]) against
 -- scores found: how many are missing, repeated or unexpected, and the first missing ones.
 WITH snapshot_dates AS (
     {{ shared.snapshot_dates() }}
 ),
+accounts_on_day AS (
+    {{ shared.accounts_on_snapshot_dates() }}
+),
 expected_scores AS (
-    SELECT d.snapshot_date, a.account_id
-    FROM snapshot_dates d CROSS JOIN raw.accounts a
-    WHERE a.status IS DISTINCT FROM 'churned'
+    SELECT snapshot_date, account_id FROM accounts_on_day WHERE is_customer
 ),
 scores_per_account_day AS (
     SELECT snapshot_date, account_id, count(*) AS scores

@@ -1,4 +1,5 @@
-{#- One row per non-churned account per snapshot date in [$first_day, $last_day]: segment, score,
+{% import "assets/_shared.sql" as shared %}
+{#- One row per customer account per snapshot date in [$first_day, $last_day]: segment, score,
     band, explanations, onboarding status and trend. Reads the scorecard_* tables
     (scorecard_tables.sql). The segment rule's values, component names and measure thresholds
     are parameters; the template only writes one column per component and measure. -#}
@@ -36,15 +37,22 @@ coalesce(format('{:.10g}', round({{ expr }}, 3)), 'missing')
 {%- endmacro %}
 
 {% set measures = config.onboarding.measures %}
-WITH scored_accounts AS (
-    -- Churned accounts are not scored.
+WITH snapshot_dates AS (
+    {{ shared.snapshot_dates() }}
+),
+accounts_on_day AS (
+    {{ shared.accounts_on_snapshot_dates() }}
+),
+scored_accounts AS (
+    -- Only customers are scored: not before customer_since, not from the churn date on. The
+    -- segment rule reads the attributes in force that day.
     SELECT m.snapshot_date, m.account_id, a.customer_since, {{ segment_case() }} AS segment,
            {% for metric in config.scored_metrics %}
            CAST(m.{{ metric | quote }} AS DOUBLE) AS {{ metric | quote }}{{ "," if not loop.last }}
            {% endfor %}
-    FROM core.account_metrics m JOIN raw.accounts a ON a.account_id = m.account_id
-    WHERE m.snapshot_date BETWEEN $first_day AND $last_day
-      AND a.status IS DISTINCT FROM 'churned'
+    FROM core.account_metrics m
+    JOIN accounts_on_day a ON a.account_id = m.account_id AND a.snapshot_date = m.snapshot_date
+    WHERE m.snapshot_date BETWEEN $first_day AND $last_day AND a.is_customer
 ),
 metric_values AS (
     SELECT snapshot_date, account_id, segment, metric, metric_value

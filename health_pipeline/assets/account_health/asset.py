@@ -1,4 +1,4 @@
-"""account_health: score every non-churned account from its metrics, and explain the score.
+"""account_health: score each account that was a customer on the day, and explain the score.
 
 Each account-day first picks its segment (the first segment rule that holds, else the
 default), which picks its scorecard. Each component bins one metric into points; within a
@@ -121,14 +121,15 @@ def score_preview(conn: duckdb.DuckDBPyConnection, snapshot_date) -> dict[str, d
 def build_account_health(config: HealthConfig) -> dg.AssetsDefinition:
     @daily_asset(
         name="account_health",
-        deps=["account_metrics", "accounts"],
+        deps=["account_metrics", "account_history", "outcomes"],
         kinds={"duckdb"},
         # Editing the scorecard changes this version, so the UI marks scores stale.
         code_version=config.scoring_version,
         check_specs=check_specs(config, "account_health"),
     )
     def account_health(context: dg.AssetExecutionContext, warehouse: Warehouse):
-        """One row per non-churned account per snapshot date D: its health score, band and why.
+        """One row per account that was a customer on snapshot date D (customer_since on or before D,
+        no churn date on or before D; see docs/metrics.md): its health score, band and why.
 
         segment names the scorecard used. health_score is 0-100 (the weighted share of points
         won x 100, one decimal); health_band is healthy, neutral or at_risk, from the score, or

@@ -1,15 +1,21 @@
 {% import "assets/_shared.sql" as shared %}
--- One row per account of raw.accounts per snapshot date in [$first_day, $last_day]: its contacts'
--- metrics rolled up. Accounts with no contacts or no activity have zero counts and null ratios.
+-- One row per account in force per snapshot date in [$first_day, $last_day] (raw.account_history):
+-- its contacts' metrics rolled up. Accounts with no contacts or no activity have zero counts and null ratios.
 WITH snapshot_dates AS (
     {{ shared.snapshot_dates() }}
 ),
+accounts_on_day AS (
+    {{ shared.accounts_on_snapshot_dates() }}
+),
+contacts_on_day AS (
+    {{ shared.contacts_on_snapshot_dates() }}
+),
 account_contacts AS (
-    -- Only contacts whose account_id is a known account roll up.
+    -- Only contacts whose account_id is a known account that day roll up; the role is the day's too.
     SELECT m.*, list_contains($power_roles::VARCHAR[], lower(trim(c.role))) AS is_power_contact
     FROM core.contact_metrics m
-    JOIN raw.accounts a ON a.account_id = m.account_id
-    JOIN raw.contacts c ON c.user_id = m.user_id
+    JOIN accounts_on_day a ON a.account_id = m.account_id AND a.snapshot_date = m.snapshot_date
+    JOIN contacts_on_day c ON c.user_id = m.user_id AND c.snapshot_date = m.snapshot_date
     WHERE m.snapshot_date BETWEEN $first_day AND $last_day
 ),
 per_account AS (
@@ -41,13 +47,13 @@ per_account AS (
 ),
 every_account_day AS (
     -- Accounts with no contacts or no activity still get a row, with zero counts.
-    SELECT d.snapshot_date, a.account_id,
+    SELECT a.snapshot_date, a.account_id,
            p.top_user_usage_28d, p.last_usage_date, p.power_contact_last_usage_date,
            {% for c in zero_filled %}
            coalesce(p.{{ c | quote }}, 0) AS {{ c | quote }}{{ "," if not loop.last }}
            {% endfor %}
-    FROM snapshot_dates d CROSS JOIN raw.accounts a
-    LEFT JOIN per_account p ON p.snapshot_date = d.snapshot_date AND p.account_id = a.account_id
+    FROM accounts_on_day a
+    LEFT JOIN per_account p ON p.snapshot_date = a.snapshot_date AND p.account_id = a.account_id
 )
 SELECT snapshot_date, account_id, contacts_total,
        active_users_28d, active_users_prev_28d,

@@ -27,7 +27,7 @@ def account_metrics_sql(config: HealthConfig) -> str:
 def build_account_metrics(config: HealthConfig) -> dg.AssetsDefinition:
     @daily_asset(
         name="account_metrics",
-        deps=["contact_metrics", "accounts", "contacts"],
+        deps=["contact_metrics", "account_history", "contact_history", "outcomes"],
         kinds={"duckdb"},
         code_version=config.metrics_version,
         check_specs=check_specs(config, "account_metrics"),

@@ -21,7 +21,7 @@ def band_changes_sql() -> str:
 def build_band_changes(config: HealthConfig) -> dg.AssetsDefinition:
     @daily_asset(
         name="band_changes",
-        deps=["account_health", "accounts"],
+        deps=["account_health", "account_history", "outcomes"],
         kinds={"duckdb", "parquet", "csv"},
         code_version=config.scoring_version,
     )

@@ -25,7 +25,7 @@ def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:
         # partition mapping: Dagster would then extend a UI backfill of days 1-11 to days 1-100
         # downstream, scoring days that have no raw data. The asset refreshes the later days it
         # holds itself, and records them as materializations (assets.publish_range).
-        deps=["daily_contact_activity", "contacts"],
+        deps=["daily_contact_activity", "contact_history"],
         kinds={"duckdb"},
         code_version=config.metrics_version,
         check_specs=check_specs(config, "contact_metrics"),

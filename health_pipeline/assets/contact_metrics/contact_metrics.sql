@@ -8,15 +8,12 @@
 WITH snapshot_dates AS (
     {{ shared.snapshot_dates() }}
 ),
-counted_contacts AS (
-    SELECT user_id, account_id, identity, joindate
-    FROM raw.contacts WHERE excluded_reason IS NULL
-),
 contact_days AS (
-    -- A user is a contact from their joindate on (an unknown joindate counts from the start).
-    SELECT d.snapshot_date, c.*
-    FROM snapshot_dates d JOIN counted_contacts c
-      ON coalesce(c.joindate, DATE '0001-01-01') <= d.snapshot_date
+    -- Each counted contact with its account on the day. A user is a contact from their joindate
+    -- on (an unknown joindate counts from the start).
+    SELECT snapshot_date, user_id, account_id, identity, joindate
+    FROM ({{ shared.contacts_on_snapshot_dates() }})
+    WHERE excluded_reason IS NULL AND coalesce(joindate <= snapshot_date, true)
 ),
 recent_activity AS (
     SELECT *, {{ sum_of(config.usage_events) }} AS usage, {{ event_count_column(config.kpi_event) | quote }} AS kpi

@@ -1,9 +1,10 @@
 """raw_activity: load raw sessions and events for a range of days, and snapshot the dimensions.
 
-One step writes six tables, each its own asset in the UI: raw.events and raw.sessions for the
-range; the current raw.accounts, raw.contacts and raw.identity_map snapshots (identity merges
-resolved, so every later asset works on one clean notion of "a contact"); and the range's
-raw.quarantine rows.
+One step writes nine tables, each its own asset in the UI: raw.events and raw.sessions for the
+range; the current raw.accounts, raw.contacts, raw.identity_map and raw.outcomes snapshots
+(identity merges resolved, so every later asset works on one clean notion of "a contact"); the
+point-in-time raw.account_history and raw.contact_history, which every later asset reads its
+attributes from as they were on the day it computes; and the range's raw.quarantine rows.
 
 Every raw row ends in exactly one place: loaded, dropped as a duplicate, left out as an
 excluded identity (raw.contacts.excluded_reason says why), or set aside in raw.quarantine
@@ -30,7 +31,9 @@ from health_pipeline.sql import SqlFolder, scalar, table_exists
 
 SQL = SqlFolder(__file__)
 MAX_MERGE_DEPTH = 32  # merge chains longer than this are treated as cycles
-# Outcomes that are not bad input: every other outcome is a quarantine reason code.
+# The customer outcomes the outcomes export may hold.
+CUSTOMER_OUTCOMES = ("renewed", "churned", "downgraded", "expanded")
+# How a raw row was classified, when not bad input: every other classification is a quarantine reason code.
 LOADED, DUPLICATE, EXCLUDED = "loaded", "duplicate", "excluded"
 
 # asset key -> (warehouse table, what a row is)
@@ -46,6 +49,14 @@ TABLES = {
                                  "identity; such contacts are kept but not counted)."),
     "identity_map": ("raw.identity_map", "One row per merged-away user id: the contact it resolves to "
                                          "(user_id, contact_id), from user_migrations."),
+    "outcomes": ("raw.outcomes", "One row per customer outcome of the current outcomes export (optional; empty "
+                                 "without it): account_id, outcome_date, outcome (renewed, churned, downgraded or "
+                                 "expanded), arr_before, arr_after, reason."),
+    "account_history": ("raw.account_history", "One row per version of an account's attributes: the accounts "
+                                               "columns, in force on the days [valid_from, valid_to) (NULL "
+                                               "valid_from: since the start; NULL valid_to: current)."),
+    "contact_history": ("raw.contact_history", "One row per version of a contact's attributes (its account, role, "
+                                               "exclusion), in force on the days [valid_from, valid_to)."),
     "quarantine": ("raw.quarantine", "One row per raw row set aside as bad input: partition_date (its UTC day; "
                                      "NULL for "
                                      "rows of users, accounts or merges, and for rows with no usable time), "
@@ -101,14 +112,26 @@ def stage_dimensions(conn: duckdb.DuckDBPyConnection, tables: dict, config: Heal
     SQL.run(conn, "accounts_snapshot")
     SQL.run(conn, "contacts_checked", {"exclude_identities": list(config.exclude_identities)})
     SQL.run(conn, "contacts_snapshot")
+    outcomes = tables["outcomes"]
+    if outcomes is None:  # the outcomes export is optional
+        SQL.run(conn, "outcomes_read", outcomes=None)
+    else:
+        with outcomes.reading(conn):
+            SQL.run(conn, "outcomes_read", {**outcomes.params, "outcome_kinds": list(CUSTOMER_OUTCOMES)},
+                    outcomes=outcomes)
+    SQL.run(conn, "outcomes_snapshot")
     for source, classified in (("accounts", "accounts_read"), ("users", "users_read"),
-                               ("users", "contacts_checked"), ("user_migrations", "migrations_read")):
+                               ("users", "contacts_checked"), ("user_migrations", "migrations_read"),
+                               ("outcomes", "outcomes_read")):
         SQL.run(conn, "quarantine_classified_rows", {"source_table": source}, classified=classified, activity=None)
-    SQL.run(conn, "quarantine_attribute_rows")
+    for source, classified in (("accounts", "accounts_read"), ("outcomes", "outcomes_read")):
+        SQL.run(conn, "quarantine_attribute_rows", {"source_table": source}, classified=classified)
     return {
         "contacts_excluded": _count_outcome(conn, "contacts_checked", EXCLUDED),
         "accounts_duplicates_dropped": _count_outcome(conn, "accounts_read", DUPLICATE),
         "users_duplicates_dropped": _count_outcome(conn, "users_read", DUPLICATE),
+        "outcomes_duplicates_dropped": _count_outcome(conn, "outcomes_read", DUPLICATE),
+        "accounts_churned_without_date": scalar(conn, SQL.render("accounts_churned_without_date")),
     }
 
 
@@ -151,8 +174,8 @@ def stage_extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: Healt
     tables = {name: raw.table(conn, name) for name in RAW_TABLES}
     SQL.run(conn, "quarantine_rows")
     # Created outside the swap's transaction, as publish.transaction explains.
-    SQL.run(conn, "accepted_snapshots")
-    SQL.run(conn, "days_to_refresh")
+    for bookkeeping in ("accepted_snapshots", "days_to_refresh", "account_history", "contact_history", "history_runs"):
+        SQL.run(conn, bookkeeping)
     bounds = {
         "range_start": dt.datetime.combine(first_day, dt.time()),
         "range_end": dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time()),
@@ -179,14 +202,37 @@ DATED = {
 }
 # snapshot table -> the staged rows that replace it whole
 SNAPSHOTS = {"raw.accounts": "accounts_snapshot", "raw.contacts": "contacts_snapshot",
-             "raw.identity_map": "identity_map"}
+             "raw.identity_map": "identity_map", "raw.outcomes": "outcomes_snapshot"}
+# history table -> (the staged snapshot it records, its key, its attributes)
+HISTORIES = {
+    "raw.account_history": ("accounts_snapshot", "account_id",
+                            ("name", "owner", "plan", "arr", "vertical", "customer_since", "status", "churned_at")),
+    "raw.contact_history": ("contacts_snapshot", "user_id",
+                            ("identity", "joindate", "account_id", "role", "excluded_reason")),
+}
 
 
-def swap_staged(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: dt.date) -> dict:
+def record_history(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: dt.date,
+                   recorded_at: dt.datetime) -> dict:
+    """Inside a `transaction`: record the staged snapshots in the point-in-time history, a change
+    dated from the day after the last day any earlier run processed; return the versions per table."""
+    changes_from = scalar(conn, SQL.render("changes_from"), {"first_day": first_day})
+    written = {}
+    for history, (snapshot, key, attributes) in HISTORIES.items():
+        SQL.run(conn, "history_recorded", {"changes_from": changes_from},
+                history=history, snapshot=snapshot, key=key, attributes=attributes)
+        written[history] = scalar(conn, f"SELECT count(*) FROM {history}")
+    SQL.run(conn, "history_run", {"recorded_at": recorded_at, "first_day": first_day, "last_day": last_day})
+    return written
+
+
+def swap_staged(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: dt.date, now: dt.datetime) -> dict:
     """Inside a `transaction`: replace the snapshots and the range's dated rows with what
-    stage_extract staged, and drop the copies on other days that this range's earlier copies
-    supersede (queuing those days for the daily fact); return the rows written per table."""
+    stage_extract staged, record the snapshots in the history, and drop the copies on other days
+    that this range's earlier copies supersede (queuing those days for the daily fact); return
+    the rows written per table."""
     written = {table: replace_table(conn, table, staged) for table, staged in SNAPSHOTS.items()}
+    written |= record_history(conn, first_day, last_day, now)
     for table, (date_column, staged) in DATED.items():
         written[table] = swap_range(conn, table, date_column, first_day, last_day, staged)
     bounds = {"range_start": dt.datetime.combine(first_day, dt.time()),
@@ -205,7 +251,7 @@ def extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: HealthConfi
     """stage_extract, then swap everything in one transaction, unaudited (the asset audits)."""
     counts = stage_extract(conn, raw, config, first_day, last_day, now)
     with transaction(conn, {table: staged for table, (_, staged) in DATED.items()}):
-        counts |= {f"written.{t}": n for t, n in swap_staged(conn, first_day, last_day).items()}
+        counts |= {f"written.{t}": n for t, n in swap_staged(conn, first_day, last_day, now).items()}
     return counts
 
 
@@ -215,7 +261,7 @@ def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date,
     per_reason = {k: v for k, v in counts.items() if k.startswith("quarantined.")}
     events = {k: v for k, v in counts.items() if k.startswith("events_")}
     sessions = {k: v for k, v in counts.items() if k.startswith("sessions_")}
-    written = {table: counts[f"written.{table}"] for table in (*SNAPSHOTS, *DATED)}
+    written = {table: counts[f"written.{table}"] for table in (*SNAPSHOTS, *HISTORIES, *DATED)}
     events["events_superseded_on_later_days"] = counts["written.events_superseded_on_later_days"]
     sessions["sessions_superseded_on_later_days"] = counts["written.sessions_superseded_on_later_days"]
     return {
@@ -223,7 +269,15 @@ def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date,
                                      event_names_in_another_case=counts["event_names_in_another_case"]),
         "raw_sessions": table_metadata(conn, "raw.sessions", written["raw.sessions"], **sessions, **days),
         "accounts": table_metadata(conn, "raw.accounts", written["raw.accounts"],
-                                   accounts_duplicates_dropped=counts["accounts_duplicates_dropped"]),
+                                   accounts_duplicates_dropped=counts["accounts_duplicates_dropped"],
+                                   accounts_churned_without_date=counts["accounts_churned_without_date"]),
+        "outcomes": table_metadata(conn, "raw.outcomes", written["raw.outcomes"],
+                                   outcomes_duplicates_dropped=counts["outcomes_duplicates_dropped"],
+                                   **_outcome_counts(conn)),
+        "account_history": table_metadata(conn, "raw.account_history", written["raw.account_history"],
+                                          **_versions(conn, "raw.account_history")),
+        "contact_history": table_metadata(conn, "raw.contact_history", written["raw.contact_history"],
+                                          **_versions(conn, "raw.contact_history")),
         "contacts": table_metadata(conn, "raw.contacts", written["raw.contacts"],
                                    contacts_excluded=counts["contacts_excluded"],
                                    users_duplicates_dropped=counts["users_duplicates_dropped"]),
@@ -231,6 +285,18 @@ def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date,
         "quarantine": table_metadata(conn, "raw.quarantine", written["raw.quarantine"],
                                      quarantined_rows=written["raw.quarantine"], **per_reason, **days),
     }
+
+
+def _outcome_counts(conn: duckdb.DuckDBPyConnection) -> dict:
+    return {f"outcomes_{kind}": n for kind, n in conn.execute(
+        "SELECT outcome, count(*) FROM raw.outcomes GROUP BY ALL ORDER BY ALL").fetchall()}
+
+
+def _versions(conn: duckdb.DuckDBPyConnection, history: str) -> dict:
+    current, closed = conn.execute(
+        f"SELECT count(*) FILTER (WHERE valid_to IS NULL), count(*) FILTER (WHERE valid_to IS NOT NULL) FROM {history}"
+    ).fetchall()[0]
+    return {"current_versions": current, "closed_versions": closed}
 
 
 def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
@@ -253,7 +319,7 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
             checks = AuditContext(known_gaps=raw_source.known_gap_days, snapshot_max_drop=raw_source.snapshot_max_drop,
                                   accept_snapshot=context.run.tags.get(ACCEPT_SNAPSHOT_TAG) == "true")
             with transaction(conn, {table: staged for table, (_, staged) in DATED.items()}):
-                counts |= {f"written.{t}": n for t, n in swap_staged(conn, first_day, last_day).items()}
+                counts |= {f"written.{t}": n for t, n in swap_staged(conn, first_day, last_day, now).items()}
                 yield from audit(config, ("raw_events", "accounts"), conn, first_day, last_day, checks)
                 SQL.run(conn, "accepted_snapshot", {"accepted_at": now})
             metadata = _metadata(conn, counts, first_day, last_day)

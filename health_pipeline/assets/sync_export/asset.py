@@ -21,7 +21,7 @@ SQL = SqlFolder(__file__)
 def build_sync_export(config: HealthConfig) -> dg.AssetsDefinition:
     @daily_asset(
         name="sync_export",
-        deps=["account_health", "account_metrics", "accounts"],
+        deps=["account_health", "account_metrics", "account_history", "outcomes"],
         kinds={"duckdb", "parquet", "csv"},
         code_version=config.scoring_version,
         check_specs=check_specs(config, "sync_export"),
@@ -29,7 +29,7 @@ def build_sync_export(config: HealthConfig) -> dg.AssetsDefinition:
     def sync_export(
         context: dg.AssetExecutionContext, warehouse: Warehouse, export_target: ExportTarget
     ):
-        """The sync table: one row per non-churned account per snapshot date, in export.account_health.
+        """The sync table: one row per scored account per snapshot date, in export.account_health.
 
         Each row carries the account's attributes, every column of core.account_health (segment,
         score, band, activation, explanations, trend), every per-account metric under its

@@ -1,0 +1,7 @@
+-- Every version of an account's attributes, in force on the days [valid_from, valid_to): a NULL
+-- valid_from means since the start, a NULL valid_to still current (history_recorded.sql).
+-- Created outside the swap's transaction, as publish.transaction explains.
+CREATE TABLE IF NOT EXISTS raw.account_history (
+    account_id VARCHAR, name VARCHAR, owner VARCHAR, plan VARCHAR, arr DOUBLE, vertical VARCHAR,
+    customer_since DATE, status VARCHAR, churned_at DATE, valid_from DATE, valid_to DATE
+)
