@@ -45,7 +45,8 @@ def raw_data(directory: Path, spec: SampleSpec, log=print) -> dict:
     wanted = {k: str(v) for k, v in asdict(spec).items()}
     if marker.exists():
         saved = json.loads(marker.read_text())
-        if saved["spec"] == wanted:
+        # Data generated before the sample had outcomes lacks the backtest's input.
+        if saved["spec"] == wanted and (directory / "outcomes.parquet").exists():
             return saved["counts"]
     log(f"generating {directory} ({spec})")
     started = time.perf_counter()

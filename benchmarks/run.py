@@ -245,6 +245,26 @@ def scenario_seed_and_overhead(bench: Bench) -> tuple[dict, dict]:
     return s3, s6
 
 
+def scenario_backtest(bench: Bench) -> dict:
+    """The backtest over the whole history, beside the daily run it ends."""
+    last = bench.day(bench.scale.days)
+    env = {"HEALTH_RAW_DIR": str(bench.raw_dir), "HEALTH_WAREHOUSE": bench.warehouse("history_full"),
+           "HEALTH_EXPORT_DIR": str(bench.work / "runs" / "history_full" / "exports"),
+           "HEALTH_PARTITIONS_START": bench.scale.spec().start.isoformat()}
+    runs = alternate({
+        "backtest": lambda: bench.task({"task": "pipeline", "via": "direct", "first": last.isoformat(),
+                                        "last": last.isoformat(), "only": ["score_backtest"]}, env),
+        "daily_direct": lambda: bench.pipeline("history_full", last, last, via="direct"),
+    }, bench.reps, "7 backtest")
+    backtest, daily = median(runs["backtest"]), median(runs["daily_direct"])
+    outcomes = bench.task({"task": "outcomes", "warehouse": bench.warehouse("history_full")})
+    return scenario(
+        7, "Backtest", f"score_backtest over {bench.scale.days} days of history vs the daily run that ends with it",
+        "report the ratio", None, {k: summary(v) for k, v in runs.items()},
+        {"ratio": ratio(backtest, daily), "backtest_seconds": backtest, **outcomes},
+    )
+
+
 def scaling_curve(bench: Bench, full_backfill: dict) -> dict:
     """Daily-run time against events a day, and backfill time against days of history."""
     daily = []
@@ -348,6 +368,11 @@ def markdown(report: dict) -> str:
         elif s["number"] == 5:
             row = (f"backfill peak RSS: {f['backfill_peak_rss_mb'] / 1024:.2f} GB",
                    f"daily run: {f['daily_peak_rss_mb'] / 1024:.2f} GB", f"{f['backfill_peak_rss_mb'] / 1024:.2f} GB")
+        elif s["number"] == 7:
+            row = (f"score_backtest: {_s(meas['backtest']['median'])} ({f['outcomes']:,} outcomes, "
+                   f"{f['pairs']:,} outcome-lead pairs)",
+                   f"daily run (direct, backtest included): {_s(meas['daily_direct']['median'])}",
+                   f"{f['ratio']:.2f}x")
         else:
             row = (f"Dagster run: {_s(meas['dagster_run']['median'])}", f"direct: {_s(meas['direct']['median'])}",
                    f"{f['ratio']:.2f}x, fixed cost {f['fixed_cost_seconds']:.2f} s "
@@ -455,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     s1 = scenario_history(bench)
     s2, s4, s5 = scenario_backfill(bench)
     s3, s6 = scenario_seed_and_overhead(bench)
-    report["scenarios"] = [s1, s2, s3, s4, s5, s6]
+    report["scenarios"] = [s1, s2, s3, s4, s5, s6, scenario_backtest(bench)]
     if args.curve if args.curve is not None else scale.name == "M":
         report["curve"] = scaling_curve(bench, s2["measured"]["backfill"])
         plot = args.plot or PLOT_PATH

@@ -7,12 +7,13 @@ leaks from one measurement into the next. A task prints one JSON line with its t
 Tasks:
 - pipeline: materialize every asset for [first, last], either as a Dagster run of health_job
   (how `health-pipeline run` and the UI run it) or "direct": the same asset functions called
-  in order as plain Python, with no Dagster run around them.
+  in order as plain Python, with no Dagster run around them ("only": just the named steps).
 - seed: the seed approach (benchmarks/seed_baseline.py) for one snapshot date.
 - floor: DuckDB's single GROUP BY (user, day, event) over the same raw event files.
 - verify: compare the seed baseline with the pipeline's tables for one snapshot date.
 - generate: write a scale's raw data with the project's generator, unless it is already there.
 - startup: the cost of starting Python and loading the code location, before any run.
+- outcomes: how many outcomes and outcome-lead pairs the backtest of a warehouse had.
 """
 
 from __future__ import annotations
@@ -65,12 +66,13 @@ def pipeline(args: dict) -> dict:
         assert result.success
         steps = {}
     else:
-        steps = run_direct(first, last)
+        steps = run_direct(first, last, args.get("only"))
     return {"seconds": time.perf_counter() - loaded, "load_seconds": loaded - started, "steps": steps}
 
 
-def run_direct(first: dt.date, last: dt.date) -> dict:
-    """Call each asset's own function in data-flow order, with resources built from the environment."""
+def run_direct(first: dt.date, last: dt.date, only: list[str] | None = None) -> dict:
+    """Call each asset's own function in data-flow order (only the steps in `only`, if given),
+    with resources built from the environment."""
     from health_pipeline.definitions import build_assets
     from health_pipeline.resources import ExportTarget, RawSource, Warehouse
     from health_pipeline.scorecard.parser import load_config
@@ -88,6 +90,8 @@ def run_direct(first: dt.date, last: dt.date) -> dict:
     }
     context, steps = PlainContext(_window(first, last)), {}
     for asset in build_assets(load_config()):
+        if only and asset.op.name not in only:
+            continue
         fn = asset.op.compute_fn.decorated_fn
         wanted = list(inspect.signature(fn).parameters)[1:]
         step_started = time.perf_counter()
@@ -187,6 +191,16 @@ def generate(args: dict) -> dict:
     return {"seconds": time.perf_counter() - started, "counts": raw_data(Path(args["out"]), spec)}
 
 
+def outcomes(args: dict) -> dict:
+    """How much the backtest had to pair: outcomes, and outcome-lead pairs per lead."""
+    import duckdb
+
+    with duckdb.connect(args["warehouse"], read_only=True) as conn:
+        n = conn.execute("SELECT count(*) FROM raw.outcomes").fetchall()[0][0]
+        pairs = conn.execute("SELECT sum(n_outcomes + n_downgraded) FROM export.backtest_summary").fetchall()[0][0]
+    return {"seconds": 0.0, "outcomes": n, "pairs": int(pairs or 0)}
+
+
 def startup(args: dict) -> dict:
     from health_pipeline.definitions import defs  # noqa: F401
 
@@ -203,7 +217,7 @@ def _duckdb_config() -> dict:
 
 
 TASKS = {"pipeline": pipeline, "seed": seed, "floor": floor, "verify": verify, "generate": generate,
-         "startup": startup}
+         "startup": startup, "outcomes": outcomes}
 
 if __name__ == "__main__":
     request = json.loads(sys.argv[1])
