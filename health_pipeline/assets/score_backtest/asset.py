@@ -9,22 +9,27 @@ partitioned: each run recomputes them over all of history, after the day's score
 writes them as CSV files and one plot under `<export dir>/backtest/`.
 """
 
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
-import pandas as pd
 import pyarrow as pa
 
 from health_pipeline import settings
 from health_pipeline.assets import GROUP
-from health_pipeline.backtest import BacktestTables, backtest_tables, churn_rate_chart, save_png
 from health_pipeline.export_files import write_atomically
 from health_pipeline.previews import markdown_table
 from health_pipeline.publish import replace_table, table_metadata, transaction
 from health_pipeline.resources import ExportTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.sql import SqlFolder, table_exists
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from health_pipeline.backtest import BacktestTables
 
 SQL = SqlFolder(__file__)
 # asset key -> (warehouse table, what a row is)
@@ -53,7 +58,7 @@ SEED = 0  # the bootstrap's, so reruns agree
 
 
 def backtest_pairs(conn: duckdb.DuckDBPyConnection, config: HealthConfig, lead_days: tuple[int, ...],
-                   scores: str = "core.account_health") -> pd.DataFrame:
+                   scores: str = "core.account_health") -> "pd.DataFrame":
     """One row per outcome and lead time at which the account was scored in `scores`."""
     params = {"lead_days": list(lead_days), "scoring_version": config.scoring_version,
               "segment_versions": [segment.scorecard.version for segment in config.segments]}
@@ -64,19 +69,26 @@ def backtest_pairs(conn: duckdb.DuckDBPyConnection, config: HealthConfig, lead_d
 
 
 def run_backtest(conn: duckdb.DuckDBPyConnection, config: HealthConfig, lead_days: tuple[int, ...],
-                 scores: str = "core.account_health") -> BacktestTables:
-    """The backtest of the scores in `scores` against raw.outcomes."""
+                 scores: str = "core.account_health") -> "BacktestTables":
+    """The backtest of the scores in `scores` (core.account_health when there are any) against raw.outcomes."""
+    # Imported when used: pandas, scikit-learn, scipy and altair add a second to every start-up.
+    import pandas as pd
+
+    from health_pipeline.backtest import backtest_tables
+
+    if not table_exists(conn, "core.account_health"):
+        return backtest_tables(pd.DataFrame(), config.account_metrics, config.components)
     return backtest_tables(backtest_pairs(conn, config, lead_days, scores), config.account_metrics,
                            config.components, seed=SEED)
 
 
-def frames(tables: BacktestTables) -> dict[str, pd.DataFrame]:
+def frames(tables: "BacktestTables") -> "dict[str, pd.DataFrame]":
     """Each asset's rows."""
     return {"backtest_summary": tables.summary, "backtest_bands": tables.bands,
             "backtest_metric_power": tables.metric_power, "backtest_misses": tables.misses}
 
 
-def publish(conn: duckdb.DuckDBPyConnection, tables: BacktestTables) -> None:
+def publish(conn: duckdb.DuckDBPyConnection, tables: "BacktestTables") -> None:
     """Replace the four tables together, in one transaction."""
     staged = {}
     for key, frame in frames(tables).items():
@@ -89,8 +101,10 @@ def publish(conn: duckdb.DuckDBPyConnection, tables: BacktestTables) -> None:
             replace_table(conn, table, staging)
 
 
-def write_files(tables: BacktestTables, out_dir: Path) -> Path | None:
+def write_files(tables: "BacktestTables", out_dir: Path) -> Path | None:
     """The tables as CSV files and the plot of churn per band; the plot's path, None without outcomes."""
+    from health_pipeline.backtest import churn_rate_chart, save_png
+
     for key, frame in frames(tables).items():
         write_atomically(pa.Table.from_pandas(frame, preserve_index=False), out_dir / f"{key}.csv")
     plot = out_dir / PLOT
@@ -102,10 +116,10 @@ def write_files(tables: BacktestTables, out_dir: Path) -> Path | None:
 
 
 def _number(value, digits: int = 3) -> str:
-    return "–" if pd.isna(value) else f"{value:.{digits}f}"
+    return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def summary_markdown(summary: pd.DataFrame) -> str:
+def summary_markdown(summary: "pd.DataFrame") -> str:
     if summary.empty:
         return ("**No outcomes to backtest.** Add an `outcomes` export (renewals and churns from the CRM) "
                 "to the raw directory: see the README, section \"Is the score any good?\".")
@@ -119,7 +133,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
          "at_risk recall", "ARR churned flagged at_risk"], rows)
 
 
-def power_markdown(metric_power: pd.DataFrame) -> str:
+def power_markdown(metric_power: "pd.DataFrame") -> str:
     if metric_power.empty:
         return "No outcomes to backtest."
     lead = metric_power["lead_days"].min()
@@ -147,9 +161,7 @@ def build_score_backtest(config: HealthConfig) -> dg.AssetsDefinition:
         """Backtests the health score against every customer outcome: for each outcome and lead
         time L, what the score said L days before it. Recomputed over all of history each run."""
         with warehouse.get_connection() as conn:
-            scored = table_exists(conn, "core.account_health")
-            tables = run_backtest(conn, config, lead_days) if scored else backtest_tables(
-                pd.DataFrame(), config.account_metrics, config.components)
+            tables = run_backtest(conn, config, lead_days)
             publish(conn, tables)
             metadata = {key: table_metadata(conn, TABLES[key][0], len(frame)) for key, frame in frames(tables).items()}
         plot = write_files(tables, Path(export_target.export_dir) / BACKTEST_DIR)
