@@ -25,7 +25,6 @@ from health_pipeline.recovery import (
 )
 from health_pipeline.resources import Warehouse
 from health_pipeline.sample import SAMPLE_DAYS, SAMPLE_START, SampleSpec, generate_sample
-from health_pipeline.scorecard.model import BANDS
 from health_pipeline.sql import table_exists
 
 
@@ -149,19 +148,14 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 def print_summary(snapshot_date: dt.date) -> None:
     """Where the sync table is, the ten accounts most at risk on `snapshot_date`, and who changed band."""
+    from health_pipeline.assets.account_health.asset import most_at_risk  # the UI's ranking, from its asset
+
     warehouse = Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
     export_dir = settings.path("HEALTH_EXPORT_DIR").resolve()
     with warehouse.get_connection(read_only=True) as conn:
-        at_risk = conn.execute(
-            """
-            SELECT account_id, owner, segment, health_score, health_band, score_reason
-            FROM export.account_health
-            WHERE snapshot_date = $snapshot_date
-            ORDER BY list_position($bands, health_band) DESC, health_score, arr DESC, account_id
-            LIMIT 10
-            """,
-            {"snapshot_date": snapshot_date, "bands": list(BANDS)},
-        ).df()
+        at_risk = pd.DataFrame(most_at_risk(conn, snapshot_date), columns=[
+            "account_id", "account", "owner", "arr", "segment", "health_score", "health_band", "band_source",
+            "score_reason"]).drop(columns=["account", "arr"])
         backtest = backtest_summary(conn)
         moves = conn.execute(
             """
@@ -175,7 +169,8 @@ def print_summary(snapshot_date: dt.date) -> None:
     print(f"sync files: {export_dir / 'account_health'}/snapshot_date=YYYY-MM-DD.parquet and .csv")
     print(f"band changes: export.band_changes and {export_dir / 'band_changes'}/")
     with pd.option_context("display.max_colwidth", 110, "display.width", 250):
-        print(f"\nthe ten accounts most at risk on {snapshot_date}:")
+        print(f"\nthe ten accounts most at risk on {snapshot_date} (by band, worst first, then by score, then by "
+              "ARR; band_source activation: an onboarding account banded by its activation):")
         print(at_risk.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-"))
         print(f"\n{len(moves)} accounts changed band on {snapshot_date}:")
         if len(moves):

@@ -238,7 +238,9 @@ def test_health_pipeline_run_prints_sync_table_and_top_risks(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"export.account_health in {tmp_path / 'w.duckdb'}" in result.stdout
     assert f"{tmp_path / 'out' / 'account_health'}/snapshot_date=" in result.stdout
-    table = result.stdout.split("the ten accounts most at risk on 2026-06-10:\n")[1].splitlines()
+    table = result.stdout.split("the ten accounts most at risk on 2026-06-10 (by band, worst first, then by score, "
+                                "then by ARR; band_source activation: an onboarding account banded by its "
+                                "activation):\n")[1].splitlines()
     printed = [line.split()[0] for line in table[1:11]]
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:
         day = conn.execute("SELECT account_id, health_band, health_score, arr FROM export.account_health"

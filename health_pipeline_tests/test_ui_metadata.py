@@ -27,32 +27,39 @@ def test_score_preview_lists_the_riskiest_accounts_and_each_band():
     conn.execute("""INSERT INTO raw.account_history VALUES ('A', 'Acme | EU', 'Ana', 12000.4, NULL, NULL),
                     ('B', 'Beta', 'Ben', 900, NULL, NULL), ('C', 'Cobalt', 'Ana', 50000, NULL, NULL),
                     ('D', 'Delta', 'Ben', 1, NULL, '2026-07-01'), ('D', 'Delta', 'Ben', 70000, '2026-07-01', NULL)""")
-    conn.execute("CREATE TABLE core.account_health (snapshot_date DATE, account_id VARCHAR, health_score DOUBLE,"
-                 " health_band VARCHAR)")
+    conn.execute("CREATE TABLE core.account_health (snapshot_date DATE, account_id VARCHAR, segment VARCHAR, "
+                 "health_score DOUBLE, health_band VARCHAR, band_source VARCHAR, score_reason VARCHAR)")
     conn.execute("""INSERT INTO core.account_health VALUES
-        ('2026-07-01', 'A', 20.0, 'at_risk'), ('2026-07-01', 'B', 20.0, 'at_risk'),
-        ('2026-07-01', 'C', 55.5, 'neutral'), ('2026-07-01', 'D', 90.0, 'healthy'),
-        ('2026-06-30', 'D', 5.0, 'at_risk')""")  # another day: not in the preview
+        ('2026-07-01', 'A', 'default', 20.0, 'at_risk', 'score', ''),
+        ('2026-07-01', 'B', 'default', 20.0, 'at_risk', 'score', ''),
+        ('2026-07-01', 'C', 'default', 55.5, 'neutral', 'score', ''),
+        ('2026-07-01', 'D', 'default', 90.0, 'healthy', 'score', ''),
+        ('2026-07-01', 'E', 'default', 95.0, 'at_risk', 'activation', ''),
+        ('2026-06-30', 'D', 'default', 5.0, 'at_risk', 'score', '')""")  # another day: not in the preview
+    conn.execute("INSERT INTO raw.account_history VALUES ('E', 'Echo', 'Ana', 100, NULL, NULL)")
     preview = {key: value.value for key, value in score_preview(conn, DAY).items()}
-    # equal scores: the larger ARR first
+    # the worst band first, then the lowest score; equal scores: the larger ARR first. E is at_risk by its
+    # onboarding activation, whatever its score.
     assert preview["most_at_risk"] == "\n".join([
-        "**The 4 accounts most at risk on 2026-07-01**",
+        "**The 5 accounts most at risk on 2026-07-01** (by band, worst first, then by score, then by ARR; "
+        "band_source `activation`: an onboarding account banded by its activation)",
         "",
-        "| account_id | account | owner | arr | health_score | health_band |",
-        "|---|---|---|---|---|---|",
-        "| A | Acme \\| EU | Ana | 12,000 | 20.0 | at_risk |",
-        "| B | Beta | Ben | 900 | 20.0 | at_risk |",
-        "| C | Cobalt | Ana | 50,000 | 55.5 | neutral |",
-        "| D | Delta | Ben | 70,000 | 90.0 | healthy |",
+        "| account_id | account | owner | arr | segment | health_score | health_band | band_source |",
+        "|---|---|---|---|---|---|---|---|",
+        "| A | Acme \\| EU | Ana | 12,000 | default | 20.0 | at_risk | score |",
+        "| B | Beta | Ben | 900 | default | 20.0 | at_risk | score |",
+        "| E | Echo | Ana | 100 | default | 95.0 | at_risk | activation |",
+        "| C | Cobalt | Ana | 50,000 | default | 55.5 | neutral | score |",
+        "| D | Delta | Ben | 70,000 | default | 90.0 | healthy | score |",
     ])
     assert preview["score_distribution"] == "\n".join([
         "**Scores per band on 2026-07-01**",
         "",
         "| band | accounts | % of accounts | lowest | median | highest |",
         "|---|---|---|---|---|---|",
-        "| at_risk | 2 | 50.0 | 20.0 | 20.0 | 20.0 |",
-        "| neutral | 1 | 25.0 | 55.5 | 55.5 | 55.5 |",
-        "| healthy | 1 | 25.0 | 90.0 | 90.0 | 90.0 |",
+        "| at_risk | 3 | 60.0 | 20.0 | 20.0 | 95.0 |",
+        "| neutral | 1 | 20.0 | 55.5 | 55.5 | 55.5 |",
+        "| healthy | 1 | 20.0 | 90.0 | 90.0 | 90.0 |",
     ])
 
 
@@ -88,7 +95,7 @@ def test_every_asset_shows_row_count_column_schema_and_description(sample_result
         assert "one row" in asset.descriptions_by_key[dg.AssetKey(name)].lower(), name
     assert latest["backtest_summary"]["summary"].value.startswith("**No outcomes to backtest.**")
     preview = latest["account_health"]
-    assert preview["most_at_risk"].value.startswith("**The 8 accounts most at risk on 2026-06-12**")
+    assert preview["most_at_risk"].value.startswith("**The 8 accounts most at risk on 2026-06-12** (by band")
     assert preview["score_distribution"].value.startswith("**Scores per band on 2026-06-12**")
 
 

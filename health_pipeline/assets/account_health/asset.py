@@ -21,6 +21,7 @@ from health_pipeline.publish import counts_by
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import (
     ACTIVATION_BANDS,
+    BANDS,
     BROAD_FOOTPRINT_CONTACTS,
     SEGMENT_ATTRIBUTES,
     HealthConfig,
@@ -102,14 +103,23 @@ def score_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, first_day
     ))
 
 
+def most_at_risk(conn: duckdb.DuckDBPyConnection, snapshot_date, shown: int = AT_RISK_SHOWN) -> list[tuple]:
+    """The `shown` accounts most at risk on `snapshot_date` (account_id, name, owner, arr, segment,
+    health_score, health_band, band_source, score_reason): by band, worst first, then by score, then by ARR."""
+    return SQL.run(conn, "most_at_risk", {"snapshot_date": snapshot_date, "shown": shown,
+                                          "bands": list(BANDS)}).fetchall()
+
+
 def score_preview(conn: duckdb.DuckDBPyConnection, snapshot_date) -> dict[str, dg.MetadataValue]:
     """The most at-risk accounts and the score distribution per band on `snapshot_date`."""
-    at_risk = SQL.run(conn, "most_at_risk", {"snapshot_date": snapshot_date, "shown": AT_RISK_SHOWN}).fetchall()
+    at_risk = [row[:8] for row in most_at_risk(conn, snapshot_date)]
     bands = SQL.run(conn, "score_distribution", {"snapshot_date": snapshot_date}).fetchall()
     return {
         "most_at_risk": dg.MetadataValue.md(
-            f"**The {len(at_risk)} accounts most at risk on {snapshot_date}**\n\n"
-            + markdown_table(["account_id", "account", "owner", "arr", "health_score", "health_band"], at_risk)
+            f"**The {len(at_risk)} accounts most at risk on {snapshot_date}** (by band, worst first, then by "
+            "score, then by ARR; band_source `activation`: an onboarding account banded by its activation)\n\n"
+            + markdown_table(["account_id", "account", "owner", "arr", "segment", "health_score", "health_band",
+                              "band_source"], at_risk)
         ),
         "score_distribution": dg.MetadataValue.md(
             f"**Scores per band on {snapshot_date}**\n\n"
