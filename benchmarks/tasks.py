@@ -7,7 +7,8 @@ leaks from one measurement into the next. A task prints one JSON line with its t
 Tasks:
 - pipeline: materialize every asset for [first, last], either as a Dagster run of health_job
   (how `health-pipeline run` and the UI run it) or "direct": the same asset functions called
-  in order as plain Python, with no Dagster run around them ("only": just the named steps).
+  in order as plain Python, with no Dagster run around them ("only": just the named steps;
+  "recompute_backtest": as if the outcomes had changed).
 - seed: the seed approach (benchmarks/seed_baseline.py) for one snapshot date.
 - floor: DuckDB's single GROUP BY (user, day, event) over the same raw event files.
 - verify: compare the seed baseline with the pipeline's tables for one snapshot date.
@@ -54,6 +55,8 @@ def pipeline(args: dict) -> dict:
     from health_pipeline.partitions import partition_range_tags
 
     first, last = dt.date.fromisoformat(args["first"]), dt.date.fromisoformat(args["last"])
+    if args.get("recompute_backtest"):
+        forget_backtest_inputs()
     loaded = time.perf_counter()
     if args["via"] == "dagster":
         import dagster as dg
@@ -68,6 +71,16 @@ def pipeline(args: dict) -> dict:
     else:
         steps = run_direct(first, last, args.get("only"))
     return {"seconds": time.perf_counter() - loaded, "load_seconds": loaded - started, "steps": steps}
+
+
+def forget_backtest_inputs() -> None:
+    """Make the next backtest recompute, as a run whose outcomes changed would."""
+    import duckdb
+
+    from health_pipeline.settings import path as setting_path
+
+    with duckdb.connect(str(setting_path("HEALTH_WAREHOUSE"))) as conn:
+        conn.execute("DROP TABLE IF EXISTS export.backtest_inputs")
 
 
 def run_direct(first: dt.date, last: dt.date, only: list[str] | None = None) -> dict:
@@ -129,6 +142,8 @@ def floor(args: dict) -> dict:
 
     conn = duckdb.connect(config=_duckdb_config())
     first, last = dt.date.fromisoformat(args["first"]), dt.date.fromisoformat(args["last"])
+    if args.get("recompute_backtest"):
+        forget_backtest_inputs()
     loaded = time.perf_counter()
     groups, events = conn.execute(
         f"SELECT count(*), CAST(sum(events) AS BIGINT) FROM ({FLOOR_SQL})",

@@ -78,7 +78,7 @@ def test_unchanged_schema_is_not_rewritten(fresh: Pipeline, tmp_path):
     oids = "SELECT schema_name || '.' || table_name, table_oid FROM duckdb_tables() ORDER BY 1"
     # The raw snapshots, the history built from them and the backtest are replaced whole every run.
     snapshots = {"raw.accounts", "raw.contacts", "raw.identity_map", "raw.outcomes", "raw.account_history",
-                 "raw.contact_history", *(f"export.{name}" for name in BACKTEST_ASSETS)}
+                 "raw.contact_history", "export.backtest_inputs", *(f"export.{name}" for name in BACKTEST_ASSETS)}
     before = {t: oid for t, oid in pipeline.query(oids).values if t not in snapshots}
     pipeline.materialize(LAST, LAST)
     after = {t: oid for t, oid in pipeline.query(oids).values if t not in snapshots}

@@ -82,7 +82,8 @@ def test_nothing_from_on_or_after_an_outcomes_date_enters_its_prediction(crafted
     with duckdb.connect(str(crafted.root / "warehouse.duckdb")) as conn:
         for table, assignments in (("core.account_health", health), ("core.account_metrics", metrics)):
             conn.execute(scramble.format(table=table, assignments=assignments, op=">=", offset=""))
-    crafted.materialize(FIRST, LAST, selection=list(BACKTEST_ASSETS))
+    result = crafted.materialize(FIRST, LAST, selection=list(BACKTEST_ASSETS))
+    assert summary_metadata(result)["recomputed"] is False  # the pairs it reads did not change at all
     for name, frame in backtest_tables(crafted).items():
         pd.testing.assert_frame_equal(frame, before[name], obj=name)
 
@@ -92,14 +93,42 @@ def test_nothing_from_on_or_after_an_outcomes_date_enters_its_prediction(crafted
     assert not backtest_tables(crafted)["backtest_bands"].equals(before["backtest_bands"])
 
 
+def summary_metadata(result) -> dict:
+    return next({k: v.value for k, v in e.materialization.metadata.items()}
+                for e in result.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "backtest_summary")
+
+
+def test_unchanged_inputs_skip_the_bootstrap_and_a_new_outcome_recomputes_it(crafted):
+    before = backtest_tables(crafted)
+    plot = crafted.export_dir / "backtest" / "churn_rate_by_band.png"
+    written = plot.stat().st_mtime_ns
+    rerun = crafted.materialize(FIRST, LAST)  # the whole chain again: the same scores, the same outcomes
+    assert summary_metadata(rerun)["recomputed"] is False and "inputs_unchanged_since" in summary_metadata(rerun)
+    assert plot.stat().st_mtime_ns == written
+    for name, frame in backtest_tables(crafted).items():
+        pd.testing.assert_frame_equal(frame, before[name], obj=name)
+
+    accounts = [account("A1"), account("A2", owner="Ben"), account("A3", owner="Cy")]
+    data = portfolio(accounts, outcomes=[outcome("A1", "2026-06-08", "renewed"), outcome("A2", "2026-06-09", "churned"),
+                                         outcome("A3", "2026-06-10", "churned")])
+    data.users.append(dict(user_id="u3", identity="u3@a3.com", joindate="2026-01-01", account_id="A3", role="admin"))
+    data.write(crafted.raw_dir)
+    changed = crafted.materialize(FIRST, LAST)
+    assert summary_metadata(changed)["recomputed"] is True
+    summary = crafted.query("SELECT lead_days, n_churned FROM export.backtest_summary ORDER BY lead_days")
+    assert summary.values.tolist() == [[2, 2], [4, 2]]
+    # A deleted file is written again, even though nothing changed.
+    plot.unlink()
+    assert summary_metadata(crafted.materialize(FIRST, LAST))["recomputed"] is True and plot.exists()
+
+
 def test_without_outcomes_the_backtest_is_empty_and_says_how_to_add_them(tmp_path):
     pipeline = Pipeline(tmp_path)
     portfolio().write(pipeline.raw_dir)
     result = pipeline.materialize(FIRST, dt.date(2026, 6, 3))
     assert all(pipeline.row_count(result, name) == 0 for name in BACKTEST_ASSETS)
-    summary = next(e.materialization.metadata for e in result.get_asset_materialization_events()
-                   if e.asset_key.to_user_string() == "backtest_summary")
-    assert "Add an `outcomes` export" in summary["summary"].value
+    assert "Add an `outcomes` export" in summary_metadata(result)["summary"]
     assert not (pipeline.export_dir / "backtest" / "churn_rate_by_band.png").exists()
 
 

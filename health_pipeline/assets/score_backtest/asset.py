@@ -9,6 +9,9 @@ partitioned: each run recomputes them over all of history, after the day's score
 writes them as CSV files and one plot under `<export dir>/backtest/`.
 """
 
+import datetime as dt
+import hashlib
+import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +27,7 @@ from health_pipeline.previews import markdown_table
 from health_pipeline.publish import replace_table, table_metadata, transaction
 from health_pipeline.resources import ExportTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
-from health_pipeline.sql import SqlFolder, table_exists
+from health_pipeline.sql import SqlFolder, scalar, table_exists
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +58,10 @@ BACKTEST_DIR = "backtest"
 PLOT = "churn_rate_by_band.png"
 TOP_MEASURES = 10  # shown in the UI
 SEED = 0  # the bootstrap's, so reruns agree
+BOOTSTRAP_SAMPLES = 1000
+# Bookkeeping, no asset: the digest of the inputs the published backtest was computed from, so a
+# run whose outcomes and paired scores did not change skips the bootstrap (most daily runs).
+INPUTS = "export.backtest_inputs"
 
 
 def backtest_pairs(conn: duckdb.DuckDBPyConnection, config: HealthConfig, lead_days: tuple[int, ...],
@@ -68,18 +75,35 @@ def backtest_pairs(conn: duckdb.DuckDBPyConnection, config: HealthConfig, lead_d
     return pairs
 
 
-def run_backtest(conn: duckdb.DuckDBPyConnection, config: HealthConfig, lead_days: tuple[int, ...],
-                 scores: str = "core.account_health") -> "BacktestTables":
-    """The backtest of the scores in `scores` (core.account_health when there are any) against raw.outcomes."""
-    # Imported when used: pandas, scikit-learn, scipy and altair add a second to every start-up.
-    import pandas as pd
+def inputs_digest(pairs: "pd.DataFrame", config: HealthConfig, lead_days: tuple[int, ...]) -> str:
+    """What the backtest is a function of: the pairs, and how they are read and resampled."""
+    from pandas.util import hash_pandas_object
 
+    digest = hashlib.sha256(json.dumps([config.scoring_version, config.account_metrics, config.components,
+                                        list(lead_days), list(pairs.columns), SEED, BOOTSTRAP_SAMPLES]).encode())
+    digest.update(hash_pandas_object(pairs, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def compute(pairs: "pd.DataFrame", config: HealthConfig) -> "BacktestTables":
+    """The backtest's tables from the pairs."""
+    # Imported when used: scikit-learn, scipy and altair add a second to every start-up.
     from health_pipeline.backtest import backtest_tables
 
-    if not table_exists(conn, "core.account_health"):
-        return backtest_tables(pd.DataFrame(), config.account_metrics, config.components)
-    return backtest_tables(backtest_pairs(conn, config, lead_days, scores), config.account_metrics,
-                           config.components, seed=SEED)
+    return backtest_tables(pairs, config.account_metrics, config.components,
+                           bootstrap_samples=BOOTSTRAP_SAMPLES, seed=SEED)
+
+
+def unchanged_since(conn: duckdb.DuckDBPyConnection, digest: str, out_dir: Path):
+    """When the published tables and files were computed from the same inputs: since when; else None."""
+    files = [out_dir / f"{key}.csv" for key in TABLES]
+    if not all(table_exists(conn, table) for table in (INPUTS, *(t for t, _ in TABLES.values()))) or not all(
+            f.exists() for f in files):
+        return None
+    if scalar(conn, "SELECT count(*) FROM export.backtest_bands") and not (out_dir / PLOT).exists():
+        return None
+    stored = conn.execute(f"SELECT digest, computed_at FROM {INPUTS}").fetchall()
+    return stored[0][1] if stored and stored[0][0] == digest else None
 
 
 def frames(tables: "BacktestTables") -> "dict[str, pd.DataFrame]":
@@ -88,8 +112,8 @@ def frames(tables: "BacktestTables") -> "dict[str, pd.DataFrame]":
             "backtest_metric_power": tables.metric_power, "backtest_misses": tables.misses}
 
 
-def publish(conn: duckdb.DuckDBPyConnection, tables: "BacktestTables") -> None:
-    """Replace the four tables together, in one transaction."""
+def publish(conn: duckdb.DuckDBPyConnection, tables: "BacktestTables", digest: str) -> None:
+    """Replace the four tables together, and record what they were computed from, in one transaction."""
     staged = {}
     for key, frame in frames(tables).items():
         staged[TABLES[key][0]] = f"staged_{key}"
@@ -99,6 +123,8 @@ def publish(conn: duckdb.DuckDBPyConnection, tables: "BacktestTables") -> None:
     with transaction(conn, staged):
         for table, staging in staged.items():
             replace_table(conn, table, staging)
+        conn.execute(f"CREATE OR REPLACE TABLE {INPUTS} AS SELECT $digest AS digest, $now AS computed_at",
+                     {"digest": digest, "now": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
 
 
 def write_files(tables: "BacktestTables", out_dir: Path) -> Path | None:
@@ -159,18 +185,35 @@ def build_score_backtest(config: HealthConfig) -> dg.AssetsDefinition:
                     backfill_policy=dg.BackfillPolicy.single_run())
     def score_backtest(context: dg.AssetExecutionContext, warehouse: Warehouse, export_target: ExportTarget):
         """Backtests the health score against every customer outcome: for each outcome and lead
-        time L, what the score said L days before it. Recomputed over all of history each run."""
+        time L, what the score said L days before it. Recomputed over all of history when the
+        outcomes or the scores they pair with changed."""
+        import pandas as pd  # imported when used, as in compute()
+
+        out_dir = Path(export_target.export_dir) / BACKTEST_DIR
         with warehouse.get_connection() as conn:
-            tables = run_backtest(conn, config, lead_days)
-            publish(conn, tables)
-            metadata = {key: table_metadata(conn, TABLES[key][0], len(frame)) for key, frame in frames(tables).items()}
-        plot = write_files(tables, Path(export_target.export_dir) / BACKTEST_DIR)
+            scored = table_exists(conn, "core.account_health")
+            pairs = backtest_pairs(conn, config, lead_days) if scored else pd.DataFrame()
+            digest = inputs_digest(pairs, config, lead_days)
+            since = unchanged_since(conn, digest, out_dir)
+            if since is None:
+                tables = compute(pairs, config)
+                publish(conn, tables, digest)
+                summary, power = tables.summary, tables.metric_power
+            else:
+                summary, power = (conn.execute(f"SELECT * FROM {TABLES[key][0]}").df()
+                                  for key in ("backtest_summary", "backtest_metric_power"))
+            metadata = {key: table_metadata(conn, table, scalar(conn, f"SELECT count(*) FROM {table}"))
+                        for key, (table, _) in TABLES.items()}
+        plot = write_files(tables, out_dir) if since is None else (out_dir / PLOT if not summary.empty else None)
         metadata["backtest_summary"] |= {
             "lead_days": ", ".join(map(str, lead_days)),
-            "summary": dg.MetadataValue.md(summary_markdown(tables.summary)),
+            "pairs": len(pairs),
+            "recomputed": since is None,
+            **({"inputs_unchanged_since": str(since)} if since is not None else {}),
+            "summary": dg.MetadataValue.md(summary_markdown(summary)),
             **({"plot": dg.MetadataValue.path(str(plot.resolve()))} if plot else {}),
         }
-        metadata["backtest_metric_power"]["most_predictive"] = dg.MetadataValue.md(power_markdown(tables.metric_power))
+        metadata["backtest_metric_power"]["most_predictive"] = dg.MetadataValue.md(power_markdown(power))
         for key, meta in metadata.items():
             yield dg.MaterializeResult(asset_key=key, metadata=meta)
 
