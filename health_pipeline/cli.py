@@ -229,7 +229,7 @@ def cmd_suggest_scorecard(args: argparse.Namespace) -> int:
     except (TrialError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(f"wrote {args.out}: fitted on outcomes before {fitted.split_date}, checked on the ones after:")
+    print(f"wrote {args.out}: fitted on outcomes before {fitted.split_date}, checked on the ones on or after it:")
     print(fitted.evidence.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
     print(f"review it, then try it: health-pipeline backtest --config {args.out}")
     return 0

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ import pyarrow as pa
 
 from health_pipeline import settings
 from health_pipeline.assets import GROUP
-from health_pipeline.export_files import write_atomically
+from health_pipeline.export_files import discard, staging_dir, write_atomically
 from health_pipeline.previews import markdown_table
 from health_pipeline.publish import replace_table, table_metadata, transaction
 from health_pipeline.resources import ExportTarget, Warehouse
@@ -127,18 +128,32 @@ def publish(conn: duckdb.DuckDBPyConnection, tables: "BacktestTables", digest: s
                      {"digest": digest, "now": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
 
 
-def write_files(tables: "BacktestTables", out_dir: Path) -> Path | None:
-    """The tables as CSV files and the plot of churn per band; the plot's path, None without outcomes."""
+def write_files(tables: "BacktestTables", out_dir: Path) -> None:
+    """The tables as CSV files, and the plot of churn per band when there are outcomes."""
     from health_pipeline.backtest import churn_rate_chart, save_png
 
     for key, frame in frames(tables).items():
         write_atomically(pa.Table.from_pandas(frame, preserve_index=False), out_dir / f"{key}.csv")
-    plot = out_dir / PLOT
-    if tables.bands.empty:
-        plot.unlink(missing_ok=True)  # an old plot would describe outcomes that are gone
-        return None
-    save_png(churn_rate_chart(tables.bands), plot)
-    return plot
+    if not tables.bands.empty:
+        save_png(churn_rate_chart(tables.bands), out_dir / PLOT)
+
+
+def publish_with_files(conn: duckdb.DuckDBPyConnection, tables: "BacktestTables", digest: str,
+                       export_dir: Path) -> None:
+    """Write, publish, move: the files are written to a private staging folder first (a folder that
+    cannot be written fails the run before any table changes), then the tables are committed, then
+    each file is renamed into place; an old plot goes when there are no outcomes left to draw."""
+    staged = staging_dir(export_dir) / BACKTEST_DIR
+    try:
+        write_files(tables, staged)
+        publish(conn, tables, digest)
+        out_dir = export_dir / BACKTEST_DIR
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / PLOT).unlink(missing_ok=True)
+        for path in staged.iterdir():
+            os.replace(path, out_dir / path.name)
+    finally:
+        discard(staged.parent)
 
 
 def _number(value, digits: int = 3) -> str:
@@ -197,14 +212,14 @@ def build_score_backtest(config: HealthConfig) -> dg.AssetsDefinition:
             since = unchanged_since(conn, digest, out_dir)
             if since is None:
                 tables = compute(pairs, config)
-                publish(conn, tables, digest)
+                publish_with_files(conn, tables, digest, Path(export_target.export_dir))
                 summary, power = tables.summary, tables.metric_power
             else:
                 summary, power = (conn.execute(f"SELECT * FROM {TABLES[key][0]}").df()
                                   for key in ("backtest_summary", "backtest_metric_power"))
             metadata = {key: table_metadata(conn, table, scalar(conn, f"SELECT count(*) FROM {table}"))
                         for key, (table, _) in TABLES.items()}
-        plot = write_files(tables, out_dir) if since is None else (out_dir / PLOT if not summary.empty else None)
+        plot = out_dir / PLOT if (out_dir / PLOT).exists() else None
         metadata["backtest_summary"] |= {
             "lead_days": ", ".join(map(str, lead_days)),
             "pairs": len(pairs),
