@@ -15,6 +15,7 @@ import pandas as pd
 from health_pipeline import DATA_DIR, settings
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG
 from health_pipeline.partitions import partition_range_tags
+from health_pipeline.raw_input import OPTIONAL_TABLES, RAW_TABLES
 from health_pipeline.recovery import (
     check_warehouse,
     end_run,
@@ -43,12 +44,10 @@ def cmd_generate_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-
-
     raw_dir = settings.path("HEALTH_RAW_DIR")
     if not any(raw_dir.glob("users*")):
         if settings.is_set("HEALTH_RAW_DIR"):
-            print(f"no raw data in HEALTH_RAW_DIR={raw_dir}", file=sys.stderr)
+            print(f"no raw data in HEALTH_RAW_DIR={raw_dir}: {expected_tables()}", file=sys.stderr)
             return 2
         print(f"no raw data in {raw_dir}: generating the sample first")
         # Generated aside and renamed into place, so a killed generation leaves no half sample.
@@ -64,6 +63,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(line)
         print(f"materializing every asset for {first_day} .. {last_day} in one run")
         return _execute(instance, tags, last_day, args.debug)
+
+
+def expected_tables() -> str:
+    """The raw tables a raw directory must hold, and how, for a message."""
+    tables = [f"{name}{' (optional)' if name in OPTIONAL_TABLES else ''}" for name in RAW_TABLES]
+    return (f"expected the tables {', '.join(tables)}, each as <name>.parquet, <name>.csv or a folder <name>/ "
+            "of parquet files (README: Pointing it at real data)")
 
 
 @contextmanager

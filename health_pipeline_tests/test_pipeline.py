@@ -249,3 +249,15 @@ def test_health_pipeline_run_prints_sync_table_and_top_risks(tmp_path):
     day.sort(key=lambda r: (severity.index(r["health_band"]), r["health_score"], -r["arr"], r["account_id"]))
     assert printed == [r["account_id"] for r in day[:10]]
     assert "accounts changed band on 2026-06-10" in result.stdout
+
+
+def test_an_empty_raw_dir_is_one_line_that_lists_the_expected_tables(tmp_path):
+    (tmp_path / "raw").mkdir()
+    env = {**os.environ, "HEALTH_RAW_DIR": str(tmp_path / "raw"), "HEALTH_WAREHOUSE": str(tmp_path / "w.duckdb")}
+    result = subprocess.run([str(Path(sys.executable).parent / "health-pipeline"), "run"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"no raw data in HEALTH_RAW_DIR={tmp_path / 'raw'}: expected the tables users, accounts, sessions, "
+        "all_events, user_migrations (optional), outcomes (optional), each as <name>.parquet, <name>.csv or a "
+        "folder <name>/ of parquet files (README: Pointing it at real data)"]
