@@ -19,14 +19,12 @@ import pandas as pd
 import yaml
 
 from health_pipeline.assets.account_health.asset import account_health_params, account_health_sql, load_scorecards
-from health_pipeline.assets.score_backtest.asset import backtest_pairs, frames
-from health_pipeline.backtest import backtest_tables
+from health_pipeline.assets.score_backtest.asset import backtest_pairs, compute, frames
 from health_pipeline.scorecard.fit import FittedScorecard, suggest_scorecard
 from health_pipeline.scorecard.model import HealthConfig
 
 # Where the candidate's scores and backtest go: a schema of the scratch database.
 SCRATCH_SCHEMA = "candidate"
-SEED = 0
 
 
 class TrialError(ValueError):
@@ -105,8 +103,8 @@ def try_scorecard(warehouse: Path, scratch: Path, production: HealthConfig, cand
         shared = shared[(shared["scored_on"] >= first_day) & (shared["scored_on"] <= last_day)]
         current, tried = current.merge(shared), tried.merge(shared)
         results = {
-            "current": backtest_tables(current, production.account_metrics, production.components, seed=SEED),
-            "candidate": backtest_tables(tried, candidate.account_metrics, candidate.components, seed=SEED),
+            "current": compute(current, production),
+            "candidate": compute(tried, candidate),
         }
         for name, tables in results.items():
             for key, frame in frames(tables).items():
