@@ -216,6 +216,21 @@ def outcomes(args: dict) -> dict:
     return {"seconds": 0.0, "outcomes": n, "pairs": int(pairs or 0)}
 
 
+def report(args: dict) -> dict:
+    """Build the morning report of one day from a warehouse: its build time, pages and size."""
+    from pathlib import Path
+
+    from health_pipeline.assets.morning_report.site import build_report
+    from health_pipeline.resources import Warehouse
+    from health_pipeline.scorecard.parser import load_config
+
+    day = dt.date.fromisoformat(args["day"])
+    with Warehouse(database=args["warehouse"], **_duckdb_config()).get_connection(read_only=True) as conn:
+        site = build_report(conn, load_config(), day, Path(args["export_dir"]))
+    return {"seconds": time.perf_counter() - started, "build_seconds": site.seconds, "pages": site.pages,
+            "size_mb": round(site.size_bytes / 1e6, 1)}
+
+
 def startup(args: dict) -> dict:
     from health_pipeline.definitions import defs  # noqa: F401
 
@@ -232,7 +247,7 @@ def _duckdb_config() -> dict:
 
 
 TASKS = {"pipeline": pipeline, "seed": seed, "floor": floor, "verify": verify, "generate": generate,
-         "startup": startup, "outcomes": outcomes}
+         "startup": startup, "outcomes": outcomes, "report": report}
 
 if __name__ == "__main__":
     request = json.loads(sys.argv[1])

@@ -22,7 +22,7 @@ import vl_convert as vlc
 from scipy import stats
 from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
-from health_pipeline.scorecard.model import BANDS
+from health_pipeline.scorecard.model import BAND_COLOURS, BANDS
 
 RETAINED = ("renewed", "expanded")
 CHURNED = "churned"
@@ -63,7 +63,7 @@ MISS_COLUMNS = [
     "account_id", "account_name", "owner", "outcome_date", "lead_days", "scored_on", "health_score", "top_drag",
     "score_reason", "arr",
 ]
-BAND_COLOURS = {"healthy": "#2ca02c", "neutral": "#f0a30a", "at_risk": "#d62728", UNSCORED: "#9e9e9e"}
+BAND_AND_UNSCORED_COLOURS = {**BAND_COLOURS, UNSCORED: "#9e9e9e"}
 
 
 @dataclass(frozen=True)
@@ -263,7 +263,7 @@ def churn_rate_chart(bands: pd.DataFrame) -> alt.FacetChart:
         y=alt.Y("churn_rate:Q", title="churn rate", axis=alt.Axis(format="%")),
         color=alt.Color(
             "health_band:N", sort=order, legend=None,
-            scale=alt.Scale(domain=order, range=[BAND_COLOURS[b] for b in order]),
+            scale=alt.Scale(domain=order, range=[BAND_AND_UNSCORED_COLOURS[b] for b in order]),
         ),
         tooltip=[
             "health_band:N", alt.Tooltip("churn_rate:Q", format=".1%"), "churned:Q", "outcomes:Q",

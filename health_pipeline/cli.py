@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from health_pipeline import DATA_DIR, settings
+from health_pipeline.assets.morning_report.site import report_root
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG
 from health_pipeline.partitions import partition_range_tags
 from health_pipeline.raw_input import OPTIONAL_TABLES, RAW_TABLES
@@ -174,6 +175,9 @@ def print_summary(snapshot_date: dt.date) -> None:
     print(f"\nsync table: export.account_health in {Path(warehouse.database).resolve()}")
     print(f"sync files: {export_dir / 'account_health'}/snapshot_date=YYYY-MM-DD.parquet and .csv")
     print(f"band changes: export.band_changes and {export_dir / 'band_changes'}/")
+    report = report_root(export_dir) / snapshot_date.isoformat() / "index.html"
+    if report.exists():
+        print(f"morning report: {report} (open it in a browser; {report_root(export_dir) / 'latest'} is the newest)")
     with pd.option_context("display.max_colwidth", 110, "display.width", 250):
         print(f"\nthe ten accounts most at risk on {snapshot_date} (by band, worst first, then by score, then by "
               "ARR; band_source activation: an onboarding account banded by its activation):")
@@ -201,6 +205,34 @@ def print_backtest_headline(summary: pd.DataFrame | None) -> None:
         return
     print(f"\nbacktest (export.backtest_*, plot: {export_dir / 'backtest' / 'churn_rate_by_band.png'}):")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Build the morning report of one scored day from the warehouse, without running the pipeline."""
+    from health_pipeline.assets.morning_report.site import build_report
+    from health_pipeline.scorecard.parser import ConfigError
+
+    try:
+        config = _production()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    warehouse = Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
+    if not Path(warehouse.database).exists():
+        print(f"no warehouse at {warehouse.database}: run `health-pipeline run` first", file=sys.stderr)
+        return 2
+    with warehouse.get_connection(read_only=True) as conn:
+        if not table_exists(conn, "export.account_health"):
+            print("the warehouse has no sync table yet: run `health-pipeline run` first", file=sys.stderr)
+            return 2
+        site = build_report(conn, config, args.date, settings.path("HEALTH_EXPORT_DIR"))
+    if site is None:
+        print(f"no account was scored on {args.date}: nothing to report (the sync table's days are the ones "
+              "`health-pipeline run` covered)", file=sys.stderr)
+        return 2
+    print(f"morning report for {args.date}: {site.index.resolve()} ({site.pages:,} pages, "
+          f"{site.size_bytes / 1e6:.1f} MB, built in {site.seconds:.1f} s)")
+    return 0
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -281,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--run-id", action="append", default=[],
                      help="also end this unfinished run, whatever its process (repeatable)")
     rec.set_defaults(func=cmd_recover)
+
+    report = sub.add_parser("report", help="build the morning report of one scored day, without running the pipeline")
+    report.add_argument("--date", required=True, type=_date, help="the snapshot date, YYYY-MM-DD")
+    report.set_defaults(func=cmd_report)
 
     trial = sub.add_parser("backtest", help="backtest a candidate scorecard beside the production one")
     trial.add_argument("--config", required=True, type=Path, help="the candidate scorecard YAML file")

@@ -15,6 +15,7 @@ from health_pipeline.assets.band_changes.asset import build_band_changes
 from health_pipeline.assets.contact_metrics.asset import build_contact_metrics
 from health_pipeline.assets.contact_usage.asset import build_contact_usage
 from health_pipeline.assets.daily_contact_activity.asset import build_daily_contact_activity
+from health_pipeline.assets.morning_report.asset import build_morning_report
 from health_pipeline.assets.raw_activity.asset import build_raw_activity
 from health_pipeline.assets.score_backtest.asset import build_score_backtest
 from health_pipeline.assets.sync_export.asset import build_sync_export
@@ -41,6 +42,7 @@ def build_assets(config: HealthConfig) -> list[dg.AssetsDefinition]:
         build_contact_usage(config),
         build_band_changes(config),
         build_score_backtest(config),
+        build_morning_report(config),
     ]
 
 
@@ -50,7 +52,7 @@ def build_defs(config: HealthConfig | None = None) -> dg.Definitions:
         HEALTH_JOB,
         selection=dg.AssetSelection.groups(GROUP),
         description="Every stage, from raw extraction to the sync table, for the selected days, then the "
-                    "backtest over all of history.",
+                    "backtest over all of history, then the morning report of the latest days.",
     )
     return dg.Definitions(
         assets=[_with_policies(asset) for asset in build_assets(config)],

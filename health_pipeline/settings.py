@@ -21,6 +21,7 @@ from health_pipeline import DATA_DIR
 DEFAULT_FIRST_DAY = dt.date(2026, 6, 1)
 DEFAULT_LATE_DAYS = 2
 DEFAULT_BACKTEST_LEAD_DAYS = (30, 60, 90)
+DEFAULT_REPORT_DAYS = 1
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "scorecard" / "default.yaml"
 
 PATH_DEFAULTS = {
@@ -64,6 +65,14 @@ def late_days() -> int:
     value = os.environ.get("HEALTH_LATE_DAYS") or str(DEFAULT_LATE_DAYS)
     if not value.strip().isdigit():
         raise ValueError(f"HEALTH_LATE_DAYS={value!r} is not a whole number of days (0 or more)")
+    return int(value)
+
+
+def report_days() -> int:
+    """HEALTH_REPORT_DAYS: how many of a run's latest days get a morning report (default 1; 0: none)."""
+    value = os.environ.get("HEALTH_REPORT_DAYS") or str(DEFAULT_REPORT_DAYS)
+    if not value.strip().isdigit():
+        raise ValueError(f"HEALTH_REPORT_DAYS={value!r} is not a whole number of days (0 or more)")
     return int(value)
 
 

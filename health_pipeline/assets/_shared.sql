@@ -44,3 +44,15 @@ SELECT d.snapshot_date, c.* EXCLUDE (valid_from, valid_to)
 FROM snapshot_dates d
 JOIN raw.contact_history c ON {{ in_force("c", "d.snapshot_date") }}
 {%- endmacro %}
+
+{# Whether a contact with this role is a power contact ($power_roles: the configuration's, lower-case). #}
+{% macro is_power_contact(role) -%}
+list_contains($power_roles::VARCHAR[], lower(trim({{ role }})))
+{%- endmacro %}
+
+{# The one ranking of "most at risk", for the UI, the CLI and the morning report: by band, worst
+   first ($bands lists them best first; an onboarding account's band comes from activation), then
+   by score, lowest first, then by ARR, largest first. #}
+{% macro most_at_risk_first(band, score, arr, account_id) -%}
+list_position($bands::VARCHAR[], {{ band }}) DESC, {{ score }}, {{ arr }} DESC NULLS LAST, {{ account_id }}
+{%- endmacro %}

@@ -19,6 +19,8 @@ from health_pipeline.contract import account_metric_domains
 DEFAULT_SEGMENT = "default"
 MISSING_POLICIES = ("zero", "neutral", "exclude")
 BANDS = ("healthy", "neutral", "at_risk")  # best to worst
+# How every chart and page colours a band; the band's name is always shown beside it too.
+BAND_COLOURS = {"healthy": "#2ca02c", "neutral": "#f0a30a", "at_risk": "#d62728"}
 ACTIVATION_COLOURS = ("green", "yellow", "red")  # best to worst
 ACTIVATION_BANDS = dict(zip(ACTIVATION_COLOURS, BANDS))
 # digital_footprint: none (no contacts), light (1 to this minus one), broad (this or more)

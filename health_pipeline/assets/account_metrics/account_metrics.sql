@@ -12,7 +12,7 @@ contacts_on_day AS (
 ),
 account_contacts AS (
     -- Only contacts whose account_id is a known account that day roll up; the role is the day's too.
-    SELECT m.*, list_contains($power_roles::VARCHAR[], lower(trim(c.role))) AS is_power_contact
+    SELECT m.*, {{ shared.is_power_contact("c.role") }} AS is_power_contact
     FROM core.contact_metrics m
     JOIN accounts_on_day a ON a.account_id = m.account_id AND a.snapshot_date = m.snapshot_date
     JOIN contacts_on_day c ON c.user_id = m.user_id AND c.snapshot_date = m.snapshot_date

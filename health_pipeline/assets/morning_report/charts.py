@@ -1,0 +1,126 @@
+"""The morning report's charts, as Vega-Lite specs built with Altair, without their data.
+
+A site holds each spec once (in assets/charts.js); a page holds only each chart's data, as named
+datasets in a JSON script beside the chart, and report.js renders the two together in the browser
+with the Vega bundle copied into the site. So 5,000 account pages carry 5,000 small data blocks,
+not 5,000 copies of a spec.
+
+Series over the report's 90 days are columnar to stay small: one row of lists, `day` counting days
+from the window's first day, which the spec turns back into a date (`flatten`, then `calculate`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import altair as alt
+
+from health_pipeline.scorecard.model import BAND_COLOURS, BANDS
+
+SERIES = "series"  # the dataset name of a chart's main data
+EDGES = "edges"  # the metric charts' bin edges
+BAND_SCALE = alt.Scale(domain=list(BANDS), range=[BAND_COLOURS[band] for band in BANDS])
+WIDE = 560
+
+
+def _band_colour(field: str = "band") -> alt.Color:
+    return alt.Color(f"{field}:N", scale=BAND_SCALE, sort=list(BANDS), title="band")
+
+
+def _dated(chart: alt.Chart, first_day: dt.date, fields: list[str]) -> alt.Chart:
+    """Unfold a columnar series (`day` and `fields` as lists) into rows with a UTC `date`."""
+    return chart.transform_flatten(["day", *fields]).transform_calculate(
+        date=f"utc({first_day.year}, {first_day.month - 1}, {first_day.day} + datum.day)"
+    )
+
+
+def _date_axis(title: str | None = None) -> alt.X:
+    return alt.X("date:T", title=title, scale=alt.Scale(type="utc"),
+                 axis=alt.Axis(format="%b %d", labelOverlap=True))
+
+
+def band_shares() -> alt.Chart:
+    """Stacked area: each band's share of the scored accounts per day. Data: (snapshot_date, band, accounts)."""
+    return alt.Chart(alt.NamedData(SERIES)).mark_area().encode(
+        x=alt.X("snapshot_date:T", title=None, axis=alt.Axis(format="%b %d", labelOverlap=True)),
+        y=alt.Y("accounts:Q", stack="normalize", title="share of accounts", axis=alt.Axis(format="%")),
+        color=_band_colour(),
+        order=alt.Order("band_order:Q"),
+        tooltip=["snapshot_date:T", "band:N", "accounts:Q"],
+    ).transform_calculate(
+        band_order=f"indexof({list(BANDS)!r}, datum.band)"
+    ).properties(width=WIDE, height=220)
+
+
+def score_histogram() -> alt.Chart:
+    """Accounts per 10-point score bin, stacked by band. Data: (health_score, band) per account."""
+    return alt.Chart(alt.NamedData(SERIES)).mark_bar().encode(
+        x=alt.X("health_score:Q", bin=alt.Bin(step=10, extent=[0, 100]), title="health score"),
+        y=alt.Y("count():Q", title="accounts"),
+        color=_band_colour(),
+        tooltip=[alt.Tooltip("count():Q", title="accounts"), "band:N"],
+    ).properties(width=WIDE, height=200)
+
+
+def sparkline(first_day: dt.date) -> alt.Chart:
+    """The score over 90 days, no axes: a card's glance. Data: one row of lists (day, score)."""
+    return _dated(alt.Chart(alt.NamedData(SERIES)), first_day, ["score"]).mark_line(
+        color="#444", strokeWidth=1.5
+    ).encode(
+        x=alt.X("date:T", axis=None, scale=alt.Scale(type="utc")),
+        y=alt.Y("score:Q", axis=None, scale=alt.Scale(domain=[0, 100])),
+    ).properties(width=180, height=36).configure_view(stroke=None)
+
+
+def account_score(first_day: dt.date) -> alt.Chart:
+    """The score over 90 days, with the account's band cut-offs dashed. Data: series (day, score);
+    edges (cut-off, label)."""
+    line = _dated(alt.Chart(alt.NamedData(SERIES)), first_day, ["score"]).mark_line(point=True).encode(
+        x=_date_axis(),
+        y=alt.Y("score:Q", scale=alt.Scale(domain=[0, 100]), title="health score"),
+        tooltip=[alt.Tooltip("utcyearmonthdate(date):T", title="date"), "score:Q"],
+    )
+    cutoffs = alt.Chart(alt.NamedData(EDGES)).mark_rule(strokeDash=[4, 4], color="#777").encode(y="value:Q")
+    labels = alt.Chart(alt.NamedData(EDGES)).mark_text(align="left", dx=4, dy=-6, color="#555").encode(
+        y="value:Q", text="label:N", x=alt.value(0))
+    return alt.layer(line, cutoffs, labels).properties(width=WIDE, height=200)
+
+
+def account_components(first_day: dt.date, components: tuple[str, ...]) -> alt.FacetChart:
+    """Each component's points as a percentage of its possible points over 90 days, a panel per
+    component. Data: one row of lists (day, and one list per component)."""
+    return _dated(alt.Chart(alt.NamedData(SERIES)), first_day, list(components)).transform_fold(
+        list(components), as_=["component", "share"]
+    ).mark_line().encode(
+        x=_date_axis(),
+        y=alt.Y("share:Q", scale=alt.Scale(domain=[0, 100]), title="% of points"),
+        tooltip=[alt.Tooltip("utcyearmonthdate(date):T", title="date"), "component:N", "share:Q"],
+    ).properties(width=WIDE, height=60).facet(
+        row=alt.Row("component:N", sort=list(components), title=None, header=alt.Header(labelAngle=0,
+                                                                                          labelAlign="left"))
+    )
+
+
+def metric_distribution(metric: str) -> alt.LayerChart:
+    """Accounts per value of a metric, with the scorecard's bin edges as rules. Data: series (value);
+    edges (value, label)."""
+    bars = alt.Chart(alt.NamedData(SERIES)).mark_bar(color="#4c78a8").encode(
+        x=alt.X("value:Q", bin=alt.Bin(maxbins=40), title=metric),
+        y=alt.Y("count():Q", title="accounts"),
+    )
+    edges = alt.Chart(alt.NamedData(EDGES)).mark_rule(color="#d62728", strokeWidth=2).encode(
+        x="value:Q", tooltip=["label:N"])
+    return alt.layer(bars, edges).properties(width=WIDE, height=200)
+
+
+def chart_specs(first_day: dt.date, components: tuple[str, ...], metrics: tuple[str, ...]) -> dict[str, dict]:
+    """Every spec a site uses, by name: what a page's chart names in its data-chart attribute."""
+    specs = {
+        "band_shares": band_shares(),
+        "score_histogram": score_histogram(),
+        "sparkline": sparkline(first_day),
+        "account_score": account_score(first_day),
+        "account_components": account_components(first_day, components),
+        **{f"metric:{metric}": metric_distribution(metric) for metric in metrics},
+    }
+    return {name: chart.to_dict() for name, chart in specs.items()}

@@ -1,0 +1,326 @@
+"""Build one snapshot date's morning report: a static site under `<export dir>/report/<date>/`.
+
+The site reads only published tables (export.account_health, export.contact_usage,
+export.band_changes and the backtest), so it shows exactly what the CS tools import. Pages are
+Jinja2 templates with autoescaping on, so every name and value from the data is text, and chart
+data enters pages through `tojson`, which escapes `<`, `>` and `&`. The site is self-contained:
+its stylesheet, scripts and the Vega bundle (from vl-convert, no download) sit in `assets/`, and
+every link is relative, so `index.html` opens from disk.
+
+It is written to a hidden folder beside the target and renamed into place, and `report/latest`
+is a symlink to the newest date's folder, so a reader never sees half a site.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import jinja2
+
+from health_pipeline.contract import activation_column, explanation_column
+from health_pipeline.scorecard.model import BAND_COLOURS, BANDS, HealthConfig
+from health_pipeline.sql import SqlFolder, table_exists
+
+from .charts import chart_specs
+
+SQL = SqlFolder(__file__)
+HERE = Path(__file__).resolve().parent
+REPORT_DIR = "report"  # under the export dir
+LATEST = "latest"
+HISTORY_DAYS = 90  # the days each chart shows, ending on the report's date
+DROPS_SHOWN = 10  # an owner page's biggest 7-day drops
+BREAKDOWNS = ("segment", "vertical", "plan", "owner")
+NO_OWNER = "(no owner)"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Site:
+    """A built report: its folder, its page count, its size on disk in bytes and its build time."""
+
+    report_date: dt.date
+    folder: Path
+    pages: int
+    size_bytes: int
+    seconds: float
+
+    @property
+    def index(self) -> Path:
+        return self.folder / "index.html"
+
+
+def report_root(export_dir: Path) -> Path:
+    return Path(export_dir) / REPORT_DIR
+
+
+def page_name(key) -> str:
+    """A file name for an account id or owner: the key itself when it is a plain name, else a slug
+    and a hash of the key, so any text makes a safe, distinct, stable name."""
+    text = "" if key is None else str(key)
+    if _SAFE_NAME.fullmatch(text):
+        return text
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or "x"
+    return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def build_report(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_date: dt.date,
+                 export_dir: Path) -> Site | None:
+    """Build the site for `report_date` from the published tables; None when no account was scored that day."""
+    started = time.perf_counter()
+    data = _ReportData.read(conn, config, report_date)
+    if not data.accounts:
+        return None
+    root = report_root(export_dir)
+    partial = root / f".{report_date.isoformat()}.{os.getpid()}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        pages = _write_site(partial, data, config)
+        folder = _publish(partial, root, report_date)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+    return Site(report_date, folder, pages, size, time.perf_counter() - started)
+
+
+# -- the data ---------------------------------------------------------------------------------------
+
+@dataclass
+class _ReportData:
+    report_date: dt.date
+    first_day: dt.date
+    accounts: list[dict]
+    band_totals: dict[int, dict[str, dict]]  # days ago -> band -> {accounts, arr}
+    band_shares: list[dict]
+    breakdowns: dict[str, list[dict]]
+    history: dict[str, dict]
+    contacts: dict[str, list[dict]]
+    band_changes: dict[str, list[dict]]
+    bin_counts: dict[tuple[str, str], dict[str | None, int]]  # (component, segment) -> bin -> accounts
+    backtest: list[dict]
+
+    @classmethod
+    def read(cls, conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_date: dt.date) -> _ReportData:
+        first_day = report_date - dt.timedelta(days=HISTORY_DAYS - 1)
+        day = {"report_date": report_date}
+        bands = {"bands": list(BANDS)}
+        totals: dict[int, dict[str, dict]] = defaultdict(dict)
+        for row in _rows(conn, "band_totals", {**day, **bands}):
+            totals[row["days_ago"]][row["band"]] = row
+        breakdowns: dict[str, list[dict]] = defaultdict(list)
+        for row in _rows(conn, "breakdowns", day):
+            breakdowns[row["dimension"]].append(row)
+        history = {row.pop("account_id"): row for row in _rows(
+            conn, "score_history", {**day, "first_day": first_day}, components=config.components)}
+        bins: dict[tuple[str, str], dict] = defaultdict(dict)
+        components = {f"component_{i}": c for i, c in enumerate(config.components)}
+        for row in _rows(conn, "bin_counts", {**day, **components}, components=config.components):
+            bins[row["component"], row["segment"]][row["bin"]] = row["accounts"]
+        backtest = []
+        if table_exists(conn, "export.backtest_summary") and table_exists(conn, "export.backtest_bands"):
+            backtest = _rows(conn, "backtest_headline", {"scoring_version": config.scoring_version, **bands})
+        return cls(
+            report_date=report_date,
+            first_day=first_day,
+            accounts=_rows(conn, "report_accounts", {**day, **bands}),
+            band_totals=dict(totals),
+            band_shares=_rows(conn, "band_shares", {**day, **bands, "first_day": first_day}),
+            breakdowns=dict(breakdowns),
+            history=history,
+            contacts=_grouped(_rows(conn, "account_contacts", {**day, "power_roles": list(config.power_roles)})),
+            band_changes=_grouped(_rows(conn, "band_change_history", day)),
+            bin_counts=dict(bins),
+            backtest=backtest,
+        )
+
+
+def _rows(conn: duckdb.DuckDBPyConnection, name: str, params: dict, **context) -> list[dict]:
+    cursor = SQL.run(conn, name, params, **context)
+    columns = [column[0] for column in cursor.description]
+    return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+
+def _grouped(rows: list[dict], key: str = "account_id") -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        grouped[row[key]].append(row)
+    return dict(grouped)
+
+
+# -- the pages -----------------------------------------------------------------------------------
+
+def _json_default(value):
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"cannot put {type(value).__name__} in chart data")
+
+
+def _finite(value):
+    """None for NaN and infinities, which JSON cannot carry."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.policies["json.dumps_kwargs"] = {"separators": (",", ":"), "default": _json_default, "allow_nan": False}
+    env.filters.update(
+        band=lambda band: "no band" if band is None else band.replace("_", " "),
+        number=_number,
+        percent=lambda share, digits=0: "–" if share is None else f"{100 * share:.{digits}f}%",
+        signed=lambda value: "–" if value is None else f"{value:+.1f}",
+        money=lambda value: "–" if value is None else f"{value:,.0f}",
+        signed_money=lambda value: "–" if value is None else f"{value:+,.0f}",
+        page=page_name,
+        owner_name=lambda owner: NO_OWNER if owner is None else owner,
+        finite=_finite,
+    )
+    env.globals.update(bands=BANDS, band_colours=BAND_COLOURS, explanation_column=explanation_column,
+                       activation_column=activation_column)
+    return env
+
+
+def _number(value, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float | Decimal):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+@functools.cache
+def _vega_bundle() -> str:
+    """Vega, Vega-Lite and vega-embed as one script, from the vl-convert package (no download)."""
+    import vl_convert
+
+    return vl_convert.javascript_bundle()
+
+
+def _write_site(folder: Path, data: _ReportData, config: HealthConfig) -> int:
+    """Write every page and asset of the site into `folder`; return the number of pages."""
+    env = _templates()
+    assets = folder / "assets"
+    assets.mkdir(parents=True)
+    (assets / "vega.js").write_text(_vega_bundle(), encoding="utf-8")
+    metrics = _metric_pages(data, config)
+    specs = chart_specs(data.first_day, config.components, tuple(metrics))
+    (assets / "charts.js").write_text(
+        "// The site's chart specs (Vega-Lite), by name; each chart's data is in its page.\n"
+        f"window.REPORT_CHARTS = {json.dumps(specs, separators=(',', ':'))};\n", encoding="utf-8")
+    for name in ("report.js", "report.css"):
+        shutil.copyfile(HERE / "static" / name, assets / name)
+
+    by_owner: dict[str | None, list[dict]] = defaultdict(list)
+    for account in data.accounts:
+        by_owner[account["owner"]].append(account)
+    owners = sorted(by_owner, key=lambda owner: (owner is None, owner or ""))
+    common = {"report_date": data.report_date, "config": config, "components": config.components,
+              "accounts_by_id": {a["account_id"]: a for a in data.accounts}}
+
+    def write(path: str, template: str, **context) -> None:
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        page = env.get_template(template).render(**common, **context, root="../" * path.count("/"))
+        target.write_text(page, encoding="utf-8")
+
+    write("index.html", "portfolio.html", data=data, owners=owners, metrics=metrics, breakdowns=BREAKDOWNS,
+          score_points=[{"health_score": a["health_score"], "band": a["health_band"]} for a in data.accounts],
+          onboarding=[a for a in data.accounts if a["in_onboarding"]],
+          arr_at_risk=sum(a["arr"] or 0 for a in data.accounts if a["health_band"] == "at_risk"),
+          arr_total=sum(a["arr"] or 0 for a in data.accounts))
+    for owner in owners:
+        accounts = by_owner[owner]
+        ids = {a["account_id"] for a in accounts}
+        moves = [c for a in accounts for c in data.band_changes.get(a["account_id"], [])
+                 if c["snapshot_date"] == data.report_date]
+        moves.sort(key=lambda c: (c["direction"] != "worse", c["health_score"]))
+        drops = sorted((a for a in accounts if (a["score_delta_7d"] or 0) < 0), key=lambda a: a["score_delta_7d"])
+        write(f"owners/{page_name(owner)}.html", "owner.html", owner=owner, accounts=accounts, data=data,
+              moves=moves, drops=drops[:DROPS_SHOWN], account_ids=ids,
+              at_risk=sorted((a for a in accounts if a["health_band"] == "at_risk"),
+                             key=lambda a: -(a["arr"] or 0)))
+    for account in data.accounts:
+        write(f"accounts/{page_name(account['account_id'])}.html", "account.html", account=account, data=data,
+              cutoffs=_cutoffs(config, account["segment"]))
+    for metric, sections in metrics.items():
+        write(f"metrics/{page_name(metric)}.html", "metric.html", metric=metric, sections=sections,
+              metrics=metrics)
+    return 1 + len(owners) + len(data.accounts) + len(metrics)
+
+
+def _cutoffs(config: HealthConfig, segment_name: str) -> list[dict]:
+    """The band cut-offs of the segment's scorecard, for the account's score chart."""
+    card = next((s.scorecard for s in config.segments if s.name == segment_name), config.scorecard)
+    return [{"value": card.healthy_from, "label": "healthy from"},
+            {"value": card.neutral_from, "label": "neutral from"}]
+
+
+def _metric_pages(data: _ReportData, config: HealthConfig) -> dict[str, list[dict]]:
+    """For each metric a component bins: per segment whose scorecard bins it, the accounts' values
+    today, the bin edges, and the accounts in each bin."""
+    pages: dict[str, list[dict]] = defaultdict(list)
+    for segment in config.segments:
+        in_segment = [a for a in data.accounts if a["segment"] == segment.name]
+        if not in_segment:
+            continue
+        for component in segment.scorecard.components:
+            counts = data.bin_counts.get((component.name, segment.name), {})
+            value_column = explanation_column(component.name, "value")
+            edges = sorted({edge for b in component.bins for edge in (b.lower, b.upper) if math.isfinite(edge)})
+            pages[component.metric].append({
+                "segment": segment.name,
+                "component": component.name,
+                "accounts": len(in_segment),
+                "values": [{"value": a[value_column]} for a in in_segment if a[value_column] is not None],
+                "edges": [{"value": edge, "label": f"edge {edge:g}"} for edge in edges],
+                "bins": [{"label": b.label, "points": b.points, "accounts": counts.get(b.label, 0)}
+                         for b in component.bins],
+                "missing": counts.get(None, 0),
+                "missing_policy": component.missing,
+            })
+    return dict(pages)
+
+
+def _publish(partial: Path, root: Path, report_date: dt.date) -> Path:
+    """Rename the built site into `root/<date>` (replacing an older build of that date) and point
+    `root/latest` at the newest date."""
+    folder = root / report_date.isoformat()
+    old = root / f".{report_date.isoformat()}.{os.getpid()}.old"
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(partial, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    latest = root / LATEST
+    current = os.readlink(latest) if latest.is_symlink() else ""
+    if current <= report_date.isoformat():
+        link = root / f".{LATEST}.{os.getpid()}"
+        link.unlink(missing_ok=True)
+        link.symlink_to(report_date.isoformat(), target_is_directory=True)
+        os.replace(link, latest)
+    return folder

@@ -1,0 +1,209 @@
+"""The morning report: which days get a site, where it goes, what its pages say, and that every
+value from the data is escaped. The browser tests (test_report_browser.py) open the pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from markupsafe import escape
+
+from health_pipeline import cli
+from health_pipeline.assets.morning_report.asset import report_dates
+from health_pipeline.assets.morning_report.site import build_report, page_name, report_root
+from health_pipeline.sample import SampleSpec, generate_sample
+from health_pipeline_tests.conftest import Pipeline
+
+SPEC = SampleSpec(accounts=16, days=45, seed=5)
+FIRST, LAST = dt.date(2026, 6, 1), dt.date(2026, 7, 15)
+HOSTILE_NAME = "<script>alert(1)</script>"
+HOSTILE_OWNER = '"><img src=x onerror=alert(2)> & Co'
+
+
+def hostile_sample(raw_dir: Path) -> str:
+    """The sample with one account named like a script and its owner like an HTML attribute
+    break-out; returns that account's id."""
+    generate_sample(raw_dir, SPEC)
+    accounts = pd.read_parquet(raw_dir / "accounts.parquet")
+    paying = accounts.index[accounts["status"] == "paying"][0]
+    accounts.loc[paying, ["name", "owner"]] = [HOSTILE_NAME, HOSTILE_OWNER]
+    accounts.to_parquet(raw_dir / "accounts.parquet", index=False)
+    return accounts.loc[paying, "account_id"]
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory) -> tuple[Pipeline, str, object]:
+    pipeline = Pipeline(tmp_path_factory.mktemp("report"))
+    hostile = hostile_sample(pipeline.raw_dir)
+    result = pipeline.run(FIRST, LAST)
+    assert result.success, pipeline.failure_of(result)
+    return pipeline, hostile, result
+
+
+def site_of(pipeline: Pipeline, day: dt.date) -> Path:
+    return report_root(pipeline.export_dir) / day.isoformat()
+
+
+def test_a_run_reports_its_last_day_and_latest_points_at_it(report_run):
+    pipeline, _, result = report_run
+    root = report_root(pipeline.export_dir)
+    assert sorted(p.name for p in root.iterdir()) == [LAST.isoformat(), "latest"]
+    assert (root / "latest").resolve() == site_of(pipeline, LAST).resolve()
+    meta = next(m.materialization.metadata for m in result.get_asset_materialization_events()
+                if m.asset_key.to_user_string() == "morning_report")
+    index = site_of(pipeline, LAST) / "index.html"
+    assert meta["report"].value == str(index)
+    assert meta["report_url"].value == index.as_uri()
+    assert meta["reports_built"].value == LAST.isoformat()
+    accounts, owners = pipeline.query(
+        "SELECT count(*), count(DISTINCT owner) FROM export.account_health WHERE snapshot_date = $d",
+        {"d": LAST}).iloc[0]
+    metrics = len(list((site_of(pipeline, LAST) / "metrics").glob("*.html")))
+    assert metrics == 6  # every metric the default scorecard bins
+    assert meta["pages"].value == 1 + owners + accounts + metrics
+    assert meta["pages"].value == len(list(site_of(pipeline, LAST).rglob("*.html")))
+    assert meta["build_seconds"].value > 0 and meta["size_mb"].value > 0
+
+
+def test_the_site_is_self_contained(report_run):
+    """Every script, stylesheet and link is relative and inside the site; nothing names a host."""
+    pipeline, _, _ = report_run
+    site = site_of(pipeline, LAST)
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert not re.search(r"""(src|href)=["'](https?:)?//""", text), page
+        for target in re.findall(r"""(?:src|href)="([^"#]+)""", text):
+            if target.startswith("data:"):
+                continue
+            assert (page.parent / html.unescape(target)).resolve().is_file(), (page, target)
+    assert {p.name for p in (site / "assets").iterdir()} == {"vega.js", "charts.js", "report.js", "report.css"}
+
+
+def test_every_name_from_the_data_is_escaped(report_run):
+    pipeline, hostile, _ = report_run
+    site = site_of(pipeline, LAST)
+    pages = {p: p.read_text(encoding="utf-8") for p in site.rglob("*.html")}
+    for page, text in pages.items():
+        assert HOSTILE_NAME not in text and "<img src=x" not in text, page
+    account_page = pages[site / "accounts" / f"{page_name(hostile)}.html"]
+    assert escape(HOSTILE_NAME) in account_page and escape(HOSTILE_OWNER) in account_page
+    owner_page = site / "owners" / f"{page_name(HOSTILE_OWNER)}.html"
+    assert owner_page.name.startswith("img-src-x-onerror-alert-2-Co-")  # a safe file name for any owner
+    assert escape(HOSTILE_NAME) in pages[owner_page]
+
+
+def test_chart_data_is_json_that_cannot_close_its_script(report_run):
+    pipeline, hostile, _ = report_run
+    page = (site_of(pipeline, LAST) / "owners" / f"{page_name(HOSTILE_OWNER)}.html").read_text(encoding="utf-8")
+    blocks = re.findall(r'<script type="application/json">(.*?)</script>', page, flags=re.S)
+    assert blocks
+    for block in blocks:
+        assert "<" not in block
+        json.loads(block)
+
+
+def test_the_portfolio_counts_match_the_sync_table(report_run):
+    pipeline, _, _ = report_run
+    text = (site_of(pipeline, LAST) / "index.html").read_text(encoding="utf-8")
+    scored = pipeline.query("SELECT count(*) AS n FROM export.account_health WHERE snapshot_date = $d", {"d": LAST})
+    assert f'<span class="kpi">{scored.n[0]:,}</span> accounts scored' in text
+    bands = pipeline.query("""
+        SELECT health_band, count(*) AS n FROM export.account_health WHERE snapshot_date = $d GROUP BY ALL
+    """, {"d": LAST})
+    for band, n in bands.itertuples(index=False):
+        assert re.search(rf'band-{band}">{band.replace("_", " ")}</span> <span class="kpi">{n:,}</span>', text)
+
+
+def test_an_owner_page_has_a_card_per_account_in_the_one_ranking(report_run):
+    pipeline, _, _ = report_run
+    owner = "Ana Ruiz"
+    expected = pipeline.query("""
+        SELECT account_id FROM export.account_health WHERE snapshot_date = $d AND owner = $owner
+        ORDER BY list_position(['healthy', 'neutral', 'at_risk'], health_band) DESC, health_score,
+                 arr DESC NULLS LAST, account_id
+    """, {"d": LAST, "owner": owner}).account_id.tolist()
+    page = (site_of(pipeline, LAST) / "owners" / f"{page_name(owner)}.html").read_text(encoding="utf-8")
+    assert re.findall(r'<article class="card edge-\w+" id="account-([^"]+)">', page) == expected
+
+
+def test_quiet_and_power_contacts_are_the_documented_ones(report_run):
+    """Went quiet: no usage in the last 28 days, some in the 28 before; power: a power role that day."""
+    pipeline, _, _ = report_run
+    quiet = pipeline.query("""
+        SELECT account_id, identity FROM export.contact_usage
+        WHERE snapshot_date = $d AND usage_28d = 0 AND usage_prev_28d > 0
+          AND account_id IN (SELECT account_id FROM export.account_health WHERE snapshot_date = $d)
+    """, {"d": LAST})
+    assert len(quiet), "the sample has contacts that went quiet"
+    for account_id, identity in quiet.itertuples(index=False):
+        page = (site_of(pipeline, LAST) / "accounts" / f"{page_name(account_id)}.html").read_text(encoding="utf-8")
+        row = re.search(rf"<th scope=\"row\">{re.escape(identity)}(.*?)</th>", page).group(1)
+        assert "went quiet" in row
+
+
+def test_report_days_are_the_runs_latest(monkeypatch, tmp_path):
+    assert report_dates(FIRST, LAST, 1) == [LAST]
+    assert report_dates(FIRST, LAST, 3) == [LAST - dt.timedelta(days=2), LAST - dt.timedelta(days=1), LAST]
+    assert report_dates(LAST, LAST, 5) == [LAST]
+    assert report_dates(FIRST, LAST, 0) == []
+
+
+def test_health_report_days_builds_that_many_and_latest_never_moves_back(report_run, monkeypatch, tmp_path):
+    pipeline, _, _ = report_run
+    monkeypatch.setenv("HEALTH_REPORT_DAYS", "2")
+    result = pipeline.run(LAST - dt.timedelta(days=4), LAST - dt.timedelta(days=2),
+                          selection=["morning_report"])
+    assert result.success, pipeline.failure_of(result)
+    root = report_root(pipeline.export_dir)
+    assert sorted(p.name for p in root.iterdir()) == [
+        (LAST - dt.timedelta(days=3)).isoformat(), (LAST - dt.timedelta(days=2)).isoformat(), LAST.isoformat(),
+        "latest"]
+    assert os.readlink(root / "latest") == LAST.isoformat()  # an older day's report is not the latest
+
+
+def test_rebuilding_a_day_replaces_its_site_whole(report_run):
+    pipeline, _, _ = report_run
+    site = site_of(pipeline, LAST)
+    (site / "owners" / "stale.html").write_text("from an older build")
+    with pipeline.warehouse.get_connection(read_only=True) as conn:
+        from health_pipeline.scorecard.parser import load_config
+
+        rebuilt = build_report(conn, load_config(), LAST, pipeline.export_dir)
+    assert rebuilt.folder == site and not (site / "owners" / "stale.html").exists()
+    assert [p.name for p in report_root(pipeline.export_dir).iterdir() if p.name.startswith(".")] == []
+
+
+def test_the_cli_builds_a_past_day_without_running_the_pipeline(report_run, monkeypatch, capsys):
+    pipeline, _, _ = report_run
+    monkeypatch.setenv("HEALTH_WAREHOUSE", str(pipeline.root / "warehouse.duckdb"))
+    monkeypatch.setenv("HEALTH_EXPORT_DIR", str(pipeline.export_dir))
+    day = FIRST + dt.timedelta(days=20)
+    assert cli.main(["report", "--date", day.isoformat()]) == 0
+    index = site_of(pipeline, day) / "index.html"
+    assert capsys.readouterr().out.startswith(f"morning report for {day}: {index.resolve()} (")
+    assert index.exists()
+    assert cli.main(["report", "--date", "2025-01-01"]) == 2
+    assert capsys.readouterr().err == ("no account was scored on 2025-01-01: nothing to report (the sync table's "
+                                       "days are the ones `health-pipeline run` covered)\n")
+
+
+@given(st.text(max_size=80))
+def test_page_names_are_safe_and_keep_plain_keys(key):
+    name = page_name(key)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name)
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", key):
+        assert name == key
+
+
+@given(st.text(max_size=20), st.text(max_size=20))
+def test_different_keys_get_different_page_names(a, b):
+    if a != b:
+        assert page_name(a) != page_name(b)
