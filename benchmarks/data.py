@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from health_pipeline import DATA_DIR
-from health_pipeline.sample import SampleSpec, generate_sample
+from health_pipeline.sample import SampleSpec, generate_sample, owners
 
 BENCH_DIR = DATA_DIR / "bench"
 
@@ -42,7 +42,8 @@ SCALES = {
 def raw_data(directory: Path, spec: SampleSpec, log=print) -> dict:
     """Generate raw data for `spec` into `directory` unless it is already there; return its counts."""
     marker = directory / "counts.json"
-    wanted = {k: str(v) for k, v in asdict(spec).items()}
+    # The owners' count too: data generated before larger samples had more CSMs is regenerated.
+    wanted = {**{k: str(v) for k, v in asdict(spec).items()}, "owners": str(len(owners(spec.accounts)))}
     if marker.exists():
         saved = json.loads(marker.read_text())
         # Data generated before the sample had outcomes lacks the backtest's input.

@@ -271,6 +271,33 @@ def scenario_backtest(bench: Bench) -> dict:
     )
 
 
+REPORT_SECONDS_TARGET, REPORT_MB_TARGET = 20, 50
+
+
+def scenario_report(bench: Bench) -> dict:
+    """The morning report of the last day, built from the full history, beside the daily run."""
+    last = bench.day(bench.scale.days)
+    exports = bench.work / "runs" / "history_full" / "exports"
+
+    def report() -> dict:
+        return bench.task({"task": "report", "warehouse": bench.warehouse("history_full"),
+                           "export_dir": str(exports), "day": last.isoformat()})
+
+    daily = lambda: bench.pipeline("history_full", last, last, via="direct")  # noqa: E731
+    daily()  # the last day scored, whichever scenarios ran before
+    runs = alternate({"report": report, "daily_direct": daily}, bench.reps, "8 report")
+    build = median(runs["report"], "build_seconds")
+    size_mb, pages = runs["report"][-1]["size_mb"], runs["report"][-1]["pages"]
+    return scenario(
+        8, "Morning report", "one day's site (every owner, account and metric page) vs the daily run that builds it",
+        f"< {REPORT_SECONDS_TARGET} s and < {REPORT_MB_TARGET} MB",
+        build < REPORT_SECONDS_TARGET and size_mb < REPORT_MB_TARGET, {k: summary(v) for k, v in runs.items()},
+        {"ratio": ratio(median(runs["report"]), median(runs["daily_direct"])), "build_seconds": build,
+         "size_mb": size_mb, "pages": pages,
+         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs["report"])},
+    )
+
+
 def scaling_curve(bench: Bench, full_backfill: dict) -> dict:
     """Daily-run time against events a day, and backfill time against days of history."""
     daily = []
@@ -380,13 +407,21 @@ def markdown(report: dict) -> str:
                    f"{f['pairs']:,} outcome-lead pairs)",
                    f"daily run (direct, backtest included): {_s(meas['daily_direct']['median'])}",
                    f"{f['ratio']:.2f}x recomputed, {f['unchanged_ratio']:.2f}x unchanged")
+        elif s["number"] == 8:
+            row = (f"report: {_s(f['build_seconds'])} to build {f['pages']:,} pages, {f['size_mb']:.1f} MB "
+                   f"({_s(meas['report']['median'])} with the process start; peak RSS "
+                   f"{f['peak_rss_mb'] / 1024:.2f} GB)",
+                   f"daily run (direct, report included): {_s(meas['daily_direct']['median'])}",
+                   f"{f['ratio']:.2f}x")
         else:
             row = (f"Dagster run: {_s(meas['dagster_run']['median'])}", f"direct: {_s(meas['direct']['median'])}",
                    f"{f['ratio']:.2f}x, fixed cost {f['fixed_cost_seconds']:.2f} s "
                    f"(+ {f['process_startup_seconds']:.1f} s to start Python and load the code)")
         lines.append(f"| {s['number']} | {s['title']} | {row[0]} | {row[1]} | {row[2]} | {s['target']} | "
                      f"{_verdict(s['met'])} |")
-    s3 = report["scenarios"][2]["figures"]
+    s3 = next((s["figures"] for s in report["scenarios"] if s["number"] == 3), None)
+    if s3 is None:
+        return "\n".join(lines) + "\n"
     lines += ["", "Where the daily run's compute goes (scenario 3, direct, median seconds per stage): "
               + ", ".join(f"{k} {v:.2f}" for k, v in s3["direct_steps"].items()) + ".", "",
               "Seed baseline versus pipeline, rows compared on the snapshot date: "
@@ -459,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="data and warehouses (default data/bench/<scale>)")
     parser.add_argument("--plot", type=Path,
                         help=f"the scaling plot (default {PLOT_PATH.relative_to(PROJECT_ROOT)} at M)")
+    parser.add_argument("--scenarios", type=int, nargs="+", choices=range(1, 9), metavar="N",
+                        help="run only these scenarios (default: all); results go to <scale>-scenarios-N.json")
     parser.add_argument("--redraw", action="store_true",
                         help="only rewrite the markdown table and the plot from the saved JSON results")
     args = parser.parse_args(argv)
@@ -476,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         duckdb_env["HEALTH_DUCKDB_THREADS"] = args.threads
     bench = Bench(scale, args.work or BENCH_DIR / scale.name, args.reps, args.backfill_reps or args.reps, duckdb_env)
+    name = scale.name
     started = time.perf_counter()
     report = {"scale": {"name": scale.name, "accounts": scale.accounts, "days": scale.days,
                         "short_history": scale.short_history, "note": scale.note},
@@ -484,11 +522,23 @@ def main(argv: list[str] | None = None) -> int:
               "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     report["data"] = bench.raw_data(bench.raw_dir)
     report["setup"] = setup(bench)
-    s1 = scenario_history(bench)
-    s2, s4, s5 = scenario_backfill(bench)
-    s3, s6 = scenario_seed_and_overhead(bench)
-    report["scenarios"] = [s1, s2, s3, s4, s5, s6, scenario_backtest(bench)]
-    if args.curve if args.curve is not None else scale.name == "M":
+    wanted = set(args.scenarios or range(1, 9))
+    scenarios = []
+    if 1 in wanted:
+        scenarios.append(scenario_history(bench))
+    if wanted & {2, 4, 5}:
+        scenarios += scenario_backfill(bench)
+    if wanted & {3, 6}:
+        scenarios += scenario_seed_and_overhead(bench)
+    if 7 in wanted:
+        scenarios.append(scenario_backtest(bench))
+    if 8 in wanted:
+        scenarios.append(scenario_report(bench))
+    report["scenarios"] = sorted((s for s in scenarios if s["number"] in wanted), key=lambda s: s["number"])
+    if args.scenarios:  # a partial run keeps the full run's results file
+        name = f"{scale.name}-scenarios-{'-'.join(map(str, sorted(wanted)))}"
+    if not args.scenarios and (args.curve if args.curve is not None else scale.name == "M"):
+        s2 = next(s for s in report["scenarios"] if s["number"] == 2)
         report["curve"] = scaling_curve(bench, s2["measured"]["backfill"])
         plot = args.plot or PLOT_PATH
         report["plot"] = draw_curve(report["curve"], plot, scale.name)
@@ -496,10 +546,10 @@ def main(argv: list[str] | None = None) -> int:
     report["total_seconds"] = time.perf_counter() - started
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{scale.name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-    (args.out / f"{scale.name}.md").write_text(markdown(report))
+    (args.out / f"{name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    (args.out / f"{name}.md").write_text(markdown(report))
     print(markdown(report))
-    log(f"wrote {args.out / scale.name}.json and .md in {report['total_seconds']:.0f} s")
+    log(f"wrote {args.out / name}.json and .md in {report['total_seconds']:.0f} s")
     return 0
 
 

@@ -48,6 +48,16 @@ PLANS = {  # plan -> (share of accounts, median users, ARR range)
 VERTICALS = ("fintech", "ecommerce", "healthcare", "media", "saas", "education")
 ROLES = ("admin", "analyst", "analyst", "analyst", "viewer", "viewer", "champion", "executive")
 OWNERS = ("Ana Ruiz", "Ben Okafor", "Chloe Park", "Dev Patel", "Emma Stone")
+# Larger samples spread their accounts over more CSMs, about this many accounts each, as real books are.
+ACCOUNTS_PER_OWNER = 100
+MORE_FIRST_NAMES = ("Femi", "Grace", "Hiro", "Ines", "Jonas", "Kira", "Luca", "Maya", "Nils", "Omar")
+MORE_LAST_NAMES = ("Adler", "Brooks", "Costa", "Diallo", "Eriksen", "Fischer", "Gupta", "Haddad", "Ito", "Jensen")
+
+
+def owners(accounts: int) -> tuple[str, ...]:
+    """The CSMs a sample's accounts belong to: OWNERS, and more beyond 500 accounts."""
+    more = [f"{first} {last}" for last in MORE_LAST_NAMES for first in MORE_FIRST_NAMES]
+    return OWNERS + tuple(more[:max(0, accounts // ACCOUNTS_PER_OWNER - len(OWNERS))])
 # event -> mean count per session for a fully engaged user
 EVENT_RATES = {
     "run_query": 3.0,
@@ -200,7 +210,7 @@ def _accounts(rng: np.random.Generator, spec: SampleSpec) -> pd.DataFrame:
         {
             "account_id": [f"A{i:05d}" for i in range(1, n + 1)],
             "name": [f"{_company_name(rng)} {i}" for i in range(1, n + 1)],
-            "owner": rng.choice(OWNERS, size=n),
+            "owner": rng.choice(owners(n), size=n),
             "plan": plans,
             "arr": arr.astype(float),
             "vertical": rng.choice(VERTICALS, size=n),

@@ -21,7 +21,7 @@ def test_scale_s_runs_every_scenario_and_the_seed_baseline_agrees(tmp_path):
 
     report = json.loads((out / "S.json").read_text())
     scenarios = {s["number"]: s for s in report["scenarios"]}
-    assert sorted(scenarios) == [1, 2, 3, 4, 5, 6, 7]
+    assert sorted(scenarios) == [1, 2, 3, 4, 5, 6, 7, 8]
 
     comparison = scenarios[3]["figures"]["comparison"]
     for table in ("account_metrics", "contact_metrics"):
@@ -38,8 +38,12 @@ def test_scale_s_runs_every_scenario_and_the_seed_baseline_agrees(tmp_path):
     assert all(v > 0 for v in (scenarios[2]["figures"]["ratio"], scenarios[4]["figures"]["ratio"],
                                scenarios[5]["figures"]["backfill_peak_rss_mb"], scenarios[6]["figures"]["ratio"]))
     assert scenarios[7]["figures"]["backtest_seconds"] > 0  # S is too short for outcomes: M has them
+    report_site = scenarios[8]["figures"]
+    assert report_site["pages"] > report["data"]["accounts"] and report_site["size_mb"] > 0
+    assert report_site["build_seconds"] > 0
     table = (out / "S.md").read_text()
     assert "| 3 | Versus the seed approach |" in table and "DuckDB 2." in table and " cores " in table
+    assert "| 8 | Morning report |" in table
 
     # The comparison catches a single changed value.
     warehouse = tmp_path / "S" / "runs" / "history_full" / "warehouse.duckdb"

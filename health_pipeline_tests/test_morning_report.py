@@ -149,6 +149,18 @@ def test_quiet_and_power_contacts_are_the_documented_ones(report_run):
         assert "went quiet" in row
 
 
+def test_a_card_counts_the_power_contacts_as_the_sync_table_does(report_run):
+    pipeline, _, _ = report_run
+    accounts = pipeline.query("""
+        SELECT account_id, owner, power_contacts_active_28d, power_contacts_total FROM export.account_health
+        WHERE snapshot_date = $d AND owner = 'Ana Ruiz'
+    """, {"d": LAST})
+    page = (site_of(pipeline, LAST) / "owners" / f"{page_name('Ana Ruiz')}.html").read_text(encoding="utf-8")
+    for account_id, _, active, total in accounts.itertuples(index=False):
+        card = re.search(rf'id="account-{account_id}">(.*?)</article>', page, flags=re.S).group(1)
+        assert f"Power contacts active in the last 28 days: {active} of {total}" in card
+
+
 def test_report_days_are_the_runs_latest(monkeypatch, tmp_path):
     assert report_dates(FIRST, LAST, 1) == [LAST]
     assert report_dates(FIRST, LAST, 3) == [LAST - dt.timedelta(days=2), LAST - dt.timedelta(days=1), LAST]

@@ -180,10 +180,15 @@ def test_an_account_page_charts_90_days_and_lists_its_contacts(site, browser):
     charts = {c["name"]: c for c in v.charts()}
     assert set(charts) == {"account_score", "account_components"}
     assert all(c["width"] > 100 and c["height"] > 100 and c["marks"] > 3 for c in charts.values()), charts
-    contacts = pipeline.query("""
-        SELECT count(*) AS n FROM export.contact_usage WHERE snapshot_date = $d AND account_id = $a
-    """, {"d": LAST, "a": account_id}).n[0]
-    assert len(table_rows(v.page, "#contacts")) == contacts
+    active, dormant = pipeline.query("""
+        SELECT count(*) FILTER (WHERE usage_90d > 0 OR sessions_90d > 0),
+               count(*) FILTER (WHERE usage_90d = 0 AND sessions_90d = 0)
+        FROM export.contact_usage WHERE snapshot_date = $d AND account_id = $a
+    """, {"d": LAST, "a": account_id}).iloc[0]
+    assert active and len(table_rows(v.page, "#contacts")) == active
+    if dormant:
+        assert v.page.locator("#dormant-contacts").inner_text().startswith(
+            f"No activity in the last 90 days ({dormant}):")
     changes = pipeline.query("""
         SELECT count(*) AS n FROM export.band_changes WHERE snapshot_date <= $d AND account_id = $a
     """, {"d": LAST, "a": account_id}).n[0]

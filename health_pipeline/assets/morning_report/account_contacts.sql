@@ -1,7 +1,8 @@
 {% import "assets/_shared.sql" as shared %}
 -- Every contact of an account in the sync table on $report_date, with its 28-day activity
 -- (export.contact_usage), its role that day, whether that makes it a power contact, and whether it
--- went quiet: no usage in the last 28 days after some in the 28 days before.
+-- went quiet: no usage in the last 28 days after some in the 28 days before, and whether it is dormant:
+-- no usage and no session in the last 90 days.
 WITH snapshot_dates AS (
     SELECT CAST($report_date AS DATE) AS "snapshot_date"
 ),
@@ -11,7 +12,8 @@ contacts_on_day AS (
 SELECT u."account_id", u."user_id", u."identity", c."role",
        coalesce({{ shared.is_power_contact('c."role"') }}, false) AS "is_power_contact",
        u."active_days_28d", u."sessions_28d", u."usage_28d", u."usage_prev_28d", u."last_seen_at",
-       u."usage_28d" = 0 AND u."usage_prev_28d" > 0 AS "went_quiet"
+       u."usage_28d" = 0 AND u."usage_prev_28d" > 0 AS "went_quiet",
+       u."usage_90d" = 0 AND u."sessions_90d" = 0 AS "is_dormant_90d"
 FROM "export"."contact_usage" u
 LEFT JOIN contacts_on_day c ON c."user_id" = u."user_id"
 WHERE u."snapshot_date" = $report_date

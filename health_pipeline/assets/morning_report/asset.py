@@ -47,7 +47,8 @@ def site_metadata(sites: list[Site], days: int) -> dict[str, dg.MetadataValue]:
 def build_morning_report(config: HealthConfig) -> dg.AssetsDefinition:
     @daily_asset(
         name="morning_report",
-        deps=["sync_export", "contact_usage", "band_changes", *BACKTEST_ASSETS],
+        # contact_history: a contact's role on the day says who is a power contact.
+        deps=["sync_export", "contact_usage", "band_changes", "contact_history", *BACKTEST_ASSETS],
         kinds={"html"},
         code_version=config.scoring_version,
     )

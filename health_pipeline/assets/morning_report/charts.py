@@ -5,8 +5,9 @@ datasets in a JSON script beside the chart, and report.js renders the two togeth
 with the Vega bundle copied into the site. So 5,000 account pages carry 5,000 small data blocks,
 not 5,000 copies of a spec.
 
-Series over the report's 90 days are columnar to stay small: one row of lists, `day` counting days
-from the window's first day, which the spec turns back into a date (`flatten`, then `calculate`).
+Series over the report's 90 days are stored as change points to stay small: per series, the days
+on which its value changed and the values (score_history.sql), which the spec turns back into
+dated rows (`flatten`, then `calculate`) and draws as a step line.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ def _band_colour(field: str = "band") -> alt.Color:
     return alt.Color(f"{field}:N", scale=BAND_SCALE, sort=list(BANDS), title="band")
 
 
-def _dated(chart: alt.Chart, first_day: dt.date, fields: list[str]) -> alt.Chart:
-    """Unfold a columnar series (`day` and `fields` as lists) into rows with a UTC `date`."""
-    return chart.transform_flatten(["day", *fields]).transform_calculate(
-        date=f"utc({first_day.year}, {first_day.month - 1}, {first_day.day} + datum.day)"
+def _dated(chart: alt.Chart, first_day: dt.date) -> alt.Chart:
+    """Unfold a series' change points (lists `d`, days after `first_day`, and `v`, the values)
+    into a row per point with its UTC `date`; drawn as a step line, they are the whole series."""
+    return chart.transform_flatten(["d", "v"]).transform_calculate(
+        date=f"utc({first_day.year}, {first_day.month - 1}, {first_day.day} + datum.d)"
     )
 
 
@@ -63,22 +65,24 @@ def score_histogram() -> alt.Chart:
 
 
 def sparkline(first_day: dt.date) -> alt.Chart:
-    """The score over 90 days, no axes: a card's glance. Data: one row of lists (day, score)."""
-    return _dated(alt.Chart(alt.NamedData(SERIES)), first_day, ["score"]).mark_line(
-        color="#444", strokeWidth=1.5
+    """The score over 90 days, no axes: a card's glance. Data: the score's change points (d, v)."""
+    return _dated(alt.Chart(alt.NamedData(SERIES)), first_day).mark_line(
+        color="#444", strokeWidth=1.5, interpolate="step-after"
     ).encode(
         x=alt.X("date:T", axis=None, scale=alt.Scale(type="utc")),
-        y=alt.Y("score:Q", axis=None, scale=alt.Scale(domain=[0, 100])),
+        y=alt.Y("v:Q", axis=None, scale=alt.Scale(domain=[0, 100])),
     ).properties(width=180, height=36).configure_view(stroke=None)
 
 
 def account_score(first_day: dt.date) -> alt.Chart:
-    """The score over 90 days, with the account's band cut-offs dashed. Data: series (day, score);
-    edges (cut-off, label)."""
-    line = _dated(alt.Chart(alt.NamedData(SERIES)), first_day, ["score"]).mark_line(point=True).encode(
+    """The score over 90 days, with the account's band cut-offs dashed. Data: series, the score's
+    change points (d, v); edges (value, label)."""
+    line = _dated(alt.Chart(alt.NamedData(SERIES)), first_day).mark_line(
+        point=True, interpolate="step-after"
+    ).encode(
         x=_date_axis(),
-        y=alt.Y("score:Q", scale=alt.Scale(domain=[0, 100]), title="health score"),
-        tooltip=[alt.Tooltip("utcyearmonthdate(date):T", title="date"), "score:Q"],
+        y=alt.Y("v:Q", scale=alt.Scale(domain=[0, 100]), title="health score"),
+        tooltip=[alt.Tooltip("utcyearmonthdate(date):T", title="from"), alt.Tooltip("v:Q", title="score")],
     )
     cutoffs = alt.Chart(alt.NamedData(EDGES)).mark_rule(strokeDash=[4, 4], color="#777").encode(y="value:Q")
     labels = alt.Chart(alt.NamedData(EDGES)).mark_text(align="left", dx=4, dy=-6, color="#555").encode(
@@ -88,16 +92,14 @@ def account_score(first_day: dt.date) -> alt.Chart:
 
 def account_components(first_day: dt.date, components: tuple[str, ...]) -> alt.FacetChart:
     """Each component's points as a percentage of its possible points over 90 days, a panel per
-    component. Data: one row of lists (day, and one list per component)."""
-    return _dated(alt.Chart(alt.NamedData(SERIES)), first_day, list(components)).transform_fold(
-        list(components), as_=["component", "share"]
-    ).mark_line().encode(
+    component. Data: a row per component (c) with its change points (d, v)."""
+    return _dated(alt.Chart(alt.NamedData(SERIES)), first_day).mark_line(interpolate="step-after").encode(
         x=_date_axis(),
-        y=alt.Y("share:Q", scale=alt.Scale(domain=[0, 100]), title="% of points"),
-        tooltip=[alt.Tooltip("utcyearmonthdate(date):T", title="date"), "component:N", "share:Q"],
+        y=alt.Y("v:Q", scale=alt.Scale(domain=[0, 100]), title="% of points"),
+        tooltip=[alt.Tooltip("utcyearmonthdate(date):T", title="from"), alt.Tooltip("c:N", title="component"),
+                 alt.Tooltip("v:Q", title="% of points")],
     ).properties(width=WIDE, height=60).facet(
-        row=alt.Row("component:N", sort=list(components), title=None, header=alt.Header(labelAngle=0,
-                                                                                          labelAlign="left"))
+        row=alt.Row("c:N", sort=list(components), title=None, header=alt.Header(labelAngle=0, labelAlign="left"))
     )
 
 

@@ -1,16 +1,47 @@
--- For each account scored on $report_date, its last 90 days [$first_day, $report_date] as lists in
--- date order: the day (days after $first_day), the score and each component's points as a
--- percentage of its possible points (null where the component was not scored). Days the account
--- was not scored are absent.
-SELECT "account_id",
-       list(CAST("snapshot_date" - $first_day AS INTEGER) ORDER BY "snapshot_date") AS "day",
-       list("health_score" ORDER BY "snapshot_date") AS "score",
-       {% for component in components %}
-       list(round(100 * {{ explanation_column(component, "points") | quote }}
-                  / nullif({{ explanation_column(component, "points_possible") | quote }}, 0), 1)
-            ORDER BY "snapshot_date") AS {{ component | quote }}{{ "," if not loop.last }}
-       {% endfor %}
-FROM "export"."account_health"
-WHERE "snapshot_date" BETWEEN $first_day AND $report_date
-  AND "account_id" IN (SELECT "account_id" FROM "export"."account_health" WHERE "snapshot_date" = $report_date)
-GROUP BY "account_id"
+-- For each account scored on $report_date, its score and each component's points (as a whole
+-- percentage of its possible points) over the 90-day window [$first_day, $report_date], as change
+-- points: one row per account and series ('score' or a component) with the days (counted from
+-- $first_day) on which the value differs from the day before, and those values. The first day
+-- scored and $report_date are always included, so a step line through the points is the whole
+-- series. A day the account was not scored, or a component it was not scored on, is null.
+WITH scored AS (
+    SELECT *
+    FROM "export"."account_health"
+    WHERE "snapshot_date" BETWEEN $first_day AND $report_date
+      AND "account_id" IN (SELECT "account_id" FROM "export"."account_health" WHERE "snapshot_date" = $report_date)
+),
+first_scored AS (
+    SELECT "account_id", min("snapshot_date") AS "since" FROM scored GROUP BY "account_id"
+),
+days_since_first_scored AS (
+    SELECT "account_id",
+           CAST(unnest(generate_series("since"::TIMESTAMP, $report_date::TIMESTAMP, INTERVAL 1 DAY)) AS DATE)
+               AS "snapshot_date"
+    FROM first_scored
+),
+daily_values AS (
+    SELECT d."account_id", CAST(d."snapshot_date" - $first_day AS INTEGER) AS "day",
+           CAST(s."health_score" AS DOUBLE) AS "score",
+           {% for component in components %}
+           CAST(round(100 * s.{{ explanation_column(component, "points") | quote }}
+                      / nullif(s.{{ explanation_column(component, "points_possible") | quote }}, 0)) AS DOUBLE)
+               AS {{ component | quote }}{{ "," if not loop.last }}
+           {% endfor %}
+    FROM days_since_first_scored d
+    LEFT JOIN scored s USING ("account_id", "snapshot_date")
+),
+series_values AS (
+    SELECT *
+    FROM daily_values
+    UNPIVOT INCLUDE NULLS ("value" FOR "series" IN ("score"{% for component in components %}, {{ component | quote }}{% endfor %}))
+),
+changes AS (
+    SELECT *,
+           "value" IS DISTINCT FROM lag("value") OVER (PARTITION BY "account_id", "series" ORDER BY "day")
+           OR "day" = CAST($report_date - $first_day AS INTEGER) AS "is_change"
+    FROM series_values
+)
+SELECT "account_id", "series", list("day" ORDER BY "day") AS "d", list("value" ORDER BY "day") AS "v"
+FROM changes
+WHERE "is_change"
+GROUP BY "account_id", "series"

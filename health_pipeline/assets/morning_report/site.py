@@ -7,8 +7,9 @@ data enters pages through `tojson`, which escapes `<`, `>` and `&`. The site is 
 its stylesheet, scripts and the Vega bundle (from vl-convert, no download) sit in `assets/`, and
 every link is relative, so `index.html` opens from disk.
 
-It is written to a hidden folder beside the target and renamed into place, and `report/latest`
-is a symlink to the newest date's folder, so a reader never sees half a site.
+It is written under the export dir's staging folder (export_files.py), which a later run clears
+if this one dies, then renamed into place, and `report/latest` is a symlink to the newest date's
+folder, so a reader never sees half a site.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import duckdb
 import jinja2
 
 from health_pipeline.contract import activation_column, explanation_column
+from health_pipeline.export_files import discard, remove_orphaned_staging, staging_dir
 from health_pipeline.scorecard.model import BAND_COLOURS, BANDS, HealthConfig
 from health_pipeline.sql import SqlFolder, table_exists
 
@@ -83,14 +85,13 @@ def build_report(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_d
     data = _ReportData.read(conn, config, report_date)
     if not data.accounts:
         return None
-    root = report_root(export_dir)
-    partial = root / f".{report_date.isoformat()}.{os.getpid()}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
+    remove_orphaned_staging(export_dir)
+    staged = staging_dir(export_dir)
     try:
-        pages = _write_site(partial, data, config)
-        folder = _publish(partial, root, report_date)
+        pages = _write_site(staged / REPORT_DIR / report_date.isoformat(), data, config)
+        folder = _publish(staged, report_root(export_dir), report_date)
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        discard(staged)
     size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
     return Site(report_date, folder, pages, size, time.perf_counter() - started)
 
@@ -105,7 +106,7 @@ class _ReportData:
     band_totals: dict[int, dict[str, dict]]  # days ago -> band -> {accounts, arr}
     band_shares: list[dict]
     breakdowns: dict[str, list[dict]]
-    history: dict[str, dict]
+    history: dict[str, dict[str, dict]]  # account -> series ('score' or a component) -> change points
     contacts: dict[str, list[dict]]
     band_changes: dict[str, list[dict]]
     bin_counts: dict[tuple[str, str], dict[str | None, int]]  # (component, segment) -> bin -> accounts
@@ -122,8 +123,9 @@ class _ReportData:
         breakdowns: dict[str, list[dict]] = defaultdict(list)
         for row in _rows(conn, "breakdowns", day):
             breakdowns[row["dimension"]].append(row)
-        history = {row.pop("account_id"): row for row in _rows(
-            conn, "score_history", {**day, "first_day": first_day}, components=config.components)}
+        history: dict[str, dict] = defaultdict(dict)
+        for row in _rows(conn, "score_history", {**day, "first_day": first_day}, components=config.components):
+            history[row["account_id"]][row["series"]] = {"d": row["d"], "v": row["v"]}
         bins: dict[tuple[str, str], dict] = defaultdict(dict)
         components = {f"component_{i}": c for i, c in enumerate(config.components)}
         for row in _rows(conn, "bin_counts", {**day, **components}, components=config.components):
@@ -138,7 +140,7 @@ class _ReportData:
             band_totals=dict(totals),
             band_shares=_rows(conn, "band_shares", {**day, **bands, "first_day": first_day}),
             breakdowns=dict(breakdowns),
-            history=history,
+            history=dict(history),
             contacts=_grouped(_rows(conn, "account_contacts", {**day, "power_roles": list(config.power_roles)})),
             band_changes=_grouped(_rows(conn, "band_change_history", day)),
             bin_counts=dict(bins),
@@ -307,20 +309,19 @@ def _metric_pages(data: _ReportData, config: HealthConfig) -> dict[str, list[dic
     return dict(pages)
 
 
-def _publish(partial: Path, root: Path, report_date: dt.date) -> Path:
-    """Rename the built site into `root/<date>` (replacing an older build of that date) and point
-    `root/latest` at the newest date."""
-    folder = root / report_date.isoformat()
-    old = root / f".{report_date.isoformat()}.{os.getpid()}.old"
+def _publish(staged: Path, root: Path, report_date: dt.date) -> Path:
+    """Rename the site built under `staged` to `root/<date>` (an older build of that date is moved
+    aside into `staged` first) and point `root/latest` at the newest date; each step is one rename."""
+    day = report_date.isoformat()
+    folder, replaced = root / day, staged / "replaced"
+    root.mkdir(parents=True, exist_ok=True)
     if folder.exists():
-        os.replace(folder, old)
-    os.replace(partial, folder)
-    shutil.rmtree(old, ignore_errors=True)
+        replaced.mkdir()
+        os.replace(folder, replaced / day)
+    os.replace(staged / REPORT_DIR / day, folder)
     latest = root / LATEST
-    current = os.readlink(latest) if latest.is_symlink() else ""
-    if current <= report_date.isoformat():
-        link = root / f".{LATEST}.{os.getpid()}"
-        link.unlink(missing_ok=True)
-        link.symlink_to(report_date.isoformat(), target_is_directory=True)
+    if not latest.is_symlink() or os.readlink(latest) <= day:
+        link = staged / LATEST
+        link.symlink_to(day, target_is_directory=True)
         os.replace(link, latest)
     return folder
