@@ -16,6 +16,7 @@ from health_pipeline.assets.contact_metrics.asset import build_contact_metrics
 from health_pipeline.assets.contact_usage.asset import build_contact_usage
 from health_pipeline.assets.daily_contact_activity.asset import build_daily_contact_activity
 from health_pipeline.assets.morning_report.asset import build_morning_report
+from health_pipeline.assets.postgres_sync.asset import build_postgres_sync
 from health_pipeline.assets.raw_activity.asset import build_raw_activity
 from health_pipeline.assets.score_backtest.asset import build_score_backtest
 from health_pipeline.assets.sync_export.asset import build_sync_export
@@ -43,6 +44,7 @@ def build_assets(config: HealthConfig) -> list[dg.AssetsDefinition]:
         build_band_changes(config),
         build_score_backtest(config),
         build_morning_report(config),
+        build_postgres_sync(),
     ]
 
 

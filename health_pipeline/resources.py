@@ -124,10 +124,46 @@ class ExportTarget(dg.ConfigurableResource):
     export_dir: str
 
 
+class PostgresTarget(dg.ConfigurableResource):
+    """The PostgreSQL database CS tools read the sync tables from (HEALTH_SYNC_POSTGRES_URL).
+
+    Empty `url`: no sync is configured, and postgres_sync skips. The URL carries the password, so
+    it comes from the environment, never from a file.
+    """
+
+    url: str = Field(default="", description="postgresql://user:password@host:port/database, or empty: no sync.")
+    schema_name: str = Field(default="health", description="The PostgreSQL schema of the synced tables.")
+    connect_timeout_seconds: int = Field(default=10, description="How long to wait for the server.")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.url)
+
+    def connect(self):
+        """A psycopg connection; a server that is down or refuses the login fails with the address
+        and the server's reason, never the password."""
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            return psycopg.connect(self.url, connect_timeout=self.connect_timeout_seconds, autocommit=False)
+        except psycopg.OperationalError as exc:
+            info = conninfo_to_dict(self.url)
+            where = f"{info.get('user', '?')}@{info.get('host', 'localhost')}:{info.get('port', 5432)}/" \
+                    f"{info.get('dbname', '?')}"
+            reason = str(exc).strip().splitlines()[-1].split("FATAL:", 1)[-1].strip()
+            raise PostgresUnavailable(f"cannot connect to PostgreSQL as {where}: {reason}") from None
+
+
+class PostgresUnavailable(RuntimeError):
+    """The sync's PostgreSQL server is down, unreachable or refuses the login."""
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """The embedded default: sample data, a local DuckDB file and local exports."""
     return {
         "warehouse": Warehouse(database=settings.path_config("HEALTH_WAREHOUSE"), **settings.duckdb_limits()),
         "raw_source": RawSource(raw_dir=settings.path_config("HEALTH_RAW_DIR"), **settings.raw_source_options()),
         "export_target": ExportTarget(export_dir=settings.path_config("HEALTH_EXPORT_DIR")),
+        "postgres": PostgresTarget(**settings.postgres_options()),
     }

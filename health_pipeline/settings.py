@@ -131,6 +131,16 @@ def raw_source_options() -> dict:
     return options
 
 
+def postgres_options() -> dict:
+    """HEALTH_SYNC_POSTGRES_URL and HEALTH_SYNC_POSTGRES_SCHEMA as PostgresTarget fields, where set."""
+    options = {}
+    if is_set("HEALTH_SYNC_POSTGRES_URL"):
+        options["url"] = dg.EnvVar("HEALTH_SYNC_POSTGRES_URL")
+    if is_set("HEALTH_SYNC_POSTGRES_SCHEMA"):
+        options["schema_name"] = dg.EnvVar("HEALTH_SYNC_POSTGRES_SCHEMA")
+    return options
+
+
 def snapshot_max_drop() -> float:
     """HEALTH_SNAPSHOT_MAX_DROP: the share (0..1) of an account's users a new export may lose."""
     value = os.environ.get("HEALTH_SNAPSHOT_MAX_DROP", "")

@@ -14,7 +14,7 @@ import pytest
 from health_pipeline.assets.morning_report.site import REPORT_DIR
 from health_pipeline.definitions import build_assets
 from health_pipeline.partitions import partition_range_tags
-from health_pipeline.resources import ExportTarget, RawSource, Warehouse
+from health_pipeline.resources import ExportTarget, PostgresTarget, RawSource, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.scorecard.parser import load_config
 
@@ -69,6 +69,7 @@ class Pipeline:
     known_gaps: list[str] = field(default_factory=list)
     snapshot_max_drop: float = 0.5
     memory_limit: str | None = None
+    postgres_url: str = ""  # the sync's PostgreSQL; empty: postgres_sync skips
 
     @property
     def warehouse(self) -> Warehouse:
@@ -119,6 +120,7 @@ class Pipeline:
                 "warehouse": self.warehouse,
                 "raw_source": self.raw_source,
                 "export_target": ExportTarget(export_dir=str(self.export_dir)),
+                "postgres": PostgresTarget(url=self.postgres_url),
             },
             tags={**partition_range_tags(first_day, last_day), **(tags or {})},
             selection=selection,

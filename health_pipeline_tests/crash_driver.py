@@ -8,6 +8,8 @@ POINT is one of:
   tmp:<n>         when the n-th sync temp file is fully written but not yet renamed into place
   renamed:<n>     just after the n-th sync file is renamed into place
   sample:<n>      while generating the sample, after n days of it have been written
+  pgcopy:<n>      just after the n-th block of rows is sent to PostgreSQL by postgres_sync's COPY,
+                  inside its transaction
 
 At the point it prints "REACHED <point>" and sleeps, holding whatever it holds (locks, open
 transaction, temp file), until it is killed. Paths come from the usual HEALTH_* variables;
@@ -20,6 +22,8 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+import psycopg
 
 from health_pipeline import cli, export_files, sample, settings
 from health_pipeline.resources import Warehouse
@@ -84,6 +88,13 @@ def watched_duplicates(rng, frame):
     return original_duplicates(rng, frame)
 
 
+def watched_copy_write(self, buffer):
+    original_copy_write(self, buffer)
+    passing("pgcopy")
+
+
+original_copy_write = psycopg.Copy.write
+psycopg.Copy.write = watched_copy_write
 Warehouse.get_connection = watched_connection
 export_files.os.replace = watched_replace
 sample._with_duplicates = watched_duplicates

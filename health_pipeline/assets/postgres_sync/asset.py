@@ -1,0 +1,126 @@
+"""postgres_sync: the sync tables upserted into the PostgreSQL database that CS tools connect to.
+
+For a run's range (and the later days the exports rewrote with it), each of export.account_health,
+export.contact_usage and export.band_changes is copied into the same-named table of the schema
+HEALTH_SYNC_POSTGRES_SCHEMA (default `health`), keyed like the export. All three go in one
+transaction: COPY into a temporary table, INSERT … ON CONFLICT DO UPDATE where a value differs,
+then DELETE the range's rows the export no longer has, then COMMIT. A reader sees the old range
+or the new one, a rerun changes nothing, and a sync killed mid-load leaves the tables as they
+were (the server rolls back a dead client's transaction). Tables are created when missing and
+gain the export's new columns; `account_health_latest` is each account's newest row.
+
+Without HEALTH_SYNC_POSTGRES_URL the asset skips: it records an observation saying so, and no
+materialization.
+"""
+
+import datetime as dt
+import io
+import time
+
+import dagster as dg
+import duckdb
+import pyarrow.csv as pa_csv
+
+from health_pipeline.assets import daily_asset, refreshed_through
+from health_pipeline.partitions import date_range
+from health_pipeline.resources import PostgresTarget, Warehouse
+from health_pipeline.sql import SqlFolder, quote
+
+SQL = SqlFolder(__file__)
+# export table -> its key besides snapshot_date
+SYNCED = {"account_health": "account_id", "contact_usage": "user_id", "band_changes": "account_id"}
+# DuckDB's types as PostgreSQL's; anything else travels as text.
+PG_TYPES = {
+    "VARCHAR": "text", "BOOLEAN": "boolean", "DATE": "date", "TIMESTAMP": "timestamp",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz", "DOUBLE": "double precision", "FLOAT": "real",
+    "BIGINT": "bigint", "INTEGER": "integer", "SMALLINT": "smallint", "HUGEINT": "numeric",
+}
+COPY_BATCH_ROWS = 50_000
+
+
+def pg_type(duckdb_type: str) -> str:
+    if duckdb_type.startswith("DECIMAL"):
+        return "numeric"
+    return PG_TYPES.get(duckdb_type, "text")
+
+
+def sync_range(duck: duckdb.DuckDBPyConnection, pg, schema: str, first_day: dt.date, last_day: dt.date) -> dict:
+    """Copy the exports' rows for [first_day, last_day] into PostgreSQL in one transaction; return,
+    per table, the rows staged, inserted, updated and deleted."""
+    counts = {}
+    with pg.transaction():
+        pg.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+        for table, key in SYNCED.items():
+            counts[table] = _sync_table(duck, pg, schema, table, [key, "snapshot_date"], first_day, last_day)
+        pg.execute(SQL.render("latest_view.pg", schema=schema))
+    return counts
+
+
+def _sync_table(duck, pg, schema: str, table: str, key: list[str], first_day: dt.date, last_day: dt.date) -> dict:
+    columns = [(name, pg_type(dtype)) for name, dtype, *_ in duck.execute(f"DESCRIBE export.{table}").fetchall()]
+    synced_context = {"schema": schema, "table": table}
+    names = [name for name, _ in columns]
+    pg.execute(SQL.render("synced_table.pg", **synced_context, columns=columns, key=key))
+    for name, type_ in columns:
+        pg.execute(SQL.render("new_column.pg", **synced_context, column=name, column_type=type_))
+    staging = f"staged_{table}"
+    pg.execute(SQL.render("staged_rows.pg", **synced_context, staging=staging))
+    reader = duck.sql(
+        f"SELECT * FROM export.{table} WHERE snapshot_date BETWEEN $first_day AND $last_day",
+        params={"first_day": first_day, "last_day": last_day},
+    ).to_arrow_reader(COPY_BATCH_ROWS)
+    column_list = ", ".join(quote(name) for name in names)
+    staged = 0
+    with pg.cursor().copy(f"COPY {quote(staging)} ({column_list}) FROM STDIN (FORMAT csv)") as copy:
+        for batch in reader:
+            buffer = io.BytesIO()
+            pa_csv.write_csv(batch, buffer, pa_csv.WriteOptions(include_header=False))
+            copy.write(buffer.getvalue())
+            staged += batch.num_rows
+    target_columns = [row[0] for row in pg.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+        "ORDER BY ordinal_position", (schema, table)).fetchall()]
+    written = pg.execute(SQL.render("upsert.pg", **synced_context, staging=staging, key=key,
+                                    columns=target_columns)).fetchall()
+    deleted = pg.execute(SQL.render("rows_gone.pg", **synced_context, staging=staging, key=key),
+                         {"first_day": first_day, "last_day": last_day}).rowcount
+    inserted = sum(1 for (is_new,) in written if is_new)
+    return {"rows": staged, "inserted": inserted, "updated": len(written) - inserted, "deleted": deleted}
+
+
+def build_postgres_sync() -> dg.AssetsDefinition:
+    @daily_asset(
+        name="postgres_sync",
+        deps=["sync_export", "contact_usage", "band_changes"],
+        kinds={"postgres"},
+        output_required=False,
+    )
+    def postgres_sync(context: dg.AssetExecutionContext, warehouse: Warehouse, postgres: PostgresTarget):
+        """The sync tables in PostgreSQL: in schema HEALTH_SYNC_POSTGRES_SCHEMA (default `health`),
+        `account_health` (one row per account and snapshot date, keyed on account_id and
+        snapshot_date), `contact_usage` (user_id, snapshot_date) and `band_changes` (account_id,
+        snapshot_date), each row as in the export of the same name, and the view
+        `account_health_latest` (each account's newest row). Skipped without HEALTH_SYNC_POSTGRES_URL.
+        """
+        if not postgres.configured:
+            context.log.info("HEALTH_SYNC_POSTGRES_URL is not set: no PostgreSQL sync")
+            yield dg.AssetObservation(asset_key="postgres_sync", metadata={
+                "skipped": dg.MetadataValue.text("HEALTH_SYNC_POSTGRES_URL is not set: nothing was synced")})
+            return
+        first_day, last_day = date_range(context.partition_time_window)
+        started = time.perf_counter()
+        with warehouse.get_connection() as duck:
+            through = refreshed_through(duck, "export.account_health", last_day)
+            with postgres.connect() as pg:
+                counts = sync_range(duck, pg, postgres.schema_name, first_day, through)
+        meta = {
+            "synced_range": dg.MetadataValue.text(f"{first_day} .. {through}"),
+            "schema": dg.MetadataValue.text(postgres.schema_name),
+            "seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 2)),
+            "dagster/row_count": dg.MetadataValue.int(counts["account_health"]["rows"]),
+        }
+        for table, figures in counts.items():
+            meta.update({f"{table}_{what}": dg.MetadataValue.int(n) for what, n in figures.items()})
+        yield dg.MaterializeResult(metadata=meta)
+
+    return postgres_sync
