@@ -4,7 +4,8 @@ Every exported table (export.account_health, export.contact_usage, export.band_c
 written as `<export dir>/<name>/snapshot_date=YYYY-MM-DD.parquet|csv`, keyed like the table,
 so a CS tool that imports files upserts on the same key. A run writes its files into a staging
 folder first, audits them with the table, and moves them into place only once the table's
-transaction has committed, so the table and its files change together.
+transaction has committed, so the table and its files change together. CSV cells that a spreadsheet would run as a
+formula are neutralised; the parquet files and the tables keep the values as they are.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -31,15 +33,33 @@ def export_params(first_day: dt.date, last_day: dt.date) -> dict:
     return {"first_day": first_day, "last_day": last_day, "computed_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+FORMULA_STARTS = r"^[=+\-@\t\r]"
+
+
+def spreadsheet_safe(table: pa.Table) -> pa.Table:
+    """The table with every text cell that a spreadsheet would run as a formula prefixed with a
+    single quote, as OWASP recommends for CSV files; numbers, being numbers, are left alone."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            risky = pc.match_substring_regex(column, FORMULA_STARTS)
+            quoted = pc.binary_join_element_wise(pa.scalar("'", column.type), column, pa.scalar("", column.type))
+            column = pc.if_else(risky, quoted, column)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
 def write_atomically(table: pa.Table, path: Path) -> None:
-    """Write a file so readers see the old one or the whole new one, never a partial file."""
+    """Write a file so readers see the old one or the whole new one, never a partial file. A CSV
+    file's text is made spreadsheet-safe (`spreadsheet_safe`); parquet keeps the values as they are."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if path.suffix == ".parquet":
             pq.write_table(table, tmp)
         else:
-            pa_csv.write_csv(table, tmp)
+            pa_csv.write_csv(spreadsheet_safe(table), tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
