@@ -231,6 +231,19 @@ def report(args: dict) -> dict:
             "size_mb": round(site.size_bytes / 1e6, 1)}
 
 
+def postgres_sync(args: dict) -> dict:
+    """Sync a warehouse's exports for [first, last] into PostgreSQL (`url`), as postgres_sync does."""
+    import duckdb
+    import psycopg
+
+    from health_pipeline.assets.postgres_sync.asset import sync_range
+
+    first, last = dt.date.fromisoformat(args["first"]), dt.date.fromisoformat(args["last"])
+    with duckdb.connect(args["warehouse"], read_only=True) as duck, psycopg.connect(args["url"]) as pg:
+        counts = sync_range(duck, pg, "health", first, last)
+    return {"seconds": time.perf_counter() - started, "counts": counts}
+
+
 def startup(args: dict) -> dict:
     from health_pipeline.definitions import defs  # noqa: F401
 
@@ -247,7 +260,7 @@ def _duckdb_config() -> dict:
 
 
 TASKS = {"pipeline": pipeline, "seed": seed, "floor": floor, "verify": verify, "generate": generate,
-         "startup": startup, "outcomes": outcomes, "report": report}
+         "startup": startup, "outcomes": outcomes, "report": report, "postgres_sync": postgres_sync}
 
 if __name__ == "__main__":
     request = json.loads(sys.argv[1])
