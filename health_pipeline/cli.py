@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from health_pipeline import DATA_DIR, settings
+from health_pipeline.assets.alerts.asset import SEND_PAST_TAG
 from health_pipeline.assets.morning_report.site import report_root
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG
 from health_pipeline.partitions import partition_range_tags
@@ -58,7 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     first_day, last_day = args.start, args.end
     tags = {**partition_range_tags(first_day, last_day), **process_tags(),
-            **({ACCEPT_SNAPSHOT_TAG: "true"} if args.accept_snapshot else {})}
+            **({ACCEPT_SNAPSHOT_TAG: "true"} if args.accept_snapshot else {}),
+            **({SEND_PAST_TAG: "true"} if args.send_past else {})}
     with _instance() as instance:
         for line in recover(instance):
             print(line)
@@ -121,9 +123,15 @@ def _execute(instance, tags: dict, last_day: dt.date, debug: bool = False) -> in
                 print(error.to_string() if debug else f"{event.step_key} failed: {_cause(error)}", file=sys.stderr)
         if not debug:
             print("(run again with --debug for Dagster's log and the traceback)", file=sys.stderr)
+        if _published(result, "sync_export"):  # only a delivery failed: the local outputs are there
+            print_summary(last_day)
         return 1
     print_summary(last_day)
     return 0
+
+
+def _published(result, asset: str) -> bool:
+    return any(event.asset_key.to_user_string() == asset for event in result.get_asset_materialization_events())
 
 
 def _cause(error) -> str:
@@ -307,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         "--accept-snapshot", action="store_true",
         help="accept accounts or users exports that lost accounts, users or attributes since the last run",
     )
+    run.add_argument("--send-past", action="store_true",
+                     help="also send the alerts of days older than the daily run's reach (a backfill sends none)")
     run.set_defaults(func=cmd_run)
 
     rec = sub.add_parser("recover", help="after a crash: end the runs whose process died and free their slots")

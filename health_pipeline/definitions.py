@@ -11,6 +11,7 @@ from health_pipeline import settings
 from health_pipeline.assets import GROUP
 from health_pipeline.assets.account_health.asset import build_account_health
 from health_pipeline.assets.account_metrics.asset import build_account_metrics
+from health_pipeline.assets.alerts.asset import build_alerts
 from health_pipeline.assets.band_changes.asset import build_band_changes
 from health_pipeline.assets.contact_metrics.asset import build_contact_metrics
 from health_pipeline.assets.contact_usage.asset import build_contact_usage
@@ -42,6 +43,7 @@ def build_assets(config: HealthConfig) -> list[dg.AssetsDefinition]:
         build_sync_export(config),
         build_contact_usage(config),
         build_band_changes(config),
+        build_alerts(config),
         build_score_backtest(config),
         build_morning_report(config),
         build_postgres_sync(),

@@ -28,7 +28,8 @@ from health_pipeline_tests.conftest import Pipeline
 SPEC = SampleSpec(accounts=12, days=60, seed=11)
 FIRST, LAST = "2026-06-01", "2026-07-30"
 DAILY_ASSETS = [*RAW_ACTIVITY_ASSETS, "daily_contact_activity", "contact_metrics", "account_metrics",
-                "account_health", "sync_export", "contact_usage", "band_changes", "morning_report"]
+                "account_health", "sync_export", "contact_usage", "band_changes", "alerts", "morning_report",
+                "postgres_sync"]
 ASSETS = [*DAILY_ASSETS, *BACKTEST_ASSETS]
 
 
@@ -155,7 +156,7 @@ def test_definitions_show_partitioned_single_run_stages():
                 for key in ("account_history", "contact_history", "outcomes")}
     assert children["account_history"] == {"account_metrics", "account_health", "sync_export", "band_changes",
                                             *BACKTEST_ASSETS}
-    assert children["contact_history"] == {"contact_metrics", "account_metrics", "morning_report"}
+    assert children["contact_history"] == {"contact_metrics", "account_metrics", "morning_report", "alerts"}
     # The morning report reads the published exports and the backtest, so it runs after all of them.
     assert {k.to_user_string() for k in graph.get(dg.AssetKey("morning_report")).parent_keys} == {
         "sync_export", "contact_usage", "band_changes", "contact_history", *BACKTEST_ASSETS}

@@ -144,6 +144,48 @@ class Onboarding:
         return max(colours, key=ACTIVATION_COLOURS.index)
 
 
+ALERT_KINDS = ("band_down", "score_drop", "onboarding_red", "power_contact_quiet")
+
+
+@dataclass(frozen=True)
+class SlackSink:
+    """A Slack incoming webhook; its URL, a secret, is read from the environment variable named."""
+
+    webhook_url_env: str
+
+
+@dataclass(frozen=True)
+class EmailSink:
+    """An SMTP server and who gets each owner's message; the password comes from the environment."""
+
+    host: str
+    port: int
+    sender: str
+    to: tuple[tuple[str, str], ...]  # (owner, address)
+    default_to: str | None
+    username_env: str | None
+    password_env: str | None
+    starttls: bool
+
+    def address(self, owner: str | None) -> str | None:
+        return dict(self.to).get(owner or "", self.default_to)
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """Who is told what when an account turns (assets/alerts): the rules, and where messages go."""
+
+    score_drop_points: float = 15.0  # a drop of at least this many points over 7 days
+    power_contact_quiet_days: int = 14  # a power contact with no activity for exactly this long
+    timeout_seconds: float = 10.0  # per message, per sink
+    slack: SlackSink | None = None
+    email: EmailSink | None = None
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        return tuple(name for name in ("slack", "email") if getattr(self, name) is not None)
+
+
 @dataclass(frozen=True)
 class HealthConfig:
     usage_events: tuple[str, ...]
@@ -154,6 +196,7 @@ class HealthConfig:
     onboarding: Onboarding
     segments: tuple[Segment, ...]  # in match order; the last is the default
     source: str
+    alerts: Alerts = Alerts()
 
     @property
     def tracked_events(self) -> tuple[str, ...]:

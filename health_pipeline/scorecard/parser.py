@@ -22,14 +22,17 @@ from health_pipeline.scorecard.model import (
     MISSING_POLICIES,
     SEGMENT_ATTRIBUTES,
     SEGMENT_OPERATORS,
+    Alerts,
     Bin,
     Component,
     Condition,
+    EmailSink,
     HealthConfig,
     Measure,
     Onboarding,
     Scorecard,
     Segment,
+    SlackSink,
 )
 
 # Names become column names, so they must be plain identifiers.
@@ -130,6 +133,66 @@ class _Parser:
             onboarding=self.onboarding(raw.get("onboarding")),
             segments=(*self.segments(raw.get("segments", []), base), default),
             source=str(self.path),
+            alerts=self.alerts(raw.get("alerts")),
+        )
+
+    def alerts(self, raw) -> Alerts:
+        """The optional `alerts` block: thresholds, and the sinks, whose secrets are environment
+        variables named here, never values in the file."""
+        if raw is None:
+            return Alerts()
+        raw = self.mapping(raw, "alerts")
+        unknown = set(raw) - {"score_drop_points", "power_contact_quiet_days", "timeout_seconds", "slack", "email"}
+        if unknown:
+            raise self.fail(f"alerts.{sorted(unknown)[0]}", "is not a setting of alerts")
+        defaults = Alerts()
+        drop = self.number(raw.get("score_drop_points", defaults.score_drop_points), "alerts.score_drop_points")
+        quiet = raw.get("power_contact_quiet_days", defaults.power_contact_quiet_days)
+        if not isinstance(quiet, int) or isinstance(quiet, bool) or quiet < 1:
+            raise self.fail("alerts.power_contact_quiet_days", "must be a whole number of days, 1 or more")
+        timeout = self.number(raw.get("timeout_seconds", defaults.timeout_seconds), "alerts.timeout_seconds")
+        if drop <= 0 or timeout <= 0:
+            raise self.fail("alerts.score_drop_points" if drop <= 0 else "alerts.timeout_seconds", "must be above 0")
+        return Alerts(drop, quiet, timeout, self.slack(raw.get("slack")), self.email(raw.get("email")))
+
+    def env_name(self, value, field: str) -> str:
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
+            raise self.fail(field, "must name an environment variable, such as HEALTH_ALERTS_SLACK_WEBHOOK "
+                                   "(secrets never go in this file)")
+        return value
+
+    def slack(self, raw) -> SlackSink | None:
+        if raw is None:
+            return None
+        raw = self.mapping(raw, "alerts.slack")
+        return SlackSink(self.env_name(raw.get("webhook_url_env"), "alerts.slack.webhook_url_env"))
+
+    def email(self, raw) -> EmailSink | None:
+        if raw is None:
+            return None
+        raw = self.mapping(raw, "alerts.email")
+        for field in ("host", "from"):
+            if not isinstance(raw.get(field), str) or not raw[field].strip():
+                raise self.fail(f"alerts.email.{field}", "is required")
+        port = raw.get("port", 25)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise self.fail("alerts.email.port", "must be a port number")
+        owners = self.mapping(raw["owners"], "alerts.email.owners") if "owners" in raw else {}
+        if not all(isinstance(a, str) and "@" in a for a in owners.values()):
+            raise self.fail("alerts.email.owners", "must map each owner to an email address")
+        default_to = raw.get("default_to")
+        if default_to is not None and not (isinstance(default_to, str) and "@" in default_to):
+            raise self.fail("alerts.email.default_to", "must be an email address")
+        if not owners and default_to is None:
+            raise self.fail("alerts.email", "needs owners (owner: address) or default_to, or both")
+        return EmailSink(
+            host=raw["host"].strip(), port=port, sender=raw["from"].strip(),
+            to=tuple(sorted((str(owner), address) for owner, address in owners.items())), default_to=default_to,
+            username_env=self.env_name(raw["username_env"], "alerts.email.username_env")
+            if "username_env" in raw else None,
+            password_env=self.env_name(raw["password_env"], "alerts.email.password_env")
+            if "password_env" in raw else None,
+            starttls=bool(raw.get("starttls", False)),
         )
 
     def onboarding(self, raw) -> Onboarding:

@@ -25,7 +25,11 @@ WIDE = 560
 
 
 def _band_colour(field: str = "band") -> alt.Color:
-    return alt.Color(f"{field}:N", scale=BAND_SCALE, sort=list(BANDS), title="band")
+    return alt.Color(f"{field}:N", scale=BAND_SCALE, sort=list(BANDS), title="band",
+                     legend=alt.Legend(labelExpr="replace(datum.label, '_', ' ')"))
+
+
+COUNT_AXIS = alt.Axis(tickMinStep=1, format="d")  # counts of accounts are whole numbers
 
 
 def _dated(chart: alt.Chart, first_day: dt.date) -> alt.Chart:
@@ -58,7 +62,7 @@ def score_histogram() -> alt.Chart:
     """Accounts per 10-point score bin, stacked by band. Data: (health_score, band) per account."""
     return alt.Chart(alt.NamedData(SERIES)).mark_bar().encode(
         x=alt.X("health_score:Q", bin=alt.Bin(step=10, extent=[0, 100]), title="health score"),
-        y=alt.Y("count():Q", title="accounts"),
+        y=alt.Y("count():Q", title="accounts", axis=COUNT_AXIS),
         color=_band_colour(),
         tooltip=[alt.Tooltip("count():Q", title="accounts"), "band:N"],
     ).properties(width=WIDE, height=200)
@@ -108,7 +112,7 @@ def metric_distribution(metric: str) -> alt.LayerChart:
     edges (value, label)."""
     bars = alt.Chart(alt.NamedData(SERIES)).mark_bar(color="#4c78a8").encode(
         x=alt.X("value:Q", bin=alt.Bin(maxbins=40), title=metric),
-        y=alt.Y("count():Q", title="accounts"),
+        y=alt.Y("count():Q", title="accounts", axis=COUNT_AXIS),
     )
     edges = alt.Chart(alt.NamedData(EDGES)).mark_rule(color="#d62728", strokeWidth=2).encode(
         x="value:Q", tooltip=["label:N"])

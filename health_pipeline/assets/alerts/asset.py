@@ -1,0 +1,119 @@
+"""alerts: who is told what when an account turns, sent once.
+
+For the run's days, alerts_due.sql finds the alerts (a band moving down, a 7-day score drop past
+the configured points, an onboarding account turning red, a power contact quiet for the
+configured days) and they replace those days of export.alerts. Each alert is then recorded once
+per configured sink in the ledger export.alert_deliveries, and every pending delivery, of any
+day, is sent: one message per owner and day, to Slack and by email (config `alerts`). A sink
+that fails or times out leaves its deliveries pending for the next run; nothing is sent twice.
+Days older than the daily run's reach (yesterday and HEALTH_LATE_DAYS before it) are recorded as
+'past' and not sent, unless the run has the tag health/send_past=true (`health-pipeline run
+--send-past`).
+"""
+
+import datetime as dt
+import time
+from collections import Counter
+
+import dagster as dg
+import duckdb
+
+from health_pipeline import settings
+from health_pipeline.assets import daily_asset
+from health_pipeline.partitions import date_range
+from health_pipeline.publish import write_range
+from health_pipeline.resources import Warehouse
+from health_pipeline.scorecard.model import ALERT_KINDS, BANDS, HealthConfig
+from health_pipeline.sql import SqlFolder
+
+from .messages import messages
+from .sinks import SENDERS, SinkError
+
+SQL = SqlFolder(__file__)
+SEND_PAST_TAG = "health/send_past"
+
+
+def send_from(today: dt.date, send_past: bool) -> dt.date:
+    """The first snapshot date whose alerts are still news: the daily run's first day."""
+    return dt.date.min if send_past else today - dt.timedelta(days=1 + settings.late_days())
+
+
+def record_alerts(conn: duckdb.DuckDBPyConnection, config: HealthConfig, first_day: dt.date, last_day: dt.date,
+                  today: dt.date, send_past: bool) -> dict:
+    """Replace the range's export.alerts and record each new alert in the ledger, per sink."""
+    rules = config.alerts
+    params = {"first_day": first_day, "last_day": last_day, "score_drop_points": rules.score_drop_points,
+              "quiet_days": rules.power_contact_quiet_days, "power_roles": list(config.power_roles)}
+    meta = write_range(conn, "export.alerts", "snapshot_date", first_day, last_day, SQL.render("alerts_due"), params)
+    SQL.run(conn, "alert_deliveries")
+    if rules.sinks:
+        SQL.run(conn, "deliveries_recorded", {"sinks": list(rules.sinks), "send_from": send_from(today, send_past),
+                                              "recorded_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
+    return meta
+
+
+def deliver(conn: duckdb.DuckDBPyConnection, config: HealthConfig, log=None) -> dict[str, Counter]:
+    """Send every pending delivery, a message per owner and day and sink; mark what was accepted."""
+    results: dict[str, Counter] = {}
+    for sink in config.alerts.sinks:
+        counts = results[sink] = Counter()
+        cursor = SQL.run(conn, "pending_messages", {"sink": sink, "bands": list(BANDS), "kinds": list(ALERT_KINDS)})
+        columns = [c[0] for c in cursor.description]
+        for message in messages([dict(zip(columns, row)) for row in cursor.fetchall()]):
+            try:
+                SENDERS[sink](getattr(config.alerts, sink), message, config.alerts.timeout_seconds)
+            except SinkError as exc:
+                counts["pending"] += len(message.alerts)
+                _mark(conn, sink, message.keys, "pending", error=str(exc))
+                if log:
+                    log.warning(f"{sink}: {exc}; {len(message.alerts)} alerts stay pending for the next run")
+                continue
+            counts["sent"] += len(message.alerts)
+            counts["messages"] += 1
+            _mark(conn, sink, message.keys, "sent")
+    return results
+
+
+def _mark(conn: duckdb.DuckDBPyConnection, sink: str, keys: list[tuple], status: str, error: str | None = None):
+    conn.execute(
+        """
+        UPDATE export.alert_deliveries
+        SET status = $status, last_error = $error,
+            sent_at = CASE WHEN $status = 'sent' THEN $now::TIMESTAMP END
+        WHERE sink = $sink AND list_contains($keys, {'a': account_id, 'd': snapshot_date, 'k': kind})
+        """,
+        {"status": status, "error": error, "now": dt.datetime.now(dt.UTC).replace(tzinfo=None), "sink": sink,
+         "keys": [{"a": a, "d": d, "k": k} for a, d, k in keys]},
+    )
+
+
+def build_alerts(config: HealthConfig) -> dg.AssetsDefinition:
+    @daily_asset(
+        name="alerts",
+        deps=["sync_export", "band_changes", "contact_usage", "contact_history"],
+        kinds={"duckdb", "slack", "email"},
+    )
+    def alerts(context: dg.AssetExecutionContext, warehouse: Warehouse):
+        """One row per account, snapshot date and kind of alert (band_down, score_drop,
+        onboarding_red, power_contact_quiet) in export.alerts: the owner, the account's score,
+        band, top_drag and score_reason, and what happened. export.alert_deliveries is the ledger
+        of what was sent where. Messages go one per owner and day to the configured sinks.
+        """
+        first_day, last_day = date_range(context.partition_time_window)
+        send_past = context.run.tags.get(SEND_PAST_TAG) == "true"
+        started = time.perf_counter()
+        with warehouse.get_connection() as conn:
+            meta = record_alerts(conn, config, first_day, last_day, dt.datetime.now(dt.UTC).date(), send_past)
+            kinds = dict(conn.execute(
+                "SELECT kind, count(*) FROM export.alerts WHERE snapshot_date BETWEEN $f AND $l GROUP BY ALL",
+                {"f": first_day, "l": last_day}).fetchall())
+            sent = deliver(conn, config, context.log)
+        meta.update({f"alerts_{kind}": dg.MetadataValue.int(kinds.get(kind, 0)) for kind in ALERT_KINDS})
+        meta["sinks"] = dg.MetadataValue.text(", ".join(config.alerts.sinks) or "none configured")
+        for sink, counts in sent.items():
+            meta.update({f"{sink}_{what}": dg.MetadataValue.int(counts[what])
+                         for what in ("messages", "sent", "pending")})
+        meta["send_seconds"] = dg.MetadataValue.float(round(time.perf_counter() - started, 2))
+        return dg.MaterializeResult(metadata=meta)
+
+    return alerts
