@@ -224,6 +224,43 @@ def test_alerts_fire_on_the_day_their_condition_starts(tmp_path, servers):
     assert {key[2] for key in fired} >= {"band_down", "score_drop"}
 
 
+def settled_band_downs(days: list[tuple[dt.date, str]], settle: int) -> list[dt.date]:
+    """The rule by hand: a band counts from the day it has held `settle` consecutive days; an alert
+    is a day whose counted band is worse than the day before's."""
+    order = ["healthy", "neutral", "at_risk"]
+    counted, alerts = {}, []
+    for i, (day, band) in enumerate(days):
+        run = days[max(0, i - settle + 1):i + 1]
+        settled = len(run) == settle and all(b == band for _, b in run) and \
+            (run[-1][0] - run[0][0]).days == settle - 1
+        counted[day] = band if settled else counted.get(days[i - 1][0]) if i else None
+        before = counted.get(day - dt.timedelta(days=1))
+        if before and counted[day] and order.index(counted[day]) > order.index(before):
+            alerts.append(day)
+    return alerts
+
+
+def test_a_band_that_flaps_alerts_only_once_the_new_band_has_held(tmp_path, servers):
+    _, mailbox = servers
+    pipeline = alerting_pipeline(tmp_path, mailbox.port, min_days_in_new_band=3)
+    pipeline.materialize(FIRST, LAST)
+    flapper, moves = pipeline.query("""
+        SELECT account_id, count(*) FILTER (WHERE direction = 'worse') AS worse FROM export.band_changes
+        GROUP BY ALL ORDER BY count(*) DESC, account_id LIMIT 1
+    """).iloc[0]
+    days = pipeline.query("SELECT snapshot_date, health_band FROM export.account_health WHERE account_id = $a "
+                          "ORDER BY snapshot_date", {"a": flapper})
+    days = [(d.date(), b) for d, b in days.itertuples(index=False)]
+    alerted = pipeline.query("SELECT snapshot_date FROM export.alerts WHERE account_id = $a AND kind = 'band_down' "
+                             "ORDER BY 1", {"a": flapper}).snapshot_date.dt.date.tolist()
+    assert alerted == settled_band_downs(days, 3)
+    assert len(alerted) < moves  # flapping at a cut-off no longer alerts on every move down
+    # With one day, the rule is every move down, exactly as export.band_changes has them.
+    assert settled_band_downs(days, 1) == sorted(pipeline.query(
+        "SELECT snapshot_date FROM export.band_changes WHERE account_id = $a AND direction = 'worse'",
+        {"a": flapper}).snapshot_date.dt.date)
+
+
 @pytest.mark.parametrize("sink, field", [
     ({"slack": {"webhook_url_env": "https://hooks.slack.com/services/T/B/X"}}, "alerts.slack.webhook_url_env"),
     ({"email": {"host": "smtp.example.test", "from": "a@example.test", "default_to": "b@example.test",

@@ -173,11 +173,14 @@ class EmailSink:
 
 @dataclass(frozen=True)
 class Alerts:
-    """Who is told what when an account turns (assets/alerts): the rules, and where messages go."""
+    """Who is told what when an account turns (assets/alerts): the rules, and where messages go.
+    Fields in the order Alerts(...) takes them; the sinks come last."""
 
     score_drop_points: float = 15.0  # a drop of at least this many points over 7 days
     power_contact_quiet_days: int = 14  # a power contact with no activity for exactly this long
     timeout_seconds: float = 10.0  # per message, per sink
+    # Hysteresis: a band move alerts only once the account has been in the new band this many days.
+    min_days_in_new_band: int = 1
     slack: SlackSink | None = None
     email: EmailSink | None = None
 

@@ -2,7 +2,9 @@
 -- The alerts of the snapshot dates in [$first_day, $last_day]: one row per account, day and kind,
 -- with what the owner needs to act on it. A kind fires on the day its condition starts, not on
 -- every day it holds:
---   band_down            the band moved down (export.band_changes, direction worse);
+--   band_down            the band moved down from the day before, where a band counts only once the
+--                        account has been in it for $min_days_in_band days in a row (hysteresis: a
+--                        band that flaps at its cut-off does not alert every day; 1 day: every move);
 --   score_drop           the 7-day score change fell to -$score_drop_points or below, from above;
 --   onboarding_red       an onboarding account's activation turned red;
 --   power_contact_quiet  a power contact's last activity is exactly $quiet_days days ago.
@@ -17,6 +19,30 @@ scores AS (
     FROM "export"."account_health" h
     WHERE h."snapshot_date" BETWEEN $first_day - INTERVAL 1 DAY AND $last_day
     WINDOW by_account AS (PARTITION BY h."account_id" ORDER BY h."snapshot_date")
+),
+band_runs AS (
+    -- Whether the day ends $min_days_in_band consecutive days in one band. Read from 90 days
+    -- before the range, so a run that started before it counts.
+    SELECT "account_id", "snapshot_date", "health_band",
+           count(*) OVER recent = $min_days_in_band
+           AND min("snapshot_date") OVER recent = "snapshot_date" - ($min_days_in_band - 1)
+           AND min("health_band") OVER recent = max("health_band") OVER recent AS "band_is_settled"
+    FROM "export"."account_health"
+    WHERE "snapshot_date" BETWEEN $first_day - INTERVAL 90 DAY AND $last_day
+    WINDOW recent AS (PARTITION BY "account_id" ORDER BY "snapshot_date"
+                      ROWS BETWEEN $min_days_in_band - 1 PRECEDING AND CURRENT ROW)
+),
+settled_bands AS (
+    -- The band that counts on each day: the band of the latest settled day up to it.
+    SELECT "account_id", "snapshot_date",
+           last_value(CASE WHEN "band_is_settled" THEN "health_band" END IGNORE NULLS) OVER by_day AS "band"
+    FROM band_runs
+    WINDOW by_day AS (PARTITION BY "account_id" ORDER BY "snapshot_date" ROWS UNBOUNDED PRECEDING)
+),
+settled_moves AS (
+    SELECT *, lag("band") OVER by_day AS "band_the_day_before", lag("snapshot_date") OVER by_day AS "day_before"
+    FROM settled_bands
+    WINDOW by_day AS (PARTITION BY "account_id" ORDER BY "snapshot_date")
 ),
 contacts_on_day AS (
     {{ shared.contacts_on_snapshot_dates() }}
@@ -33,9 +59,10 @@ quiet_power_contacts AS (
 ),
 fired AS (
     SELECT "account_id", "snapshot_date", 'band_down' AS "kind",
-           replace("from_band", '_', ' ') || ' → ' || replace("to_band", '_', ' ') AS "detail"
-    FROM "export"."band_changes"
-    WHERE "snapshot_date" BETWEEN $first_day AND $last_day AND "direction" = 'worse'
+           replace("band_the_day_before", '_', ' ') || ' → ' || replace("band", '_', ' ') AS "detail"
+    FROM settled_moves
+    WHERE "snapshot_date" BETWEEN $first_day AND $last_day AND "day_before" = "snapshot_date" - 1
+      AND list_position($bands::VARCHAR[], "band") > list_position($bands::VARCHAR[], "band_the_day_before")
     UNION ALL
     SELECT "account_id", "snapshot_date", 'score_drop',
            'score fell ' || printf('%.1f', -"score_delta_7d") || ' points in 7 days'

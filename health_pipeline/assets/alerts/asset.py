@@ -43,7 +43,8 @@ def record_alerts(conn: duckdb.DuckDBPyConnection, config: HealthConfig, first_d
     """Replace the range's export.alerts and record each new alert in the ledger, per sink."""
     rules = config.alerts
     params = {"first_day": first_day, "last_day": last_day, "score_drop_points": rules.score_drop_points,
-              "quiet_days": rules.power_contact_quiet_days, "power_roles": list(config.power_roles)}
+              "quiet_days": rules.power_contact_quiet_days, "power_roles": list(config.power_roles),
+              "min_days_in_band": rules.min_days_in_new_band, "bands": list(BANDS)}
     meta = write_range(conn, "export.alerts", "snapshot_date", first_day, last_day, SQL.render("alerts_due"), params)
     SQL.run(conn, "alert_deliveries")
     if rules.sinks:
