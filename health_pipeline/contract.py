@@ -68,7 +68,7 @@ def activation_column(measure: str) -> str:
 def sync_table_columns(config) -> list[str]:
     """The sync table's documented columns, in order (README, "What you get"), for a configuration."""
     return [
-        "account_id", "account_name", "owner", "plan", "status", "arr", "vertical", "customer_since",
+        "account_id", "crm_account_id", "account_name", "owner", "plan", "status", "arr", "vertical", "customer_since",
         "snapshot_date", "segment", "health_score", "health_band", "band_source", "in_onboarding",
         "activation_status", *(activation_column(m.name) for m in config.onboarding.measures),
         "top_drag", "missing_components", "score_reason",

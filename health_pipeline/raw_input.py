@@ -31,7 +31,8 @@ RAW_TABLES: dict[str, tuple[str, ...]] = {
 }
 OPTIONAL_TABLES = {"user_migrations", "outcomes"}
 # Optional columns a table is read with when present.
-OPTIONAL_COLUMNS = {"users": ("role",), "accounts": ("churned_at",), "outcomes": ("arr_before", "arr_after", "reason")}
+OPTIONAL_COLUMNS = {"users": ("role",), "accounts": ("churned_at", "crm_account_id"),
+                    "outcomes": ("arr_before", "arr_after", "reason")}
 
 # Columns read as ids: trimmed, and empty means missing.
 ID_COLUMNS = {"account_id", "user_id", "session_id", "event_id", "from_user_id", "to_user_id"}

@@ -216,6 +216,8 @@ def _accounts(rng: np.random.Generator, spec: SampleSpec) -> pd.DataFrame:
             "vertical": rng.choice(VERTICALS, size=n),
             "customer_since": [spec.start + dt.timedelta(days=int(d)) for d in since_days],
             "status": status,
+            # The CRM's own id, Salesforce-style (18 characters), for imports that match on it.
+            "crm_account_id": [f"001Hs00000{i:05d}AAA" for i in range(1, n + 1)],
             "archetype": archetypes,
             "onboard_at": onboard_at,
             "feature_affinity": rng.uniform(0.1, 1.0, n),

@@ -32,11 +32,11 @@ class RawData:
 
     def write(self, raw_dir: Path, fmt: str = "parquet") -> Path:
         raw_dir.mkdir(parents=True, exist_ok=True)
-        churned_at = ["churned_at"] if any("churned_at" in row for row in self.accounts) else []
+        optional = [c for c in ("churned_at", "crm_account_id") if any(c in row for row in self.accounts)]
         tables = {
             "users": (self.users, ["user_id", "identity", "joindate", "account_id", "role"]),
             "accounts": (self.accounts, ["account_id", "name", "owner", "plan", "arr", "vertical",
-                                         "customer_since", "status", *churned_at]),
+                                         "customer_since", "status", *optional]),
             "sessions": (self.sessions, ["session_id", "user_id", "time"]),
             "all_events": (self.events, ["event_id", "user_id", "session_id", "time", "event_table_name"]),
             "user_migrations": (self.migrations, ["from_user_id", "to_user_id", "time"]),

@@ -204,3 +204,28 @@ def test_bad_outcome_rows_go_to_the_quarantine_with_their_reason(tmp_path):
     metadata = pipeline.raw_activity_metadata(result)
     assert metadata["outcomes_duplicates_dropped"] == 1
     assert metadata["quarantined.outcomes.unknown_account"] == 1
+
+
+def test_the_crms_account_id_passes_through_to_every_sync_output_as_of_the_day(tmp_path):
+    pipeline = Pipeline(tmp_path)
+    portfolio([account("A1", crm_account_id="001A"), account("A2", owner="Ben", crm_account_id="001B")]).write(
+        pipeline.raw_dir)
+    pipeline.materialize(FIRST, dt.date(2026, 6, 5))
+    # The CRM merges records and A1 gets a new id: it applies from the next new day, like any attribute.
+    portfolio([account("A1", crm_account_id="001Z"), account("A2", owner="Ben", crm_account_id="001B")]).write(
+        pipeline.raw_dir)
+    pipeline.materialize(dt.date(2026, 6, 6), LAST)
+    assert versions(pipeline, "raw.account_history", "account_id", "crm_account_id") == [
+        ["A1", "001A", "-", "2026-06-06"], ["A1", "001Z", "2026-06-06", "-"], ["A2", "001B", "-", "-"]]
+    for table in ("export.account_health", "export.contact_usage"):
+        ids = pipeline.query(f"SELECT account_id, crm_account_id, count(*) AS days FROM {table} GROUP BY ALL "
+                             "ORDER BY ALL").values.tolist()
+        assert ids == [["A1", "001A", 5], ["A1", "001Z", 5], ["A2", "001B", 10]], table
+    assert pipeline.query("SELECT * FROM export.band_changes LIMIT 0").columns[:2].tolist() == [
+        "account_id", "crm_account_id"]
+
+
+def test_an_accounts_export_without_crm_ids_leaves_the_column_empty(five_days):
+    exported = five_days.query("SELECT count(*) AS n, count(crm_account_id) AS with_id FROM export.account_health")
+    assert exported.n[0] > 0 and exported.with_id[0] == 0
+

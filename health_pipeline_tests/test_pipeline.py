@@ -155,7 +155,7 @@ def test_definitions_show_partitioned_single_run_stages():
     children = {key: {k.to_user_string() for k in graph.get(dg.AssetKey(key)).child_keys}
                 for key in ("account_history", "contact_history", "outcomes")}
     assert children["account_history"] == {"account_metrics", "account_health", "sync_export", "band_changes",
-                                            *BACKTEST_ASSETS}
+                                            "contact_usage", *BACKTEST_ASSETS}
     assert children["contact_history"] == {"contact_metrics", "account_metrics", "morning_report", "alerts"}
     # The morning report reads the published exports and the backtest, so it runs after all of them.
     assert {k.to_user_string() for k in graph.get(dg.AssetKey("morning_report")).parent_keys} == {

@@ -56,7 +56,8 @@ def test_tuning_a_threshold_marks_scores_stale_and_rescoring_keeps_metrics(tmp_p
     rescore = Pipeline(tmp_path, settings=tuned, instance=instance, sparse=True)
     result = rescore.materialize(*RESCORED, selection=dg.AssetSelection.assets("account_health").downstream())
     materialized = {e.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == SCORING | set(BACKTEST_ASSETS)  # the backtest re-reads the new scores
+    # The backtest re-reads the new scores; the alerts, the report and the PostgreSQL sync follow the exports.
+    assert materialized == SCORING | set(BACKTEST_ASSETS) | {"alerts", "morning_report", "postgres_sync"}
 
     after = metric_tables()
     for table in METRIC_TABLES:

@@ -7,7 +7,7 @@ WITH snapshot_dates AS (
 accounts_on_day AS (
     {{ shared.accounts_on_snapshot_dates() }}
 )
-SELECT h.account_id, a.name AS account_name, a.owner, h.snapshot_date, h.segment,
+SELECT h.account_id, a.crm_account_id, a.name AS account_name, a.owner, h.snapshot_date, h.segment,
        h.previous_band AS from_band, h.health_band AS to_band,
        CASE WHEN list_position($bands::VARCHAR[], h.health_band) > list_position($bands::VARCHAR[], h.previous_band)
             THEN 'worse' ELSE 'better' END AS direction,

@@ -16,7 +16,7 @@ SQL = SqlFolder(__file__)
 def build_contact_usage(config: HealthConfig) -> dg.AssetsDefinition:
     @daily_asset(
         name="contact_usage",
-        deps=["contact_metrics"],
+        deps=["contact_metrics", "account_history", "outcomes"],
         kinds={"duckdb", "parquet", "csv"},
         code_version=config.metrics_version,
     )
@@ -24,8 +24,8 @@ def build_contact_usage(config: HealthConfig) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, warehouse: Warehouse, export_target: ExportTarget
     ):
         """One row per counted contact per snapshot date, in export.contact_usage, keyed on (user_id,
-        snapshot_date): user_id, account_id, identity and the per-contact metrics. Also written as
-        HEALTH_EXPORT_DIR/contact_usage/snapshot_date=YYYY-MM-DD.parquet|csv.
+        snapshot_date): user_id, account_id, the account's crm_account_id, identity and the per-contact
+        metrics. Also written as HEALTH_EXPORT_DIR/contact_usage/snapshot_date=YYYY-MM-DD.parquet|csv.
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:

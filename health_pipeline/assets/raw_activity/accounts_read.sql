@@ -6,13 +6,13 @@ CREATE OR REPLACE TEMP TABLE accounts_read AS
 {% set arr = raw.value(accounts, "arr", "DOUBLE") %}
 {% call raw.classified("account_id", "customer_since, name",
                        ["name", "owner", "plan", "arr", "vertical", "customer_since", "status", "churned_at",
-                        "id_as_written"]) %}
+                        "crm_account_id", "id_as_written"]) %}
     SELECT {{ raw.column(accounts, "account_id") }}, {{ raw.column(accounts, "name") }},
            {{ raw.column(accounts, "owner") }}, {{ raw.column(accounts, "plan") }},
            CASE WHEN isfinite({{ arr }}) AND {{ arr }} >= 0 THEN {{ arr }} END AS arr,
            {{ raw.column(accounts, "vertical") }},
            {{ raw.column(accounts, "customer_since", "DATE") }}, {{ raw.column(accounts, "status") }},
-           {{ raw.column(accounts, "churned_at", "DATE") }},
+           {{ raw.column(accounts, "churned_at", "DATE") }}, {{ raw.column(accounts, "crm_account_id") }},
            -- 'A1 ' beside 'A1' is one id written two ways: a conflict, not two accounts.
            TRY_CAST("account_id" AS VARCHAR) AS id_as_written,
            source_file, source_row, {{ raw.row_json(accounts) }} AS row_json,

@@ -206,7 +206,8 @@ SNAPSHOTS = {"raw.accounts": "accounts_snapshot", "raw.contacts": "contacts_snap
 # history table -> (the staged snapshot it records, its key, its attributes)
 HISTORIES = {
     "raw.account_history": ("accounts_snapshot", "account_id",
-                            ("name", "owner", "plan", "arr", "vertical", "customer_since", "status", "churned_at")),
+                            ("name", "owner", "plan", "arr", "vertical", "customer_since", "status", "churned_at",
+                             "crm_account_id")),
     "raw.contact_history": ("contacts_snapshot", "user_id",
                             ("identity", "joindate", "account_id", "role", "excluded_reason")),
 }

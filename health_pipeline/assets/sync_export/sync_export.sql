@@ -8,7 +8,7 @@ WITH snapshot_dates AS (
 accounts_on_day AS (
     {{ shared.accounts_on_snapshot_dates() }}
 )
-SELECT a.account_id, a.name AS account_name, a.owner, a.plan, a.status, a.arr, a.vertical,
+SELECT a.account_id, a.crm_account_id, a.name AS account_name, a.owner, a.plan, a.status, a.arr, a.vertical,
        a.customer_since, h.* EXCLUDE (account_id, scorecard_version),
        {% for metric in config.account_metrics %}m.{{ metric | quote }}, {% endfor %}
        $computed_at::TIMESTAMP AS computed_at, h.scorecard_version
