@@ -243,6 +243,42 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write one day of the sync table as the CSV a CS tool's importer expects."""
+    from health_pipeline.export_files import write_atomically
+    from health_pipeline.import_templates import TemplateError, load_template, template_rows
+    from health_pipeline.scorecard.parser import ConfigError
+
+    try:
+        template = load_template(args.template, _production())
+    except (TemplateError, ConfigError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    warehouse = Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
+    if not Path(warehouse.database).exists():
+        print(f"no warehouse at {warehouse.database}: run `health-pipeline run` first", file=sys.stderr)
+        return 2
+    with warehouse.get_connection(read_only=True) as conn:
+        scored = conn.execute("SELECT count(*) FROM export.account_health WHERE snapshot_date = $d",
+                              {"d": args.date}).fetchall()[0][0]
+        try:
+            rows = template_rows(conn, template, args.date)
+        except TemplateError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    if not scored:
+        print(f"no account was scored on {args.date}: nothing to export", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else (settings.path("HEALTH_EXPORT_DIR") / "imports" / template.name
+                                          / f"snapshot_date={args.date}.csv")
+    write_atomically(rows, out)
+    unmatched = scored - rows.num_rows
+    print(f"wrote {out.resolve()}: {rows.num_rows:,} rows for a {template.tool} import matched on "
+          f"{template.match_on!r}" + (f"; {unmatched:,} accounts without {template.match_source} left out"
+                                        if unmatched else ""))
+    return 0
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     """Backtest a candidate scorecard beside the production one, on the same outcomes."""
     from health_pipeline.candidate import TrialError, try_scorecard
@@ -327,6 +363,14 @@ def main(argv: list[str] | None = None) -> int:
     report = sub.add_parser("report", help="build the morning report of one scored day, without running the pipeline")
     report.add_argument("--date", required=True, type=_date, help="the snapshot date, YYYY-MM-DD")
     report.set_defaults(func=cmd_report)
+
+    from health_pipeline.import_templates import names as template_names
+
+    export = sub.add_parser("export", help="write one day of the sync table as a CS tool's import CSV")
+    export.add_argument("--template", required=True, choices=template_names(), help="the tool's import template")
+    export.add_argument("--date", required=True, type=_date, help="the snapshot date, YYYY-MM-DD")
+    export.add_argument("--out", help="the CSV to write (default <export dir>/imports/<template>/snapshot_date=D.csv)")
+    export.set_defaults(func=cmd_export)
 
     trial = sub.add_parser("backtest", help="backtest a candidate scorecard beside the production one")
     trial.add_argument("--config", required=True, type=Path, help="the candidate scorecard YAML file")
