@@ -298,6 +298,44 @@ def scenario_report(bench: Bench) -> dict:
     )
 
 
+SYNC_DAY_SECONDS_TARGET = 10
+
+
+def scenario_postgres(bench: Bench) -> dict:
+    """postgres_sync of the last day into a local PostgreSQL holding the history, beside the daily
+    run; and the whole history synced at once, as a backfill would."""
+    from health_pipeline_tests.postgres_server import start_server
+
+    server = start_server()
+    if server is None:
+        return scenario(9, "PostgreSQL sync", "skipped: PostgreSQL is not installed (apt-get install postgresql)",
+                        f"one day < {SYNC_DAY_SECONDS_TARGET} s", None, {}, {"skipped": True})
+    first, last = bench.day(1), bench.day(bench.scale.days)
+    try:
+        def sync(start: dt.date) -> dict:
+            return bench.task({"task": "postgres_sync", "url": server.url(),
+                               "warehouse": bench.warehouse("history_full"),
+                               "first": start.isoformat(), "last": last.isoformat()})
+
+        backfill = sync(first)  # every day at once: what a backfill's sync does, and the history the day syncs into
+        runs = alternate({
+            "sync_day": lambda: sync(last),
+            "daily_direct": lambda: bench.pipeline("history_full", last, last, via="direct"),
+        }, bench.reps, "9 postgres")
+    finally:
+        server.stop()
+    day = median(runs["sync_day"])
+    counts = backfill["counts"]
+    return scenario(
+        9, "PostgreSQL sync", f"one day's sync into a table holding {bench.scale.days} days vs the daily run",
+        f"one day < {SYNC_DAY_SECONDS_TARGET} s", day < SYNC_DAY_SECONDS_TARGET,
+        {k: summary(v) for k, v in runs.items()},
+        {"ratio": ratio(day, median(runs["daily_direct"])), "sync_day_seconds": day,
+         "backfill_sync_seconds": backfill["seconds"], "day_rows": runs["sync_day"][-1]["counts"],
+         "backfill_rows": {table: figures["rows"] for table, figures in counts.items()}},
+    )
+
+
 def scaling_curve(bench: Bench, full_backfill: dict) -> dict:
     """Daily-run time against events a day, and backfill time against days of history."""
     daily = []
@@ -407,6 +445,14 @@ def markdown(report: dict) -> str:
                    f"{f['pairs']:,} outcome-lead pairs)",
                    f"daily run (direct, backtest included): {_s(meas['daily_direct']['median'])}",
                    f"{f['ratio']:.2f}x recomputed, {f['unchanged_ratio']:.2f}x unchanged")
+        elif s["number"] == 9 and f.get("skipped"):
+            row = ("skipped", "PostgreSQL is not installed", "–")
+        elif s["number"] == 9:
+            rows = f["day_rows"]
+            row = (f"one day's sync: {_s(f['sync_day_seconds'])} ({rows['account_health']['rows']:,} accounts, "
+                   f"{rows['contact_usage']['rows']:,} contacts); all {scale['days']} days at once: "
+                   f"{_s(f['backfill_sync_seconds'])} ({f['backfill_rows']['contact_usage']:,} contact rows)",
+                   f"daily run (direct): {_s(meas['daily_direct']['median'])}", f"{f['ratio']:.2f}x")
         elif s["number"] == 8:
             row = (f"report: {_s(f['build_seconds'])} to build {f['pages']:,} pages, {f['size_mb']:.1f} MB "
                    f"({_s(meas['report']['median'])} with the process start; peak RSS "
@@ -494,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="data and warehouses (default data/bench/<scale>)")
     parser.add_argument("--plot", type=Path,
                         help=f"the scaling plot (default {PLOT_PATH.relative_to(PROJECT_ROOT)} at M)")
-    parser.add_argument("--scenarios", type=int, nargs="+", choices=range(1, 9), metavar="N",
+    parser.add_argument("--scenarios", type=int, nargs="+", choices=range(1, 10), metavar="N",
                         help="run only these scenarios (default: all); results go to <scale>-scenarios-N.json")
     parser.add_argument("--redraw", action="store_true",
                         help="only rewrite the markdown table and the plot from the saved JSON results")
@@ -522,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
               "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     report["data"] = bench.raw_data(bench.raw_dir)
     report["setup"] = setup(bench)
-    wanted = set(args.scenarios or range(1, 9))
+    wanted = set(args.scenarios or range(1, 10))
     scenarios = []
     if 1 in wanted:
         scenarios.append(scenario_history(bench))
@@ -534,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
         scenarios.append(scenario_backtest(bench))
     if 8 in wanted:
         scenarios.append(scenario_report(bench))
+    if 9 in wanted:
+        scenarios.append(scenario_postgres(bench))
     report["scenarios"] = sorted((s for s in scenarios if s["number"] in wanted), key=lambda s: s["number"])
     if args.scenarios:  # a partial run keeps the full run's results file
         name = f"{scale.name}-scenarios-{'-'.join(map(str, sorted(wanted)))}"

@@ -21,7 +21,7 @@ def test_scale_s_runs_every_scenario_and_the_seed_baseline_agrees(tmp_path):
 
     report = json.loads((out / "S.json").read_text())
     scenarios = {s["number"]: s for s in report["scenarios"]}
-    assert sorted(scenarios) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert sorted(scenarios) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
 
     comparison = scenarios[3]["figures"]["comparison"]
     for table in ("account_metrics", "contact_metrics"):
@@ -43,7 +43,10 @@ def test_scale_s_runs_every_scenario_and_the_seed_baseline_agrees(tmp_path):
     assert report_site["build_seconds"] > 0
     table = (out / "S.md").read_text()
     assert "| 3 | Versus the seed approach |" in table and "DuckDB 2." in table and " cores " in table
-    assert "| 8 | Morning report |" in table
+    assert "| 8 | Morning report |" in table and "| 9 | PostgreSQL sync |" in table
+    sync = scenarios[9]["figures"]
+    if not sync.get("skipped"):  # CI has PostgreSQL: the sync ran both ways
+        assert sync["sync_day_seconds"] > 0 and sync["backfill_rows"]["account_health"] > 25
 
     # The comparison catches a single changed value.
     warehouse = tmp_path / "S" / "runs" / "history_full" / "warehouse.duckdb"
