@@ -215,6 +215,22 @@ def print_backtest_headline(summary: pd.DataFrame | None) -> None:
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
 
 
+class Refused(Exception):
+    """A command cannot go on; its message says why and what to do."""
+
+
+@contextmanager
+def _sync_table_connection():
+    """A read-only connection to the warehouse, which must hold a sync table."""
+    warehouse = Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
+    if not Path(warehouse.database).exists():
+        raise Refused(f"no warehouse at {warehouse.database}: run `health-pipeline run` first")
+    with warehouse.get_connection(read_only=True) as conn:
+        if not table_exists(conn, "export.account_health"):
+            raise Refused("the warehouse has no sync table yet: run `health-pipeline run` first")
+        yield conn
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Build the morning report of one scored day from the warehouse, without running the pipeline."""
     from health_pipeline.assets.morning_report.site import build_report
@@ -222,21 +238,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     try:
         config = _production()
-    except ConfigError as exc:
+        with _sync_table_connection() as conn:
+            site = build_report(conn, config, args.date, settings.path("HEALTH_EXPORT_DIR"))
+        if site is None:
+            raise Refused(f"no account was scored on {args.date}: nothing to report (the sync table's days are "
+                          "the ones `health-pipeline run` covered)")
+    except (ConfigError, Refused) as exc:
         print(exc, file=sys.stderr)
-        return 2
-    warehouse = Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
-    if not Path(warehouse.database).exists():
-        print(f"no warehouse at {warehouse.database}: run `health-pipeline run` first", file=sys.stderr)
-        return 2
-    with warehouse.get_connection(read_only=True) as conn:
-        if not table_exists(conn, "export.account_health"):
-            print("the warehouse has no sync table yet: run `health-pipeline run` first", file=sys.stderr)
-            return 2
-        site = build_report(conn, config, args.date, settings.path("HEALTH_EXPORT_DIR"))
-    if site is None:
-        print(f"no account was scored on {args.date}: nothing to report (the sync table's days are the ones "
-              "`health-pipeline run` covered)", file=sys.stderr)
         return 2
     print(f"morning report for {args.date}: {site.index.resolve()} ({site.pages:,} pages, "
           f"{site.size_bytes / 1e6:.1f} MB, built in {site.seconds:.1f} s)")
@@ -251,23 +259,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     try:
         template = load_template(args.template, _production())
-    except (TemplateError, ConfigError) as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    warehouse = Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
-    if not Path(warehouse.database).exists():
-        print(f"no warehouse at {warehouse.database}: run `health-pipeline run` first", file=sys.stderr)
-        return 2
-    with warehouse.get_connection(read_only=True) as conn:
-        scored = conn.execute("SELECT count(*) FROM export.account_health WHERE snapshot_date = $d",
-                              {"d": args.date}).fetchall()[0][0]
-        try:
+        with _sync_table_connection() as conn:
+            scored = conn.execute("SELECT count(*) FROM export.account_health WHERE snapshot_date = $d",
+                                  {"d": args.date}).fetchall()[0][0]
             rows = template_rows(conn, template, args.date)
-        except TemplateError as exc:
-            print(exc, file=sys.stderr)
-            return 2
-    if not scored:
-        print(f"no account was scored on {args.date}: nothing to export", file=sys.stderr)
+        if not scored:
+            raise Refused(f"no account was scored on {args.date}: nothing to export")
+    except (ConfigError, TemplateError, Refused) as exc:
+        print(exc, file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else (settings.path("HEALTH_EXPORT_DIR") / "imports" / template.name
                                           / f"snapshot_date={args.date}.csv")

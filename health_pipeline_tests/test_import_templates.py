@@ -80,3 +80,10 @@ def test_a_template_naming_a_column_the_sync_table_lacks_is_refused(tmp_path, mo
     monkeypatch.setattr(import_templates, "HERE", tmp_path)
     with pytest.raises(TemplateError, match=r"broken.yaml: columns\[1\]: from 'no_such_column' is not a column"):
         load_template("broken", load_config())
+
+
+def test_without_a_warehouse_the_commands_say_what_to_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HEALTH_WAREHOUSE", str(tmp_path / "none.duckdb"))
+    for argv in (["report", "--date", "2026-06-20"], ["export", "--template", "hubspot", "--date", "2026-06-20"]):
+        assert cli.main(argv) == 2
+        assert capsys.readouterr().err == f"no warehouse at {tmp_path / 'none.duckdb'}: run `health-pipeline run` first\n"
