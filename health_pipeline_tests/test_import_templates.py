@@ -86,4 +86,5 @@ def test_without_a_warehouse_the_commands_say_what_to_run(tmp_path, monkeypatch,
     monkeypatch.setenv("HEALTH_WAREHOUSE", str(tmp_path / "none.duckdb"))
     for argv in (["report", "--date", "2026-06-20"], ["export", "--template", "hubspot", "--date", "2026-06-20"]):
         assert cli.main(argv) == 2
-        assert capsys.readouterr().err == f"no warehouse at {tmp_path / 'none.duckdb'}: run `health-pipeline run` first\n"
+        expected = f"no warehouse at {tmp_path / 'none.duckdb'}: run `health-pipeline run` first\n"
+        assert capsys.readouterr().err == expected
