@@ -25,6 +25,7 @@ from health_pipeline.scorecard.model import BANDS, Measure
 from health_pipeline.scorecard.parser import ConfigError, load_config
 from health_pipeline.scorecard.reference import assess, digital_footprint, score, segment_for
 from health_pipeline.settings import DEFAULT_CONFIG_PATH
+from health_pipeline.sql import PACKAGE_DIR, SqlFolder
 
 SETTINGS = load_config()
 SCORECARD = SETTINGS.scorecard
@@ -310,9 +311,7 @@ METRIC_COLUMNS = ", ".join(f"{m} DOUBLE" for m in DOMAINS)
 def scoring_db() -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect()
     conn.execute("SET TimeZone = 'UTC'; CREATE SCHEMA raw; CREATE SCHEMA core; CREATE SCHEMA export")
-    conn.execute("""CREATE TABLE raw.account_history (account_id VARCHAR, name VARCHAR, owner VARCHAR, plan VARCHAR,
-                    arr DOUBLE, vertical VARCHAR, customer_since DATE, status VARCHAR, churned_at DATE,
-                    valid_from DATE, valid_to DATE)""")
+    SqlFolder(PACKAGE_DIR / "assets/raw_activity/asset.py").run(conn, "account_history")  # the pipeline's own table
     conn.execute("CREATE TABLE raw.outcomes (account_id VARCHAR, outcome_date DATE, outcome VARCHAR)")
     conn.execute(f"CREATE TABLE core.account_metrics (snapshot_date DATE, account_id VARCHAR, {METRIC_COLUMNS})")
     return conn
@@ -320,7 +319,8 @@ def scoring_db() -> duckdb.DuckDBPyConnection:
 
 def insert_account(conn, account_id: str, account: dict, days: list[tuple[dt.date, dict]]):
     since = account.get("customer_since")
-    conn.execute("INSERT INTO raw.account_history VALUES (?, ?, 'Owner', ?, ?, ?, ?, 'paying', NULL, NULL, NULL)",
+    conn.execute("INSERT INTO raw.account_history (account_id, name, owner, plan, arr, vertical, customer_since, "
+                 "status) VALUES (?, ?, 'Owner', ?, ?, ?, ?, 'paying')",
                  [account_id, account_id, account.get("plan"), account.get("arr"), account.get("vertical"), since])
     names = list(DOMAINS)
     conn.executemany(

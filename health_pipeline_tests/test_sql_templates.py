@@ -15,6 +15,8 @@ from health_pipeline.assets.account_metrics.asset import account_metrics_sql
 from health_pipeline.assets.daily_contact_activity.asset import daily_contact_activity_sql
 from health_pipeline.assets.raw_activity.asset import HISTORIES, activity_tables
 from health_pipeline.checks import RAW_IDS, SHARE_METRICS
+from health_pipeline.import_templates import load_template, template_rows_sql
+from health_pipeline.import_templates import names as import_template_names
 from health_pipeline.raw_input import RAW_TABLES, locate_table
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.scorecard.parser import load_config
@@ -98,6 +100,8 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
     for name in ("score_history", "bin_counts"):
         rendered[f"assets/morning_report/{name}.sql"] = [
             render(PACKAGE_DIR / f"assets/morning_report/{name}.sql", components=config.components)]
+    rendered["import_templates/template_rows.sql"] = [
+        template_rows_sql(load_template(name, config)) for name in import_template_names()]
     synced = {"schema": "health", "table": "account_health", "staging": "staged_account_health",
               "key": ["account_id", "snapshot_date"], "column": "usage_28d", "column_type": "bigint"}
     for path in (PACKAGE_DIR / "assets/postgres_sync").glob("*.pg.sql"):

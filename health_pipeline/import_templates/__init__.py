@@ -95,5 +95,8 @@ def template_rows(conn: duckdb.DuckDBPyConnection, template: Template, snapshot_
             params[f"fmt_{i}"] = column.pattern
         if column.format == "band":
             params.update({f"label_{i}_{band}": label for band, label in column.labels})
-    sql = SQL.render("template_rows", columns=template.columns, bands=BANDS, match_source=template.match_source)
-    return conn.sql(sql, params=params).to_arrow_table()
+    return conn.sql(template_rows_sql(template), params=params).to_arrow_table()
+
+
+def template_rows_sql(template: Template) -> str:
+    return SQL.render("template_rows", columns=template.columns, bands=BANDS, match_source=template.match_source)
