@@ -45,8 +45,12 @@ class PlainContext:
 
     def __init__(self, window):
         self.partition_time_window = window
+        days = (window.end - window.start).days
+        self.partition_keys = [(window.start + dt.timedelta(days=i)).date().isoformat() for i in range(days)]
         self.log = logging.getLogger("health_pipeline")
         self.run = SimpleNamespace(tags={})  # no run tags: a normal run
+        self.instance = SimpleNamespace(get_latest_materialization_event=lambda key: None)  # no history
+        self.asset_key = None  # set to each asset's key before it runs
 
 
 def pipeline(args: dict) -> dict:
@@ -107,6 +111,7 @@ def run_direct(first: dt.date, last: dt.date, only: list[str] | None = None) -> 
         if only and asset.op.name not in only:
             continue
         fn = asset.op.compute_fn.decorated_fn
+        context.asset_key = asset.key if len(asset.keys) == 1 else None
         wanted = list(inspect.signature(fn).parameters)[1:]
         step_started = time.perf_counter()
         result = fn(context, **{name: resources[name] for name in wanted})

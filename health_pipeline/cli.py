@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import sys
 import uuid
 from contextlib import contextmanager
@@ -14,10 +15,12 @@ import pandas as pd
 
 from health_pipeline import DATA_DIR, settings
 from health_pipeline.assets.alerts.asset import SEND_PAST_TAG
+from health_pipeline.assets.alerts.sinks import SinkError
 from health_pipeline.assets.morning_report.site import report_root
-from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG
+from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditFailed
 from health_pipeline.partitions import partition_range_tags
-from health_pipeline.raw_input import OPTIONAL_TABLES, RAW_TABLES
+from health_pipeline.publish import SchemaChangeError
+from health_pipeline.raw_input import OPTIONAL_TABLES, RAW_TABLES, RawInputError, event_days
 from health_pipeline.recovery import (
     check_warehouse,
     end_run,
@@ -26,9 +29,24 @@ from health_pipeline.recovery import (
     recover,
     stop_cleanly_on_signals,
 )
-from health_pipeline.resources import Warehouse
-from health_pipeline.sample import SAMPLE_DAYS, SAMPLE_START, SampleSpec, generate_sample
+from health_pipeline.resources import PostgresUnavailable, Warehouse, WarehouseError
+from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, extend_sample, generate_sample
+from health_pipeline.scorecard.parser import ConfigError
 from health_pipeline.sql import table_exists
+
+
+class Refused(Exception):
+    """A command cannot go on; its message says why and what to do."""
+
+
+def _latest_scored_day(conn) -> dt.date:
+    """The newest snapshot date of the sync table."""
+    return conn.execute("SELECT max(snapshot_date) FROM export.account_health").fetchall()[0][0]
+
+
+# The failures whose message already says what is wrong and what to do: printed alone, no traceback.
+KNOWN_FAILURES = {cls.__name__ for cls in (
+    RawInputError, WarehouseError, PostgresUnavailable, SchemaChangeError, AuditFailed, SinkError, ConfigError)}
 
 
 def _date(value: str) -> dt.date:
@@ -39,9 +57,11 @@ def _date(value: str) -> dt.date:
 
 
 def cmd_generate_sample(args: argparse.Namespace) -> int:
-    spec = SampleSpec(accounts=args.accounts, days=args.days, seed=args.seed, start=args.start)
+    spec = SampleSpec.ending(args.end, accounts=args.accounts, days=args.days, seed=args.seed, live=args.live)
     counts = generate_sample(Path(args.out), spec)
-    print(f"wrote sample raw data to {Path(args.out).resolve()}: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
+    print(f"wrote sample raw data for {spec.start} .. {spec.end} to {Path(args.out).resolve()}"
+          f"{' (live: each run adds the days it covers)' if spec.live else ''}: "
+          + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
     return 0
 
 
@@ -49,23 +69,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     raw_dir = settings.path("HEALTH_RAW_DIR")
     if not any(raw_dir.glob("users*")):
         if settings.is_set("HEALTH_RAW_DIR"):
-            print(f"no raw data in HEALTH_RAW_DIR={raw_dir}: {expected_tables()}", file=sys.stderr)
-            return 2
-        print(f"no raw data in {raw_dir}: generating the sample first")
+            raise Refused(f"no raw data in HEALTH_RAW_DIR={raw_dir}: {expected_tables()}")
+        spec = SampleSpec.ending(settings.yesterday(), live=True)
+        print(f"no raw data in {raw_dir}: generating a live sample of {spec.accounts} accounts for "
+              f"{spec.start} .. {spec.end} first")
         # Generated aside and renamed into place, so a killed generation leaves no half sample.
         partial = raw_dir.with_name(f".{raw_dir.name}.partial")
-        generate_sample(partial, SampleSpec())
+        shutil.rmtree(partial, ignore_errors=True)
+        generate_sample(partial, spec)
         os.replace(partial, raw_dir)
-
-    first_day, last_day = args.start, args.end
+    first_day, last_day = _run_range(raw_dir, args.start, args.end)
     tags = {**partition_range_tags(first_day, last_day), **process_tags(),
             **({ACCEPT_SNAPSHOT_TAG: "true"} if args.accept_snapshot else {}),
             **({SEND_PAST_TAG: "true"} if args.send_past else {})}
-    with _instance() as instance:
+    job = _load_job()  # after any sample exists: the first partition is the raw data's first day
+    with open_instance() as instance:
         for line in recover(instance):
             print(line)
-        print(f"materializing every asset for {first_day} .. {last_day} in one run")
-        return _execute(instance, tags, last_day, args.debug)
+        print(f"materializing every asset for {first_day} .. {last_day} in one run "
+              f"(Dagster instance: {instance.root_directory})")
+        return _execute(job, instance, tags, last_day, args.debug)
+
+
+def _run_range(raw_dir: Path, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
+    """The days to run: as given, else the days the raw events cover, up to yesterday."""
+    if added := extend_sample(raw_dir, end or settings.yesterday()):
+        print(f"live sample: generated {added[0]} .. {added[-1]}")
+    first_partition = dt.date.fromisoformat(settings.partitions_start())
+    if start is None or end is None:
+        try:
+            covered = event_days(raw_dir)
+        except RawInputError as exc:
+            raise Refused(str(exc)) from None
+        if covered is None:
+            raise Refused(f"the raw events in {raw_dir} have no rows: nothing to run")
+        start = start or max(covered[0], first_partition)
+        end = end or min(covered[1], settings.yesterday())
+        print(f"the raw events in {raw_dir} cover {covered[0]} .. {covered[1]}: running {start} .. {end} "
+              "(--start and --end choose other days)")
+    if start < first_partition:
+        raise Refused(f"--start {start} is before the first daily partition, {first_partition} "
+                      "(HEALTH_PARTITIONS_START, else the raw data's first day)")
+    if end < start:
+        raise Refused(f"--end {end} is before --start {start}")
+    return start, end
 
 
 def expected_tables() -> str:
@@ -75,35 +122,26 @@ def expected_tables() -> str:
             "of parquet files (README: Pointing it at real data)")
 
 
-@contextmanager
-def _instance():
-    """The DAGSTER_HOME instance, so the UI shows the run; a throw-away one without it."""
-    import dagster as dg
+def _load_job():
+    """The pipeline's job; a bad scorecard or setting is refused with its one-line reason."""
+    from health_pipeline.scorecard.parser import ConfigError
 
-    if settings.is_set("DAGSTER_HOME"):
-        with open_instance() as instance:
-            yield instance
-    else:
-        with dg.DagsterInstance.ephemeral() as instance:
-            yield instance
+    try:
+        from health_pipeline.definitions import HEALTH_JOB, defs
+    except (ConfigError, ValueError) as exc:
+        raise Refused(str(exc)) from None
+    return defs.resolve_job_def(HEALTH_JOB)
 
 
-def _execute(instance, tags: dict, last_day: dt.date, debug: bool = False) -> int:
-
-    from health_pipeline.definitions import HEALTH_JOB, defs
-
+def _execute(job, instance, tags: dict, last_day: dt.date, debug: bool = False) -> int:
     run_id = str(uuid.uuid4())  # known before the run starts, so an interrupt can end it
+    # One line per stage; Dagster's own log (and its stack traces) only with --debug.
+    loggers = {"progress": {}, **({"console": {"config": {"log_level": "DEBUG"}}} if debug else {})}
     result = None
     with stop_cleanly_on_signals() as received:
         try:
-            result = defs.resolve_job_def(HEALTH_JOB).execute_in_process(
-                instance=instance,
-                run_id=run_id,
-                tags=tags,
-                # Dagster's own log (and its stack traces) only with --debug: a failure is
-                # printed below as one line.
-                run_config={"loggers": {"console": {"config": {"log_level": "DEBUG" if debug else "CRITICAL"}}}},
-                raise_on_error=False,
+            result = job.execute_in_process(
+                instance=instance, run_id=run_id, tags=tags, run_config={"loggers": loggers}, raise_on_error=False,
             )
         except KeyboardInterrupt:
             pass  # interrupted outside a step: ended below
@@ -121,8 +159,6 @@ def _execute(instance, tags: dict, last_day: dt.date, debug: bool = False) -> in
             if event.is_step_failure:
                 error = event.step_failure_data.error
                 print(error.to_string() if debug else f"{event.step_key} failed: {_cause(error)}", file=sys.stderr)
-        if not debug:
-            print("(run again with --debug for Dagster's log and the traceback)", file=sys.stderr)
         if _published(result, "sync_export"):  # only a delivery failed: the local outputs are there
             print_summary(last_day)
         return 1
@@ -135,10 +171,14 @@ def _published(result, asset: str) -> bool:
 
 
 def _cause(error) -> str:
-    """The asset's own error under Dagster's wrappers, as 'Class: message' without the module."""
+    """The asset's own error under Dagster's wrappers: its message alone for the failures the
+    pipeline knows and explains, else its class and message and how to see the traceback."""
     while error.cls_name.startswith("Dagster") and error.cause is not None:
         error = error.cause
-    return f"{error.cls_name}: {error.message.strip().split(': ', 1)[-1]}"
+    message = error.message.strip().split(": ", 1)[-1]
+    if error.cls_name in KNOWN_FAILURES:
+        return message
+    return f"{error.cls_name}: {message} (run again with --debug for Dagster's log and the traceback)"
 
 
 def _interrupted(result) -> bool:
@@ -151,12 +191,9 @@ def _interrupted(result) -> bool:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     """Free what runs that died left behind, and check the warehouse opens."""
-    if not settings.is_set("DAGSTER_HOME"):
-        print("DAGSTER_HOME is not set: runs use a throw-away instance, so no run can be left holding a slot")
-    else:
-        with open_instance() as instance:
-            done = recover(instance, tuple(args.run_id))
-        print("\n".join(done) or "no unfinished run of a dead process")
+    with open_instance() as instance:
+        done = recover(instance, tuple(args.run_id))
+    print("\n".join(done) or "no unfinished run of a dead process")
     print(check_warehouse(Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))))
     return 0
 
@@ -215,10 +252,6 @@ def print_backtest_headline(summary: pd.DataFrame | None) -> None:
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
 
 
-class Refused(Exception):
-    """A command cannot go on; its message says why and what to do."""
-
-
 @contextmanager
 def _sync_table_connection():
     """A read-only connection to the warehouse, which must hold a sync table."""
@@ -239,6 +272,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         config = _production()
         with _sync_table_connection() as conn:
+            args.date = args.date or _latest_scored_day(conn)
             site = build_report(conn, config, args.date, settings.path("HEALTH_EXPORT_DIR"))
         if site is None:
             raise Refused(f"no account was scored on {args.date}: nothing to report (the sync table's days are "
@@ -260,6 +294,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         template = load_template(args.template, _production())
         with _sync_table_connection() as conn:
+            args.date = args.date or _latest_scored_day(conn)
             scored = conn.execute("SELECT count(*) FROM export.account_health WHERE snapshot_date = $d",
                                   {"d": args.date}).fetchall()[0][0]
             rows = template_rows(conn, template, args.date)
@@ -335,16 +370,18 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--accounts", type=int, default=SampleSpec.accounts)
     gen.add_argument("--days", type=int, default=SAMPLE_DAYS)
     gen.add_argument("--seed", type=int, default=SampleSpec.seed)
-    gen.add_argument("--start", type=_date, default=SAMPLE_START, help="first day (default %(default)s)")
+    gen.add_argument("--end", type=_date, default=settings.yesterday(),
+                     help="last day (default yesterday, UTC: %(default)s); the same end, seed and size give the "
+                          "same bytes")
+    gen.add_argument("--live", action="store_true",
+                     help="a sample that grows: each run first generates the days it covers past the last one")
     gen.add_argument("--out", default=str(DATA_DIR / "raw"), help="output directory (default data/raw)")
     gen.set_defaults(func=cmd_generate_sample)
 
     run = sub.add_parser("run", help="materialize every asset for a range of days in one run")
-    run.add_argument("--start", type=_date, default=SAMPLE_START, help="first day (default %(default)s)")
-    run.add_argument(
-        "--end", type=_date, default=SAMPLE_START + dt.timedelta(days=SAMPLE_DAYS - 1),
-        help="last day, inclusive (default %(default)s)",
-    )
+    run.add_argument("--start", type=_date, help="first day (default: the raw events' first day)")
+    run.add_argument("--end", type=_date,
+                     help="last day, inclusive (default: the raw events' last day, at most yesterday, UTC)")
     run.add_argument("--debug", action="store_true", help="show Dagster's log and full tracebacks")
     run.add_argument(
         "--accept-snapshot", action="store_true",
@@ -360,14 +397,14 @@ def main(argv: list[str] | None = None) -> int:
     rec.set_defaults(func=cmd_recover)
 
     report = sub.add_parser("report", help="build the morning report of one scored day, without running the pipeline")
-    report.add_argument("--date", required=True, type=_date, help="the snapshot date, YYYY-MM-DD")
+    report.add_argument("--date", type=_date, help="the snapshot date, YYYY-MM-DD (default: the newest scored)")
     report.set_defaults(func=cmd_report)
 
     from health_pipeline.import_templates import names as template_names
 
     export = sub.add_parser("export", help="write one day of the sync table as a CS tool's import CSV")
     export.add_argument("--template", required=True, choices=template_names(), help="the tool's import template")
-    export.add_argument("--date", required=True, type=_date, help="the snapshot date, YYYY-MM-DD")
+    export.add_argument("--date", type=_date, help="the snapshot date, YYYY-MM-DD (default: the newest scored)")
     export.add_argument("--out", help="the CSV to write (default <export dir>/imports/<template>/snapshot_date=D.csv)")
     export.set_defaults(func=cmd_export)
 
@@ -383,7 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     fit.set_defaults(func=cmd_suggest_scorecard)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Refused as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from health_pipeline.assets.postgres_sync.asset import build_postgres_sync
 from health_pipeline.assets.raw_activity.asset import build_raw_activity
 from health_pipeline.assets.score_backtest.asset import build_score_backtest
 from health_pipeline.assets.sync_export.asset import build_sync_export
+from health_pipeline.progress import progress_logger
 from health_pipeline.resources import default_resources
 from health_pipeline.schedules import EXPORT_FRESHNESS, build_daily_schedule
 from health_pipeline.scorecard.model import HealthConfig
@@ -63,6 +64,9 @@ def build_defs(config: HealthConfig | None = None) -> dg.Definitions:
         jobs=[health_job],
         schedules=[build_daily_schedule(health_job, settings.late_days())],
         resources=default_resources(),
+        # Runs use Dagster's console log unless their run config picks a logger; the CLI picks
+        # `progress` (one line per stage) and adds `console` with --debug.
+        loggers={"console": dg.colored_console_logger, "progress": progress_logger},
         # One process runs the whole chain: the assets are sequential SQL on one DuckDB file,
         # so a process per step would only add start-up time and lock contention.
         executor=dg.in_process_executor,

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import dagster as dg
 import duckdb
 
+from health_pipeline.progress import report_progress
 from health_pipeline.sql import quote, scalar
 
 
@@ -137,6 +138,8 @@ def stage_range(
     staging = stage(conn, table.replace(".", "_"), f"{select_sql} LIMIT 0",
                     {**params, "first_day": first_day, "last_day": first_day})
     for batch_first, batch_last in day_batches(first_day, last_day, batch_days):
+        if (batch_first, batch_last) != (first_day, last_day):
+            report_progress(f"{table}: days {batch_first} .. {batch_last} of {first_day} .. {last_day}")
         conn.execute(f"INSERT INTO {staging} {select_sql}",
                      {**params, "first_day": batch_first, "last_day": batch_last})
     return staging
@@ -155,7 +158,7 @@ def write_range(
     """Compute a range of days with `select_sql`, swap them into `table`, and describe the result."""
     staging = stage_range(conn, table, first_day, last_day, select_sql, params, batch_days)
     rows = replace_date_range(conn, table, date_column, first_day, last_day, staging)
-    return table_metadata(conn, table, rows)
+    return table_metadata(conn, table, rows, (date_column, first_day, last_day))
 
 
 def replace_table(conn: duckdb.DuckDBPyConnection, table: str, staging: str) -> int:
@@ -165,9 +168,12 @@ def replace_table(conn: duckdb.DuckDBPyConnection, table: str, staging: str) -> 
 
 
 def table_metadata(
-    conn: duckdb.DuckDBPyConnection, table: str, row_count: int, **extra
+    conn: duckdb.DuckDBPyConnection, table: str, row_count: int,
+    dated: tuple[str, dt.date, dt.date] | None = None, **extra,
 ) -> dict[str, dg.MetadataValue]:
-    """Row count and column schema for the UI, plus any asset-specific figures."""
+    """Row count and column schema for the UI, plus any asset-specific figures. A `dated` table
+    (its date column, and the run's first and last day) also gets `per_day`: each day's rows,
+    which assets.materialized records on that day's partition."""
     columns = [
         dg.TableColumn(name=name, type=dtype, description=None)
         for name, dtype, *_ in conn.execute(f"DESCRIBE {table}").fetchall()
@@ -176,8 +182,36 @@ def table_metadata(
         "dagster/row_count": dg.MetadataValue.int(row_count),
         "dagster/column_schema": dg.MetadataValue.table_schema(dg.TableSchema(columns=columns)),
         "dagster/table_name": dg.MetadataValue.text(table),
+        **({PER_DAY: dg.MetadataValue.json(day_figures(conn, table, *dated))} if dated else {}),
         **extra,
     }
+
+
+PER_DAY = "per_day"  # day -> {figure: value}: what each partition of the run records as its own
+
+
+def day_figures(conn: duckdb.DuckDBPyConnection, table: str, date_column: str, first_day: dt.date,
+                last_day: dt.date, by: str | None = None, prefix: str = "") -> dict[str, dict[str, int]]:
+    """Per day of the range: the table's rows on that day (`rows`), and with `by`, its rows per
+    value of that column (`<prefix><value>`). Days without rows count 0."""
+    value = f"coalesce(CAST({quote(by)} AS VARCHAR), 'none')" if by else "NULL"
+    figures: dict[str, dict[str, int]] = {}
+    for day, of_value, n in conn.execute(
+        f"""
+        WITH "days" AS (SELECT CAST("d" AS DATE) AS "day"
+                        FROM generate_series(CAST($first_day AS TIMESTAMP), CAST($last_day AS TIMESTAMP),
+                                             INTERVAL 1 DAY) AS "t"("d")),
+             "rows_per_value" AS (SELECT {quote(date_column)} AS "day", {value} AS "value", count(*) AS "n"
+                                  FROM {table} WHERE {quote(date_column)} BETWEEN $first_day AND $last_day
+                                  GROUP BY ALL)
+        SELECT "days"."day", "value", coalesce("n", 0) FROM "days" LEFT JOIN "rows_per_value" USING ("day")
+        ORDER BY ALL
+        """, {"first_day": first_day, "last_day": last_day}).fetchall():
+        day_of = figures.setdefault(day.isoformat(), {"rows": 0})
+        day_of["rows"] += n
+        if by and of_value is not None:
+            day_of[f"{prefix}{of_value}"] = n
+    return figures
 
 
 def counts_by(conn: duckdb.DuckDBPyConnection, table: str, column: str, first_day, last_day) -> dict:

@@ -10,6 +10,7 @@ raw_activity asset's templates. Headers match case-insensitively; ids are read t
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -266,3 +267,17 @@ def locate_table(conn: duckdb.DuckDBPyConnection, raw_dir: Path, name: str) -> R
             check_each_file(conn, name, files)
         raise
     return RawTable(name, str(path), files, fmt, types, header)
+
+
+def event_days(raw_dir: Path) -> tuple[dt.date, dt.date] | None:
+    """The first and last UTC day of the raw events; None when there are none. Parquet files
+    answer from their statistics; a CSV is scanned."""
+    with duckdb.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        table = locate_table(conn, Path(raw_dir), "all_events")
+        with table.reading(conn):
+            first, last = conn.execute(
+                f'SELECT CAST(min(TRY_CAST("time" AS TIMESTAMPTZ)) AS DATE), '
+                f'CAST(max(TRY_CAST("time" AS TIMESTAMPTZ)) AS DATE) FROM {table.reader}', table.params
+            ).fetchone()
+    return None if first is None else (first, last)

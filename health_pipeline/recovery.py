@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import socket
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from health_pipeline import DATA_DIR
 from health_pipeline.resources import Warehouse
 
 PID_TAG = "health/pid"
@@ -49,15 +51,27 @@ def _dead_here(run: dg.DagsterRun) -> bool:
     return bool(pid) and run.tags.get(HOST_TAG) == socket.gethostname() and not _alive(int(pid))
 
 
+INSTANCE_CONFIG = DATA_DIR / "dagster_home" / "dagster.yaml"  # the project's instance settings
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME, else the repo's instance (data/dagster_home), where `dg dev` finds the runs."""
+    return Path(os.environ.get("DAGSTER_HOME") or DATA_DIR / "dagster_home")
+
+
 @contextmanager
 def open_instance():
-    """The instance in DAGSTER_HOME. Creating its storage is serialised with a file lock, so
-    several runs started at once on a fresh DAGSTER_HOME do not race on its first migration."""
-    home = Path(os.environ["DAGSTER_HOME"])
+    """The instance in dagster_home(). Creating its storage is serialised with a file lock, so
+    several runs started at once on a fresh home do not race on its first migration."""
+    home = dagster_home().resolve()
     home.mkdir(parents=True, exist_ok=True)
     with open(home / ".instance.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        instance = dg.DagsterInstance.get()
+        if not (home / "dagster.yaml").exists():
+            # A new home gets the project's settings (the warehouse pool, run monitoring), so its
+            # runs queue for the warehouse as the UI's do.
+            shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
+        instance = dg.DagsterInstance.from_config(str(home))
         fcntl.flock(lock, fcntl.LOCK_UN)
     try:
         yield instance

@@ -8,6 +8,7 @@ and local exports under `data/`, each overridable through its environment variab
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from health_pipeline import settings
+from health_pipeline.progress import report_progress
 from health_pipeline.raw_input import RawTable, locate_table
 
 SCHEMAS = ("raw", "core", "export")
@@ -66,8 +68,14 @@ class Warehouse(DuckDBResource):
                 if "lock" not in str(exc).lower():
                     raise WarehouseError(f"HEALTH_WAREHOUSE={self.database!r} cannot be opened: "
                                          f"{str(exc).splitlines()[0]}") from exc
+                holder = re.search(r"lock is held in (.*?) \(PID (\d+)\)", str(exc))
+                who = f"process {holder[2]} ({holder[1]})" if holder else "another process"
                 if attempt == LOCK_RETRIES:
-                    raise
+                    raise WarehouseError(
+                        f"the warehouse {self.database} is in use by {who}, and stayed locked for "
+                        f"{FIRST_RETRY_SECONDS * (2**LOCK_RETRIES - 1):.0f} s: let that process finish, or stop "
+                        "it, then run again") from exc
+                report_progress(f"waiting for the warehouse, which {who} holds")
                 time.sleep(FIRST_RETRY_SECONDS * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -116,6 +124,13 @@ class RawSource(dg.ConfigurableResource):
     def table(self, conn: duckdb.DuckDBPyConnection, name: str) -> RawTable | None:
         """Locate and describe a raw table; None for an absent optional table."""
         return locate_table(conn, Path(self.raw_dir), name)
+
+    def add_live_sample_days(self, through: dt.date) -> list[dt.date]:
+        """In a live sample (health-pipeline generate-sample --live), generate its days up to
+        `through` that are not there yet; return them. Real exports are never touched."""
+        from health_pipeline.sample import extend_sample
+
+        return extend_sample(Path(self.raw_dir), through)
 
 
 class ExportTarget(dg.ConfigurableResource):

@@ -22,7 +22,9 @@ the users, so seats say nothing about an outcome.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
+import json
 import math
 import shutil
 from dataclasses import dataclass
@@ -33,10 +35,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from health_pipeline.settings import DEFAULT_FIRST_DAY
-
-SAMPLE_START = DEFAULT_FIRST_DAY  # the first partition defaults to the sample's first day
+# The first day of the sample tests and benchmarks pin; the CLI's sample ends yesterday instead.
+SAMPLE_START = dt.date(2026, 6, 1)
 SAMPLE_DAYS = 120
+MANIFEST = "_sample.json"  # the spec a raw directory's sample was generated with
+LIVE_STREAM = 2  # a live sample's added days draw from their own streams
+LIVE_ID_BLOCK = 10**9  # a live day's session and event ids start at day * this, clear of the window's
 
 ARCHETYPES = ("growing", "steady", "declining", "churning", "onboarding")
 ARCHETYPE_WEIGHTS = (0.2, 0.35, 0.2, 0.1, 0.15)
@@ -102,6 +106,19 @@ class SampleSpec:
     start: dt.date = SAMPLE_START
     users_scale: float = 1.0  # multiplies every account's size
     events_scale: float = 1.0  # multiplies every event's mean count per session
+    # A live sample grows: each run first adds the days it covers past the window (extend_sample),
+    # so a demo instance left running keeps scoring day after day.
+    live: bool = False
+
+    @property
+    def end(self) -> dt.date:
+        return self.start + dt.timedelta(days=self.days - 1)
+
+    @classmethod
+    def ending(cls, end: dt.date, **fields) -> "SampleSpec":
+        """A spec whose window ends on `end`."""
+        days = fields.pop("days", SAMPLE_DAYS)
+        return cls(days=days, start=end - dt.timedelta(days=days - 1), **fields)
 
 
 def intensity(archetype: np.ndarray, progress: float, onboard_at: np.ndarray) -> np.ndarray:
@@ -122,24 +139,17 @@ def intensity(archetype: np.ndarray, progress: float, onboard_at: np.ndarray) ->
 
 
 def generate_sample(out: Path, spec: SampleSpec = SampleSpec()) -> dict[str, int]:
-    """Write users, accounts, user_migrations, outcomes, sessions/ and all_events/ under `out`."""
-    rng = np.random.default_rng(spec.seed)
+    """Write users, accounts, user_migrations, outcomes, sessions/ and all_events/ under `out`,
+    and the spec as `_sample.json` (the loader skips names starting with `_`)."""
     out = Path(out)
     for stale in ("sessions", "all_events"):
         shutil.rmtree(out / stale, ignore_errors=True)
     (out / "sessions").mkdir(parents=True, exist_ok=True)
     (out / "all_events").mkdir(parents=True, exist_ok=True)
 
-    accounts = _accounts(rng, spec)
-    users, migrations = _users(rng, spec, accounts)
-    outcomes = _outcomes(spec, accounts)
-    churned = outcomes.loc[outcomes["outcome"] == "churned"]
-    churn_date = dict(zip(churned["account_id"], churned["outcome_date"]))
-    # Typed as a date even when no account churned in the window.
-    accounts["churned_at"] = pd.array(
-        [churn_date.get(a) for a in accounts["account_id"]], dtype=pd.ArrowDtype(pa.date32())
-    )
-    accounts["status"] = np.where(accounts["churned_at"].notna(), "churned", accounts["status"])
+    rng, population = _population(spec)
+    accounts, users, migrations, outcomes = (population.accounts, population.users, population.migrations,
+                                             population.outcomes)
     accounts.drop(columns=["archetype", "onboard_at", "feature_affinity"]).to_parquet(
         out / "accounts.parquet", index=False
     )
@@ -151,42 +161,104 @@ def generate_sample(out: Path, spec: SampleSpec = SampleSpec()) -> dict[str, int
     pq.write_table(
         pa.Table.from_pandas(outcomes, schema=OUTCOMES_SCHEMA, preserve_index=False), out / "outcomes.parquet"
     )
-
-    account_index = {a: i for i, a in enumerate(accounts["account_id"])}
-    user_account = users["account_id"].map(account_index).fillna(-1).astype(int).to_numpy()
-    # The sample day from which each user's account has churned (past the end if it has not).
-    churn_day = np.array([spec.days if pd.isna(d) else (d - spec.start).days for d in accounts["churned_at"]])
-    user_churn_day = churn_day[users["account_of"].to_numpy()]
-    user_ids = users["user_id"].to_numpy()
     counts = {
         "accounts": len(accounts), "users": len(users), "outcomes": len(outcomes), "sessions": 0, "events": 0,
     }
-    next_session, next_event = 1, 1
+    first_ids = (1, 1)
     for day in range(spec.days):
-        date = spec.start + dt.timedelta(days=day)
-        sessions, events = _day(rng, spec, date, day, accounts, users, user_account)
-        sessions.insert(0, "session_id", np.arange(next_session, next_session + len(sessions)))
-        next_session += len(sessions)
-        events = events.merge(sessions[["session_id", "session_no"]], on="session_no")
-        events.insert(0, "event_id", np.arange(next_event, next_event + len(events)))
-        next_event += len(events)
-        sessions = sessions.drop(columns="session_no")
-        events = events[["event_id", "user_id", "session_id", "time", "event_table_name"]]
-        # Churned accounts' users stop from the churn date. Their rows are dropped after every draw,
-        # not gated before, so the other accounts' activity stays draw for draw the same.
-        gone = user_ids[user_churn_day <= day]
-        counts["sessions"] += len(sessions) - int(sessions["user_id"].isin(gone).sum())
-        counts["events"] += len(events) - int(events["user_id"].isin(gone).sum())
-        sessions = _with_duplicates(rng, sessions)
-        events = _with_duplicates(rng, events)
-        if len(gone):
-            sessions = sessions[~sessions["user_id"].isin(gone)]
-            events = events[~events["user_id"].isin(gone)]
-        sessions.to_parquet(out / "sessions" / f"{date}.parquet", index=False)
-        events.sort_values("time").to_parquet(
-            out / "all_events" / f"{date}.parquet", index=False, row_group_size=256_000
-        )
+        first_ids = _write_day(out, rng, spec, population, day, first_ids, counts)
+    (out / MANIFEST).write_text(json.dumps({**dataclasses.asdict(spec), "start": spec.start.isoformat()}, indent=2))
     return counts
+
+
+def sample_spec(raw_dir: Path) -> SampleSpec | None:
+    """The spec a raw directory's sample was generated with; None when it holds no sample."""
+    manifest = Path(raw_dir) / MANIFEST
+    if not manifest.exists():
+        return None
+    fields = json.loads(manifest.read_text())
+    return SampleSpec(**{**fields, "start": dt.date.fromisoformat(fields["start"])})
+
+
+def extend_sample(raw_dir: Path, through: dt.date) -> list[dt.date]:
+    """Generate a live sample's missing days up to `through`, and return them (none unless live).
+
+    A day past the generated window is drawn from its own random stream (seed, LIVE_STREAM, day),
+    so each day's bytes are the same whenever and in whatever order days are added. Accounts keep
+    the trajectory they had on the window's last day, and no outcome is added."""
+    spec = sample_spec(raw_dir)
+    if spec is None or not spec.live:
+        return []
+    missing = [day for day in range(spec.days, (through - spec.start).days + 1)
+               if not (Path(raw_dir) / "all_events" / f"{spec.start + dt.timedelta(days=day)}.parquet").exists()]
+    if not missing:
+        return []
+    _, population = _population(spec)
+    counts = {"sessions": 0, "events": 0}
+    for day in missing:
+        rng = np.random.default_rng([spec.seed, LIVE_STREAM, day])
+        _write_day(Path(raw_dir), rng, spec, population, day, (day * LIVE_ID_BLOCK, day * LIVE_ID_BLOCK), counts)
+    return [spec.start + dt.timedelta(days=day) for day in missing]
+
+
+@dataclass(frozen=True)
+class _Population:
+    accounts: pd.DataFrame
+    users: pd.DataFrame
+    migrations: pd.DataFrame
+    outcomes: pd.DataFrame
+    user_account: np.ndarray  # each user's account's row
+    user_churn_day: np.ndarray  # the sample day from which each user's account has churned
+
+
+def _population(spec: SampleSpec) -> tuple[np.random.Generator, _Population]:
+    """The accounts, users and outcomes of a spec, and the random stream the days continue from."""
+    rng = np.random.default_rng(spec.seed)
+    accounts = _accounts(rng, spec)
+    users, migrations = _users(rng, spec, accounts)
+    outcomes = _outcomes(spec, accounts)
+    churned = outcomes.loc[outcomes["outcome"] == "churned"]
+    churn_date = dict(zip(churned["account_id"], churned["outcome_date"]))
+    # Typed as a date even when no account churned in the window.
+    accounts["churned_at"] = pd.array(
+        [churn_date.get(a) for a in accounts["account_id"]], dtype=pd.ArrowDtype(pa.date32())
+    )
+    accounts["status"] = np.where(accounts["churned_at"].notna(), "churned", accounts["status"])
+    account_index = {a: i for i, a in enumerate(accounts["account_id"])}
+    user_account = users["account_id"].map(account_index).fillna(-1).astype(int).to_numpy()
+    # The sample day from which each user's account has churned (never, if it has not).
+    churn_day = np.array([np.iinfo(np.int64).max if pd.isna(d) else (d - spec.start).days
+                          for d in accounts["churned_at"]])
+    user_churn_day = churn_day[users["account_of"].to_numpy()]
+    return rng, _Population(accounts, users, migrations, outcomes, user_account, user_churn_day)
+
+
+def _write_day(out: Path, rng, spec: SampleSpec, population: _Population, day: int, first_ids: tuple[int, int],
+               counts: dict) -> tuple[int, int]:
+    """Draw and write one sample day's sessions and events; return the next session and event ids."""
+    date = spec.start + dt.timedelta(days=day)
+    next_session, next_event = first_ids
+    sessions, events = _day(rng, spec, date, day, population.accounts, population.users, population.user_account)
+    sessions.insert(0, "session_id", np.arange(next_session, next_session + len(sessions)))
+    next_session += len(sessions)
+    events = events.merge(sessions[["session_id", "session_no"]], on="session_no")
+    events.insert(0, "event_id", np.arange(next_event, next_event + len(events)))
+    next_event += len(events)
+    sessions = sessions.drop(columns="session_no")
+    events = events[["event_id", "user_id", "session_id", "time", "event_table_name"]]
+    # Churned accounts' users stop from the churn date. Their rows are dropped after every draw,
+    # not gated before, so the other accounts' activity stays draw for draw the same.
+    gone = population.users["user_id"].to_numpy()[population.user_churn_day <= day]
+    counts["sessions"] += len(sessions) - int(sessions["user_id"].isin(gone).sum())
+    counts["events"] += len(events) - int(events["user_id"].isin(gone).sum())
+    sessions = _with_duplicates(rng, sessions)
+    events = _with_duplicates(rng, events)
+    if len(gone):
+        sessions = sessions[~sessions["user_id"].isin(gone)]
+        events = events[~events["user_id"].isin(gone)]
+    sessions.to_parquet(out / "sessions" / f"{date}.parquet", index=False)
+    events.sort_values("time").to_parquet(out / "all_events" / f"{date}.parquet", index=False, row_group_size=256_000)
+    return next_session, next_event
 
 
 def _accounts(rng: np.random.Generator, spec: SampleSpec) -> pd.DataFrame:
@@ -399,7 +471,7 @@ def _users(rng: np.random.Generator, spec: SampleSpec, accounts: pd.DataFrame):
 
 
 def _day(rng, spec, date, day, accounts, users, user_account):
-    progress = day / max(1, spec.days - 1)
+    progress = min(1.0, day / max(1, spec.days - 1))  # a live sample's later days keep the last day's trajectory
     account_intensity = intensity(
         accounts["archetype"].to_numpy(), progress, accounts["onboard_at"].to_numpy()
     )

@@ -17,8 +17,6 @@ import duckdb
 
 from health_pipeline import DATA_DIR
 
-# The first daily partition when HEALTH_PARTITIONS_START is unset: the sample's first day.
-DEFAULT_FIRST_DAY = dt.date(2026, 6, 1)
 DEFAULT_LATE_DAYS = 2
 DEFAULT_BACKTEST_LEAD_DAYS = (30, 60, 90)
 DEFAULT_REPORT_DAYS = 1
@@ -51,13 +49,37 @@ def config_path() -> Path:
 
 
 def partitions_start() -> str:
-    """HEALTH_PARTITIONS_START: the first daily partition, YYYY-MM-DD."""
-    value = os.environ.get("HEALTH_PARTITIONS_START", DEFAULT_FIRST_DAY.isoformat())
+    """HEALTH_PARTITIONS_START: the first daily partition, YYYY-MM-DD. Unset, it is the first day
+    of the raw data: a sample's first day (from its manifest), else the raw events' first day,
+    else, with no raw data yet, the first day of the sample `health-pipeline run` would generate."""
+    value = os.environ.get("HEALTH_PARTITIONS_START")
+    if not value:
+        return raw_first_day().isoformat()
     try:
         dt.date.fromisoformat(value)
     except ValueError:
         raise ValueError(f"HEALTH_PARTITIONS_START={value!r} is not a YYYY-MM-DD date") from None
     return value
+
+
+def raw_first_day() -> dt.date:
+    """The first day of the data in HEALTH_RAW_DIR (see partitions_start)."""
+    from health_pipeline.raw_input import RawInputError, event_days
+    from health_pipeline.sample import SampleSpec, sample_spec
+
+    raw_dir = path("HEALTH_RAW_DIR")
+    if (spec := sample_spec(raw_dir)) is not None:
+        return spec.start
+    try:
+        days = event_days(raw_dir)
+    except (RawInputError, duckdb.Error):
+        days = None  # unreadable raw data fails the run with its reason, not the definitions' load
+    return days[0] if days else SampleSpec.ending(yesterday()).start
+
+
+def yesterday() -> dt.date:
+    """The last complete UTC day: the newest daily partition."""
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 
 
 def late_days() -> int:

@@ -158,9 +158,11 @@ class Pipeline:
 
     @staticmethod
     def row_count(result, asset: str) -> int:
-        """The dagster/row_count the run reported for `asset`."""
-        return next(e.materialization.metadata["dagster/row_count"].value
-                    for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset))
+        """The rows the run reported writing for `asset`: its result's rows_in_run for a dated
+        table, else its dagster/row_count."""
+        metadata = next(e.materialization.metadata for e in result.get_asset_materialization_events()
+                        if e.asset_key == dg.AssetKey(asset))
+        return (metadata.get("rows_in_run") or metadata["dagster/row_count"]).value
 
     def query(self, sql: str, params=None) -> pd.DataFrame:
         with duckdb.connect(str(self.root / "warehouse.duckdb"), read_only=True) as conn:

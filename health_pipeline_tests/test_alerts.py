@@ -122,6 +122,7 @@ def expected_messages(pipeline: Pipeline):
     return messages(rows.astype(object).where(rows.notna(), None).to_dict("records"))
 
 
+@pytest.mark.slow
 def test_each_owner_gets_one_message_a_day_once(tmp_path, servers):
     webhook, mailbox = servers
     pipeline = alerting_pipeline(tmp_path, mailbox.port)
@@ -148,6 +149,7 @@ def test_each_owner_gets_one_message_a_day_once(tmp_path, servers):
     assert deliveries(pipeline).equals(sent)
 
 
+@pytest.mark.slow
 def test_a_backfill_of_past_days_sends_nothing_unless_asked(tmp_path, servers):
     webhook, mailbox = servers
     pipeline = alerting_pipeline(tmp_path, mailbox.port)
@@ -158,6 +160,7 @@ def test_a_backfill_of_past_days_sends_nothing_unless_asked(tmp_path, servers):
     assert webhook.bodies == [] and mailbox.received == []
 
 
+@pytest.mark.slow
 def test_a_sink_that_is_down_keeps_its_alerts_pending_until_the_next_run(tmp_path, monkeypatch):
     mailbox = Mailbox()
     port = free_port()
@@ -185,6 +188,7 @@ def test_a_sink_that_is_down_keeps_its_alerts_pending_until_the_next_run(tmp_pat
         mailbox.close()
 
 
+@pytest.mark.slow
 def test_a_slow_sink_times_out_and_its_alerts_stay_pending(tmp_path, monkeypatch):
     mailbox, webhook = Mailbox(), Webhook(delay=2.0)
     monkeypatch.setenv(SLACK_ENV, webhook.url)
@@ -198,6 +202,7 @@ def test_a_slow_sink_times_out_and_its_alerts_stay_pending(tmp_path, monkeypatch
         mailbox.close()
 
 
+@pytest.mark.slow
 def test_alerts_fire_on_the_day_their_condition_starts(tmp_path, servers):
     _, mailbox = servers
     pipeline = alerting_pipeline(tmp_path, mailbox.port, score_drop_points=10)
@@ -240,6 +245,7 @@ def settled_band_downs(days: list[tuple[dt.date, str]], settle: int) -> list[dt.
     return alerts
 
 
+@pytest.mark.slow
 def test_a_band_that_flaps_alerts_only_once_the_new_band_has_held(tmp_path, servers):
     _, mailbox = servers
     pipeline = alerting_pipeline(tmp_path, mailbox.port, min_days_in_new_band=3)

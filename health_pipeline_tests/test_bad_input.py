@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -429,6 +430,7 @@ def _write_text_exports(raw_dir, tables: dict[str, list[dict]], fmt: str) -> dic
     return frames
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(garbage=_garbage_exports(), fmt=st.sampled_from(["csv", "parquet"]), order=st.randoms())
 def test_garbage_rows_are_quarantined_or_named(garbage, fmt, order):
@@ -517,6 +519,7 @@ REPEATED_EVENT = st.fixed_dictionaries(dict(
 ))
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=st.lists(REPEATED_EVENT, min_size=1, max_size=12))
 def test_deduplication_keeps_the_earliest_valid_copy_of_each_id(events):

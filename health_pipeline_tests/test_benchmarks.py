@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 
 import duckdb
+import pytest
 
 from benchmarks.run import main
 from benchmarks.tasks import verify
 
 
+@pytest.mark.slow
 def test_scale_s_runs_every_scenario_and_the_seed_baseline_agrees(tmp_path):
     out = tmp_path / "results"
     assert main(["--scale", "S", "--reps", "1", "--no-curve", "--out", str(out), "--work", str(tmp_path / "S")]) == 0

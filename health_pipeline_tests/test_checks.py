@@ -272,6 +272,7 @@ def test_export_columns_in_another_order_fail(warehouse, tmp_path):
     assert (found["files_not_matching"], found["files_missing"], found["files_unexpected"]) == (1, "none", "none")
 
 
+@pytest.mark.slow
 def test_a_failed_audit_publishes_nothing_and_stops_the_steps_after_it(tmp_path):
     """A day's event file is removed from the source (retention) and the range is re-run: the raw
     audit fails, raw.events keeps that day's rows as they were, and nothing after it runs."""
@@ -297,12 +298,14 @@ def test_a_failed_audit_publishes_nothing_and_stops_the_steps_after_it(tmp_path)
     assert (cls, message.splitlines()[0]) == ("AuditFailed", (
         "audit failed, nothing published: raw_events and accounts for 2026-06-01 .. 2026-06-03: "
         "activity_every_day (days_checked=3; days_missing_activity=1; missing_days=2026-06-02 (no events); "
-        "known_gaps_in_range=none; fewest_events_in_a_day=0; fewest_sessions_in_a_day=1)"))
+        "known_gaps_in_range=none; fewest_events_in_a_day=0; fewest_sessions_in_a_day=1). Re-export the missing "
+        "days, or, if they have no activity on purpose, list them in HEALTH_KNOWN_GAPS"))
     pd.testing.assert_frame_equal(pipeline.query("SELECT * FROM raw.events ORDER BY ALL"), published)
     pd.testing.assert_frame_equal(sync_table(tmp_path / "warehouse.duckdb"), exported)
     assert {p: p.stat().st_mtime_ns for p in pipeline.export_dir.rglob("*")} == files
 
 
+@pytest.mark.slow
 def test_a_failed_export_audit_leaves_the_sync_table_and_its_files_as_they_were(tmp_path, monkeypatch):
     """The sync table's audit fails after its rows were swapped in and its files staged: the
     table, the files and the export folder are exactly as before the run."""

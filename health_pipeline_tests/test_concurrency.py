@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from health_pipeline import DATA_DIR
 from health_pipeline.definitions import HEALTH_JOB, defs
@@ -21,6 +22,7 @@ BIN = Path(sys.executable).parent
 
 
 
+@pytest.mark.slow
 def test_three_runs_at_once_against_one_warehouse_all_succeed(tmp_path):
     raw = tmp_path / "raw"
     generate_sample(raw, SampleSpec(accounts=8, days=10, seed=4))

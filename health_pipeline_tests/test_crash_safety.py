@@ -24,17 +24,18 @@ import pytest
 from health_pipeline import DATA_DIR
 from health_pipeline.publish import replace_date_range, stage
 from health_pipeline.sample import SampleSpec, generate_sample
+from health_pipeline.settings import yesterday
 from health_pipeline_tests.conftest import export_files
 
 SPEC = SampleSpec(accounts=6, days=20, seed=5)
 START, END = "2026-06-01", "2026-06-20"
 CLI = Path(sys.executable).parent / "health-pipeline"
+WITHOUT_INSTANCE = shutil.ignore_patterns("dagster_home")  # a copied root starts with no run history
 
 
 def env_for(root: Path, **extra) -> dict:
-    env = {key: value for key, value in os.environ.items() if key != "DAGSTER_HOME"}
-    return {**env, "HEALTH_RAW_DIR": str(root / "raw"), "HEALTH_WAREHOUSE": str(root / "warehouse.duckdb"),
-            "HEALTH_EXPORT_DIR": str(root / "exports"), **extra}
+    return {**os.environ, "HEALTH_RAW_DIR": str(root / "raw"), "HEALTH_WAREHOUSE": str(root / "warehouse.duckdb"),
+            "HEALTH_EXPORT_DIR": str(root / "exports"), "DAGSTER_HOME": str(root / "dagster_home"), **extra}
 
 
 def run_cli(root: Path, env: dict | None = None) -> None:
@@ -43,10 +44,10 @@ def run_cli(root: Path, env: dict | None = None) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def kill_at(root: Path, point: str, env: dict | None = None) -> None:
+def kill_at(root: Path, point: str, env: dict | None = None, days: list[str] = [START, END]) -> None:
     """Run the pipeline until it reaches `point`, then SIGKILL it there."""
     driver = subprocess.Popen(
-        [sys.executable, "-m", "health_pipeline_tests.crash_driver", point, START, END],
+        [sys.executable, "-m", "health_pipeline_tests.crash_driver", point, *days],
         env=env or env_for(root), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
@@ -95,6 +96,7 @@ def clean(tmp_path_factory) -> tuple[Path, dict]:
     return root, state(root)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", [
     "sql:CREATE OR REPLACE TABLE raw.contacts:1",    # raw_activity, between two snapshot swaps
     "sql:DELETE FROM raw.events:1",                  # raw_activity, inside the events swap
@@ -116,14 +118,16 @@ def test_killed_run_then_rerun_equals_a_clean_run(clean, tmp_path, point):
         pd.testing.assert_frame_equal(a.execute(quarantine).df(), b.execute(quarantine).df())
 
 
+@pytest.mark.slow
 def test_a_run_killed_inside_a_swap_leaves_the_previous_rows_whole(clean, tmp_path):
     """Killed after deleting a range and before committing: the range still holds the last run's rows."""
     clean_root, expected = clean
-    shutil.copytree(clean_root, tmp_path, dirs_exist_ok=True)
+    shutil.copytree(clean_root, tmp_path, dirs_exist_ok=True, ignore=WITHOUT_INSTANCE)
     kill_at(tmp_path, "sql:DELETE FROM export.account_health:1")
     assert_same(state(tmp_path), expected)
 
 
+@pytest.mark.slow
 def test_killed_run_leaves_a_temp_file_that_the_next_run_removes(clean, tmp_path):
     shutil.copytree(clean[0] / "raw", tmp_path / "raw")
     kill_at(tmp_path, "tmp:3")
@@ -132,18 +136,21 @@ def test_killed_run_leaves_a_temp_file_that_the_next_run_removes(clean, tmp_path
     assert list((tmp_path / "exports").rglob(".*")) == []
 
 
+@pytest.mark.slow
 def test_killed_sample_generation_leaves_no_half_sample(clean, tmp_path):
     """With no raw data, `health-pipeline run` generates the sample; killed half-way, it starts over."""
     sample_dir = tmp_path / "raw"
     env = env_for(tmp_path, HEALTH_SAMPLE_DIR=str(sample_dir))
     env.pop("HEALTH_RAW_DIR")
-    kill_at(tmp_path, "sample:10", env)
+    expected = SampleSpec.ending(yesterday(), live=True)  # what the CLI generates
+    last_days = [str(expected.end - dt.timedelta(days=19)), str(expected.end)]
+    kill_at(tmp_path, "sample:10", env, last_days)
     assert not sample_dir.exists()
-    driver = subprocess.run([sys.executable, "-m", "health_pipeline_tests.crash_driver", "none", START, END],
+    driver = subprocess.run([sys.executable, "-m", "health_pipeline_tests.crash_driver", "none", *last_days],
                             env=env, capture_output=True, text=True, timeout=600)
     assert driver.returncode == 0, driver.stderr[-3000:]
     # The default sample is larger than SPEC, so compare it with itself generated cleanly.
-    generate_sample(tmp_path / "expected", SampleSpec())
+    generate_sample(tmp_path / "expected", expected)
     for path in sorted((tmp_path / "expected").rglob("*.parquet")):
         pd.testing.assert_frame_equal(pd.read_parquet(sample_dir / path.relative_to(tmp_path / "expected")),
                                       pd.read_parquet(path))
@@ -186,6 +193,7 @@ def home_for(root: Path) -> Path:
     return home
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_is_recovered_by_the_next_run_within_bounded_time(clean, tmp_path):
     """SIGKILL inside a step that holds the warehouse slot: the next run ends the dead run, frees
     its slot, and finishes; before, it waited for the dead run forever."""
@@ -211,11 +219,12 @@ def test_a_run_killed_with_sigkill_is_recovered_by_the_next_run_within_bounded_t
     assert_same(state(tmp_path), expected)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_cleanly_and_frees_its_slot(clean, tmp_path):
     """SIGTERM while a step holds an open transaction: the process stops within seconds, the run
     is marked failed with its slot freed, and the warehouse is as before the run."""
     clean_root, expected = clean
-    shutil.copytree(clean_root, tmp_path, dirs_exist_ok=True)
+    shutil.copytree(clean_root, tmp_path, dirs_exist_ok=True, ignore=WITHOUT_INSTANCE)
     env = env_for(tmp_path, DAGSTER_HOME=str(home_for(tmp_path)))
     driver = subprocess.Popen([sys.executable, "-m", "health_pipeline_tests.crash_driver",
                                "sql:DELETE FROM export.account_health:1", START, END],
@@ -236,6 +245,7 @@ def test_sigterm_stops_a_run_cleanly_and_frees_its_slot(clean, tmp_path):
     assert_same(state(tmp_path), expected)
 
 
+@pytest.mark.slow
 def test_recover_ends_a_dead_run_and_checks_the_warehouse(clean, tmp_path):
     clean_root, _ = clean
     shutil.copytree(clean_root / "raw", tmp_path / "raw")
@@ -250,6 +260,7 @@ def test_recover_ends_a_dead_run_and_checks_the_warehouse(clean, tmp_path):
     assert again.stdout.splitlines()[0] == "no unfinished run of a dead process"
 
 
+@pytest.mark.slow
 def test_creating_the_instance_is_safe_when_several_runs_start_at_once(tmp_path):
     """Three processes open a fresh DAGSTER_HOME at once; before, the first migration raced
     ("table runs already exists")."""

@@ -8,6 +8,7 @@ import datetime as dt
 
 import pandas as pd
 import pyarrow as pa
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -37,6 +38,7 @@ def test_numbers_are_never_quoted():
     assert safe.to_pydict() == {"delta": [-20.0, 5.0, None], "count": [-1, 0, 3], "text": ["'-1", "a", None]}
 
 
+@pytest.mark.slow
 def test_formula_names_are_neutralised_in_csv_and_kept_in_parquet(tmp_path):
     pipeline = Pipeline(tmp_path)
     generate_sample(pipeline.raw_dir, SampleSpec(accounts=6, days=10, seed=5))

@@ -71,6 +71,7 @@ def five_days(tmp_path) -> Pipeline:
     return pipeline
 
 
+@pytest.mark.slow
 def test_a_rerun_keeps_the_past_and_later_days_take_the_new_owner_arr_and_churn(five_days):
     """The issue's scenario: run a range; the CRM then changes A1's owner and ARR and reports A2's
     churn on June 8; re-running the first days changes nothing, and the later days show both."""
@@ -102,6 +103,7 @@ def test_a_rerun_keeps_the_past_and_later_days_take_the_new_owner_arr_and_churn(
     pd.testing.assert_frame_equal(sync_table(five_days.root / "warehouse.duckdb"), table)
 
 
+@pytest.mark.slow
 def test_the_history_tables_hold_each_version_with_the_days_it_was_in_force(five_days):
     portfolio([account("A1", owner="Cara"), account("A2", owner="Ben")], u2_account="A1").write(five_days.raw_dir)
     # A2 losing its only user trips the snapshot guard: accepted on purpose.
@@ -122,6 +124,7 @@ def test_the_history_tables_hold_each_version_with_the_days_it_was_in_force(five
     ]
 
 
+@pytest.mark.slow
 def test_a_change_seen_by_reruns_only_is_dated_from_the_next_new_day_and_can_be_superseded(five_days):
     """Two reruns of published days see two different owners before any new day: the first of
     them never applied to a processed day, so the history keeps only the second."""
@@ -133,6 +136,7 @@ def test_a_change_seen_by_reruns_only_is_dated_from_the_next_new_day_and_can_be_
     assert set(sync_table(five_days.root / "warehouse.duckdb")["owner"]) == {"Ana", "Ben"}
 
 
+@pytest.mark.slow
 def test_a_churn_dated_inside_published_days_removes_the_account_from_that_day_on(five_days):
     """A churn date is a fact about the past: a rerun drops the days on and after it, and keeps
     the days before it unchanged."""
@@ -206,6 +210,7 @@ def test_bad_outcome_rows_go_to_the_quarantine_with_their_reason(tmp_path):
     assert metadata["quarantined.outcomes.unknown_account"] == 1
 
 
+@pytest.mark.slow
 def test_the_crms_account_id_passes_through_to_every_sync_output_as_of_the_day(tmp_path):
     pipeline = Pipeline(tmp_path)
     portfolio([account("A1", crm_account_id="001A"), account("A2", owner="Ben", crm_account_id="001B")]).write(

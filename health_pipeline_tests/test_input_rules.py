@@ -79,6 +79,7 @@ def test_ids_are_trimmed_and_one_id_written_two_ways_is_a_conflict(pipeline: Pip
     assert pipeline.query("SELECT user_id FROM raw.events WHERE event_id = '10'")["user_id"][0] == "u2"
 
 
+@pytest.mark.slow
 def test_status_plan_role_and_identity_patterns_ignore_case(tmp_path):
     pipeline = Pipeline(tmp_path, sparse=True)
     data = valid()

@@ -215,6 +215,7 @@ def test_sync_table_rows_and_files(crafted_run: Pipeline):
     assert contacts.set_index("user_id").loc["u1", "identity"] == "alice@acme.com"
 
 
+@pytest.mark.slow
 def test_csv_with_offset_timestamps_matches_parquet(crafted_run: Pipeline, tmp_path):
     """The same events written as CSV in UTC+02:00 local time give identical metrics."""
     data = crafted()
@@ -229,6 +230,7 @@ def test_csv_with_offset_timestamps_matches_parquet(crafted_run: Pipeline, tmp_p
         pd.testing.assert_frame_equal(crafted_run.query(sql.format(table)), csv_run.query(sql.format(table)))
 
 
+@pytest.mark.slow
 def test_rerun_is_idempotent(crafted_run: Pipeline, tmp_path):
     tables = ["raw.events", "raw.sessions", "core.daily_contact_activity", "core.contact_metrics",
               "core.account_metrics", "core.account_health", "export.account_health", "export.contact_usage"]
@@ -253,6 +255,7 @@ def test_backfill_starting_late_reads_existing_history(crafted_run: Pipeline):
     assert not math.isnan(crafted_run.row("core.account_metrics", "account_id", "ACME", str(D))["usage_change_pct"])
 
 
+@pytest.mark.slow
 def test_extraction_reports_what_it_dropped(tmp_path):
     pipeline = Pipeline(tmp_path, sparse=True)
     crafted().write(pipeline.raw_dir)

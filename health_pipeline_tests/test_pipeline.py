@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from health_pipeline import DATA_DIR, PROJECT_ROOT
 from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
 from health_pipeline.assets.score_backtest.asset import BACKTEST_ASSETS
 from health_pipeline.contract import sync_table_columns
@@ -24,6 +26,8 @@ from health_pipeline.scorecard.parser import load_config
 from health_pipeline.scorecard.reference import assess
 from health_pipeline.settings import DEFAULT_CONFIG_PATH
 from health_pipeline_tests.conftest import Pipeline
+
+BIN = Path(sys.executable).parent
 
 SPEC = SampleSpec(accounts=12, days=60, seed=11)
 FIRST, LAST = "2026-06-01", "2026-07-30"
@@ -184,8 +188,9 @@ def test_generator_is_deterministic_and_realistic(tmp_path):
     assert len(pd.read_parquet(tmp_path / "a" / "user_migrations.parquet")) > 0
 
 
-def test_cli_partition_range_materialize(tmp_path):
-    """`dagster asset materialize --partition-range` over a slice of the sample exports its days."""
+@pytest.mark.slow
+def test_dg_launch_of_a_partition_range_exports_its_days(tmp_path):
+    """`dg launch --assets '*' --partition-range` over a slice of the sample exports its days."""
     generate_sample(tmp_path / "raw", SampleSpec(accounts=6, days=10, seed=5))
     env = {
         **os.environ,
@@ -195,12 +200,13 @@ def test_cli_partition_range_materialize(tmp_path):
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
     }
     (tmp_path / "dagster_home").mkdir()
-    dagster = Path(sys.executable).parent / "dagster"
-    subprocess.run(
-        [str(dagster), "asset", "materialize", "-m", "health_pipeline.definitions", "--select", "*",
-         "--partition-range", "2026-06-04...2026-06-06"],
-        env=env, check=True, capture_output=True, timeout=300,
-    )
+    shutil.copy(DATA_DIR / "dagster_home" / "dagster.yaml", tmp_path / "dagster_home" / "dagster.yaml")
+    launched = subprocess.run([str(BIN / "dg"), "launch", "--assets", "*",
+                               "--partition-range", "2026-06-04...2026-06-06"],
+                              cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    output = launched.stdout + launched.stderr
+    assert "superseded" not in output and " - DEBUG - " not in output  # the instance logs at INFO
     days = sorted(p.name for p in (tmp_path / "exports" / "account_health").glob("*.csv"))
     assert days == [f"snapshot_date=2026-06-0{d}.csv" for d in (4, 5, 6)]
     exported = pd.read_csv(tmp_path / "exports" / "account_health" / days[0])
@@ -209,16 +215,16 @@ def test_cli_partition_range_materialize(tmp_path):
 
 
 def _validate(env_overrides: dict) -> subprocess.CompletedProcess:
-    dagster = Path(sys.executable).parent / "dagster"
-    return subprocess.run(
-        [str(dagster), "definitions", "validate", "-m", "health_pipeline.definitions"],
-        env={**os.environ, **env_overrides}, capture_output=True, text=True, timeout=300,
-    )
+    return subprocess.run([str(BIN / "dg"), "check", "defs"], cwd=PROJECT_ROOT, env={**os.environ, **env_overrides},
+                          capture_output=True, text=True, timeout=300)
 
 
-def test_definitions_validate_passes():
+@pytest.mark.slow
+def test_dg_check_defs_passes_without_a_superseded_warning():
     result = _validate({})
     assert result.returncode == 0, result.stderr
+    assert "All definitions loaded successfully." in result.stdout
+    assert "superseded" not in result.stdout + result.stderr and "Warning" not in result.stdout + result.stderr
 
 
 def test_bad_config_fails_at_definitions_load(tmp_path):
@@ -231,12 +237,12 @@ def test_bad_config_fails_at_definitions_load(tmp_path):
     assert f"{bad}: segments[0].when.seats: unknown account attribute" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_health_pipeline_run_prints_sync_table_and_top_risks(tmp_path):
     generate_sample(tmp_path / "raw", SampleSpec(accounts=12, days=10, seed=5))
-    env = {**os.environ, "HEALTH_RAW_DIR": str(tmp_path / "raw"),
+    env = {**os.environ, "HEALTH_RAW_DIR": str(tmp_path / "raw"), "DAGSTER_HOME": str(tmp_path / "dagster_home"),
            "HEALTH_WAREHOUSE": str(tmp_path / "w.duckdb"), "HEALTH_EXPORT_DIR": str(tmp_path / "out")}
-    env.pop("DAGSTER_HOME", None)
-    cli = Path(sys.executable).parent / "health-pipeline"
+    cli = BIN / "health-pipeline"
     result = subprocess.run([str(cli), "run", "--start", "2026-06-01", "--end", "2026-06-10"],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -258,7 +264,7 @@ def test_health_pipeline_run_prints_sync_table_and_top_risks(tmp_path):
 def test_an_empty_raw_dir_is_one_line_that_lists_the_expected_tables(tmp_path):
     (tmp_path / "raw").mkdir()
     env = {**os.environ, "HEALTH_RAW_DIR": str(tmp_path / "raw"), "HEALTH_WAREHOUSE": str(tmp_path / "w.duckdb")}
-    result = subprocess.run([str(Path(sys.executable).parent / "health-pipeline"), "run"], env=env,
+    result = subprocess.run([str(BIN / "health-pipeline"), "run"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [

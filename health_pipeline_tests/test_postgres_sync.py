@@ -81,6 +81,7 @@ def sync_metadata(result) -> dict:
                 if m.asset_key.to_user_string() == "postgres_sync")
 
 
+@pytest.mark.slow
 def test_upsert_rerun_and_an_overlapping_range(tmp_path, database):
     pipeline = sample_pipeline(tmp_path, database)
     first = pipeline.run(FIRST, FIRST + dt.timedelta(days=9))
@@ -108,6 +109,7 @@ def test_upsert_rerun_and_an_overlapping_range(tmp_path, database):
     assert latest == list(newest.items())
 
 
+@pytest.mark.slow
 def test_rows_the_export_no_longer_has_are_deleted(tmp_path, database):
     pipeline = sample_pipeline(tmp_path, database)
     pipeline.materialize(FIRST, FIRST + dt.timedelta(days=4))
@@ -119,6 +121,7 @@ def test_rows_the_export_no_longer_has_are_deleted(tmp_path, database):
     assert_synced_equals_export(pipeline, database)
 
 
+@pytest.mark.slow
 def test_a_sync_killed_mid_load_leaves_the_tables_as_they_were(tmp_path, database):
     root = tmp_path / "run"
     generate_sample(root / "raw", SPEC)
@@ -158,6 +161,7 @@ def test_a_server_that_is_down_or_refuses_fails_the_sync_alone(tmp_path, server,
     assert (pipeline.export_dir / "account_health" / f"snapshot_date={FIRST + dt.timedelta(days=2)}.csv").exists()
 
 
+@pytest.mark.slow
 def test_a_column_the_scorecard_adds_is_added_without_dropping_data(tmp_path, database):
     pipeline = sample_pipeline(tmp_path, database)
     pipeline.materialize(FIRST, FIRST + dt.timedelta(days=4))

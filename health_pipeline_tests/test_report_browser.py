@@ -23,6 +23,8 @@ from health_pipeline_tests.test_morning_report import FIRST, HOSTILE_NAME, HOSTI
 CHROMIUM = Path(os.environ.get("HEALTH_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "report"
 WIDTHS = (1280, 390)
+pytestmark = pytest.mark.slow  # a real browser: left out of the quick subset
+
 # Chromium as the machine allows it: no sandbox as root, and none of its own background traffic.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-default-apps"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
+import pytest
 import yaml
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
@@ -32,6 +33,7 @@ def stale_assets(instance, settings, partition: str) -> set[str]:
     }
 
 
+@pytest.mark.slow
 def test_tuning_a_threshold_marks_scores_stale_and_rescoring_keeps_metrics(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     pipeline = Pipeline(tmp_path, instance=instance, sparse=True)

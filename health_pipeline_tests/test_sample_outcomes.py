@@ -131,6 +131,7 @@ def test_churned_accounts_users_stop_on_the_churn_date(sample: Path):
         assert not (rows["time"].dt.tz_localize(None).dt.normalize() >= stop).any(), table
 
 
+@pytest.mark.slow
 def test_contracts_renew_every_three_months_whatever_the_plan(big_sample: Path):
     outcomes = pd.read_parquet(big_sample / "outcomes.parquet")
     accounts = pd.read_parquet(big_sample / "accounts.parquet").set_index("account_id")
@@ -156,6 +157,7 @@ def test_default_sample_has_enough_outcomes_to_backtest():
     assert counts.get("churned", 0) + counts.get("renewed", 0) >= 25
 
 
+@pytest.mark.slow
 def test_decline_drives_churn(big: pd.DataFrame):
     declining = big[big["archetype"].isin(["declining", "churning"])]
     healthy = big[big["archetype"].isin(["steady", "growing"])]
@@ -168,6 +170,7 @@ def test_decline_drives_churn(big: pd.DataFrame):
     assert churning["churned"].all() and (churning["churned_at"] >= stopped).all()
 
 
+@pytest.mark.slow
 def test_seats_carry_no_signal(big: pd.DataFrame):
     """Loose checks: the fate never reads seats, so churned and retained accounts have similar seat counts."""
     churned = big.loc[big["churned"], "seats"].mean()

@@ -35,6 +35,7 @@ def fresh(tmp_path_factory) -> Pipeline:
     return pipeline
 
 
+@pytest.mark.slow
 def test_previous_schema_is_migrated_forward(fresh: Pipeline, tmp_path):
     old = Pipeline(tmp_path, sparse=True)
     shutil.copytree(fresh.raw_dir, old.raw_dir)
@@ -70,6 +71,7 @@ def test_previous_schema_is_migrated_forward(fresh: Pipeline, tmp_path):
         pd.testing.assert_frame_equal(old_file.drop(columns="computed_at"), new_file.drop(columns="computed_at"))
 
 
+@pytest.mark.slow
 def test_unchanged_schema_is_not_rewritten(fresh: Pipeline, tmp_path):
     """A rerun on a current warehouse swaps rows only: no table is recreated."""
     pipeline = Pipeline(tmp_path, sparse=True)

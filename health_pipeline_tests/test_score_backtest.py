@@ -52,6 +52,7 @@ def crafted(tmp_path, monkeypatch) -> Pipeline:
     return pipeline
 
 
+@pytest.mark.slow
 def test_each_outcome_is_paired_with_the_score_lead_days_before_it(crafted):
     from health_pipeline.assets.score_backtest.asset import backtest_pairs
 
@@ -70,6 +71,7 @@ def test_each_outcome_is_paired_with_the_score_lead_days_before_it(crafted):
     assert summary.values.tolist() == [[2, 3, 1, 2], [4, 3, 1, 2]]
 
 
+@pytest.mark.slow
 def test_nothing_from_on_or_after_an_outcomes_date_enters_its_prediction(crafted):
     """Scramble every score and metric of each account from its outcome's date on: the backtest
     does not move. Scrambling the day it reads does move it, so the test can fail."""
@@ -99,6 +101,7 @@ def summary_metadata(result) -> dict:
                 if e.asset_key.to_user_string() == "backtest_summary")
 
 
+@pytest.mark.slow
 def test_unchanged_inputs_skip_the_bootstrap_and_a_new_outcome_recomputes_it(crafted):
     before = backtest_tables(crafted)
     plot = crafted.export_dir / "backtest" / "churn_rate_by_band.png"
@@ -150,6 +153,7 @@ def power(pipeline: Pipeline, lead: int) -> pd.DataFrame:
         "measure")
 
 
+@pytest.mark.slow
 def test_the_planted_signal_is_found_and_the_planted_non_signal_is_not(planted):
     """The sample's churn follows a decline in usage and breadth; seats (contacts_total) carry none."""
     at_30 = power(planted, 30)
@@ -173,6 +177,7 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_a_suggested_scorecard_is_fitted_on_older_outcomes_and_tried_without_touching_production(planted):
     warehouse, exports = planted.root / "warehouse.duckdb", export_files(planted.root)
     before = _digest(warehouse)
@@ -202,6 +207,7 @@ def test_a_suggested_scorecard_is_fitted_on_older_outcomes_and_tried_without_tou
             "candidate.current_backtest_summary"} <= tables
 
 
+@pytest.mark.slow
 def test_the_production_scorecard_tried_as_a_candidate_gives_the_production_figures(planted):
     from health_pipeline.candidate import try_scorecard
 
@@ -218,6 +224,7 @@ def test_the_production_scorecard_tried_as_a_candidate_gives_the_production_figu
     assert current["auc"].tolist() == pytest.approx(summary["auc"].tolist())
 
 
+@pytest.mark.slow
 def test_the_production_file_is_never_overwritten_and_a_bad_candidate_is_refused(planted, tmp_path):
     production = tmp_path / "production.yaml"  # a copy, so a failure here cannot touch the shipped file
     production.write_text(DEFAULT_CONFIG_PATH.read_text())

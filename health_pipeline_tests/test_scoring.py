@@ -346,6 +346,7 @@ accounts = st.fixed_dictionaries({
 })
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(account=accounts)
 def test_sql_matches_the_reference_for_any_account(account):

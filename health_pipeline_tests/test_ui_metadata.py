@@ -53,13 +53,14 @@ def test_score_preview_lists_the_riskiest_accounts_and_each_band():
         "| D | Delta | Ben | 70,000 | default | 90.0 | healthy | score |",
     ])
     assert preview["score_distribution"] == "\n".join([
-        "**Scores per band on 2026-07-01**",
+        "**Scores per band on 2026-07-01** (an onboarding account's band comes from its activation, so its score "
+        "can lie outside its band's cut-offs: `banded by activation` counts them)",
         "",
-        "| band | accounts | % of accounts | lowest | median | highest |",
-        "|---|---|---|---|---|---|",
-        "| at_risk | 3 | 60.0 | 20.0 | 20.0 | 95.0 |",
-        "| neutral | 1 | 20.0 | 55.5 | 55.5 | 55.5 |",
-        "| healthy | 1 | 20.0 | 90.0 | 90.0 | 90.0 |",
+        "| band | accounts | % of accounts | banded by activation | lowest | median | highest |",
+        "|---|---|---|---|---|---|---|",
+        "| at_risk | 3 | 60.0 | 1 | 20.0 | 20.0 | 95.0 |",
+        "| neutral | 1 | 20.0 | 0 | 55.5 | 55.5 | 55.5 |",
+        "| healthy | 1 | 20.0 | 0 | 90.0 | 90.0 | 90.0 |",
     ])
 
 
@@ -80,8 +81,15 @@ def sample_result(tmp_path_factory):
 
 
 def test_every_asset_shows_row_count_column_schema_and_description(sample_result):
-    latest = {e.asset_key.to_user_string(): e.materialization.metadata
-              for e in sample_result.get_asset_materialization_events()}
+    run_result, latest = {}, {}  # per asset: the run's result (its first event), and its last day's own
+    for event in sample_result.get_asset_materialization_events():
+        run_result.setdefault(event.asset_key.to_user_string(), event.materialization.metadata)
+        latest[event.asset_key.to_user_string()] = event.materialization.metadata
+    # A dated table's last partition shows its own day; the run's result, the twelve days by name.
+    per_day = run_result["account_health"]["per_day"].value
+    assert latest["account_health"]["dagster/row_count"].value == per_day["2026-06-12"]["rows"]
+    assert run_result["account_health"]["rows_in_run"].value == sum(day["rows"] for day in per_day.values())
+    assert len(per_day) == 12 and "dagster/row_count" not in run_result["account_health"]
     assets = {key.to_user_string(): a for a in build_assets(load_config()) for key in a.keys}
     assert set(latest) == set(assets)
     assert latest["postgres_sync"]["skipped"].value.startswith("HEALTH_SYNC_POSTGRES_URL is not set")
@@ -95,7 +103,7 @@ def test_every_asset_shows_row_count_column_schema_and_description(sample_result
             continue
         if asset in ("outcomes", *BACKTEST_ASSETS):
             assert metadata["dagster/row_count"].value == 0, asset
-        elif asset != "alerts":  # twelve days may or may not turn an account
+        elif asset not in ("alerts", "band_changes"):  # the last day may move no account
             assert metadata["dagster/row_count"].value > 0, asset
         assert metadata["dagster/column_schema"].schema.columns, asset
     for name, asset in assets.items():
@@ -103,7 +111,7 @@ def test_every_asset_shows_row_count_column_schema_and_description(sample_result
         description = asset.descriptions_by_key[dg.AssetKey(name)].lower()
         assert "one row" in description or (name == "morning_report" and "one static site" in description), name
     assert latest["backtest_summary"]["summary"].value.startswith("**No outcomes to backtest.**")
-    preview = latest["account_health"]
+    preview = run_result["account_health"]
     assert preview["most_at_risk"].value.startswith("**The 8 accounts most at risk on 2026-06-12** (by band")
     assert preview["score_distribution"].value.startswith("**Scores per band on 2026-06-12**")
 

@@ -18,7 +18,7 @@ from health_pipeline.export_files import (
     write_snapshot_files,
 )
 from health_pipeline.partitions import daily_partitions
-from health_pipeline.publish import stage_range, swap_range, table_metadata, transaction
+from health_pipeline.publish import PER_DAY, stage_range, swap_range, table_metadata, transaction
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.sql import scalar, table_exists
@@ -80,7 +80,7 @@ def publish_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset: 
         rows = swap_range(conn, table, date_column, first_day, through, staging, extra_days)
         yield from audit(config, asset, conn, first_day, through)
     yield from refreshed_partitions(asset, last_day, through)
-    return table_metadata(conn, table, rows, refreshed_through=str(through))
+    return table_metadata(conn, table, rows, (date_column, first_day, last_day), refreshed_through=str(through))
 
 
 def publish_export(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset: str, name: str, key: str,
@@ -107,5 +107,38 @@ def publish_export(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset:
     finally:
         discard(staged)
     yield from refreshed_partitions(asset, run_last_day, last_day)
-    return {**table_metadata(conn, table, rows, refreshed_through=str(last_day)),
+    return {**table_metadata(conn, table, rows, ("snapshot_date", first_day, run_last_day),
+                             refreshed_through=str(last_day)),
             **files_metadata(export_dir / name, files)}
+
+
+# Keys a run's own result renames, since they count the whole run: each partition records its day's.
+IN_RUN = {"dagster/row_count": "rows_in_run"}
+
+
+def materialized(context: dg.AssetExecutionContext, metadata: dict, asset_key: str | None = None):
+    """The run's MaterializeResult, then, for a dated table, one materialization per partition
+    of the run with that day's own figures (`per_day`, from publish.table_metadata).
+
+    Dagster records a ranged run's result on every partition of the range, so without these a
+    partition's page would show the whole run's counts. The run's totals keep clearly named keys
+    (`rows_in_run`, `<figure>_in_run`); each partition's latest materialization has its day's."""
+    per_day = metadata.get(PER_DAY)
+    if per_day is None:
+        yield dg.MaterializeResult(asset_key=asset_key, metadata=metadata)
+        return
+    figures = {name for day in per_day.value.values() for name in day} - {"rows"}
+    yield dg.MaterializeResult(asset_key=asset_key, metadata={
+        IN_RUN.get(key, f"{key}_in_run" if key in figures else key): value for key, value in metadata.items()})
+    key = dg.AssetKey(asset_key) if asset_key else context.asset_key
+    # The run's result carries Dagster's lineage tags (code and data versions); the partitions'
+    # own materializations repeat them, so that staleness still reads right from the latest.
+    result = context.instance.get_latest_materialization_event(key)
+    lineage = result.asset_materialization.tags if result and result.asset_materialization else None
+    shared = {name: metadata[name] for name in ("dagster/column_schema", "dagster/table_name") if name in metadata}
+    for partition in context.partition_keys:
+        day = per_day.value.get(partition, {"rows": 0})
+        yield dg.AssetMaterialization(
+            asset_key=key, partition=partition, tags=lineage,
+            metadata={**shared, "dagster/row_count": dg.MetadataValue.int(day["rows"]),
+                      **{name: dg.MetadataValue.int(n) for name, n in day.items() if name != "rows"}})

@@ -296,10 +296,22 @@ class AuditFailed(Exception):
                      if k != "partitions"]
             return f"{result.check_name} ({'; '.join(shown)})"
 
+        hints = [WHAT_TO_DO[r.check_name] for r in failed if r.check_name in WHAT_TO_DO]
         super().__init__(
             f"audit failed, nothing published: {asset} for {first_day} .. {last_day}: "
-            + "; ".join(figures(r) for r in failed)
+            + "; ".join(figures(r) for r in failed) + "".join(f". {hint}" for hint in hints)
         )
+
+
+# What a user can do when a check on the input fails; the other checks guard the pipeline's own
+# output, and their failure is a defect to report with the figures.
+WHAT_TO_DO = {
+    "activity_every_day": "Re-export the missing days, or, if they have no activity on purpose, list them in "
+                          "HEALTH_KNOWN_GAPS",
+    "snapshot_complete": "If the loss is real, run again with --accept-snapshot "
+                         "(README: A smaller snapshot on purpose)",
+    "required_columns_present": "Add the missing columns to the raw export",
+}
 
 
 @dataclass(frozen=True)

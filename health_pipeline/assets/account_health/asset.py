@@ -12,12 +12,12 @@ Trend columns compare each day with earlier scores.
 import dagster as dg
 import duckdb
 
-from health_pipeline.assets import daily_asset, publish_range
+from health_pipeline.assets import daily_asset, materialized, publish_range
 from health_pipeline.checks import check_specs
 from health_pipeline.contract import EXPLANATION_SUFFIXES
 from health_pipeline.partitions import date_range
 from health_pipeline.previews import markdown_table
-from health_pipeline.publish import counts_by
+from health_pipeline.publish import PER_DAY, counts_by, day_figures
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import (
     ACTIVATION_BANDS,
@@ -122,8 +122,10 @@ def score_preview(conn: duckdb.DuckDBPyConnection, snapshot_date) -> dict[str, d
                               "band_source"], at_risk)
         ),
         "score_distribution": dg.MetadataValue.md(
-            f"**Scores per band on {snapshot_date}**\n\n"
-            + markdown_table(["band", "accounts", "% of accounts", "lowest", "median", "highest"], bands)
+            f"**Scores per band on {snapshot_date}** (an onboarding account's band comes from its activation, "
+            "so its score can lie outside its band's cut-offs: `banded by activation` counts them)\n\n"
+            + markdown_table(["band", "accounts", "% of accounts", "banded by activation", "lowest", "median",
+                              "highest"], bands)
         ),
     }
 
@@ -153,7 +155,9 @@ def build_account_health(config: HealthConfig) -> dg.AssetsDefinition:
             meta = yield from score_range(conn, config, first_day, last_day)
             bands = counts_by(conn, "core.account_health", "health_band", first_day, last_day)
             meta.update({f"accounts_{band}": n for band, n in bands.items()})
+            meta[PER_DAY] = dg.MetadataValue.json(day_figures(conn, "core.account_health", "snapshot_date", first_day,
+                                                              last_day, by="health_band", prefix="accounts_"))
             meta.update(score_preview(conn, last_day))
-        yield dg.MaterializeResult(metadata=meta)
+        yield from materialized(context, meta)
 
     return account_health

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from health_pipeline.assets import daily_asset, publish_range
+from health_pipeline.assets import daily_asset, materialized, publish_range
 from health_pipeline.checks import check_specs
 from health_pipeline.contract import event_users_metric
 from health_pipeline.partitions import date_range
@@ -50,6 +50,6 @@ def build_account_metrics(config: HealthConfig) -> dg.AssetsDefinition:
                 {"first_day": first_day, "last_day": last_day, "power_roles": list(config.power_roles)},
                 windowed=True,
             )
-        yield dg.MaterializeResult(metadata=meta)
+        yield from materialized(context, meta)
 
     return account_metrics

@@ -19,7 +19,7 @@ import dagster as dg
 import duckdb
 
 from health_pipeline import settings
-from health_pipeline.assets import daily_asset
+from health_pipeline.assets import daily_asset, materialized
 from health_pipeline.partitions import date_range
 from health_pipeline.publish import write_range
 from health_pipeline.resources import Warehouse
@@ -115,6 +115,6 @@ def build_alerts(config: HealthConfig) -> dg.AssetsDefinition:
             meta.update({f"{sink}_{what}": dg.MetadataValue.int(counts[what])
                          for what in ("messages", "sent", "pending")})
         meta["send_seconds"] = dg.MetadataValue.float(round(time.perf_counter() - started, 2))
-        return dg.MaterializeResult(metadata=meta)
+        yield from materialized(context, meta)
 
     return alerts

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from health_pipeline.assets import daily_asset, publish_export
+from health_pipeline.assets import daily_asset, materialized, publish_export
 from health_pipeline.partitions import date_range
 from health_pipeline.publish import counts_by
 from health_pipeline.resources import ExportTarget, Warehouse
@@ -45,6 +45,6 @@ def build_band_changes(config: HealthConfig) -> dg.AssetsDefinition:
             )
             moves = counts_by(conn, "export.band_changes", "direction", first_day, last_day)
             meta.update({f"moved_{direction}": n for direction, n in moves.items()})
-        yield dg.MaterializeResult(metadata=meta)
+        yield from materialized(context, meta)
 
     return band_changes

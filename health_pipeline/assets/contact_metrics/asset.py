@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from health_pipeline.assets import daily_asset, publish_range
+from health_pipeline.assets import daily_asset, materialized, publish_range
 from health_pipeline.checks import check_specs
 from health_pipeline.partitions import date_range
 from health_pipeline.resources import Warehouse
@@ -46,6 +46,6 @@ def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:
                 {"first_day": first_day, "last_day": last_day, "lookback_days": LOOKBACK_DAYS},
                 batch_days=BATCH_DAYS, windowed=True,
             )
-        yield dg.MaterializeResult(metadata=meta)
+        yield from materialized(context, meta)
 
     return contact_metrics

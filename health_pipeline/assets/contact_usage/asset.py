@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from health_pipeline.assets import daily_asset, publish_export
+from health_pipeline.assets import daily_asset, materialized, publish_export
 from health_pipeline.partitions import date_range
 from health_pipeline.resources import ExportTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
@@ -33,6 +33,6 @@ def build_contact_usage(config: HealthConfig) -> dg.AssetsDefinition:
                 conn, config, "contact_usage", "contact_usage", "user_id", SQL.render("contact_usage", config=config),
                 Path(export_target.export_dir), first_day, last_day,
             )
-        yield dg.MaterializeResult(metadata=meta)
+        yield from materialized(context, meta)
 
     return contact_usage

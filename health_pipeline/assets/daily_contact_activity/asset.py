@@ -3,7 +3,7 @@
 import dagster as dg
 import duckdb
 
-from health_pipeline.assets import daily_asset, publish_range
+from health_pipeline.assets import daily_asset, materialized, publish_range
 from health_pipeline.partitions import date_range
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
@@ -64,6 +64,6 @@ def build_daily_contact_activity(config: HealthConfig) -> dg.AssetsDefinition:
         for day in extra:
             yield dg.AssetMaterialization(asset_key="daily_contact_activity", partition=day.isoformat(),
                                           metadata={"refreshed_by_the_run_of": last_day.isoformat()})
-        yield dg.MaterializeResult(metadata={**meta, "other_days_refreshed": ", ".join(map(str, extra)) or "none"})
+        yield from materialized(context, {**meta, "other_days_refreshed": ", ".join(map(str, extra)) or "none"})
 
     return daily_contact_activity

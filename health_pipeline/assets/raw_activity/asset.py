@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import dagster as dg
 import duckdb
 
-from health_pipeline.assets import DAILY
+from health_pipeline.assets import DAILY, materialized
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditContext, audit, check_specs
 from health_pipeline.partitions import date_range
+from health_pipeline.progress import report_progress
 from health_pipeline.publish import replace_table, swap_range, table_metadata, transaction
 from health_pipeline.raw_input import RAW_TABLES, RawTable
 from health_pipeline.resources import RawSource, Warehouse
@@ -181,8 +182,10 @@ def stage_extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: Healt
         "range_end": dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time()),
         "future_limit": now + dt.timedelta(hours=raw.future_tolerance_hours),
     }
+    report_progress("reading accounts, users, identity merges and outcomes")
     counts = stage_dimensions(conn, tables, config)
     for activity in activity_tables(tables):
+        report_progress(f"reading raw {activity.raw.name} ({len(activity.raw.files):,} files)")
         counts |= stage_activity(conn, activity, bounds)
     misspelled = SQL.run(conn, "event_names_in_another_case", {"tracked_events": list(config.tracked_events)})
     counts["event_names_in_another_case"] = ", ".join(
@@ -266,9 +269,11 @@ def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date,
     events["events_superseded_on_later_days"] = counts["written.events_superseded_on_later_days"]
     sessions["sessions_superseded_on_later_days"] = counts["written.sessions_superseded_on_later_days"]
     return {
-        "raw_events": table_metadata(conn, "raw.events", written["raw.events"], **events, **days,
+        "raw_events": table_metadata(conn, "raw.events", written["raw.events"], ("activity_date", first_day, last_day),
+                                     **events, **days,
                                      event_names_in_another_case=counts["event_names_in_another_case"]),
-        "raw_sessions": table_metadata(conn, "raw.sessions", written["raw.sessions"], **sessions, **days),
+        "raw_sessions": table_metadata(conn, "raw.sessions", written["raw.sessions"],
+                                       ("activity_date", first_day, last_day), **sessions, **days),
         "accounts": table_metadata(conn, "raw.accounts", written["raw.accounts"],
                                    accounts_duplicates_dropped=counts["accounts_duplicates_dropped"],
                                    accounts_churned_without_date=counts["accounts_churned_without_date"]),
@@ -284,6 +289,7 @@ def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date,
                                    users_duplicates_dropped=counts["users_duplicates_dropped"]),
         "identity_map": table_metadata(conn, "raw.identity_map", written["raw.identity_map"]),
         "quarantine": table_metadata(conn, "raw.quarantine", written["raw.quarantine"],
+                                     ("partition_date", first_day, last_day),
                                      quarantined_rows=written["raw.quarantine"], **per_reason, **days),
     }
 
@@ -315,6 +321,8 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
         is swapped in and audited in one transaction, committed only if the checks pass."""
         first_day, last_day = date_range(context.partition_time_window)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        if added := raw_source.add_live_sample_days(last_day):
+            context.log.info(f"live sample: generated {added[0]} .. {added[-1]} in {raw_source.raw_dir}")
         with warehouse.get_connection() as conn:
             counts = stage_extract(conn, raw_source, config, first_day, last_day, now)
             checks = AuditContext(known_gaps=raw_source.known_gap_days, snapshot_max_drop=raw_source.snapshot_max_drop,
@@ -325,6 +333,6 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
                 SQL.run(conn, "accepted_snapshot", {"accepted_at": now})
             metadata = _metadata(conn, counts, first_day, last_day)
         for key, meta in metadata.items():
-            yield dg.MaterializeResult(asset_key=key, metadata=meta)
+            yield from materialized(context, meta, asset_key=key)
 
     return raw_activity

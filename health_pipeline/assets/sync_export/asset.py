@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from health_pipeline.assets import daily_asset, publish_export
+from health_pipeline.assets import daily_asset, materialized, publish_export
 from health_pipeline.checks import check_specs
 from health_pipeline.partitions import date_range
 from health_pipeline.resources import ExportTarget, Warehouse
@@ -42,6 +42,6 @@ def build_sync_export(config: HealthConfig) -> dg.AssetsDefinition:
                 conn, config, "sync_export", "account_health", "account_id", SQL.render("sync_export", config=config),
                 Path(export_target.export_dir), first_day, last_day,
             )
-        yield dg.MaterializeResult(metadata=meta)
+        yield from materialized(context, meta)
 
     return sync_export
