@@ -78,11 +78,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         shutil.rmtree(partial, ignore_errors=True)
         generate_sample(partial, spec)
         os.replace(partial, raw_dir)
+    job = _load_job()  # after any sample exists: the first partition is the raw data's first day
     first_day, last_day = _run_range(raw_dir, args.start, args.end)
     tags = {**partition_range_tags(first_day, last_day), **process_tags(),
             **({ACCEPT_SNAPSHOT_TAG: "true"} if args.accept_snapshot else {}),
             **({SEND_PAST_TAG: "true"} if args.send_past else {})}
-    job = _load_job()  # after any sample exists: the first partition is the raw data's first day
     with open_instance() as instance:
         for line in recover(instance):
             print(line)
@@ -227,9 +227,11 @@ def print_summary(snapshot_date: dt.date) -> None:
         print(f"\nthe ten accounts most at risk on {snapshot_date} (by band, worst first, then by score, then by "
               "ARR; band_source activation: an onboarding account banded by its activation):")
         print(at_risk.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-"))
-        print(f"\n{len(moves)} accounts changed band on {snapshot_date}:")
         if len(moves):
+            print(f"\n{len(moves)} accounts changed band on {snapshot_date}:")
             print(moves.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-"))
+        else:
+            print(f"\nno account changed band on {snapshot_date}")
         print_backtest_headline(backtest)
 
 

@@ -258,7 +258,7 @@ def test_health_pipeline_run_prints_sync_table_and_top_risks(tmp_path):
     severity = ["at_risk", "neutral", "healthy"]
     day.sort(key=lambda r: (severity.index(r["health_band"]), r["health_score"], -r["arr"], r["account_id"]))
     assert printed == [r["account_id"] for r in day[:10]]
-    assert "accounts changed band on 2026-06-10" in result.stdout
+    assert "changed band on 2026-06-10" in result.stdout
 
 
 def test_an_empty_raw_dir_is_one_line_that_lists_the_expected_tables(tmp_path):
