@@ -124,8 +124,6 @@ def expected_tables() -> str:
 
 def _load_job():
     """The pipeline's job; a bad scorecard or setting is refused with its one-line reason."""
-    from health_pipeline.scorecard.parser import ConfigError
-
     try:
         from health_pipeline.definitions import HEALTH_JOB, defs
     except (ConfigError, ValueError) as exc:
