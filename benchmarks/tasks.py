@@ -10,7 +10,8 @@ Tasks:
   in order as plain Python, with no Dagster run around them ("only": just the named steps;
   "recompute_backtest": as if the outcomes had changed).
 - seed: the seed approach (benchmarks/seed_baseline.py) for one snapshot date.
-- floor: DuckDB's single GROUP BY (user, day, event) over the same raw event files.
+- floor: DuckDB's single GROUP BY (user, day, event) over the same raw event files, or
+  ("kind": "event_id") a bare GROUP BY event_id, the cost of exact deduplication alone.
 - verify: compare the seed baseline with the pipeline's tables for one snapshot date.
 - generate: write a scale's raw data with the project's generator, unless it is already there.
 - startup: the cost of starting Python and loading the code location, before any run.
@@ -134,16 +135,27 @@ def seed(args: dict) -> dict:
     return {"seconds": time.perf_counter() - loaded, "load_seconds": loaded - started, "rows": rows}
 
 
-FLOOR_SQL = """
-    SELECT user_id, CAST(time AS DATE) AS day, event_table_name, count(*) AS events
-    FROM read_parquet(?)
-    WHERE time >= ? AND time < ?
-    GROUP BY ALL
-"""
+FLOOR_SQL = {
+    # The least any implementation must do: read every event once and count it per user, day and event.
+    "group_by": """
+        SELECT user_id, CAST(time AS DATE) AS day, event_table_name, count(*) AS events
+        FROM read_parquet(?)
+        WHERE time >= ? AND time < ?
+        GROUP BY ALL
+    """,
+    # The cost of exact deduplication alone: one group per event id.
+    "event_id": """
+        SELECT event_id, count(*) AS events
+        FROM read_parquet(?)
+        WHERE time >= ? AND time < ?
+        GROUP BY event_id
+    """,
+}
 
 
 def floor(args: dict) -> dict:
-    """The least any implementation must do: read every event once and group it by user, day and event."""
+    """One bare GROUP BY over the raw event files (FLOOR_SQL[args["kind"]], by default the
+    group_by floor)."""
     import duckdb
 
     conn = duckdb.connect(config=_duckdb_config())
@@ -152,7 +164,7 @@ def floor(args: dict) -> dict:
         forget_backtest_inputs()
     loaded = time.perf_counter()
     groups, events = conn.execute(
-        f"SELECT count(*), CAST(sum(events) AS BIGINT) FROM ({FLOOR_SQL})",
+        f"SELECT count(*), CAST(sum(events) AS BIGINT) FROM ({FLOOR_SQL[args.get('kind', 'group_by')]})",
         [args["events_location"], first, last + dt.timedelta(days=1)],
     ).fetchall()[0]
     return {"seconds": time.perf_counter() - loaded, "load_seconds": loaded - started,

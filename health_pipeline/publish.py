@@ -110,6 +110,16 @@ def replace_date_range(
         return swap_range(conn, table, date_column, first_day, last_day, staging)
 
 
+_UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+          "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
+def memory_limit_bytes(conn: duckdb.DuckDBPyConnection) -> int:
+    """DuckDB's memory limit for this connection, in bytes (it reports it as text: '1.8 GiB')."""
+    number, unit = scalar(conn, "SELECT current_setting('memory_limit')").split()
+    return int(float(number) * _UNITS[unit])
+
+
 def day_batches(first_day: dt.date, last_day: dt.date, days: int):
     """[first_day, last_day] cut into consecutive (first, last) pieces of at most `days` days."""
     while first_day <= last_day:

@@ -23,7 +23,7 @@ def test_scale_s_runs_every_scenario_and_the_seed_baseline_agrees(tmp_path):
 
     report = json.loads((out / "S.json").read_text())
     scenarios = {s["number"]: s for s in report["scenarios"]}
-    assert sorted(scenarios) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert sorted(scenarios) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 
     comparison = scenarios[3]["figures"]["comparison"]
     for table in ("account_metrics", "contact_metrics"):
@@ -43,9 +43,13 @@ def test_scale_s_runs_every_scenario_and_the_seed_baseline_agrees(tmp_path):
     report_site = scenarios[8]["figures"]
     assert report_site["pages"] > report["data"]["accounts"] and report_site["size_mb"] > 0
     assert report_site["build_seconds"] > 0
+    raw_stage = scenarios[10]["figures"]
+    # The bare GROUP BY event_id saw the same events the raw stage read: every copy, duplicates included.
+    assert raw_stage["days"] == 10 and raw_stage["events"] > 10_000 and raw_stage["ratio"] > 0
     table = (out / "S.md").read_text()
     assert "| 3 | Versus the seed approach |" in table and "DuckDB 2." in table and " cores " in table
     assert "| 8 | Morning report |" in table and "| 9 | PostgreSQL sync |" in table
+    assert "| 10 | Raw stage vs exact deduplication |" in table
     sync = scenarios[9]["figures"]
     if not sync.get("skipped"):  # CI has PostgreSQL: the sync ran both ways
         assert sync["sync_day_seconds"] > 0 and sync["backfill_rows"]["account_health"] > 25

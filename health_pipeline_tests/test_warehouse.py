@@ -6,7 +6,8 @@ import datetime as dt
 
 import dagster as dg
 
-from health_pipeline.publish import day_batches, write_range
+from health_pipeline.assets.contact_metrics.asset import batch_plan
+from health_pipeline.publish import day_batches, memory_limit_bytes, write_range
 from health_pipeline.resources import Warehouse, default_resources
 
 
@@ -73,3 +74,33 @@ def test_a_first_write_is_visible_to_filtered_reads_in_the_same_connection(tmp_p
         write_range(conn, "core.first", "day", dt.date(2026, 6, 1), dt.date(2026, 9, 8), sql)
         day = conn.execute("SELECT count(*) FROM core.first WHERE day = ?", [dt.date(2026, 6, 11)]).fetchall()
     assert day == [(5000,)]
+
+
+def test_memory_limit_bytes_reads_duckdbs_own_figure(tmp_path):
+    with Warehouse(database=str(tmp_path / "w.duckdb"), memory_limit="512MB").get_connection() as conn:
+        assert memory_limit_bytes(conn) == int(488.2 * 2**20)  # '488.2 MiB'
+
+
+def test_contact_metrics_batches_fit_half_the_memory_limit(tmp_path):
+    """A snapshot date joins the fact rows of its 90 days, at 64 bytes each; a batch holds as many
+    dates as half the memory limit fits."""
+    day = dt.date(2026, 9, 30)
+    with Warehouse(database=str(tmp_path / "w.duckdb"), memory_limit="512MB").get_connection() as conn:
+        # 1,000 contacts active on each of the 100 days up to `day`: the 90 days up to it hold 90,000
+        # rows, and the ten days before them do not count.
+        conn.execute("""CREATE TABLE core.daily_contact_activity AS
+                        SELECT $day::DATE - d::INTEGER AS activity_date, 'u' || u AS user_id
+                        FROM range(100) r(d), range(1000) s(u)""", {"day": day})
+        conn.execute("""INSERT INTO core.daily_contact_activity
+                        SELECT $day::DATE - d::INTEGER, 'v' || u FROM range(90) r(d), range(111) s(u)""",
+                     {"day": day})
+        joined = conn.execute("SELECT count(*) FROM core.daily_contact_activity "
+                              "WHERE activity_date > $day::DATE - 90", {"day": day}).fetchall()[0][0]
+        assert joined == 90_000 + 90 * 111
+        plan = batch_plan(conn, day - dt.timedelta(days=99), day)
+        whole = batch_plan(conn, day, day)
+    # 512 MB is 488.2 MiB to DuckDB, 511,914,803 bytes; half is 255,957,401, and 99,990 rows * 64
+    # bytes = 6,399,360 a date: 39 dates a batch, so 100 days take 3 batches.
+    assert (plan["batch_days"], plan["batches"]) == (39, 3)
+    assert "3 batches of up to 39 days: each snapshot date joins about 99,990 fact rows" in plan["batch_plan"]
+    assert (whole["batch_days"], whole["batches"]) == (1, 1)  # never more days than the range has
