@@ -15,7 +15,6 @@ from health_pipeline.assets.alerts.asset import build_alerts
 from health_pipeline.assets.band_changes.asset import build_band_changes
 from health_pipeline.assets.contact_metrics.asset import build_contact_metrics
 from health_pipeline.assets.contact_usage.asset import build_contact_usage
-from health_pipeline.assets.daily_contact_activity.asset import build_daily_contact_activity
 from health_pipeline.assets.morning_report.asset import build_morning_report
 from health_pipeline.assets.postgres_sync.asset import build_postgres_sync
 from health_pipeline.assets.raw_activity.asset import build_raw_activity
@@ -37,7 +36,6 @@ def build_assets(config: HealthConfig) -> list[dg.AssetsDefinition]:
     """Every asset, in the order a day's data flows through them."""
     return [
         build_raw_activity(config),
-        build_daily_contact_activity(config),
         build_contact_metrics(config),
         build_account_metrics(config),
         build_account_health(config),

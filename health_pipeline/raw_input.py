@@ -36,6 +36,7 @@ OPTIONAL_COLUMNS = {"users": ("role",), "accounts": ("churned_at", "crm_account_
                     "outcomes": ("arr_before", "arr_after", "reason")}
 
 # Columns read as ids: trimmed, and empty means missing.
+INTEGER_COLUMN_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 ID_COLUMNS = {"account_id", "user_id", "session_id", "event_id", "from_user_id", "to_user_id"}
 # Columns with a small set of values, matched case-insensitively: read trimmed and lower-cased.
 ENUM_COLUMNS = {"status", "plan", "role", "outcome"}
@@ -116,6 +117,10 @@ class RawTable:
 
     def value_type(self, column: str) -> str:
         return VALUE_TYPES.get(column, "VARCHAR")
+
+    def is_integer(self, column: str) -> bool:
+        """An integer column: its values are ids as they are, each with one text form."""
+        return self.column_types.get(column) in INTEGER_COLUMN_TYPES
 
     def is_plain_timestamp(self, column: str) -> bool:
         """A TIMESTAMP without time zone: usable as is, and DuckDB can prune row groups by it."""
@@ -275,6 +280,15 @@ def event_days(raw_dir: Path) -> tuple[dt.date, dt.date] | None:
     with duckdb.connect() as conn:
         conn.execute("SET TimeZone = 'UTC'")
         table = locate_table(conn, Path(raw_dir), "all_events")
+        if not table.is_csv and table.is_plain_timestamp("time"):
+            # UTC already: the footers' statistics answer without reading a row.
+            first, last = conn.execute(
+                "SELECT CAST(min(TRY_CAST(stats_min_value AS TIMESTAMP)) AS DATE), "
+                "CAST(max(TRY_CAST(stats_max_value AS TIMESTAMP)) AS DATE) "
+                "FROM parquet_metadata($files) WHERE lower(path_in_schema) = 'time'", {"files": list(table.files)}
+            ).fetchone()
+            if first is not None:
+                return first, last
         with table.reading(conn):
             first, last = conn.execute(
                 f'SELECT CAST(min(TRY_CAST("time" AS TIMESTAMPTZ)) AS DATE), '

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import re
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -534,8 +535,14 @@ def test_deduplication_keeps_the_earliest_valid_copy_of_each_id(events):
             counts = extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_config(),
                                    dt.date(2026, 8, 10), dt.date(2026, 8, 11), NOW)
             loaded = {r[0]: r[1:] for r in conn.execute(
-                "SELECT event_id, user_id, session_id, CAST(time AS VARCHAR), event_table_name FROM raw.events"
-            ).fetchall()}
+                "SELECT event_id, user_id, CAST(time AS VARCHAR) FROM raw.events").fetchall()}
+            # The daily fact counts each kept copy under its own day and name.
+            counted = {(str(day), name): n for day, name, n in conn.execute("""
+                SELECT activity_date, name, n FROM (
+                    UNPIVOT (SELECT activity_date, run_query_count, save_report_count
+                             FROM core.daily_contact_activity WHERE user_id = 'valid-u')
+                    ON run_query_count, save_report_count INTO NAME name VALUE n)
+                WHERE n > 0""").fetchall()}
 
     rows = [(e, row) for row, e in enumerate(events, start=1)]
     valid = [(e, row) for e, row in rows if e["user_id"] is not None]
@@ -543,9 +550,9 @@ def test_deduplication_keeps_the_earliest_valid_copy_of_each_id(events):
     for e, row in sorted(valid, key=lambda r: (r[0]["time"], r[0]["user_id"], r[1])):
         first.setdefault(e["event_id"], e)
     # The qa identity is excluded and "ghost" is unknown: their first copies load nowhere.
-    expected = {i: (e["user_id"], e["session_id"], e["time"], e["event_table_name"])
-                for i, e in first.items() if e["user_id"] == "valid-u"}
-    assert loaded == expected
+    kept = [e for e in first.values() if e["user_id"] == "valid-u"]
+    assert loaded == {e["event_id"]: (e["user_id"], e["time"]) for e in kept}
+    assert counted == Counter((e["time"][:10], f"{e['event_table_name']}_count") for e in kept)
     assert counts["events_duplicates_dropped"] == len(valid) - len(first)
     assert counts["events_quarantined"] == (len(rows) - len(valid)) + sum(
         e["user_id"] == "ghost" for e in first.values())

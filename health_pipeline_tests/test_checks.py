@@ -87,12 +87,12 @@ def figures(result: dg.AssetCheckResult) -> dict:
 
 def test_required_columns(warehouse):
     result = check_raw_required_columns(warehouse, FIRST, LAST)
-    assert result.passed and figures(result) == {"columns_required": 10, "columns_missing": 0, "missing": "none"}
+    assert result.passed and figures(result) == {"columns_required": 8, "columns_missing": 0, "missing": "none"}
 
     warehouse.execute("ALTER TABLE raw.sessions DROP COLUMN user_id")
     result = check_raw_required_columns(warehouse, FIRST, LAST)
     assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
-    assert figures(result) == {"columns_required": 10, "columns_missing": 1, "missing": "raw.sessions.user_id"}
+    assert figures(result) == {"columns_required": 8, "columns_missing": 1, "missing": "raw.sessions.user_id"}
 
 
 def test_ids_and_times_not_null(warehouse):

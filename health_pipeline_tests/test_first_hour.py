@@ -131,7 +131,7 @@ def test_each_stage_prints_one_line_with_its_rows_and_time_and_no_dagster_log(de
     root, result = default_run
     finished = [line for line in result.stdout.splitlines() if line.startswith("✓ ")]
     steps = [line.split()[1] for line in finished]
-    assert steps[0] == "raw_activity" and steps[-2:] == ["morning_report", "postgres_sync"] and len(steps) == 12
+    assert steps[0] == "raw_activity" and steps[-2:] == ["morning_report", "postgres_sync"] and len(steps) == 11
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as conn:
         scored = conn.execute("SELECT count(*) FROM core.account_health").fetchone()[0]
         events = conn.execute("SELECT count(*) FROM raw.events").fetchone()[0]

@@ -135,7 +135,6 @@ def test_an_event_id_on_two_days_is_counted_once_whatever_the_order(tmp_path, or
     fact = pipeline.query("SELECT CAST(activity_date AS VARCHAR) AS day, events FROM core.daily_contact_activity "
                           "WHERE user_id = 'u1' ORDER BY ALL")
     assert list(map(tuple, fact.values)) == [(DAY, 1), (NEXT, 1)]
-    assert pipeline.query("SELECT count(*) AS n FROM raw.days_to_refresh")["n"][0] == 0
 
 
 @pytest.mark.slow
@@ -148,3 +147,8 @@ def test_a_superseded_copy_refreshes_its_days_fact_in_the_same_run(tmp_path):
     assert meta["events_superseded_on_later_days"] == 1
     daily = {(e.asset_key.to_user_string(), e.partition) for e in result.get_asset_materialization_events()}
     assert ("daily_contact_activity", NEXT) in daily
+    # NEXT was extracted again from its raw file: its copy of event 1 is now a duplicate.
+    fact = pipeline.query("SELECT CAST(activity_date AS VARCHAR) AS day, events FROM core.daily_contact_activity "
+                          "WHERE user_id = 'u1' ORDER BY ALL")
+    assert list(map(tuple, fact.values)) == [(DAY, 1), (NEXT, 1)]
+    assert meta["other_days_refreshed"] == NEXT

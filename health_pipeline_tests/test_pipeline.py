@@ -31,7 +31,7 @@ BIN = Path(sys.executable).parent
 
 SPEC = SampleSpec(accounts=12, days=60, seed=11)
 FIRST, LAST = "2026-06-01", "2026-07-30"
-DAILY_ASSETS = [*RAW_ACTIVITY_ASSETS, "daily_contact_activity", "contact_metrics", "account_metrics",
+DAILY_ASSETS = [*RAW_ACTIVITY_ASSETS, "contact_metrics", "account_metrics",
                 "account_health", "sync_export", "contact_usage", "band_changes", "alerts", "morning_report",
                 "postgres_sync"]
 ASSETS = [*DAILY_ASSETS, *BACKTEST_ASSETS]

@@ -12,7 +12,6 @@ import yaml
 
 from health_pipeline.assets.account_health.asset import account_health_sql
 from health_pipeline.assets.account_metrics.asset import account_metrics_sql
-from health_pipeline.assets.daily_contact_activity.asset import daily_contact_activity_sql
 from health_pipeline.assets.raw_activity.asset import HISTORIES, activity_tables
 from health_pipeline.checks import RAW_IDS, SHARE_METRICS
 from health_pipeline.import_templates import load_template, template_rows_sql
@@ -65,10 +64,11 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
         f"{raw}migrations_read.sql": [render(PACKAGE_DIR / f"{raw}migrations_read.sql", migrations=m)
                                       for m in (tables["user_migrations"], None)],
         f"{raw}quarantine_classified_rows.sql": [
-            render(PACKAGE_DIR / f"{raw}quarantine_classified_rows.sql", classified=c, activity=a)
-            for c, a in (("accounts_read", None), *((f"{a.name}_classified", a) for a in activities))],
-        "assets/daily_contact_activity/daily_contact_activity.sql": [
-            daily_contact_activity_sql(config, extra) for extra in ((), ("2026-06-05",))],
+            render(PACKAGE_DIR / f"{raw}quarantine_classified_rows.sql", classified=c, activity=a, into=into)
+            for c, a in (("accounts_read", None), *((f"{a.name}_classified", a) for a in activities))
+            for into in ("quarantine_rows", "raw.quarantine")],
+        f"{raw}daily_contact_activity.sql": [render(PACKAGE_DIR / f"{raw}daily_contact_activity.sql", config=config)],
+        f"{raw}events_counted.sql": [render(PACKAGE_DIR / f"{raw}events_counted.sql", config=config)],
         f"{raw}outcomes_read.sql": [render(PACKAGE_DIR / f"{raw}outcomes_read.sql", outcomes=o)
                                     for o in (tables["outcomes"], None)],
         f"{raw}quarantine_attribute_rows.sql": [
@@ -83,10 +83,15 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
         "assets/account_metrics/account_metrics.sql": [account_metrics_sql(config)],
         "assets/account_health/account_health.sql": [account_health_sql(config, with_history=h) for h in (True, False)],
     }
-    for name in ("activity_in_range", "activity_loaded", "quarantine_undated_rows", "superseded_copies"):
+    rendered[f"{raw}activity_classified.sql"] = [
+        render(PACKAGE_DIR / f"{raw}activity_classified.sql", activity=a, any_stored=any_stored)
+        for a in activities for any_stored in (True, False)]
+    for name in ("activity_in_range", "kept_copies", "activity_loaded", "quarantine_undated_rows",
+                 "superseded_copies"):
         rendered[f"{raw}{name}.sql"] = [render(PACKAGE_DIR / f"{raw}{name}.sql", activity=a) for a in activities]
-    rendered[f"{raw}activity_classified.sql"] = [render(PACKAGE_DIR / f"{raw}activity_classified.sql", activity=a,
-                                                        stored=stored) for a in activities for stored in (True, False)]
+    rendered[f"{raw}stored_elsewhere.sql"] = [
+        render(PACKAGE_DIR / f"{raw}stored_elsewhere.sql", activity=a, stored=stored, same_id_type=same)
+        for a in activities for stored in (True, False) for same in (True, False)]
     for name in ("contact_metrics/contact_metrics", "sync_export/sync_export", "contact_usage/contact_usage"):
         rendered[f"assets/{name}.sql"] = [render(PACKAGE_DIR / f"assets/{name}.sql", config=config)]
     for name in ("raw_ids_and_times", "raw_ids_unique", "raw_times_in_partition"):

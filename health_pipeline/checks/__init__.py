@@ -23,9 +23,9 @@ from health_pipeline.contract import sync_table_columns
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.sql import SqlFolder, table_exists
 
-# The columns every later asset reads from the raw activity tables.
+# The columns of the raw activity tables that the checks and the later extractions read.
 RAW_COLUMNS = {
-    "raw.events": ("activity_date", "event_id", "user_id", "session_id", "time", "event_table_name"),
+    "raw.events": ("activity_date", "event_id", "user_id", "time"),
     "raw.sessions": ("activity_date", "session_id", "user_id", "time"),
 }
 RAW_IDS = {"raw.events": "event_id", "raw.sessions": "session_id"}

@@ -19,6 +19,13 @@
 {%- else %}TRY_CAST({{ name | quote }} AS {{ cast }}){% endif %}
 {%- endmacro %}
 
+{# An id as the key rows are deduplicated and joined by: an integer id as it is (its text form,
+   which raw.<table> stores, is one to one with it, and hashing integers is cheaper); any other
+   id as its value. #}
+{% macro key(t, name) -%}
+{% if t.is_integer(name) %}{{ name | quote }}{% else %}{{ value(t, name) }}{% endif %} AS {{ name | quote }}
+{%- endmacro %}
+
 {% macro column(t, name, cast="VARCHAR") -%}
 {{ value(t, name, cast) }} AS {{ name | quote }}
 {%- endmacro %}

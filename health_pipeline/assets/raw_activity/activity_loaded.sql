@@ -1,6 +1,5 @@
--- The loaded rows of an activity table, as raw.<table> stores them: a view, not a copy, since
--- they are read once, by the swap.
+-- The loaded rows of an activity table, as raw.<table> stores them: its day, id (an integer id
+-- as it is, which stores in a fraction of its text's space), contact and time.
 CREATE OR REPLACE TEMP VIEW {{ (activity.name ~ "_loaded") | quote }} AS
-SELECT CAST("time" AS DATE) AS activity_date, {{ activity.id_column | quote }}, contact_id AS user_id,
-       {% for c in activity.extra_columns %}{{ c | quote }}, {% endfor %}"time"
+SELECT CAST("time" AS DATE) AS activity_date, {{ activity.id_column | quote }}, contact_id AS user_id, "time"
 FROM {{ (activity.name ~ "_classified") | quote }} WHERE outcome = 'loaded'

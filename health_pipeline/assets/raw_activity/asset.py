@@ -1,10 +1,21 @@
-"""raw_activity: load raw sessions and events for a range of days, and snapshot the dimensions.
+"""raw_activity: extract a range of days from the raw exports into the compact daily fact, and
+snapshot the dimensions.
 
-One step writes nine tables, each its own asset in the UI: raw.events and raw.sessions for the
+One step writes ten tables, each its own asset in the UI: core.daily_contact_activity (the
+fact every metric reads), raw.events (the ledger of kept event ids) and raw.sessions for the
 range; the current raw.accounts, raw.contacts, raw.identity_map and raw.outcomes snapshots
 (identity merges resolved, so every later asset works on one clean notion of "a contact"); the
 point-in-time raw.account_history and raw.contact_history, which every later asset reads its
 attributes from as they were on the day it computes; and the range's raw.quarantine rows.
+
+Events are extracted in batches of days sized to DuckDB's memory limit (`event_batch_plan`).
+Each batch reads the raw files once into a staging table, classifies every row in a view
+(deduplicated by event_id, attributed through identity merges, excluded or quarantined), and
+from that view writes the fact's rows, the ledger's and the quarantine's. The fact is never
+computed from stored events. raw.events keeps each kept event's day, id, contact and time only:
+enough to deduplicate a later run's copies exactly and to audit the result, at a third of the
+cost of storing whole events (docs/performance.md). When a run keeps an earlier copy of an id
+that another run stored on a later day, that day is extracted again in the same transaction.
 
 Every raw row ends in exactly one place: loaded, dropped as a duplicate, left out as an
 excluded identity (raw.contacts.excluded_reason says why), or set aside in raw.quarantine
@@ -16,6 +27,7 @@ it was.
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -24,13 +36,25 @@ from health_pipeline.assets import DAILY, materialized
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditContext, audit, check_specs
 from health_pipeline.partitions import date_range
 from health_pipeline.progress import report_progress
-from health_pipeline.publish import replace_table, swap_range, table_metadata, transaction
+from health_pipeline.publish import (
+    day_batches,
+    memory_limit_bytes,
+    replace_table,
+    swap_range,
+    table_metadata,
+    transaction,
+)
 from health_pipeline.raw_input import RAW_TABLES, RawTable
 from health_pipeline.resources import RawSource, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.sql import SqlFolder, scalar, table_exists
 
 SQL = SqlFolder(__file__)
+# A staged raw event (its columns as text, its file and row) takes about this many bytes in
+# DuckDB, with the hash tables that deduplicate it: measured at scale M (docs/performance.md).
+STAGED_EVENT_BYTES = 200
+MEMORY_SHARE = 0.5  # of DuckDB's memory limit, for one batch's staged events
+CSV_BYTES_PER_EVENT = 100  # a CSV export's row, for the batch plan when there is no parquet metadata
 MAX_MERGE_DEPTH = 32  # merge chains longer than this are treated as cycles
 # The customer outcomes the outcomes export may hold.
 CUSTOMER_OUTCOMES = ("renewed", "churned", "downgraded", "expanded")
@@ -39,8 +63,15 @@ LOADED, DUPLICATE, EXCLUDED = "loaded", "duplicate", "excluded"
 
 # asset key -> (warehouse table, what a row is)
 TABLES = {
-    "raw_events": ("raw.events", "One row per product event of a counted contact, deduplicated by event_id, in UTC: "
-                                 "activity_date, event_id, user_id (the contact), session_id, event_table_name, time."),
+    "daily_contact_activity": (
+        "core.daily_contact_activity",
+        "One row per contact per UTC day with any session or event: the compact fact every metric reads. "
+        "sessions started, events of any name, last_seen_at (the latest session or event time that day), "
+        "`<event>_count` for each tracked event, and first_session_activated: whether the day's first session "
+        "included the onboarding first-session event (null on days without a session)."),
+    "raw_events": ("raw.events", "One row per kept product event of a counted contact, deduplicated by event_id, "
+                                 "in UTC: activity_date, event_id, user_id (the contact), time. The ledger that "
+                                 "deduplicates later runs' copies; the fact holds the counts."),
     "raw_sessions": ("raw.sessions", "One row per session of a counted contact, deduplicated by session_id, in UTC: "
                                      "activity_date, session_id, user_id (the contact), time."),
     "accounts": ("raw.accounts", "One row per account of the current accounts export that loaded (the snapshot "
@@ -136,23 +167,33 @@ def stage_dimensions(conn: duckdb.DuckDBPyConnection, tables: dict, config: Heal
     }
 
 
-def stage_activity(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, bounds: dict) -> dict:
-    """Stage one activity table's rows for the range (<name>_loaded) and its bad rows; return
-    what was read, dropped, quarantined and kept."""
+def stage_classified(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, bounds: dict, stored: bool,
+                     shape_only: bool = False) -> None:
+    """Stage an activity table's rows in [range_start, range_end) (none, if `shape_only`) and
+    define their classification (<name>_classified) and the loaded rows (<name>_loaded) as views
+    over them."""
+    params = {**activity.raw.params, **(bounds if not shape_only else {})}
     with activity.raw.reading(conn):
-        SQL.run(conn, "activity_in_range", {**activity.raw.params, **bounds}, activity=activity)
-    stored = table_exists(conn, f"raw.{activity.name}")  # copies earlier runs stored on other days
-    SQL.run(conn, "activity_classified", _range(bounds) if stored else {}, activity=activity, stored=stored)
+        SQL.run(conn, "activity_in_range", params, activity=activity, shape_only=shape_only)
+    SQL.run(conn, "kept_copies", activity=activity)
+    same_id_type = stored and (_column_type(conn, "raw", activity.name, activity.id_column)
+                               == _column_type(conn, "main", f"{activity.name}_in_range", activity.id_column))
+    SQL.run(conn, "stored_elsewhere", _range(bounds) if stored else {}, activity=activity, stored=stored,
+            same_id_type=same_id_type)
+    any_stored = bool(scalar(conn, f"SELECT count(*) FROM {activity.name}_stored_elsewhere"))
+    SQL.run(conn, "activity_classified", activity=activity, any_stored=any_stored)
     SQL.run(conn, "activity_loaded", activity=activity)
-    classified = f"{activity.name}_classified"
-    SQL.run(conn, "quarantine_classified_rows", {"source_table": activity.raw.name},
-            classified=classified, activity=activity)
-    with activity.raw.reading(conn):
-        SQL.run(conn, "quarantine_undated_rows",
-                {**activity.raw.params, "source_table": activity.raw.name, "future_limit": bounds["future_limit"]},
-                activity=activity)
-    outcomes = dict(conn.execute(f"SELECT outcome, count(*) FROM {classified} GROUP BY outcome").fetchall())
-    read, name = sum(outcomes.values()), activity.name
+
+
+def _column_type(conn: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> str | None:
+    return scalar(conn, "SELECT any_value(data_type) FROM duckdb_columns() "
+                        "WHERE schema_name = $schema AND table_name = $table AND column_name = $column",
+                  {"schema": schema, "table": table, "column": column})
+
+
+def outcome_counts(name: str, outcomes: dict) -> dict:
+    """What was read, dropped, quarantined and kept, from the rows per outcome."""
+    read = sum(outcomes.values())
     return {
         f"{name}_read": read,
         f"{name}_duplicates_dropped": outcomes.get(DUPLICATE, 0),
@@ -162,45 +203,154 @@ def stage_activity(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, bou
     }
 
 
+def stage_sessions(conn: duckdb.DuckDBPyConnection, sessions: ActivityTable, bounds: dict) -> dict:
+    """Stage the range's sessions (sessions_loaded) and their bad rows; return what was read,
+    dropped, quarantined and kept."""
+    stage_classified(conn, sessions, bounds, stored=table_exists(conn, "raw.sessions"))
+    SQL.run(conn, "quarantine_classified_rows", {"source_table": sessions.raw.name},
+            classified="sessions_classified", activity=sessions)
+    outcomes = dict(conn.execute("SELECT outcome, count(*) FROM sessions_classified GROUP BY outcome").fetchall())
+    return outcome_counts("sessions", outcomes)
+
+
+def stage_undated(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, future_limit: dt.datetime) -> None:
+    """Stage the rows of an activity table that no day can hold (no usable time, or too far in the future)."""
+    with activity.raw.reading(conn):
+        SQL.run(conn, "quarantine_undated_rows",
+                {**activity.raw.params, "source_table": activity.raw.name, "future_limit": future_limit},
+                activity=activity)
+
+
 def _range(bounds: dict) -> dict:
     return {"range_start": bounds["range_start"], "range_end": bounds["range_end"]}
 
 
+def _bounds(first_day: dt.date, last_day: dt.date, future_limit: dt.datetime) -> dict:
+    return {"range_start": dt.datetime.combine(first_day, dt.time()),
+            "range_end": dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time()),
+            "future_limit": future_limit}
+
+
+def fact_params(config: HealthConfig) -> dict:
+    return {"first_session_event": config.onboarding.first_session_event,
+            **{f"tracked_event_{i}": event for i, event in enumerate(config.tracked_events, start=1)}}
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What the staged range's events are extracted with, batch by batch, inside the swap."""
+
+    events: ActivityTable
+    config: HealthConfig
+    future_limit: dt.datetime
+    batch_days: int
+
+    def stage_shapes(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Empty tables shaped like the ledger's and the fact's rows, staged from the same
+        statements over no rows, so the swap can create and conform raw.events and
+        core.daily_contact_activity before its transaction."""
+        day = dt.date(1970, 1, 1)
+        # The fact's statement reads raw.sessions: on a new warehouse, create it as the swap would.
+        conn.execute("CREATE TABLE IF NOT EXISTS raw.sessions AS SELECT * FROM sessions_loaded LIMIT 0")
+        stage_classified(conn, self.events, {}, stored=False, shape_only=True)
+        conn.execute("CREATE OR REPLACE TEMP TABLE events_ledger_shape AS SELECT * FROM events_loaded LIMIT 0")
+        fact = self.count(conn, day, day)
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE daily_fact_shape AS {fact} LIMIT 0",
+                     _range(_bounds(day, day, self.future_limit)))
+
+    def count(self, conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: dt.date) -> str:
+        """Count the staged events per contact and day (events_counted); return the fact's SELECT."""
+        params = {**fact_params(self.config), **_range(_bounds(first_day, last_day, self.future_limit))}
+        SQL.run(conn, "events_counted", params, config=self.config)
+        return SQL.render("daily_contact_activity", config=self.config)
+
+    def batch(self, conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: dt.date) -> tuple[dict, list]:
+        """Inside the swap: replace the events of [first_day, last_day] in the ledger, the fact and
+        the quarantine with what the raw files hold for those days. Returns the rows per outcome
+        (and the misspelled names) and the days outside the batch whose stored copies lost to
+        earlier ones here."""
+        report_progress(f"reading raw {self.events.raw.name} ({len(self.events.raw.files):,} files) "
+                        f"for {first_day} .. {last_day}")
+        bounds = _bounds(first_day, last_day, self.future_limit)
+        days = {"first_day": first_day, "last_day": last_day}
+        for table, column in (("raw.events", "activity_date"), ("core.daily_contact_activity", "activity_date"),
+                              ("raw.quarantine", "partition_date")):
+            only_events = " AND source_table = $source_table" if table == "raw.quarantine" else ""
+            conn.execute(f"DELETE FROM {table} WHERE {column} BETWEEN $first_day AND $last_day{only_events}",
+                         {**days, **({"source_table": self.events.raw.name} if only_events else {})})
+        stage_classified(conn, self.events, bounds, stored=True)
+        superseded = []
+        if scalar(conn, "SELECT count(*) FROM events_stored_elsewhere"):  # else nothing to supersede
+            superseded = [day for (day,) in SQL.run(conn, "superseded_copies", _range(bounds),
+                                                     activity=self.events).fetchall()]
+        conn.execute("INSERT INTO raw.events BY NAME SELECT * FROM events_loaded")
+        SQL.run(conn, "quarantine_classified_rows", {"source_table": self.events.raw.name},
+                classified="events_classified", activity=self.events, into="raw.quarantine")
+        fact = self.count(conn, first_day, last_day)
+        conn.execute(f"INSERT INTO core.daily_contact_activity BY NAME {fact}", _range(bounds))
+        outcomes = dict(conn.execute("SELECT outcome, sum(events) FROM events_counted GROUP BY ALL").fetchall())
+        misspelled = SQL.run(conn, "event_names_in_another_case",
+                             {"tracked_events": list(self.config.tracked_events)}).fetchall()
+        return {"outcomes": outcomes, "misspelled": misspelled}, superseded
+
+
+def event_batch_plan(conn: duckdb.DuckDBPyConnection, events: RawTable, first_day: dt.date,
+                     last_day: dt.date) -> dict:
+    """How many days of raw events one batch stages: as many as half of DuckDB's memory limit
+    holds at STAGED_EVENT_BYTES an event, at the raw files' average events per day."""
+    per_day = events_per_day(conn, events)
+    limit = memory_limit_bytes(conn)
+    range_days = (last_day - first_day).days + 1
+    days = max(1, min(range_days, int(limit * MEMORY_SHARE) // max(1, per_day * STAGED_EVENT_BYTES)))
+    batches = -(-range_days // days)
+    return {
+        "batch_days": days, "batches": batches,
+        "batch_plan": f"{batches} batch{'es' if batches > 1 else ''} of up to {days} day{'s' if days > 1 else ''}: "
+                      f"about {per_day:,} raw events a day, and half of DuckDB's memory limit "
+                      f"({limit / 2**30:.1f} GiB) stages {days} such days",
+    }
+
+
+def events_per_day(conn: duckdb.DuckDBPyConnection, events: RawTable) -> int:
+    """The raw event files' average rows per day they cover, from their parquet metadata and
+    statistics. Without both (a CSV export, or times as text): their size at
+    CSV_BYTES_PER_EVENT, as if they held one day, which errs towards smaller batches."""
+    if events.is_csv or not events.is_plain_timestamp("time"):
+        return sum(Path(f).stat().st_size for f in events.files) // CSV_BYTES_PER_EVENT
+    rows, days = conn.execute(SQL.render("events_per_day"), {"files": list(events.files)}).fetchall()[0]
+    return int(rows // max(1, days or 1))
+
+
 def stage_extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: HealthConfig,
-                  first_day: dt.date, last_day: dt.date, now: dt.datetime) -> dict:
-    """Read every raw file and stage what the range's tables will hold: the dimension snapshots,
-    the loaded sessions and events for [first_day, last_day], and the quarantine rows. Nothing is
-    written yet. `now` is the run's clock (UTC, naive) for the future-time rule. Returns the
-    figures the asset reports."""
+                  first_day: dt.date, last_day: dt.date, now: dt.datetime) -> tuple[dict, Extraction]:
+    """Read the dimension exports and the range's sessions and stage what the range's tables will
+    hold, except the events, which the swap extracts batch by batch (the returned Extraction).
+    Nothing is written yet. `now` is the run's clock (UTC, naive) for the future-time rule.
+    Returns the figures the asset reports, and the extraction."""
     tables = {name: raw.table(conn, name) for name in RAW_TABLES}
     SQL.run(conn, "quarantine_rows")
     # Created outside the swap's transaction, as publish.transaction explains.
-    for bookkeeping in ("accepted_snapshots", "days_to_refresh", "account_history", "contact_history", "history_runs"):
+    for bookkeeping in ("accepted_snapshots", "account_history", "contact_history", "history_runs"):
         SQL.run(conn, bookkeeping)
-    bounds = {
-        "range_start": dt.datetime.combine(first_day, dt.time()),
-        "range_end": dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time()),
-        "future_limit": now + dt.timedelta(hours=raw.future_tolerance_hours),
-    }
+    bounds = _bounds(first_day, last_day, now + dt.timedelta(hours=raw.future_tolerance_hours))
     report_progress("reading accounts, users, identity merges and outcomes")
     counts = stage_dimensions(conn, tables, config)
-    for activity in activity_tables(tables):
-        report_progress(f"reading raw {activity.raw.name} ({len(activity.raw.files):,} files)")
-        counts |= stage_activity(conn, activity, bounds)
-    misspelled = SQL.run(conn, "event_names_in_another_case", {"tracked_events": list(config.tracked_events)})
-    counts["event_names_in_another_case"] = ", ".join(
-        f"{name} ({n:,} events; tracked as {tracked})" for name, tracked, n in misspelled.fetchall()) or "none"
-    for source, reason, n in conn.execute(
-        "SELECT source_table, reason, count(*) FROM quarantine_rows GROUP BY ALL ORDER BY ALL"
-    ).fetchall():
-        counts[f"quarantined.{source}.{reason}"] = n
-    return counts
+    sessions, events = activity_tables(tables)
+    report_progress(f"reading raw {sessions.raw.name} ({len(sessions.raw.files):,} files)")
+    counts |= stage_sessions(conn, sessions, bounds)
+    for activity in (sessions, events):
+        stage_undated(conn, activity, bounds["future_limit"])
+    plan = event_batch_plan(conn, events.raw, first_day, last_day)
+    extraction = Extraction(events, config, bounds["future_limit"], plan["batch_days"])
+    extraction.stage_shapes(conn)
+    return counts | {f"events_{k}": v for k, v in plan.items()}, extraction
 
 
-# dated table -> (its date column, the staged rows that replace the range)
+# dated table -> (its date column, the staged rows that replace the range; events are added batch by batch)
 DATED = {
     "raw.sessions": ("activity_date", "sessions_loaded"),
-    "raw.events": ("activity_date", "events_loaded"),
+    "raw.events": ("activity_date", "events_ledger_shape"),
+    "core.daily_contact_activity": ("activity_date", "daily_fact_shape"),
     "raw.quarantine": ("partition_date", "quarantine_rows"),
 }
 # snapshot table -> the staged rows that replace it whole
@@ -230,32 +380,90 @@ def record_history(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day
     return written
 
 
-def swap_staged(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: dt.date, now: dt.datetime) -> dict:
+def swap_staged(conn: duckdb.DuckDBPyConnection, extraction: Extraction, first_day: dt.date, last_day: dt.date,
+                now: dt.datetime) -> dict:
     """Inside a `transaction`: replace the snapshots and the range's dated rows with what
-    stage_extract staged, record the snapshots in the history, and drop the copies on other days
-    that this range's earlier copies supersede (queuing those days for the daily fact); return
-    the rows written per table."""
+    stage_extract staged, record the snapshots in the history, extract the range's events batch by
+    batch, and extract again the days outside the range whose stored copies lost to earlier ones
+    in it. Returns the rows written per table, the events' counts and the days extracted again."""
     written = {table: replace_table(conn, table, staged) for table, staged in SNAPSHOTS.items()}
     written |= record_history(conn, first_day, last_day, now)
     for table, (date_column, staged) in DATED.items():
         written[table] = swap_range(conn, table, date_column, first_day, last_day, staged)
-    bounds = {"range_start": dt.datetime.combine(first_day, dt.time()),
-              "range_end": dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time())}
-    for name in ("sessions", "events"):
-        superseded = SQL.run(conn, "superseded_copies", bounds,
-                             activity=ActivityTable(name, None, ID_COLUMN[name], ())).fetchall()
-        days = sorted({day for (day,) in superseded})
-        SQL.run(conn, "queue_days", {"days": days})
-        written[f"{name}_superseded_on_later_days"] = len(superseded)
+    bounds = _range(_bounds(first_day, last_day, now))
+    superseded = SQL.run(conn, "superseded_copies", bounds, activity=activity_tables_named("sessions")).fetchall()
+    written["sessions_superseded_on_later_days"] = len(superseded)
+    again = {day for (day,) in superseded}
+    outcomes, misspelled, events_superseded = {}, {}, 0
+    for batch_first, batch_last in day_batches(first_day, last_day, extraction.batch_days):
+        if (batch_first, batch_last) != (first_day, last_day):
+            report_progress(f"extracting events of {batch_first} .. {batch_last} of {first_day} .. {last_day}")
+        figures, lost = extraction.batch(conn, batch_first, batch_last)
+        _add(outcomes, figures["outcomes"])
+        _add(misspelled, {(name, tracked): n for name, tracked, n in figures["misspelled"]})
+        events_superseded += len(lost)
+        again |= set(lost)
+    written["events_superseded_on_later_days"] = events_superseded
+    # A day that lost a copy is extracted again: its copy is now a duplicate of the earlier one.
+    # Its sessions are already right (raw.sessions holds them whole); its events are read again.
+    for day in sorted(again - set(_days(first_day, last_day))):
+        report_progress(f"extracting {day} again: a copy stored there lost to an earlier one")
+        extraction.batch(conn, day, day)
+    written["days_extracted_again"] = sorted(again - set(_days(first_day, last_day)))
+    for table in ("raw.events", "core.daily_contact_activity"):
+        written[table] = scalar(conn, f"SELECT count(*) FROM {table} WHERE activity_date BETWEEN $f AND $l",
+                                {"f": first_day, "l": last_day})
+    written["raw.quarantine"] = scalar(
+        conn, "SELECT count(*) FROM raw.quarantine WHERE partition_date BETWEEN $f AND $l OR partition_date IS NULL",
+        {"f": first_day, "l": last_day})
+    written["events_outcomes"], written["events_misspelled"] = outcomes, misspelled
     return written
+
+
+def _add(total: dict, more: dict) -> None:
+    for key, n in more.items():
+        total[key] = total.get(key, 0) + int(n)
+
+
+def _days(first_day: dt.date, last_day: dt.date) -> list[dt.date]:
+    return [first_day + dt.timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+
+
+def activity_tables_named(name: str) -> ActivityTable:
+    """An activity table as the statements over stored rows need it: its name and id."""
+    return ActivityTable(name, None, ID_COLUMN[name], ())
+
+
+def events_figures(written: dict) -> dict:
+    """The events' counts, the misspelled names and the quarantine's per-reason counts of the run."""
+    figures = outcome_counts("events", written["events_outcomes"])
+    figures["event_names_in_another_case"] = ", ".join(
+        f"{name} ({n:,} events; tracked as {tracked})"
+        for (name, tracked), n in sorted(written["events_misspelled"].items())) or "none"
+    return figures
 
 
 def extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: HealthConfig,
             first_day: dt.date, last_day: dt.date, now: dt.datetime) -> dict:
     """stage_extract, then swap everything in one transaction, unaudited (the asset audits)."""
-    counts = stage_extract(conn, raw, config, first_day, last_day, now)
+    counts, extraction = stage_extract(conn, raw, config, first_day, last_day, now)
     with transaction(conn, {table: staged for table, (_, staged) in DATED.items()}):
-        counts |= {f"written.{t}": n for t, n in swap_staged(conn, first_day, last_day, now).items()}
+        written = swap_staged(conn, extraction, first_day, last_day, now)
+    return _figures(conn, counts, written, first_day, last_day)
+
+
+def _figures(conn: duckdb.DuckDBPyConnection, counts: dict, written: dict, first_day, last_day) -> dict:
+    """The run's figures: what stage_extract counted, the events' counts, each table's rows
+    written (`written.<table>`) and the quarantine's rows per source and reason."""
+    counts = {**counts, **events_figures(written),
+              **{f"written.{t}": n for t, n in written.items() if not t.startswith("events_outcomes")
+                 and t != "events_misspelled"}}
+    for source, reason, n in conn.execute(
+        "SELECT source_table, reason, count(*) FROM raw.quarantine "
+        "WHERE partition_date BETWEEN $f AND $l OR partition_date IS NULL GROUP BY ALL ORDER BY ALL",
+        {"f": first_day, "l": last_day},
+    ).fetchall():
+        counts[f"quarantined.{source}.{reason}"] = n
     return counts
 
 
@@ -268,7 +476,13 @@ def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date,
     written = {table: counts[f"written.{table}"] for table in (*SNAPSHOTS, *HISTORIES, *DATED)}
     events["events_superseded_on_later_days"] = counts["written.events_superseded_on_later_days"]
     sessions["sessions_superseded_on_later_days"] = counts["written.sessions_superseded_on_later_days"]
+    again = counts["written.days_extracted_again"]
     return {
+        "daily_contact_activity": table_metadata(
+            conn, "core.daily_contact_activity", written["core.daily_contact_activity"],
+            ("activity_date", first_day, last_day), **days,
+            other_days_refreshed=", ".join(map(str, again)) or "none",
+            **{k: events[k] for k in ("events_batch_days", "events_batches", "events_batch_plan")}),
         "raw_events": table_metadata(conn, "raw.events", written["raw.events"], ("activity_date", first_day, last_day),
                                      **events, **days,
                                      event_names_in_another_case=counts["event_names_in_another_case"]),
@@ -316,22 +530,26 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
     @dg.multi_asset(name="raw_activity", specs=specs, check_specs=check_specs(config, "raw_events", "accounts"),
                     **DAILY)
     def raw_activity(context: dg.AssetExecutionContext, warehouse: Warehouse, raw_source: RawSource):
-        """Loads raw sessions and events for the run's days and snapshots accounts, contacts and
-        identity merges from the current raw exports; bad rows go to the quarantine. Every table
-        is swapped in and audited in one transaction, committed only if the checks pass."""
+        """Extracts the run's days from the raw sessions and events into the daily fact and
+        snapshots accounts, contacts and identity merges from the current raw exports; bad rows go
+        to the quarantine. Every table is swapped in and audited in one transaction, committed
+        only if the checks pass."""
         first_day, last_day = date_range(context.partition_time_window)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         if added := raw_source.add_live_sample_days(last_day):
             context.log.info(f"live sample: generated {added[0]} .. {added[-1]} in {raw_source.raw_dir}")
         with warehouse.get_connection() as conn:
-            counts = stage_extract(conn, raw_source, config, first_day, last_day, now)
+            counts, extraction = stage_extract(conn, raw_source, config, first_day, last_day, now)
             checks = AuditContext(known_gaps=raw_source.known_gap_days, snapshot_max_drop=raw_source.snapshot_max_drop,
                                   accept_snapshot=context.run.tags.get(ACCEPT_SNAPSHOT_TAG) == "true")
             with transaction(conn, {table: staged for table, (_, staged) in DATED.items()}):
-                counts |= {f"written.{t}": n for t, n in swap_staged(conn, first_day, last_day, now).items()}
+                written = swap_staged(conn, extraction, first_day, last_day, now)
                 yield from audit(config, ("raw_events", "accounts"), conn, first_day, last_day, checks)
                 SQL.run(conn, "accepted_snapshot", {"accepted_at": now})
-            metadata = _metadata(conn, counts, first_day, last_day)
+            metadata = _metadata(conn, _figures(conn, counts, written, first_day, last_day), first_day, last_day)
+        for day in written["days_extracted_again"]:
+            yield dg.AssetMaterialization(asset_key="daily_contact_activity", partition=day.isoformat(),
+                                          metadata={"refreshed_by_the_run_of": last_day.isoformat()})
         for key, meta in metadata.items():
             yield from materialized(context, meta, asset_key=key)
 
