@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -74,18 +75,25 @@ def write_snapshot_files(
     The days are read one after another on the caller's connection (its transaction holds the
     rows), while a thread per core writes the files already read: pyarrow releases the GIL, so
     a backfill's thousands of files are written in parallel with the reads."""
-    day, writes = first_day, []
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    day, files, writing = first_day, 0, deque()
+    workers = os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         while day <= last_day:
             rows = conn.sql(
                 f"SELECT * FROM {table} WHERE snapshot_date = $day ORDER BY {quote(key)}", params={"day": day}
             ).to_arrow_table()
-            writes += [pool.submit(write_atomically, rows, out_dir / f"snapshot_date={day.isoformat()}{suffix}")
-                       for suffix in (".parquet", ".csv")]
+            writing += [pool.submit(write_atomically, rows, out_dir / f"snapshot_date={day.isoformat()}{suffix}")
+                        for suffix in (".parquet", ".csv")]
+            # At most a day per thread waits in memory: reads outpace writes, and a backfill's days
+            # held all at once took 1.5 GB at scale M.
+            while len(writing) > 2 * workers:
+                writing.popleft().result()  # a failed write fails the export
+                files += 1
             day += dt.timedelta(days=1)
-        for write in writes:
-            write.result()  # a failed write fails the export
-    return len(writes)
+        while writing:
+            writing.popleft().result()
+            files += 1
+    return files
 
 
 def files_metadata(out_dir: Path, files: int) -> dict[str, dg.MetadataValue]:
