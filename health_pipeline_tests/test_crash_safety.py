@@ -131,7 +131,8 @@ def test_a_run_killed_inside_a_swap_leaves_the_previous_rows_whole(clean, tmp_pa
 def test_killed_run_leaves_a_temp_file_that_the_next_run_removes(clean, tmp_path):
     shutil.copytree(clean[0] / "raw", tmp_path / "raw")
     kill_at(tmp_path, "tmp:3")
-    assert len(list((tmp_path / "exports").rglob(".snapshot_date=*.tmp"))) == 1
+    # One per writing thread at most: the files are written in parallel (export_files.write_snapshot_files).
+    assert 1 <= len(list((tmp_path / "exports").rglob(".snapshot_date=*.tmp"))) <= (os.cpu_count() or 1)
     run_cli(tmp_path)
     assert list((tmp_path / "exports").rglob(".*")) == []
 
