@@ -120,6 +120,29 @@ def memory_limit_bytes(conn: duckdb.DuckDBPyConnection) -> int:
     return int(float(number) * _UNITS[unit])
 
 
+# Of DuckDB's memory limit, the share one batch's working set is sized to: the rest is left for
+# the hash tables and sorts around it.
+BATCH_MEMORY_SHARE = 0.5
+
+
+def plan_batches(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: dt.date, bytes_per_day: int,
+                 why: str) -> dict:
+    """How many days one batch of [first_day, last_day] holds: as many as BATCH_MEMORY_SHARE of
+    DuckDB's memory limit fits at `bytes_per_day`, at least one and at most the range. Returns
+    batch_days, batches and batch_plan, the sentence the run's metadata shows (`why` says what a
+    day costs)."""
+    limit = memory_limit_bytes(conn)
+    range_days = (last_day - first_day).days + 1
+    days = max(1, min(range_days, int(limit * BATCH_MEMORY_SHARE) // max(1, bytes_per_day)))
+    batches = -(-range_days // days)
+    return {
+        "batch_days": days,
+        "batches": batches,
+        "batch_plan": f"{batches} batch{'es' if batches > 1 else ''} of up to {days} day{'s' if days > 1 else ''}: "
+                      f"{why}, and half of DuckDB's memory limit ({limit / 2**30:.1f} GiB) holds {days} such days",
+    }
+
+
 def day_batches(first_day: dt.date, last_day: dt.date, days: int):
     """[first_day, last_day] cut into consecutive (first, last) pieces of at most `days` days."""
     while first_day <= last_day:

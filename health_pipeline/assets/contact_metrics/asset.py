@@ -8,7 +8,7 @@ import duckdb
 from health_pipeline.assets import daily_asset, materialized, publish_range, refreshed_through
 from health_pipeline.checks import check_specs
 from health_pipeline.partitions import date_range
-from health_pipeline.publish import memory_limit_bytes
+from health_pipeline.publish import plan_batches
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.sql import SqlFolder, scalar
@@ -21,26 +21,16 @@ LOOKBACK_DAYS = 89  # W90 reaches back 89 days before D
 # A batch therefore holds as many snapshot dates as half the memory limit fits, at this many
 # bytes per joined fact row: measured at scale M, where 10 days (14.7M joined rows) stay in 2 GB.
 BYTES_PER_JOINED_ROW = 64
-MEMORY_SHARE = 0.5
 
 
 def batch_plan(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: dt.date) -> dict:
-    """How many snapshot dates one statement computes: from DuckDB's memory limit and the fact
-    rows that one snapshot date joins (those of the 90 days up to the range's last day)."""
+    """How many snapshot dates one statement computes (publish.plan_batches), from the fact rows
+    that one snapshot date joins: those of the 90 days up to the range's last day."""
     joined_per_day = scalar(conn, "SELECT count(*) FROM core.daily_contact_activity "
                                   "WHERE activity_date BETWEEN $last_day::DATE - $lookback_days AND $last_day",
                             {"last_day": last_day, "lookback_days": LOOKBACK_DAYS})
-    limit = memory_limit_bytes(conn)
-    range_days = (last_day - first_day).days + 1
-    days = max(1, min(range_days, int(limit * MEMORY_SHARE) // max(1, joined_per_day * BYTES_PER_JOINED_ROW)))
-    batches = -(-range_days // days)
-    return {
-        "batch_days": days,
-        "batches": batches,
-        "batch_plan": f"{batches} batch{'es' if batches > 1 else ''} of up to {days} day{'s' if days > 1 else ''}: "
-                      f"each snapshot date joins about {joined_per_day:,} fact rows, and half of DuckDB's memory "
-                      f"limit ({limit / 2**30:.1f} GiB) holds {days} such dates",
-    }
+    return plan_batches(conn, first_day, last_day, joined_per_day * BYTES_PER_JOINED_ROW,
+                        f"each snapshot date joins about {joined_per_day:,} fact rows")
 
 
 def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:

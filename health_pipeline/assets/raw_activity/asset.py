@@ -38,7 +38,7 @@ from health_pipeline.partitions import date_range
 from health_pipeline.progress import report_progress
 from health_pipeline.publish import (
     day_batches,
-    memory_limit_bytes,
+    plan_batches,
     replace_table,
     swap_range,
     table_metadata,
@@ -53,7 +53,6 @@ SQL = SqlFolder(__file__)
 # A staged raw event (its columns as text, its file and row) takes about this many bytes in
 # DuckDB, with the hash tables that deduplicate it: measured at scale M (docs/performance.md).
 STAGED_EVENT_BYTES = 200
-MEMORY_SHARE = 0.5  # of DuckDB's memory limit, for one batch's staged events
 CSV_BYTES_PER_EVENT = 100  # a CSV export's row, for the batch plan when there is no parquet metadata
 MAX_MERGE_DEPTH = 32  # merge chains longer than this are treated as cycles
 # The customer outcomes the outcomes export may hold.
@@ -296,19 +295,11 @@ class Extraction:
 
 def event_batch_plan(conn: duckdb.DuckDBPyConnection, events: RawTable, first_day: dt.date,
                      last_day: dt.date) -> dict:
-    """How many days of raw events one batch stages: as many as half of DuckDB's memory limit
-    holds at STAGED_EVENT_BYTES an event, at the raw files' average events per day."""
+    """How many days of raw events one batch stages (publish.plan_batches), at STAGED_EVENT_BYTES
+    an event and the raw files' average events per day."""
     per_day = events_per_day(conn, events)
-    limit = memory_limit_bytes(conn)
-    range_days = (last_day - first_day).days + 1
-    days = max(1, min(range_days, int(limit * MEMORY_SHARE) // max(1, per_day * STAGED_EVENT_BYTES)))
-    batches = -(-range_days // days)
-    return {
-        "batch_days": days, "batches": batches,
-        "batch_plan": f"{batches} batch{'es' if batches > 1 else ''} of up to {days} day{'s' if days > 1 else ''}: "
-                      f"about {per_day:,} raw events a day, and half of DuckDB's memory limit "
-                      f"({limit / 2**30:.1f} GiB) stages {days} such days",
-    }
+    return plan_batches(conn, first_day, last_day, per_day * STAGED_EVENT_BYTES,
+                        f"about {per_day:,} raw events a day")
 
 
 def events_per_day(conn: duckdb.DuckDBPyConnection, events: RawTable) -> int:
@@ -396,8 +387,6 @@ def swap_staged(conn: duckdb.DuckDBPyConnection, extraction: Extraction, first_d
     again = {day for (day,) in superseded}
     outcomes, misspelled, events_superseded = {}, {}, 0
     for batch_first, batch_last in day_batches(first_day, last_day, extraction.batch_days):
-        if (batch_first, batch_last) != (first_day, last_day):
-            report_progress(f"extracting events of {batch_first} .. {batch_last} of {first_day} .. {last_day}")
         figures, lost = extraction.batch(conn, batch_first, batch_last)
         _add(outcomes, figures["outcomes"])
         _add(misspelled, {(name, tracked): n for name, tracked, n in figures["misspelled"]})
@@ -406,10 +395,10 @@ def swap_staged(conn: duckdb.DuckDBPyConnection, extraction: Extraction, first_d
     written["events_superseded_on_later_days"] = events_superseded
     # A day that lost a copy is extracted again: its copy is now a duplicate of the earlier one.
     # Its sessions are already right (raw.sessions holds them whole); its events are read again.
-    for day in sorted(again - set(_days(first_day, last_day))):
+    written["days_extracted_again"] = sorted(day for day in again if not first_day <= day <= last_day)
+    for day in written["days_extracted_again"]:
         report_progress(f"extracting {day} again: a copy stored there lost to an earlier one")
         extraction.batch(conn, day, day)
-    written["days_extracted_again"] = sorted(again - set(_days(first_day, last_day)))
     for table in ("raw.events", "core.daily_contact_activity"):
         written[table] = scalar(conn, f"SELECT count(*) FROM {table} WHERE activity_date BETWEEN $f AND $l",
                                 {"f": first_day, "l": last_day})
@@ -425,17 +414,13 @@ def _add(total: dict, more: dict) -> None:
         total[key] = total.get(key, 0) + int(n)
 
 
-def _days(first_day: dt.date, last_day: dt.date) -> list[dt.date]:
-    return [first_day + dt.timedelta(days=i) for i in range((last_day - first_day).days + 1)]
-
-
 def activity_tables_named(name: str) -> ActivityTable:
     """An activity table as the statements over stored rows need it: its name and id."""
     return ActivityTable(name, None, ID_COLUMN[name], ())
 
 
 def events_figures(written: dict) -> dict:
-    """The events' counts, the misspelled names and the quarantine's per-reason counts of the run."""
+    """The events' counts and the misspelled names of the run, from what swap_staged returned."""
     figures = outcome_counts("events", written["events_outcomes"])
     figures["event_names_in_another_case"] = ", ".join(
         f"{name} ({n:,} events; tracked as {tracked})"
