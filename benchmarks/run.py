@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,34 @@ def log(message: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
+class SpillWatch:
+    """Polls a directory's total size in a thread until stopped; keeps the largest, in MB."""
+
+    def __init__(self, directory: Path, every: float = 0.25):
+        self.directory, self.every, self.peak = directory, every, 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.poll, daemon=True)
+        self.thread.start()
+
+    def size(self) -> int:
+        total = 0
+        for path in self.directory.glob("*") if self.directory.is_dir() else ():
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:  # DuckDB removed it between the listing and the stat
+                pass
+        return total
+
+    def poll(self) -> None:
+        while not self.done.wait(self.every):
+            self.peak = max(self.peak, self.size())
+
+    def stop(self) -> float:
+        self.done.set()
+        self.thread.join()
+        return round(self.peak / 2**20, 1)
+
+
 @dataclass
 class Bench:
     scale: Scale
@@ -59,16 +88,20 @@ class Bench:
         """The n-th day of the data, counting from 1."""
         return self.scale.spec().start + dt.timedelta(days=n - 1)
 
-    def task(self, request: dict, env: dict | None = None) -> dict:
-        """Run one measurement in a fresh process; add its wall time and its own peak RSS."""
+    def task(self, request: dict, env: dict | None = None, spill_dir: Path | None = None) -> dict:
+        """Run one measurement in a fresh process; add its wall time and its own peak RSS, and the
+        peak size of `spill_dir` (DuckDB's temp directory) while it ran."""
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             started = time.perf_counter()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "benchmarks.tasks", json.dumps(request)],
                 cwd=PROJECT_ROOT, env={**os.environ, **self.duckdb_env, **(env or {})}, stdout=out, stderr=err,
             )
+            spill = SpillWatch(spill_dir) if spill_dir else None
             # wait4 reports this one child's resource usage, including its peak resident set.
             _, status, usage = os.wait4(proc.pid, 0)
+            if spill:
+                result_spill = spill.stop()
             proc.returncode = os.waitstatus_to_exitcode(status)
             wall = time.perf_counter() - started
             out.seek(0), err.seek(0)
@@ -76,6 +109,8 @@ class Bench:
                 raise RuntimeError(f"task {request} failed:\n{err.read()[-4000:]}")
             result = json.loads(out.read().strip().splitlines()[-1])
         result.update(wall=wall, peak_rss_mb=round(usage.ru_maxrss / 1024, 1))  # ru_maxrss is in KiB
+        if spill:
+            result["peak_spill_mb"] = result_spill
         return result
 
     def pipeline(self, name: str, first: dt.date, last: dt.date, via: str = "dagster",
@@ -91,8 +126,9 @@ class Bench:
             "HEALTH_EXPORT_DIR": str(root / "exports"),
             "HEALTH_PARTITIONS_START": self.scale.spec().start.isoformat(),
         }
+        # DuckDB spills beside the database file unless told otherwise.
         return self.task({"task": "pipeline", "via": via, "first": first.isoformat(), "last": last.isoformat(),
-                          **({"only": only} if only else {})}, env)
+                          **({"only": only} if only else {})}, env, spill_dir=root / "warehouse.duckdb.tmp")
 
     def raw_data(self, raw_dir: Path, accounts: int | None = None, days: int | None = None) -> dict:
         """The scale's raw data, generated in a child process: a parent grown by the generator
@@ -203,6 +239,7 @@ def scenario_backfill(bench: Bench) -> tuple[dict, dict, dict]:
         "<= 3 GB", peak <= 3 * 1024,
         {k: summary(v, "peak_rss_mb") for k, v in runs.items()},
         {"backfill_peak_rss_mb": peak, "daily_peak_rss_mb": max(r["peak_rss_mb"] for r in runs["daily"]),
+         "backfill_peak_spill_mb": max(r["peak_spill_mb"] for r in runs["backfill"]),
          "duckdb_settings": bench.duckdb_env or "DuckDB defaults"},
     )
     return s2, s4, s5
@@ -465,7 +502,9 @@ def markdown(report: dict) -> str:
                    f"GROUP BY floor: {f['floor_events_per_second'] / 1e6:.2f} M events/s "
                    f"({_s(meas['group_by_floor']['median'])})", f"{f['ratio']:.2f}x")
         elif s["number"] == 5:
-            row = (f"backfill peak RSS: {f['backfill_peak_rss_mb'] / 1024:.2f} GB",
+            spill = f.get("backfill_peak_spill_mb")  # results before it was measured lack it
+            row = (f"backfill peak RSS: {f['backfill_peak_rss_mb'] / 1024:.2f} GB"
+                   + (f", peak spill on disk {spill / 1024:.2f} GB" if spill is not None else ""),
                    f"daily run: {f['daily_peak_rss_mb'] / 1024:.2f} GB", f"{f['backfill_peak_rss_mb'] / 1024:.2f} GB")
         elif s["number"] == 7:
             row = (f"score_backtest recomputed: {_s(meas['backtest_recomputed']['median'])}, inputs unchanged: "
