@@ -8,10 +8,12 @@ import html
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import vl_convert
 from hypothesis import given
 from hypothesis import strategies as st
 from markupsafe import escape
@@ -20,6 +22,7 @@ from health_pipeline import cli
 from health_pipeline.assets.morning_report.asset import report_dates
 from health_pipeline.assets.morning_report.site import build_report, page_name, report_root
 from health_pipeline.sample import SampleSpec, generate_sample
+from health_pipeline.scorecard.parser import load_config
 from health_pipeline_tests.conftest import Pipeline
 
 SPEC = SampleSpec(accounts=16, days=45, seed=5)
@@ -219,3 +222,25 @@ def test_page_names_are_safe_and_keep_plain_keys(key):
 def test_different_keys_get_different_page_names(a, b):
     if a != b:
         assert page_name(a) != page_name(b)
+
+
+def test_the_vega_bundle_is_taken_from_the_newest_site_unless_vl_convert_changed(report_run, monkeypatch):
+    pipeline, _, _ = report_run
+    newest = (report_root(pipeline.export_dir) / "latest" / "assets" / "vega.js").read_text(encoding="utf-8")
+    assert newest.startswith(f"// Vega, Vega-Lite and vega-embed, bundled by vl-convert {vl_convert.__version__}\n")
+    bundled = []
+    monkeypatch.setattr(vl_convert, "javascript_bundle", lambda: bundled.append(1) or "/* bundle */")
+    day = FIRST + dt.timedelta(days=30)
+
+    def build() -> str:
+        with pipeline.warehouse.get_connection(read_only=True) as conn:
+            site = build_report(conn, load_config(), day, pipeline.export_dir)
+        return (site.folder / "assets" / "vega.js").read_text(encoding="utf-8")
+
+    try:
+        assert build() == newest and bundled == []  # the same vl-convert: the newest site's copy
+        monkeypatch.setattr(vl_convert, "__version__", "0.0.1")
+        assert build() == "// Vega, Vega-Lite and vega-embed, bundled by vl-convert 0.0.1\n/* bundle */"
+        assert bundled == [1]
+    finally:
+        shutil.rmtree(site_of(pipeline, day), ignore_errors=True)

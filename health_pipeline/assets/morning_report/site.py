@@ -88,7 +88,8 @@ def build_report(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_d
     remove_orphaned_staging(export_dir)
     staged = staging_dir(export_dir)
     try:
-        pages = _write_site(staged / REPORT_DIR / report_date.isoformat(), data, config)
+        bundle = _vega_bundle(report_root(export_dir))
+        pages = _write_site(staged / REPORT_DIR / report_date.isoformat(), data, config, bundle)
         folder = _publish(staged, report_root(export_dir), report_date)
     finally:
         discard(staged)
@@ -216,20 +217,29 @@ def _number(value, digits: int = 1) -> str:
     return f"{value:,}"
 
 
-@functools.cache
-def _vega_bundle() -> str:
-    """Vega, Vega-Lite and vega-embed as one script, from the vl-convert package (no download)."""
+def _vega_bundle(root: Path) -> str:
+    """Vega, Vega-Lite and vega-embed as one script, from the vl-convert package (no download).
+    Bundling takes vl-convert 1.6 s and gives the same script every day, so the newest site's
+    copy is reused when its first line names the same vl-convert version."""
     import vl_convert
 
-    return vl_convert.javascript_bundle()
+    header = f"// Vega, Vega-Lite and vega-embed, bundled by vl-convert {vl_convert.__version__}\n"
+    newest = root / LATEST / "assets" / "vega.js"
+    try:
+        with newest.open(encoding="utf-8") as script:
+            if script.readline() == header:
+                return header + script.read()
+    except FileNotFoundError:
+        pass
+    return header + vl_convert.javascript_bundle()
 
 
-def _write_site(folder: Path, data: _ReportData, config: HealthConfig) -> int:
+def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bundle: str) -> int:
     """Write every page and asset of the site into `folder`; return the number of pages."""
     env = _templates()
     assets = folder / "assets"
     assets.mkdir(parents=True)
-    (assets / "vega.js").write_text(_vega_bundle(), encoding="utf-8")
+    (assets / "vega.js").write_text(vega_bundle, encoding="utf-8")
     metrics = _metric_pages(data, config)
     specs = chart_specs(data.first_day, config.components, tuple(metrics))
     (assets / "charts.js").write_text(
