@@ -2,12 +2,14 @@
 order, gives the same tables and files as one clean backfill (computed_at aside).
 
 Before, backfilling 06-10 … 06-30 and then 06-01 … 06-20 left the windows of 06-21 … 06-30
-without 06-01 … 06-09. A windowed asset now also recomputes the later days it already holds
-whose windows reach back into its run.
+without 06-01 … 06-09. A windowed asset now also recomputes every later day it already holds:
+their windows reach back into its run, and a contact's first session and last activity reach
+any later day (which a refresh bounded to the 89 days of the windows missed).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 import shutil
@@ -23,7 +25,7 @@ from hypothesis import strategies as st
 
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline_tests.conftest import Pipeline, RawData, export_files
-from health_pipeline_tests.test_bad_input import DAY, NEXT, valid
+from health_pipeline_tests.test_bad_input import DAY, NEXT, event, valid
 
 SPEC = SampleSpec(accounts=5, days=12, seed=8)
 FIRST = dt.date(2026, 6, 1)
@@ -152,3 +154,44 @@ def test_a_superseded_copy_refreshes_its_days_fact_in_the_same_run(tmp_path):
                           "WHERE user_id = 'u1' ORDER BY ALL")
     assert list(map(tuple, fact.values)) == [(DAY, 1), (NEXT, 1)]
     assert meta["other_days_refreshed"] == NEXT
+
+
+def late_first_activity() -> tuple[RawData, RawData]:
+    """Two accounts over DAY .. DAY + 100: u1's first session (activated: it saves a report) is on
+    DAY and its next on the last day; u2 of A2 is seen only on DAY. The first copy lacks DAY's rows,
+    which arrive late; the second has them."""
+    last = (dt.date.fromisoformat(DAY) + dt.timedelta(days=100)).isoformat()
+    data = valid()
+    data.accounts.append(dict(data.accounts[0], account_id="A2", name="Beta"))
+    data.users = [data.users[0], dict(user_id="u2", identity="bob@beta.com", joindate="2026-01-01",
+                                      account_id="A2", role="admin")]
+    data.sessions = [dict(session_id="2", user_id="u1", time=f"{last} 08:59:00")]
+    data.events = [event(2, time=f"{last} 09:00:00", name="run_query") | {"session_id": "2"}]
+    late = dataclasses.replace(
+        data, sessions=[*data.sessions, dict(session_id="1", user_id="u1", time=f"{DAY} 08:59:00")],
+        events=[*data.events, event(1, time=f"{DAY} 09:00:00", name="save_report"),
+                event(3, user_id="u2", time=f"{DAY} 10:00:00") | {"session_id": "3"}])
+    return data, late
+
+
+@pytest.mark.slow
+def test_a_late_day_reaches_the_recency_of_days_more_than_90_days_after_it(tmp_path):
+    """Found by trying it: a re-run refreshed the later days only as far as the 90-day windows
+    reach, but the first session and the last activity are over the whole history."""
+    early, late = late_first_activity()
+    first, last = dt.date.fromisoformat(DAY), dt.date.fromisoformat(DAY) + dt.timedelta(days=100)
+    clean = Pipeline(tmp_path / "clean", sparse=True)
+    late.write(clean.raw_dir)
+    clean.materialize(first, last)
+    rerun = Pipeline(tmp_path / "rerun", sparse=True)
+    early.write(rerun.raw_dir)
+    rerun.materialize(first, last)
+    late.write(rerun.raw_dir)
+    rerun.materialize(first, first)   # the late rows arrive, and their day is run again
+
+    metrics = rerun.query("SELECT user_id, CAST(first_session_date AS VARCHAR) AS first_session, "
+                          "first_session_activated, CAST(last_usage_date AS VARCHAR) AS last_usage "
+                          "FROM core.contact_metrics WHERE snapshot_date = $d ORDER BY user_id", {"d": last})
+    metrics = metrics.astype(object).where(metrics.notna(), None)
+    assert list(map(tuple, metrics.values)) == [("u1", DAY, True, last.isoformat()), ("u2", None, None, DAY)]
+    assert_same(exports(rerun.root), exports(clean.root))

@@ -40,19 +40,15 @@ def daily_asset(**kwargs):
     return dg.asset(**DAILY, **kwargs)
 
 
-# A snapshot date's windows reach back this many days (W90 = [D-89, D]), so a change to one day
-# of the daily fact changes the windowed rows of up to this many days after it.
-WINDOW_DAYS = 89
-
-
 def refreshed_through(conn: duckdb.DuckDBPyConnection, table: str, last_day: dt.date) -> dt.date:
-    """The last snapshot date a windowed asset recomputes when it runs up to `last_day`: the days
-    after it that the table already holds and whose windows reach back into the run, so a re-run
-    of an earlier day reaches every later day it affects, in whatever order days are run."""
+    """The last snapshot date a windowed asset recomputes when it runs up to `last_day`: every day
+    after it that the table already holds. The 28- and 90-day windows reach 89 days on, and a
+    contact's first session and last activity (`older_history` in contact_metrics.sql) reach every
+    later day, so a re-run of an earlier day reaches every day it affects, whatever the order."""
     if not table_exists(conn, table):
         return last_day
-    latest = scalar(conn, f"SELECT max(snapshot_date) FROM {table} WHERE snapshot_date BETWEEN $after AND $until",
-                    {"after": last_day + dt.timedelta(days=1), "until": last_day + dt.timedelta(days=WINDOW_DAYS)})
+    latest = scalar(conn, f"SELECT max(snapshot_date) FROM {table} WHERE snapshot_date > $after",
+                    {"after": last_day})
     return latest or last_day
 
 
