@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from markupsafe import escape
 
 from health_pipeline import cli
+from health_pipeline.assets.morning_report import site as site_module
 from health_pipeline.assets.morning_report.asset import report_dates
 from health_pipeline.assets.morning_report.site import build_report, page_name, report_root
 from health_pipeline.sample import SampleSpec, generate_sample
@@ -244,3 +245,18 @@ def test_the_vega_bundle_is_taken_from_the_newest_site_unless_vl_convert_changed
         assert bundled == [1]
     finally:
         shutil.rmtree(site_of(pipeline, day), ignore_errors=True)
+
+
+def test_a_site_rendered_by_forked_workers_is_the_one_rendered_in_process(report_run, monkeypatch, tmp_path):
+    pipeline, _, _ = report_run
+    sites = {}
+    for name, per_worker in (("in_process", 10**9), ("forked", 1)):
+        monkeypatch.setattr(site_module, "PAGES_PER_WORKER", per_worker)
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
+        with pipeline.warehouse.get_connection(read_only=True) as conn:
+            sites[name] = build_report(conn, load_config(), LAST, tmp_path / name).folder
+    files = {name: sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+             for name, folder in sites.items()}
+    assert files["forked"] == files["in_process"] and len(files["forked"]) > 10
+    for path in files["forked"]:
+        assert (sites["forked"] / path).read_bytes() == (sites["in_process"] / path).read_bytes(), path

@@ -19,11 +19,13 @@ import functools
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import re
 import shutil
 import time
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -236,7 +238,6 @@ def _vega_bundle(root: Path) -> str:
 
 def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bundle: str) -> int:
     """Write every page and asset of the site into `folder`; return the number of pages."""
-    env = _templates()
     assets = folder / "assets"
     assets.mkdir(parents=True)
     (assets / "vega.js").write_text(vega_bundle, encoding="utf-8")
@@ -255,11 +256,10 @@ def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bund
     common = {"report_date": data.report_date, "config": config, "components": config.components,
               "accounts_by_id": {a["account_id"]: a for a in data.accounts}}
 
+    pages: list[tuple[str, str, dict]] = []  # (path in the site, template, its context)
+
     def write(path: str, template: str, **context) -> None:
-        target = folder / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        page = env.get_template(template).render(**common, **context, root="../" * path.count("/"))
-        target.write_text(page, encoding="utf-8")
+        pages.append((path, template, {**common, **context, "root": "../" * path.count("/")}))
 
     write("index.html", "portfolio.html", data=data, owners=owners, metrics=metrics, breakdowns=BREAKDOWNS,
           score_points=[{"health_score": a["health_score"], "band": a["health_band"]} for a in data.accounts],
@@ -283,7 +283,41 @@ def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bund
     for metric, sections in metrics.items():
         write(f"metrics/{page_name(metric)}.html", "metric.html", metric=metric, sections=sections,
               metrics=metrics)
-    return 1 + len(owners) + len(data.accounts) + len(metrics)
+    _render(folder, pages)
+    return len(pages)
+
+
+# Rendering is pure Python (Jinja2 escaping every value), so it takes one core whatever DuckDB
+# has; a large site is split over forked workers, which inherit the pages instead of pickling them.
+PAGES_PER_WORKER = 500
+_inherited: tuple[Path, list] = (Path(), [])  # the pages a forked worker renders from
+
+
+def _render(folder: Path, pages: list[tuple[str, str, dict]]) -> None:
+    global _inherited
+    workers = min(os.cpu_count() or 1, len(pages) // PAGES_PER_WORKER)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        _render_share(folder, pages, range(len(pages)))
+        return
+    _inherited = (folder, pages)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            list(pool.map(_render_inherited, [range(i, len(pages), workers) for i in range(workers)]))
+    finally:
+        _inherited = (Path(), [])
+
+
+def _render_inherited(share: range) -> None:
+    _render_share(*_inherited, share)
+
+
+def _render_share(folder: Path, pages: list[tuple[str, str, dict]], share: range) -> None:
+    env = _templates()
+    for index in share:
+        path, template, context = pages[index]
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(env.get_template(template).render(**context), encoding="utf-8")
 
 
 def _cutoffs(config: HealthConfig, segment_name: str) -> list[dict]:
