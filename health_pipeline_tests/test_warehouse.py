@@ -6,6 +6,7 @@ import datetime as dt
 
 import dagster as dg
 
+from health_pipeline.assets.account_metrics.asset import batch_plan as account_batch_plan
 from health_pipeline.assets.contact_metrics.asset import batch_plan
 from health_pipeline.publish import day_batches, memory_limit_bytes, write_range
 from health_pipeline.resources import Warehouse, default_resources
@@ -104,3 +105,18 @@ def test_contact_metrics_batches_fit_half_the_memory_limit(tmp_path):
     assert (plan["batch_days"], plan["batches"]) == (39, 3)
     assert "3 batches of up to 39 days: each snapshot date joins about 99,990 fact rows" in plan["batch_plan"]
     assert (whole["batch_days"], whole["batches"]) == (1, 1)  # never more days than the range has
+
+
+def test_account_metrics_batches_fit_half_the_memory_limit(tmp_path):
+    """A snapshot date rolls up the contact metrics rows of its day, at 200 bytes each."""
+    day = dt.date(2026, 9, 30)
+    with Warehouse(database=str(tmp_path / "w.duckdb"), memory_limit="512MB").get_connection() as conn:
+        # 50,000 contacts on `day`; the 1,000 of the day before do not count.
+        conn.execute("""CREATE TABLE core.contact_metrics AS
+                        SELECT $day::DATE AS snapshot_date, 'u' || u AS user_id FROM range(50000) s(u)
+                        UNION ALL SELECT $day::DATE - 1, 'u' || u FROM range(1000) s(u)""", {"day": day})
+        plan = account_batch_plan(conn, day - dt.timedelta(days=99), day)
+    # Half of 511,914,803 bytes is 255,957,401; 50,000 rows * 200 bytes = 10,000,000 a date:
+    # 25 dates a batch, so 100 days take 4 batches.
+    assert (plan["batch_days"], plan["batches"]) == (25, 4)
+    assert "4 batches of up to 25 days: each snapshot date rolls up about 50,000 contacts" in plan["batch_plan"]
