@@ -10,13 +10,21 @@ accounts_on_day AS (
 contacts_on_day AS (
     {{ shared.contacts_on_snapshot_dates() }}
 ),
-account_contacts AS (
-    -- Only contacts whose account_id is a known account that day roll up; the role is the day's too.
+contacts_with_role AS MATERIALIZED (
+    -- Each contact's metrics with its role that day. Materialized, so that the contacts meet the
+    -- accounts only through their metrics: DuckDB, which estimates the snapshot dates at one row,
+    -- otherwise paired every contact with every account of the day first (a year at scale L
+    -- filled 55 GB of disk with that join).
     SELECT m.*, {{ shared.is_power_contact("c.role") }} AS is_power_contact
     FROM core.contact_metrics m
-    JOIN accounts_on_day a ON a.account_id = m.account_id AND a.snapshot_date = m.snapshot_date
     JOIN contacts_on_day c ON c.user_id = m.user_id AND c.snapshot_date = m.snapshot_date
     WHERE m.snapshot_date BETWEEN $first_day AND $last_day
+),
+account_contacts AS (
+    -- Only contacts whose account_id is a known account that day roll up.
+    SELECT m.*
+    FROM contacts_with_role m
+    JOIN accounts_on_day a ON a.account_id = m.account_id AND a.snapshot_date = m.snapshot_date
 ),
 per_account AS (
     SELECT m.snapshot_date, m.account_id,
