@@ -133,6 +133,20 @@ def test_ids_unique_after_dedupe(warehouse):
     result = check_raw_ids_unique(warehouse, FIRST, LAST)
     assert not result.passed and figures(result)["events_ids_also_on_other_days"] == 1
 
+    # A row without a date is checked with every range. An undated copy of e3 adds no row outside
+    # the range (e3's copy on 06-05 is counted once, not once per copy inside), and an undated e9
+    # with a copy on 06-05 adds that copy.
+    def copy(event_id: str, as_id: str, day: str) -> None:  # of its copy inside the range
+        warehouse.execute(f"INSERT INTO raw.events BY NAME SELECT * REPLACE ('{as_id}' AS event_id, {day} AS "
+                          f"activity_date) FROM raw.events WHERE event_id = '{event_id}' AND activity_date <= $last",
+                          {"last": LAST})
+
+    copy("e3", "e3", "NULL")
+    assert figures(check_raw_ids_unique(warehouse, FIRST, LAST))["events_ids_also_on_other_days"] == 1
+    copy("e4", "e9", "NULL")
+    copy("e4", "e9", "DATE '2026-06-05'")
+    assert figures(check_raw_ids_unique(warehouse, FIRST, LAST))["events_ids_also_on_other_days"] == 2
+
 
 def test_times_inside_their_partition(warehouse):
     result = check_raw_times_in_partition(warehouse, FIRST, LAST)
