@@ -2,6 +2,7 @@
 here, what every daily asset shares and the write-audit-publish helpers they all write through."""
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -62,21 +63,25 @@ def refreshed_partitions(asset: str, last_day: dt.date, through: dt.date):
 
 
 def publish_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset: str, table: str, date_column: str,
-                  first_day: dt.date, last_day: dt.date, select_sql: str, params: dict, batch_days: int | None = None,
+                  first_day: dt.date, last_day: dt.date, select_sql: str, params: dict,
+                  batch_plan: Callable[[duckdb.DuckDBPyConnection, dt.date, dt.date], dict] | None = None,
                   windowed: bool = False, extra_days: tuple[dt.date, ...] = ()):
     """Write, audit, publish one table's range: compute it into a staging table, swap it in, run
     the asset's checks on it, and commit only if they pass. A `windowed` asset also recomputes the
     later days its windows tie to the range (`refreshed_through`); `extra_days` are replaced
-    too. Yields the check results and
-    the later days' materializations; returns the table's metadata (`meta = yield from ...`)."""
+    too. `batch_plan(conn, first, last)` (publish.plan_batches) cuts the computed days into
+    batches, and its figures join the metadata. Yields the check results and the later days'
+    materializations; returns the table's metadata (`meta = yield from ...`)."""
     through = refreshed_through(conn, table, last_day) if windowed else last_day
+    plan = batch_plan(conn, first_day, through) if batch_plan else {}
     staging = stage_range(conn, table, first_day, through, select_sql,
-                          {**params, "first_day": first_day, "last_day": through}, batch_days)
+                          {**params, "first_day": first_day, "last_day": through}, plan.get("batch_days"))
     with transaction(conn, {table: staging}):
         rows = swap_range(conn, table, date_column, first_day, through, staging, extra_days)
         yield from audit(config, asset, conn, first_day, through)
     yield from refreshed_partitions(asset, last_day, through)
-    return table_metadata(conn, table, rows, (date_column, first_day, last_day), refreshed_through=str(through))
+    return {**table_metadata(conn, table, rows, (date_column, first_day, last_day), refreshed_through=str(through)),
+            **plan}
 
 
 def publish_export(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset: str, name: str, key: str,

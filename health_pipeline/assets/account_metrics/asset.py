@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import duckdb
 
-from health_pipeline.assets import daily_asset, materialized, publish_range, refreshed_through
+from health_pipeline.assets import daily_asset, materialized, publish_range
 from health_pipeline.checks import check_specs
 from health_pipeline.contract import event_users_metric
 from health_pipeline.partitions import date_range
@@ -63,13 +63,12 @@ def build_account_metrics(config: HealthConfig) -> dg.AssetsDefinition:
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
-            plan = batch_plan(conn, first_day, refreshed_through(conn, "core.account_metrics", last_day))
             meta = yield from publish_range(
                 conn, config, "account_metrics", "core.account_metrics", "snapshot_date", first_day, last_day,
                 account_metrics_sql(config),
                 {"first_day": first_day, "last_day": last_day, "power_roles": list(config.power_roles)},
-                batch_days=plan["batch_days"], windowed=True,
+                batch_plan=batch_plan, windowed=True,
             )
-        yield from materialized(context, {**meta, **plan})
+        yield from materialized(context, meta)
 
     return account_metrics

@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import duckdb
 
-from health_pipeline.assets import daily_asset, materialized, publish_range, refreshed_through
+from health_pipeline.assets import daily_asset, materialized, publish_range
 from health_pipeline.checks import check_specs
 from health_pipeline.partitions import date_range
 from health_pipeline.publish import plan_batches
@@ -55,13 +55,12 @@ def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
-            plan = batch_plan(conn, first_day, refreshed_through(conn, "core.contact_metrics", last_day))
             meta = yield from publish_range(
                 conn, config, "contact_metrics", "core.contact_metrics", "snapshot_date", first_day, last_day,
                 SQL.render("contact_metrics", config=config),
                 {"first_day": first_day, "last_day": last_day, "lookback_days": LOOKBACK_DAYS},
-                batch_days=plan["batch_days"], windowed=True,
+                batch_plan=batch_plan, windowed=True,
             )
-        yield from materialized(context, {**meta, **plan})
+        yield from materialized(context, meta)
 
     return contact_metrics
