@@ -156,30 +156,36 @@ def test_a_superseded_copy_refreshes_its_days_fact_in_the_same_run(tmp_path):
     assert meta["other_days_refreshed"] == NEXT
 
 
+# DAY + 111 is 2026-11-29, whose windows reach back to 09-01: the month end 08-31 gets a checkpoint.
+LATE_RANGE_DAYS = 111
+
+
 def late_first_activity() -> tuple[RawData, RawData]:
-    """Two accounts over DAY .. DAY + 100: u1's first session (activated: it saves a report) is on
-    DAY and its next on the last day; u2 of A2 is seen only on DAY. The first copy lacks DAY's rows,
-    which arrive late; the second has them."""
-    last = (dt.date.fromisoformat(DAY) + dt.timedelta(days=100)).isoformat()
+    """Two accounts over DAY .. DAY + LATE_RANGE_DAYS: u1's first session (activated: it saves a
+    report) is on DAY and its next on the last day; u2 of A2 is seen only on DAY. The first copy
+    lacks u1's rows of DAY, which arrive late; the second has them."""
+    last = (dt.date.fromisoformat(DAY) + dt.timedelta(days=LATE_RANGE_DAYS)).isoformat()
     data = valid()
     data.accounts.append(dict(data.accounts[0], account_id="A2", name="Beta"))
     data.users = [data.users[0], dict(user_id="u2", identity="bob@beta.com", joindate="2026-01-01",
                                       account_id="A2", role="admin")]
     data.sessions = [dict(session_id="2", user_id="u1", time=f"{last} 08:59:00")]
-    data.events = [event(2, time=f"{last} 09:00:00", name="run_query") | {"session_id": "2"}]
+    data.events = [event(2, time=f"{last} 09:00:00", name="run_query") | {"session_id": "2"},
+                   event(3, user_id="u2", time=f"{DAY} 10:00:00") | {"session_id": "3"}]
     late = dataclasses.replace(
         data, sessions=[*data.sessions, dict(session_id="1", user_id="u1", time=f"{DAY} 08:59:00")],
-        events=[*data.events, event(1, time=f"{DAY} 09:00:00", name="save_report"),
-                event(3, user_id="u2", time=f"{DAY} 10:00:00") | {"session_id": "3"}])
+        events=[*data.events, event(1, time=f"{DAY} 09:00:00", name="save_report")])
     return data, late
 
 
 @pytest.mark.slow
 def test_a_late_day_reaches_the_recency_of_days_more_than_90_days_after_it(tmp_path):
     """Found by trying it: a re-run refreshed the later days only as far as the 90-day windows
-    reach, but the first session and the last activity are over the whole history."""
+    reach, but the first session and the last activity are over the whole history. The range is
+    long enough for a month-end checkpoint of that recency (08-31, before the windows of the last
+    day), which the late day's run must forget and rebuild."""
     early, late = late_first_activity()
-    first, last = dt.date.fromisoformat(DAY), dt.date.fromisoformat(DAY) + dt.timedelta(days=100)
+    first, last = dt.date.fromisoformat(DAY), dt.date.fromisoformat(DAY) + dt.timedelta(days=LATE_RANGE_DAYS)
     clean = Pipeline(tmp_path / "clean", sparse=True)
     late.write(clean.raw_dir)
     clean.materialize(first, last)
@@ -195,3 +201,8 @@ def test_a_late_day_reaches_the_recency_of_days_more_than_90_days_after_it(tmp_p
     metrics = metrics.astype(object).where(metrics.notna(), None)
     assert list(map(tuple, metrics.values)) == [("u1", DAY, True, last.isoformat()), ("u2", None, None, DAY)]
     assert_same(exports(rerun.root), exports(clean.root))
+    checkpoints = rerun.query("SELECT CAST(month_end AS VARCHAR) AS month_end, user_id, "
+                              "CAST(first_session_date AS VARCHAR) AS first_session FROM core.contact_recency "
+                              "ORDER BY user_id")
+    checkpoints = checkpoints.astype(object).where(checkpoints.notna(), None)
+    assert list(map(tuple, checkpoints.values)) == [("2026-08-31", "u1", DAY), ("2026-08-31", "u2", None)]

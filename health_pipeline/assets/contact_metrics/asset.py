@@ -33,6 +33,44 @@ def batch_plan(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: dt
                         f"each snapshot date joins about {joined_per_day:,} fact rows")
 
 
+def usage_events(config: HealthConfig) -> list[str]:
+    """The key of core.contact_recency's checkpoints: the usage events their last_usage_date counts."""
+    return sorted(config.usage_events)
+
+
+def month_ends(first_day: dt.date, last_day: dt.date):
+    """The last day of each month from first_day's month on, up to last_day."""
+    month_end = first_day
+    while True:
+        month_end = (month_end.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+        if month_end > last_day:
+            return
+        yield month_end
+        month_end += dt.timedelta(days=1)
+
+
+def keep_recency_checkpoints(conn: duckdb.DuckDBPyConnection, config: HealthConfig) -> int:
+    """Build the month-end checkpoints of core.contact_recency that a run's windows can read from
+    (older_history): every month end before the 90 days up to the fact's latest day, each on the
+    one before it. A daily run then reads at most a month of the fact before its windows, however
+    long the history. Only speed depends on them: a missing one makes the read longer, never
+    different. Returns how many were built."""
+    SQL.run(conn, "contact_recency_shape")
+    key = {"usage_events": usage_events(config)}
+    first_day, last_day = conn.execute(
+        "SELECT min(activity_date), max(activity_date) FROM core.daily_contact_activity").fetchall()[0]
+    if first_day is None:
+        return 0
+    stored = {day for (day,) in conn.execute(
+        "SELECT DISTINCT month_end FROM core.contact_recency WHERE usage_events = $usage_events", key).fetchall()}
+    built = 0
+    for month_end in month_ends(first_day, last_day - dt.timedelta(days=LOOKBACK_DAYS + 1)):
+        if month_end not in stored:
+            SQL.run(conn, "contact_recency_checkpoint", {**key, "month_end": month_end}, config=config)
+            built += 1
+    return built
+
+
 def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:
     @daily_asset(
         name="contact_metrics",
@@ -55,12 +93,15 @@ def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
+            checkpoints_built = keep_recency_checkpoints(conn, config)
             meta = yield from publish_range(
                 conn, config, "contact_metrics", "core.contact_metrics", "snapshot_date", first_day, last_day,
                 SQL.render("contact_metrics", config=config),
-                {"first_day": first_day, "last_day": last_day, "lookback_days": LOOKBACK_DAYS},
+                {"first_day": first_day, "last_day": last_day, "lookback_days": LOOKBACK_DAYS,
+                 "usage_events": usage_events(config)},
                 batch_plan=batch_plan, windowed=True,
             )
+        meta["recency_checkpoints_built"] = dg.MetadataValue.int(checkpoints_built)
         yield from materialized(context, meta)
 
     return contact_metrics

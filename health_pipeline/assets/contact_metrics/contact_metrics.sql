@@ -1,7 +1,5 @@
 {% import "assets/_shared.sql" as shared %}
-{% macro sum_of(events) -%}
-({% for e in events %}{{ event_count_column(e) | quote }}{{ " + " if not loop.last }}{% endfor %})
-{%- endmacro %}
+{% import "assets/contact_metrics/_recency.sql" as recency %}
 -- One row per counted contact per snapshot date D in [$first_day, $last_day]: rolling windows
 -- W28(D) = [D-27, D], P28(D) = [D-55, D-28], W90(D) = [D-89, D], by UTC date. Each day of the
 -- fact joins the snapshot dates whose windows it falls in.
@@ -16,20 +14,13 @@ contact_days AS (
     WHERE excluded_reason IS NULL AND coalesce(joindate <= snapshot_date, true)
 ),
 recent_activity AS (
-    SELECT *, {{ sum_of(config.usage_events) }} AS usage, {{ event_count_column(config.kpi_event) | quote }} AS kpi
+    SELECT *, {{ recency.sum_of(config.usage_events) }} AS usage, {{ event_count_column(config.kpi_event) | quote }} AS kpi
     FROM core.daily_contact_activity
     WHERE activity_date BETWEEN $first_day::DATE - $lookback_days AND $last_day::DATE
 ),
 older_history AS (
     -- Before every window: only the latest moments matter, for last_seen_at and recency.
-    SELECT user_id, max(last_seen_at) AS last_seen_at,
-           max(activity_date) FILTER (WHERE {{ sum_of(config.usage_events) }} > 0) AS last_usage_date,
-           min(activity_date) FILTER (WHERE sessions > 0) AS first_session_date,
-           arg_min(first_session_activated, activity_date) FILTER (WHERE sessions > 0)
-               AS first_session_activated
-    FROM core.daily_contact_activity
-    WHERE activity_date < $first_day::DATE - $lookback_days
-    GROUP BY user_id
+    {{ recency.recency_before(config, "$first_day::DATE - $lookback_days") | indent(4) }}
 ),
 windowed AS (
     SELECT d.snapshot_date, a.user_id,

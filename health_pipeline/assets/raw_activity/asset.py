@@ -399,6 +399,8 @@ def swap_staged(conn: duckdb.DuckDBPyConnection, extraction: Extraction, first_d
     for day in written["days_extracted_again"]:
         report_progress(f"extracting {day} again: a copy stored there lost to an earlier one")
         extraction.batch(conn, day, day)
+    if table_exists(conn, "core.contact_recency"):
+        SQL.run(conn, "contact_recency_forgotten", {"first_day": first_day})
     for table in ("raw.events", "core.daily_contact_activity"):
         written[table] = scalar(conn, f"SELECT count(*) FROM {table} WHERE activity_date BETWEEN $f AND $l",
                                 {"f": first_day, "l": last_day})
