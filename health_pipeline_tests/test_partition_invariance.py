@@ -195,12 +195,17 @@ def test_a_late_day_reaches_the_recency_of_days_more_than_90_days_after_it(tmp_p
     late.write(rerun.raw_dir)
     rerun.materialize(first, first)   # the late rows arrive, and their day is run again
 
-    metrics = rerun.query("SELECT user_id, CAST(first_session_date AS VARCHAR) AS first_session, "
-                          "first_session_activated, CAST(last_usage_date AS VARCHAR) AS last_usage "
-                          "FROM core.contact_metrics WHERE snapshot_date = $d ORDER BY user_id", {"d": last})
-    metrics = metrics.astype(object).where(metrics.notna(), None)
-    assert list(map(tuple, metrics.values)) == [("u1", DAY, True, last.isoformat()), ("u2", None, None, DAY)]
+    def metrics_of_the_last_day():
+        metrics = rerun.query("SELECT user_id, CAST(first_session_date AS VARCHAR) AS first_session, "
+                              "first_session_activated, CAST(last_usage_date AS VARCHAR) AS last_usage "
+                              "FROM core.contact_metrics WHERE snapshot_date = $d ORDER BY user_id", {"d": last})
+        return list(map(tuple, metrics.astype(object).where(metrics.notna(), None).values))
+
+    assert metrics_of_the_last_day() == [("u1", DAY, True, last.isoformat()), ("u2", None, None, DAY)]
     assert_same(exports(rerun.root), exports(clean.root))
+    # The last day alone: its windows start on 09-01, so DAY's activity comes from the checkpoint.
+    rerun.materialize(last, last, selection=["contact_metrics"])
+    assert metrics_of_the_last_day() == [("u1", DAY, True, last.isoformat()), ("u2", None, None, DAY)]
     checkpoints = rerun.query("SELECT CAST(month_end AS VARCHAR) AS month_end, user_id, "
                               "CAST(first_session_date AS VARCHAR) AS first_session FROM core.contact_recency "
                               "ORDER BY user_id")

@@ -59,6 +59,7 @@ def keep_recency_checkpoints(conn: duckdb.DuckDBPyConnection, config: HealthConf
     key = {"usage_events": usage_events(config)}
     first_day, last_day = conn.execute(
         "SELECT min(activity_date), max(activity_date) FROM core.daily_contact_activity").fetchall()[0]
+    SQL.run(conn, "contact_recency_before_the_fact", {"first_day": first_day or dt.date.max})
     if first_day is None:
         return 0
     stored = {day for (day,) in conn.execute(
