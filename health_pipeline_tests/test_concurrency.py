@@ -60,8 +60,9 @@ def test_three_runs_at_once_against_one_warehouse_all_succeed(tmp_path):
         # Every step (stage or check) opens the warehouse, so the pool lets one run's step at a
         # time: a step starts after the other runs' steps have ended. Dagster's SQLite storage can
         # grant one slot to two steps that claim it in the same instant (it checks and takes the
-        # slot in separate statements), and then DuckDB's file lock holds the later step back
-        # (Warehouse retries the lock and logs that it waits): an overlap is allowed only so.
+        # slot in separate statements), and then DuckDB's file lock holds back whichever of the two
+        # opens the warehouse second, not always the one that started second (Warehouse retries the
+        # lock and logs that it waits): an overlap is allowed only when one of the two waited.
         steps, waited = [], set()
         for run in runs:
             started = {}
@@ -77,8 +78,8 @@ def test_three_runs_at_once_against_one_warehouse_all_succeed(tmp_path):
         assert len(steps) == 3 * len(defs.resolve_job_def(HEALTH_JOB).graph.nodes)  # every stage and its checks
         steps.sort()
         for before, after in zip(steps, steps[1:], strict=False):
-            assert after[0] >= before[1] or after[2:] in waited, (
-                f"{after[2:]} started while {before[2:]} was running, and did not wait for the warehouse")
+            assert after[0] >= before[1] or after[2:] in waited or before[2:] in waited, (
+                f"{after[2:]} started while {before[2:]} was running, and neither waited for the warehouse")
 
     # The result is what one clean run produces.
     reference = Pipeline(tmp_path / "reference")
