@@ -65,7 +65,7 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
                                       for m in (tables["user_migrations"], None)],
         f"{raw}quarantine_classified_rows.sql": [
             render(PACKAGE_DIR / f"{raw}quarantine_classified_rows.sql", classified=c, activity=a, into=into)
-            for c, a in (("accounts_read", None), *((f"{a.name}_classified", a) for a in activities))
+            for c, a in (("accounts_read", None), *((f"{a.name}_suspect_classified", a) for a in activities))
             for into in ("quarantine_rows", "raw.quarantine")],
         f"{raw}daily_contact_activity.sql": [render(PACKAGE_DIR / f"{raw}daily_contact_activity.sql", config=config)],
         f"{raw}events_counted.sql": [render(PACKAGE_DIR / f"{raw}events_counted.sql", config=config)],
@@ -84,10 +84,12 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
         "assets/account_health/account_health.sql": [account_health_sql(config, with_history=h) for h in (True, False)],
     }
     rendered[f"{raw}activity_classified.sql"] = [
-        render(PACKAGE_DIR / f"{raw}activity_classified.sql", activity=a, any_stored=any_stored)
-        for a in activities for any_stored in (True, False)]
+        render(PACKAGE_DIR / f"{raw}activity_classified.sql", activity=a, any_stored=any_stored,
+               rows=f"{a.name}{rows}", view=f"{a.name}{view}")
+        for a in activities for any_stored in (True, False)
+        for rows, view in (("_in_range", "_classified"), ("_suspect", "_suspect_classified"))]
     for name in ("activity_in_range", "kept_copies", "activity_loaded", "quarantine_undated_rows",
-                 "superseded_copies"):
+                 "superseded_copies", "suspect_rows"):
         rendered[f"{raw}{name}.sql"] = [render(PACKAGE_DIR / f"{raw}{name}.sql", activity=a) for a in activities]
     rendered[f"{raw}stored_elsewhere.sql"] = [
         render(PACKAGE_DIR / f"{raw}stored_elsewhere.sql", activity=a, stored=stored, same_id_type=same)

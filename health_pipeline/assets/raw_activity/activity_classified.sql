@@ -1,12 +1,14 @@
 {% import "assets/raw_activity/_activity.sql" as activity_rows %}
--- Every staged row of an activity table with its outcome: loaded, duplicate, excluded (an
--- excluded identity's activity) or a quarantine reason. Re-synced exports repeat rows: one
--- copy per id is kept, the earliest, across all days (<table>_kept_copies among the staged
--- rows, <table>_stored_elsewhere on other days, ids as text, joined only if `any_stored`). A view: each of
--- its readers (the stored ids, the counts, the quarantine) scans the staged rows once, which
--- costs less than writing every row's classification to a table first.
+-- Staged rows of an activity table (`rows`: all of them, <table>_in_range, or only those that
+-- may be bad input, <table>_suspect) with their outcome, as the view `view`: loaded, duplicate,
+-- excluded (an excluded identity's activity) or a quarantine reason. Re-synced exports repeat
+-- rows: one copy per id is kept, the earliest, across all days (<table>_kept_copies among all
+-- the staged rows, <table>_stored_elsewhere on other days, ids as text, joined only if
+-- `any_stored`), so a row's outcome is the same whichever of these views it is read from. A
+-- view: each of its readers (the ledger, the counts) scans the staged rows once, which costs
+-- less than writing every row's classification to a table first.
 {% set id = activity.id_column | quote %}
-CREATE OR REPLACE TEMP VIEW {{ (activity.name ~ "_classified") | quote }} AS
+CREATE OR REPLACE TEMP VIEW {{ view | quote }} AS
 WITH users_not_loaded AS (
     -- Users of the export that are no loaded contact: their activity is quarantined with them.
     SELECT DISTINCT user_id FROM users_read ANTI JOIN contacts_snapshot USING (user_id)
@@ -26,7 +28,7 @@ checked AS (
            END AS problem,
            -- Rows of a merged-away id count for the contact it was merged into.
            coalesce(m.contact_id, r.user_id) AS contact_id
-    FROM {{ (activity.name ~ "_in_range") | quote }} r
+    FROM {{ rows | quote }} r
     LEFT JOIN {{ (activity.name ~ "_kept_copies") | quote }} k USING ({{ id }})
     {% if any_stored %}
     LEFT JOIN {{ (activity.name ~ "_stored_elsewhere") | quote }} e ON e.{{ id }} = CAST(r.{{ id }} AS VARCHAR)

@@ -11,7 +11,8 @@ attributes from as they were on the day it computes; and the range's raw.quarant
 Events are extracted in batches of days sized to DuckDB's memory limit (`event_batch_plan`).
 Each batch reads the raw files once into a staging table, classifies every row in a view
 (deduplicated by event_id, attributed through identity merges, excluded or quarantined), and
-from that view writes the fact's rows, the ledger's and the quarantine's. The fact is never
+from that view writes the fact's rows and the ledger's; the quarantine's come from the same view
+over only the rows that may be bad input (suspect_rows.sql). The fact is never
 computed from stored events. raw.events keeps each kept event's day, id, contact and time only:
 enough to deduplicate a later run's copies exactly and to audit the result, at a third of the
 cost of storing whole events (docs/performance.md). When a run keeps an earlier copy of an id
@@ -169,8 +170,9 @@ def stage_dimensions(conn: duckdb.DuckDBPyConnection, tables: dict, config: Heal
 def stage_classified(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, bounds: dict, stored: bool,
                      shape_only: bool = False) -> None:
     """Stage an activity table's rows in [range_start, range_end) (none, if `shape_only`) and
-    define their classification (<name>_classified) and the loaded rows (<name>_loaded) as views
-    over them."""
+    define as views over them their classification (<name>_classified), the loaded rows
+    (<name>_loaded) and the classification of the rows that may be bad input
+    (<name>_suspect_classified), which the quarantine reads."""
     params = {**activity.raw.params, **(bounds if not shape_only else {})}
     with activity.raw.reading(conn):
         SQL.run(conn, "activity_in_range", params, activity=activity, shape_only=shape_only)
@@ -180,8 +182,12 @@ def stage_classified(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, b
     SQL.run(conn, "stored_elsewhere", _range(bounds) if stored else {}, activity=activity, stored=stored,
             same_id_type=same_id_type)
     any_stored = bool(scalar(conn, f"SELECT count(*) FROM {activity.name}_stored_elsewhere"))
-    SQL.run(conn, "activity_classified", activity=activity, any_stored=any_stored)
+    SQL.run(conn, "activity_classified", activity=activity, any_stored=any_stored,
+            rows=f"{activity.name}_in_range", view=f"{activity.name}_classified")
     SQL.run(conn, "activity_loaded", activity=activity)
+    SQL.run(conn, "suspect_rows", activity=activity)
+    SQL.run(conn, "activity_classified", activity=activity, any_stored=any_stored,
+            rows=f"{activity.name}_suspect", view=f"{activity.name}_suspect_classified")
 
 
 def _column_type(conn: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> str | None:
@@ -207,7 +213,7 @@ def stage_sessions(conn: duckdb.DuckDBPyConnection, sessions: ActivityTable, bou
     dropped, quarantined and kept."""
     stage_classified(conn, sessions, bounds, stored=table_exists(conn, "raw.sessions"))
     SQL.run(conn, "quarantine_classified_rows", {"source_table": sessions.raw.name},
-            classified="sessions_classified", activity=sessions)
+            classified="sessions_suspect_classified", activity=sessions)
     outcomes = dict(conn.execute("SELECT outcome, count(*) FROM sessions_classified GROUP BY outcome").fetchall())
     return outcome_counts("sessions", outcomes)
 
@@ -284,7 +290,7 @@ class Extraction:
                                                      activity=self.events).fetchall()]
         conn.execute("INSERT INTO raw.events BY NAME SELECT * FROM events_loaded")
         SQL.run(conn, "quarantine_classified_rows", {"source_table": self.events.raw.name},
-                classified="events_classified", activity=self.events, into="raw.quarantine")
+                classified="events_suspect_classified", activity=self.events, into="raw.quarantine")
         fact = self.count(conn, first_day, last_day)
         conn.execute(f"INSERT INTO core.daily_contact_activity BY NAME {fact}", _range(bounds))
         outcomes = dict(conn.execute("SELECT outcome, sum(events) FROM events_counted GROUP BY ALL").fetchall())
