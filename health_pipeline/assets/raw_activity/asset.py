@@ -144,6 +144,7 @@ def stage_dimensions(conn: duckdb.DuckDBPyConnection, tables: dict, config: Heal
     SQL.run(conn, "accounts_snapshot")
     SQL.run(conn, "contacts_checked", {"exclude_identities": list(config.exclude_identities)})
     SQL.run(conn, "contacts_snapshot")
+    SQL.run(conn, "activity_attribution")
     outcomes = tables["outcomes"]
     if outcomes is None:  # the outcomes export is optional
         SQL.run(conn, "outcomes_read", outcomes=None)
