@@ -6,12 +6,16 @@
 struct_pack(t := {{ row }}"time", u := {{ row }}user_id, f := {{ row }}source_file, r := {{ row }}source_row)
 {%- endmacro %}
 
-{# The staged rows of an activity table that have an id, a user and (for events) a name: the
-   rows that take part in deduplication. #}
+{# True when a staged row has an id, a user and (for events) a name: the rows that take part
+   in deduplication. activity_classified names the reason of each row that has not. `row`
+   prefixes the columns. #}
+{% macro is_valid(activity, row="") -%}
+({{ row }}{{ activity.id_column | quote }} IS NOT NULL AND {{ row }}user_id IS NOT NULL
+{%- if "event_table_name" in activity.read_columns %} AND {{ row }}event_table_name IS NOT NULL{% endif %})
+{%- endmacro %}
+
 {% macro valid_rows(activity) -%}
-SELECT * FROM {{ (activity.name ~ "_in_range") | quote }}
-WHERE {{ activity.id_column | quote }} IS NOT NULL AND user_id IS NOT NULL
-{%- if "event_table_name" in activity.read_columns %} AND event_table_name IS NOT NULL{% endif %}
+SELECT * FROM {{ (activity.name ~ "_in_range") | quote }} WHERE {{ is_valid(activity) }}
 {%- endmacro %}
 
 {# A staged row's raw columns as a JSON object of their values as text (times in UTC), for the

@@ -1,8 +1,9 @@
--- Every user id the dimension exports know, with the contact its activity counts for and what
--- happens to that activity: loaded, excluded (an excluded identity), or quarantined_user (the
--- contact is a user of the export that did not load). A merged-away id counts for the contact
--- it was merged into. An id not listed here is an unknown_user, counted for itself. One lookup
--- for activity_classified, instead of a join with each of the tables it summarises.
+-- Every user id the dimension exports know (one row each), with the contact its activity counts
+-- for and what happens to that activity: loaded, excluded (an excluded identity),
+-- quarantined_user (the contact is a user of the export that did not load) or unknown_user (a
+-- merge into an id no export has). A merged-away id counts for the contact it was merged into;
+-- an id not listed here is an unknown_user, counted for itself. One lookup for
+-- activity_classified, instead of a join with each of the tables it summarises.
 CREATE OR REPLACE TEMP TABLE activity_attribution AS
 WITH users_not_loaded AS (
     SELECT DISTINCT user_id FROM users_read ANTI JOIN contacts_snapshot USING (user_id)

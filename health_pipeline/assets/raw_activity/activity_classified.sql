@@ -6,8 +6,8 @@
 -- earliest, across all days (<table>_kept_copies among all the staged rows,
 -- <table>_stored_elsewhere on other days, ids as text, joined only if `any_stored`), so a row's
 -- outcome is the same whichever of these views it is read from. A view: each of its readers
--- (the ledger, the counts) scans the staged rows once, which costs less than writing every
--- row's classification to a table first.
+-- (for events, mainly the ledger and the counts) scans the staged rows once, which costs less
+-- than writing every row's classification to a table first.
 {% set id = activity.id_column | quote %}
 CREATE OR REPLACE TEMP VIEW {{ view | quote }} AS
 WITH checked AS (
