@@ -14,6 +14,7 @@ from health_pipeline.definitions import build_assets
 from health_pipeline.partitions import partition_range_tags
 from health_pipeline.resources import ExportTarget, PostgresTarget, RawSource, Warehouse
 from health_pipeline.sample import SampleSpec, generate_sample
+from health_pipeline.scorecard.model import BANDS
 from health_pipeline.scorecard.parser import load_config
 
 DAY = dt.date(2026, 7, 1)
@@ -81,15 +82,23 @@ def sample_result(tmp_path_factory):
 
 
 def test_every_asset_shows_row_count_column_schema_and_description(sample_result):
-    run_result, latest = {}, {}  # per asset: the run's result (its first event), and its last day's own
+    run_result, latest = {}, {}  # per asset: the first day's record of the run, and the last day's
+    health_days = {}  # account_health: each partition's record
     for event in sample_result.get_asset_materialization_events():
         run_result.setdefault(event.asset_key.to_user_string(), event.materialization.metadata)
         latest[event.asset_key.to_user_string()] = event.materialization.metadata
-    # A dated table's last partition shows its own day; the run's result, the twelve days by name.
-    per_day = run_result["account_health"]["per_day"].value
-    assert latest["account_health"]["dagster/row_count"].value == per_day["2026-06-12"]["rows"]
-    assert run_result["account_health"]["rows_in_run"].value == sum(day["rows"] for day in per_day.values())
-    assert len(per_day) == 12 and "dagster/row_count" not in run_result["account_health"]
+        if event.asset_key == dg.AssetKey("account_health"):
+            assert event.partition not in health_days, "one record per partition"
+            health_days[event.partition] = event.materialization.metadata
+    # Each partition's record shows its own day's rows and bands, and the run's totals by name.
+    assert sorted(health_days) == [f"2026-06-{day:02d}" for day in range(1, 13)]
+    rows = {day: metadata["dagster/row_count"].value for day, metadata in health_days.items()}
+    for metadata in health_days.values():
+        assert metadata["rows_in_run"].value == sum(rows.values())
+        assert sum(metadata[f"accounts_{band}"].value for band in BANDS if f"accounts_{band}" in metadata) == \
+            metadata["dagster/row_count"].value
+        assert "per_day" not in metadata
+    assert len(set(rows.values())) > 1  # the days differ, so a day cannot be showing another's count
     assets = {key.to_user_string(): a for a in build_assets(load_config()) for key in a.keys}
     assert set(latest) == set(assets)
     assert latest["postgres_sync"]["skipped"].value.startswith("HEALTH_SYNC_POSTGRES_URL is not set")

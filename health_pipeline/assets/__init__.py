@@ -118,28 +118,22 @@ IN_RUN = {"dagster/row_count": "rows_in_run"}
 
 
 def materialized(context: dg.AssetExecutionContext, metadata: dict, asset_key: str | None = None):
-    """The run's MaterializeResult, then, for a dated table, one materialization per partition
-    of the run with that day's own figures (`per_day`, from publish.table_metadata).
+    """The run's MaterializeResult, which Dagster records on every partition of the run's range.
+    For a dated table, each partition's record also gets that day's own `dagster/row_count` and
+    figures (`per_day`, from publish.table_metadata), so a partition's page never shows the run's
+    total as its own; the run's totals keep clearly named keys (`rows_in_run`, `<figure>_in_run`).
 
-    Dagster records a ranged run's result on every partition of the range, so without these a
-    partition's page would show the whole run's counts. The run's totals keep clearly named keys
-    (`rows_in_run`, `<figure>_in_run`); each partition's latest materialization has its day's."""
+    The day's figures go on the record Dagster writes anyway (`add_asset_metadata`), not on a
+    second materialization per partition: every event is a write to the instance's storage."""
     per_day = metadata.get(PER_DAY)
     if per_day is None:
         yield dg.MaterializeResult(asset_key=asset_key, metadata=metadata)
         return
-    figures = {name for day in per_day.value.values() for name in day} - {"rows"}
-    yield dg.MaterializeResult(asset_key=asset_key, metadata={
-        IN_RUN.get(key, f"{key}_in_run" if key in figures else key): value for key, value in metadata.items()})
-    key = dg.AssetKey(asset_key) if asset_key else context.asset_key
-    # The run's result carries Dagster's lineage tags (code and data versions); the partitions'
-    # own materializations repeat them, so that staleness still reads right from the latest.
-    result = context.instance.get_latest_materialization_event(key)
-    lineage = result.asset_materialization.tags if result and result.asset_materialization else None
-    shared = {name: metadata[name] for name in ("dagster/column_schema", "dagster/table_name") if name in metadata}
     for partition in context.partition_keys:
         day = per_day.value.get(partition, {"rows": 0})
-        yield dg.AssetMaterialization(
-            asset_key=key, partition=partition, tags=lineage,
-            metadata={**shared, "dagster/row_count": dg.MetadataValue.int(day["rows"]),
-                      **{name: dg.MetadataValue.int(n) for name, n in day.items() if name != "rows"}})
+        context.add_asset_metadata({"dagster/row_count" if name == "rows" else name: dg.MetadataValue.int(n)
+                                    for name, n in day.items()}, asset_key=asset_key, partition_key=partition)
+    figures = {name for day in per_day.value.values() for name in day} - {"rows"}
+    yield dg.MaterializeResult(asset_key=asset_key, metadata={
+        IN_RUN.get(key, f"{key}_in_run" if key in figures else key): value
+        for key, value in metadata.items() if key != PER_DAY})
