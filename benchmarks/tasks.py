@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from types import SimpleNamespace
 
@@ -60,11 +59,13 @@ def pipeline(args: dict) -> dict:
     """Run the whole chain for a date range; settings come from the HEALTH_* environment.
 
     A Dagster run is recorded as `health-pipeline run` records it: in an instance on disk with the
-    project's settings (recovery.open_instance), new for each measurement and opened before the
-    clock starts, so the run pays for writing its events to SQLite and not for creating it."""
+    project's settings (recovery.open_instance), beside the warehouse and kept with it, so a daily
+    run after a backfill writes into an instance that holds the backfill's records. It is opened
+    before the clock starts: a new one's creation is not part of the run."""
     from health_pipeline.definitions import HEALTH_JOB, defs
     from health_pipeline.partitions import partition_range_tags
     from health_pipeline.recovery import open_instance
+    from health_pipeline.settings import path as setting_path
 
     first, last = dt.date.fromisoformat(args["first"]), dt.date.fromisoformat(args["last"])
     if args.get("recompute_backtest"):
@@ -74,15 +75,14 @@ def pipeline(args: dict) -> dict:
         steps = run_direct(first, last, args.get("only"))
         return {"seconds": time.perf_counter() - loaded, "load_seconds": loaded - started, "steps": steps}
     job = defs.resolve_job_def(HEALTH_JOB)
-    with tempfile.TemporaryDirectory(prefix="dagster_home") as home:
-        os.environ["DAGSTER_HOME"] = home
-        with open_instance() as instance:
-            loaded = time.perf_counter()
-            result = job.execute_in_process(
-                instance=instance, tags=partition_range_tags(first, last),
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            )
-            seconds = time.perf_counter() - loaded
+    os.environ["DAGSTER_HOME"] = str(setting_path("HEALTH_WAREHOUSE").parent / "dagster_home")
+    with open_instance() as instance:
+        loaded = time.perf_counter()
+        result = job.execute_in_process(
+            instance=instance, tags=partition_range_tags(first, last),
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        seconds = time.perf_counter() - loaded
     assert result.success
     return {"seconds": seconds, "load_seconds": loaded - started, "steps": {}}
 

@@ -36,7 +36,6 @@ class StageLines(logging.Handler):
         self.started: dict[str, float] = {}
         self.rows: dict[str, dict[str, int]] = {}  # step -> asset -> rows written
         self.skipped: dict[str, str] = {}  # step -> why it did nothing
-        self.dated: set[str] = set()  # assets whose run result counted the whole run
         self.checks: dict[str, list[str]] = {}  # step -> failed checks
         self.open_line = False
 
@@ -54,8 +53,8 @@ class StageLines(logging.Handler):
             self.started[step] = time.monotonic()
             self._line(f"{step} …", final=False)
         elif event.is_step_materialization:
-            # A dated table's run result has rows_in_run, and its partitions' materializations
-            # that follow have their own day's rows; any other table has one row count.
+            # Every partition's record of a dated table has the run's rows_in_run beside its own
+            # day's row count; any other table has one row count.
             materialization = event.step_materialization_data.materialization
             asset, metadata = materialization.asset_key.to_user_string(), materialization.metadata
             rows = self.rows.setdefault(step, {})
@@ -65,8 +64,7 @@ class StageLines(logging.Handler):
                 rows[f"{asset} pages"] = int(metadata["pages"].value)
             if "rows_in_run" in metadata:
                 rows[asset] = int(metadata["rows_in_run"].value)
-                self.dated.add(asset)
-            elif "dagster/row_count" in metadata and asset not in self.dated:
+            elif "dagster/row_count" in metadata:
                 rows[asset] = int(metadata["dagster/row_count"].value)
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data

@@ -24,6 +24,7 @@ from health_pipeline import DATA_DIR, PROJECT_ROOT
 from health_pipeline.definitions import HEALTH_JOB
 from health_pipeline.sample import MANIFEST, SampleSpec, extend_sample, generate_sample, sample_spec
 from health_pipeline.schedules import DAILY_SCHEDULE
+from health_pipeline.scorecard.parser import load_config
 from health_pipeline.settings import DEFAULT_CONFIG_PATH, yesterday
 from health_pipeline_tests.webserver import (
     ASSETS,
@@ -164,7 +165,10 @@ def test_the_run_is_recorded_in_the_instance_with_each_partitions_own_figures(de
             # The whole run's counts are kept under their own names on the same record.
             assert metadata["rows_in_run"].value == sum(per_day.values())
             assert metadata["accounts_at_risk_in_run"].value == sum(at_risk.values())
-            assert record.asset_materialization.tags["dagster/code_version"]  # staleness reads from it
+            # Dagster's lineage tags, which staleness reads, are on the day's one record.
+            tags = record.asset_materialization.tags
+            assert tags["dagster/code_version"] == load_config(DEFAULT_CONFIG_PATH).scoring_version
+            assert tags["dagster/data_version"]
 
 
 # --- every known failure: one line, what to do, no traceback --------------------------------------

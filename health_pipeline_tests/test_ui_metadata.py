@@ -82,10 +82,9 @@ def sample_result(tmp_path_factory):
 
 
 def test_every_asset_shows_row_count_column_schema_and_description(sample_result):
-    run_result, latest = {}, {}  # per asset: the first day's record of the run, and the last day's
+    latest = {}  # per asset: the run's last day's record
     health_days = {}  # account_health: each partition's record
     for event in sample_result.get_asset_materialization_events():
-        run_result.setdefault(event.asset_key.to_user_string(), event.materialization.metadata)
         latest[event.asset_key.to_user_string()] = event.materialization.metadata
         if event.asset_key == dg.AssetKey("account_health"):
             assert event.partition not in health_days, "one record per partition"
@@ -99,6 +98,8 @@ def test_every_asset_shows_row_count_column_schema_and_description(sample_result
             metadata["dagster/row_count"].value
         assert "per_day" not in metadata
     assert len(set(rows.values())) > 1  # the days differ, so a day cannot be showing another's count
+    # The run's other metadata (here the previews of its last day) is on its last day's record only.
+    assert "most_at_risk" not in health_days["2026-06-01"] and "most_at_risk" in health_days["2026-06-12"]
     assets = {key.to_user_string(): a for a in build_assets(load_config()) for key in a.keys}
     assert set(latest) == set(assets)
     assert latest["postgres_sync"]["skipped"].value.startswith("HEALTH_SYNC_POSTGRES_URL is not set")
@@ -120,7 +121,7 @@ def test_every_asset_shows_row_count_column_schema_and_description(sample_result
         description = asset.descriptions_by_key[dg.AssetKey(name)].lower()
         assert "one row" in description or (name == "morning_report" and "one static site" in description), name
     assert latest["backtest_summary"]["summary"].value.startswith("**No outcomes to backtest.**")
-    preview = run_result["account_health"]
+    preview = latest["account_health"]
     assert preview["most_at_risk"].value.startswith("**The 8 accounts most at risk on 2026-06-12** (by band")
     assert preview["score_distribution"].value.startswith("**Scores per band on 2026-06-12**")
 

@@ -115,13 +115,19 @@ def publish_export(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset:
 
 # Keys a run's own result renames, since they count the whole run: each partition records its day's.
 IN_RUN = {"dagster/row_count": "rows_in_run"}
+# What a dated table's run result says that is true of every day of the run.
+EVERY_DAY = ("dagster/column_schema", "dagster/table_name")
 
 
 def materialized(context: dg.AssetExecutionContext, metadata: dict, asset_key: str | None = None):
     """The run's MaterializeResult, which Dagster records on every partition of the run's range.
-    For a dated table, each partition's record also gets that day's own `dagster/row_count` and
-    figures (`per_day`, from publish.table_metadata), so a partition's page never shows the run's
-    total as its own; the run's totals keep clearly named keys (`rows_in_run`, `<figure>_in_run`).
+
+    For a dated table (one with `per_day`, from publish.table_metadata) each partition's record
+    holds: that day's own `dagster/row_count` and figures; the run's totals of them under their
+    own names (`rows_in_run`, `<figure>_in_run`); and the table's schema and name. The run's other
+    metadata (its batch plan, counts it has no day's split of, files written, the previews of its
+    last day) goes on its last day's record only, which for a one-day run is the whole run: the
+    other days of a backfill show their own figures and the run's totals by their own names.
 
     The day's figures go on the record Dagster writes anyway (`add_asset_metadata`), not on a
     second materialization per partition: every event is a write to the instance's storage."""
@@ -129,11 +135,16 @@ def materialized(context: dg.AssetExecutionContext, metadata: dict, asset_key: s
     if per_day is None:
         yield dg.MaterializeResult(asset_key=asset_key, metadata=metadata)
         return
+    figures = {name for day in per_day.value.values() for name in day} - {"rows"}
+    totals = {IN_RUN.get(key, f"{key}_in_run"): value for key, value in metadata.items()
+              if key in IN_RUN or key in figures}
+    of_the_run = {key: value for key, value in metadata.items()
+                  if key not in IN_RUN and key not in figures and key not in EVERY_DAY and key != PER_DAY}
+    last = max(context.partition_keys)
     for partition in context.partition_keys:
         day = per_day.value.get(partition, {"rows": 0})
-        context.add_asset_metadata({"dagster/row_count" if name == "rows" else name: dg.MetadataValue.int(n)
-                                    for name, n in day.items()}, asset_key=asset_key, partition_key=partition)
-    figures = {name for day in per_day.value.values() for name in day} - {"rows"}
+        own = {"dagster/row_count" if name == "rows" else name: dg.MetadataValue.int(n) for name, n in day.items()}
+        context.add_asset_metadata({**own, **(of_the_run if partition == last else {})},
+                                   asset_key=asset_key, partition_key=partition)
     yield dg.MaterializeResult(asset_key=asset_key, metadata={
-        IN_RUN.get(key, f"{key}_in_run" if key in figures else key): value
-        for key, value in metadata.items() if key != PER_DAY})
+        **{key: metadata[key] for key in EVERY_DAY if key in metadata}, **totals})
