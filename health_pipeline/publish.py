@@ -81,17 +81,14 @@ def swap_range(
     first_day: dt.date,
     last_day: dt.date,
     staging: str,
-    extra_days: tuple[dt.date, ...] = (),
 ) -> int:
-    """Inside a `transaction`: replace the rows of `table` whose `date_column` is in the range (or
-    one of `extra_days`) with `staging`. Rows whose date is NULL belong to no day, so every rewrite
-    replaces them too."""
+    """Inside a `transaction`: replace the rows of `table` whose `date_column` is in the range with
+    `staging`. Rows whose date is NULL belong to no day, so every rewrite replaces them too."""
     conform_columns(conn, table, staging)
     column = quote(date_column)
-    extra = f" OR list_contains($extra_days, {column})" if extra_days else ""
     conn.execute(
-        f"DELETE FROM {table} WHERE {column} BETWEEN $first_day AND $last_day OR {column} IS NULL{extra}",
-        {"first_day": first_day, "last_day": last_day, **({"extra_days": list(extra_days)} if extra_days else {})},
+        f"DELETE FROM {table} WHERE {column} BETWEEN $first_day AND $last_day OR {column} IS NULL",
+        {"first_day": first_day, "last_day": last_day},
     )
     conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {staging}")
     return scalar(conn, f"SELECT count(*) FROM {staging}")
@@ -202,11 +199,12 @@ def replace_table(conn: duckdb.DuckDBPyConnection, table: str, staging: str) -> 
 
 def table_metadata(
     conn: duckdb.DuckDBPyConnection, table: str, row_count: int,
-    dated: tuple[str, dt.date, dt.date] | None = None, **extra,
+    dated: tuple | None = None, **extra,
 ) -> dict[str, dg.MetadataValue]:
     """Row count and column schema for the UI, plus any asset-specific figures. A `dated` table
-    (its date column, and the run's first and last day) also gets `per_day`: each day's rows,
-    which assets.materialized records on that day's partition."""
+    also gets `per_day`, each day's figures, which assets.materialized records on that day's
+    partition: `dated` is day_figures' arguments after the table (its date column, the first and
+    last day the run wrote, and optionally the column to count each day's rows by and a prefix)."""
     columns = [
         dg.TableColumn(name=name, type=dtype, description=None)
         for name, dtype, *_ in conn.execute(f"DESCRIBE {table}").fetchall()
@@ -245,12 +243,3 @@ def day_figures(conn: duckdb.DuckDBPyConnection, table: str, date_column: str, f
         if by and of_value is not None:
             day_of[f"{prefix}{of_value}"] = n
     return figures
-
-
-def counts_by(conn: duckdb.DuckDBPyConnection, table: str, column: str, first_day, last_day) -> dict:
-    """Rows per value of `column` over a range of snapshot dates, for an asset's metadata."""
-    return dict(conn.execute(
-        f"SELECT coalesce(CAST({quote(column)} AS VARCHAR), 'none'), count(*) FROM {table}"
-        " WHERE snapshot_date BETWEEN $first_day AND $last_day GROUP BY ALL ORDER BY ALL",
-        {"first_day": first_day, "last_day": last_day},
-    ).fetchall())

@@ -158,14 +158,26 @@ def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
     events = result.get_asset_materialization_events()
     assert sorted({e.partition for e in events}) == ["2026-06-03", "2026-06-04", "2026-06-05"]
     assert {e.asset_key for e in events} == {dg.AssetKey("account_health")}
-    [refreshed] = [e for e in events if e.partition == "2026-06-04"]
-    assert refreshed.materialization.metadata["refreshed_by_the_run_of"].value == "2026-06-03"
     customers = (pd.read_parquet(pipeline.raw_dir / "accounts.parquet")["status"] != "churned").sum()
-    # The day's one record: its own rows, and the run's, which counts the three days it wrote.
-    [own] = (e.materialization.metadata for e in events if e.partition == "2026-06-03")
-    assert own["dagster/row_count"].value == customers
+    # One record a day, each with the day's own rows and accounts per band; a later day's names the run.
+    records = {e.partition: e.materialization.metadata for e in events}
+    assert len(records) == len(events) == 3
+    bands = pipeline.query("SELECT CAST(snapshot_date AS VARCHAR) AS day, health_band, count(*) AS n "
+                           "FROM core.account_health WHERE snapshot_date >= '2026-06-03' GROUP BY ALL")
+    for day, metadata in records.items():
+        assert metadata["dagster/row_count"].value == customers
+        of_day = bands[bands["day"] == day]
+        assert {k: v.value for k, v in metadata.items() if k.startswith("accounts_") and "_in_run" not in k} == {
+            f"accounts_{band}": n for band, n in zip(of_day["health_band"], of_day["n"])}
+        assert ("refreshed_by_the_run_of" in metadata) == (day != "2026-06-03")
+    assert records["2026-06-05"]["refreshed_by_the_run_of"].value == "2026-06-03"
+    # The run's totals count every day it wrote, its own and the later ones alike.
+    own = records["2026-06-03"]
     assert own["rows_in_run"].value == 3 * customers
     assert own["refreshed_through"].value == "2026-06-05"
+    assert sum(v.value for k, v in own.items() if k.endswith("_in_run") and k.startswith("accounts_")) == 3 * customers
+    for band in bands["health_band"].unique():
+        assert own[f"accounts_{band}_in_run"].value == bands.loc[bands["health_band"] == band, "n"].sum()
     assert {e.check_name for e in result.get_asset_check_evaluations() if e.passed} == {
         "live_accounts_scored_once", "scores_within_0_and_100"}
     pd.testing.assert_frame_equal(pipeline.query("SELECT * FROM core.account_health ORDER BY ALL"), before)

@@ -154,6 +154,14 @@ def test_a_superseded_copy_refreshes_its_days_fact_in_the_same_run(tmp_path):
                           "WHERE user_id = 'u1' ORDER BY ALL")
     assert list(map(tuple, fact.values)) == [(DAY, 1), (NEXT, 1)]
     assert meta["other_days_refreshed"] == NEXT
+    # Its record holds its own figures, and the run's totals count it.
+    records = {(e.asset_key.to_user_string(), e.partition): e.materialization.metadata
+               for e in result.get_asset_materialization_events()}
+    for asset, table in (("daily_contact_activity", "core.daily_contact_activity"), ("raw_events", "raw.events")):
+        rows = dict(pipeline.query(f"SELECT CAST(activity_date AS VARCHAR), count(*) FROM {table} GROUP BY ALL").values)
+        assert records[(asset, NEXT)]["dagster/row_count"].value == rows[NEXT]
+        assert records[(asset, NEXT)]["refreshed_by_the_run_of"].value == DAY
+        assert records[(asset, DAY)]["rows_in_run"].value == rows[DAY] + rows[NEXT]
 
 
 # DAY + 111 is 2026-11-29, whose windows reach back to 09-01: the month end 08-31 gets a checkpoint.

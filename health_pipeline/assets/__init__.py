@@ -53,48 +53,42 @@ def refreshed_through(conn: duckdb.DuckDBPyConnection, table: str, last_day: dt.
     return latest or last_day
 
 
-def refreshed_partitions(asset: str, last_day: dt.date, through: dt.date):
-    """The materializations of the days after the run's range that a windowed asset recomputed."""
-    day = last_day + dt.timedelta(days=1)
-    while day <= through:
-        yield dg.AssetMaterialization(asset_key=asset, partition=day.isoformat(),
-                                      metadata={"refreshed_by_the_run_of": last_day.isoformat()})
-        day += dt.timedelta(days=1)
-
-
 def publish_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset: str, table: str, date_column: str,
                   first_day: dt.date, last_day: dt.date, select_sql: str, params: dict,
                   batch_plan: Callable[[duckdb.DuckDBPyConnection, dt.date, dt.date], dict] | None = None,
-                  windowed: bool = False, extra_days: tuple[dt.date, ...] = ()):
+                  windowed: bool = False, figures_by: tuple[str, str] | None = None):
     """Write, audit, publish one table's range: compute it into a staging table, swap it in, run
     the asset's checks on it, and commit only if they pass. A `windowed` asset also recomputes the
-    later days its windows tie to the range (`refreshed_through`); `extra_days` are replaced
-    too. `batch_plan(conn, first, last)` (publish.plan_batches) cuts the computed days into
-    batches, and its figures join the metadata. Yields the check results and the later days'
-    materializations; returns the table's metadata (`meta = yield from ...`)."""
+    later days its windows tie to the range (`refreshed_through`). `batch_plan(conn, first, last)`
+    (publish.plan_batches) cuts the computed days into batches, and its figures join the metadata.
+    Each day written gets its rows as its figures, and with `figures_by` (a column and a prefix)
+    its rows per value of that column. Yields the check results; returns the table's metadata
+    (`meta = yield from ...`), which `materialized` records."""
     through = refreshed_through(conn, table, last_day) if windowed else last_day
     plan = batch_plan(conn, first_day, through) if batch_plan else {}
     staging = stage_range(conn, table, first_day, through, select_sql,
                           {**params, "first_day": first_day, "last_day": through}, plan.get("batch_days"))
     with transaction(conn, {table: staging}):
-        rows = swap_range(conn, table, date_column, first_day, through, staging, extra_days)
+        rows = swap_range(conn, table, date_column, first_day, through, staging)
         yield from audit(config, asset, conn, first_day, through)
-    yield from refreshed_partitions(asset, last_day, through)
-    return {**table_metadata(conn, table, rows, (date_column, first_day, last_day), refreshed_through=str(through)),
+    return {**table_metadata(conn, table, rows, (date_column, first_day, through, *(figures_by or ())),
+                             refreshed_through=str(through)),
             **plan}
 
 
 def publish_export(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset: str, name: str, key: str,
                    select_sql: str, export_dir: Path, first_day: dt.date, last_day: dt.date,
-                   params: dict | None = None, days_of: str | None = None):
+                   params: dict | None = None, days_of: str | None = None,
+                   figures_by: tuple[str, str] | None = None):
     """Write, audit, publish export.<name> and its files together: the range's rows are swapped in
     and its files written to a staging folder, both are audited, and only after the commit do the
     files move into place. A failure anywhere leaves the table and the files as they were.
     Like every windowed asset, it also rewrites the later days its windows tie to the range: the
     days that `days_of` holds (a table with a row every day; the export itself unless given).
-    Yields the check results and the later days' materializations; returns the metadata."""
+    Each day written gets its figures as in publish_range (`figures_by`). Yields the check
+    results; returns the metadata, which `materialized` records."""
     table = f"export.{name}"
-    last_day, run_last_day = refreshed_through(conn, days_of or table, last_day), last_day
+    last_day = refreshed_through(conn, days_of or table, last_day)
     staging = stage_range(conn, table, first_day, last_day, select_sql,
                           {**export_params(first_day, last_day), **(params or {})})
     remove_orphaned_staging(export_dir)
@@ -107,8 +101,7 @@ def publish_export(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset:
         files = move_into_place(staged, export_dir)
     finally:
         discard(staged)
-    yield from refreshed_partitions(asset, run_last_day, last_day)
-    return {**table_metadata(conn, table, rows, ("snapshot_date", first_day, run_last_day),
+    return {**table_metadata(conn, table, rows, ("snapshot_date", first_day, last_day, *(figures_by or ())),
                              refreshed_through=str(last_day)),
             **files_metadata(export_dir / name, files)}
 
@@ -117,17 +110,19 @@ def publish_export(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset:
 IN_RUN = {"dagster/row_count": "rows_in_run"}
 # What a dated table's run result says that is true of every day of the run.
 EVERY_DAY = ("dagster/column_schema", "dagster/table_name")
+REFRESHED_BY = "refreshed_by_the_run_of"
 
 
 def materialized(context: dg.AssetExecutionContext, metadata: dict, asset_key: str | None = None):
-    """The run's MaterializeResult, which Dagster records on every partition of the run's range.
+    """The run's MaterializeResult, which Dagster records on every partition of the run's range,
+    then a materialization of each later day the run rewrote (a windowed asset's refreshed days).
 
-    For a dated table (one with `per_day`, from publish.table_metadata) each partition's record
-    holds: that day's own `dagster/row_count` and figures; the run's totals of them under their
-    own names (`rows_in_run`, `<figure>_in_run`); and the table's schema and name. The run's other
-    metadata (its batch plan, counts it has no day's split of, files written, the previews of its
-    last day) goes on its last day's record only, which for a one-day run is the whole run: the
-    other days of a backfill show their own figures and the run's totals by their own names.
+    For a dated table (one with `per_day`, from publish.table_metadata) each of those records
+    holds that day's own `dagster/row_count` and figures. The run's records also hold the run's
+    totals under their own names (`rows_in_run`, `<figure>_in_run`, over every day it wrote) and
+    the table's schema and name; its other metadata (its batch plan, counts it has no day's split
+    of, files written, the previews of its last day) goes on its last day's record only, which
+    for a one-day run is the whole run. A later day's record names the run (`refreshed_by_the_run_of`).
 
     The day's figures go on the record Dagster writes anyway (`add_asset_metadata`), not on a
     second materialization per partition: every event is a write to the instance's storage."""
@@ -135,16 +130,23 @@ def materialized(context: dg.AssetExecutionContext, metadata: dict, asset_key: s
     if per_day is None:
         yield dg.MaterializeResult(asset_key=asset_key, metadata=metadata)
         return
-    figures = {name for day in per_day.value.values() for name in day} - {"rows"}
-    totals = {IN_RUN.get(key, f"{key}_in_run"): value for key, value in metadata.items()
-              if key in IN_RUN or key in figures}
+    days = per_day.value
+    figures = sorted({name for day in days.values() for name in day} - {"rows"})
+    totals = {IN_RUN[key]: metadata[key] for key in IN_RUN if key in metadata} | {
+        f"{name}_in_run": dg.MetadataValue.int(sum(day.get(name, 0) for day in days.values())) for name in figures}
     of_the_run = {key: value for key, value in metadata.items()
-                  if key not in IN_RUN and key not in figures and key not in EVERY_DAY and key != PER_DAY}
+                  if key not in IN_RUN and key not in EVERY_DAY and key != PER_DAY}
     last = max(context.partition_keys)
+
+    def own(partition: str) -> dict:
+        return {"dagster/row_count" if name == "rows" else name: dg.MetadataValue.int(n)
+                for name, n in days.get(partition, {"rows": 0}).items()}
+
     for partition in context.partition_keys:
-        day = per_day.value.get(partition, {"rows": 0})
-        own = {"dagster/row_count" if name == "rows" else name: dg.MetadataValue.int(n) for name, n in day.items()}
-        context.add_asset_metadata({**own, **(of_the_run if partition == last else {})},
+        context.add_asset_metadata({**own(partition), **(of_the_run if partition == last else {})},
                                    asset_key=asset_key, partition_key=partition)
     yield dg.MaterializeResult(asset_key=asset_key, metadata={
         **{key: metadata[key] for key in EVERY_DAY if key in metadata}, **totals})
+    for partition in sorted(set(days) - set(context.partition_keys)):
+        yield dg.AssetMaterialization(asset_key=asset_key or context.asset_key, partition=partition,
+                                      metadata={**own(partition), REFRESHED_BY: last})

@@ -17,7 +17,6 @@ from health_pipeline.checks import check_specs
 from health_pipeline.contract import EXPLANATION_SUFFIXES
 from health_pipeline.partitions import date_range
 from health_pipeline.previews import markdown_table
-from health_pipeline.publish import PER_DAY, counts_by, day_figures
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import (
     ACTIVATION_BANDS,
@@ -100,6 +99,7 @@ def score_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, first_day
         conn, config, "account_health", "core.account_health", "snapshot_date", first_day, last_day,
         account_health_sql(config, with_history=table_exists(conn, "core.account_health")),
         account_health_params(config, first_day, last_day), windowed=True,
+        figures_by=("health_band", "accounts_"),
     ))
 
 
@@ -153,10 +153,6 @@ def build_account_health(config: HealthConfig) -> dg.AssetsDefinition:
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
             meta = yield from score_range(conn, config, first_day, last_day)
-            bands = counts_by(conn, "core.account_health", "health_band", first_day, last_day)
-            meta.update({f"accounts_{band}": n for band, n in bands.items()})
-            meta[PER_DAY] = dg.MetadataValue.json(day_figures(conn, "core.account_health", "snapshot_date", first_day,
-                                                              last_day, by="health_band", prefix="accounts_"))
             meta.update(score_preview(conn, last_day))
         yield from materialized(context, meta)
 

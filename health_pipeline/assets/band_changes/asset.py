@@ -6,7 +6,6 @@ import dagster as dg
 
 from health_pipeline.assets import daily_asset, materialized, publish_export
 from health_pipeline.partitions import date_range
-from health_pipeline.publish import counts_by
 from health_pipeline.resources import ExportTarget, Warehouse
 from health_pipeline.scorecard.model import BANDS, HealthConfig
 from health_pipeline.sql import SqlFolder
@@ -41,10 +40,8 @@ def build_band_changes(config: HealthConfig) -> dg.AssetsDefinition:
                 conn, config, "band_changes", "band_changes", "account_id", band_changes_sql(),
                 Path(export_target.export_dir), first_day, last_day, {"bands": list(BANDS)},
                 # Only days with a move have rows: the scores say which later days exist.
-                days_of="core.account_health",
+                days_of="core.account_health", figures_by=("direction", "moved_"),
             )
-            moves = counts_by(conn, "export.band_changes", "direction", first_day, last_day)
-            meta.update({f"moved_{direction}": n for direction, n in moves.items()})
         yield from materialized(context, meta)
 
     return band_changes

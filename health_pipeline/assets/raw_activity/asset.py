@@ -38,7 +38,9 @@ from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditContext, audit, che
 from health_pipeline.partitions import date_range
 from health_pipeline.progress import report_progress
 from health_pipeline.publish import (
+    PER_DAY,
     day_batches,
+    day_figures,
     plan_batches,
     replace_table,
     swap_range,
@@ -408,9 +410,10 @@ def swap_staged(conn: duckdb.DuckDBPyConnection, extraction: Extraction, first_d
         extraction.batch(conn, day, day)
     if table_exists(conn, "core.contact_recency"):
         SQL.run(conn, "contact_recency_forgotten", {"first_day": first_day})
-    for table in ("raw.events", "core.daily_contact_activity"):
-        written[table] = scalar(conn, f"SELECT count(*) FROM {table} WHERE activity_date BETWEEN $f AND $l",
-                                {"f": first_day, "l": last_day})
+    for table in ("raw.events", "core.daily_contact_activity"):  # a range each, so the zone maps prune
+        written[table] = sum(
+            scalar(conn, f"SELECT count(*) FROM {table} WHERE activity_date BETWEEN $f AND $l", {"f": f, "l": last})
+            for f, last in [(first_day, last_day), *((day, day) for day in written["days_extracted_again"])])
     written["raw.quarantine"] = scalar(
         conn, "SELECT count(*) FROM raw.quarantine WHERE partition_date BETWEEN $f AND $l OR partition_date IS NULL",
         {"f": first_day, "l": last_day})
@@ -472,14 +475,14 @@ def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date,
     sessions["sessions_superseded_on_later_days"] = counts["written.sessions_superseded_on_later_days"]
     again = counts["written.days_extracted_again"]
     return {
-        "daily_contact_activity": table_metadata(
+        "daily_contact_activity": _also_on(again, conn, "core.daily_contact_activity", table_metadata(
             conn, "core.daily_contact_activity", written["core.daily_contact_activity"],
             ("activity_date", first_day, last_day), **days,
             other_days_refreshed=", ".join(map(str, again)) or "none",
-            **{k: events[k] for k in ("events_batch_days", "events_batches", "events_batch_plan")}),
-        "raw_events": table_metadata(conn, "raw.events", written["raw.events"], ("activity_date", first_day, last_day),
-                                     **events, **days,
-                                     event_names_in_another_case=counts["event_names_in_another_case"]),
+            **{k: events[k] for k in ("events_batch_days", "events_batches", "events_batch_plan")})),
+        "raw_events": _also_on(again, conn, "raw.events", table_metadata(
+            conn, "raw.events", written["raw.events"], ("activity_date", first_day, last_day), **events, **days,
+            event_names_in_another_case=counts["event_names_in_another_case"])),
         "raw_sessions": table_metadata(conn, "raw.sessions", written["raw.sessions"],
                                        ("activity_date", first_day, last_day), **sessions, **days),
         "accounts": table_metadata(conn, "raw.accounts", written["raw.accounts"],
@@ -500,6 +503,15 @@ def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date,
                                      ("partition_date", first_day, last_day),
                                      quarantined_rows=written["raw.quarantine"], **per_reason, **days),
     }
+
+
+def _also_on(days: list[dt.date], conn: duckdb.DuckDBPyConnection, table: str, metadata: dict) -> dict:
+    """A dated table's `metadata` with the figures of `days`: days after the run's range that it
+    extracted again, which `materialized` records as their own partitions' materializations."""
+    per_day = dict(metadata[PER_DAY].value)
+    for day in days:
+        per_day |= day_figures(conn, table, "activity_date", day, day)
+    return metadata | {PER_DAY: dg.MetadataValue.json(per_day)}
 
 
 def _outcome_counts(conn: duckdb.DuckDBPyConnection) -> dict:
@@ -541,9 +553,6 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
                 yield from audit(config, ("raw_events", "accounts"), conn, first_day, last_day, checks)
                 SQL.run(conn, "accepted_snapshot", {"accepted_at": now})
             metadata = _metadata(conn, _figures(conn, counts, written, first_day, last_day), first_day, last_day)
-        for day in written["days_extracted_again"]:
-            yield dg.AssetMaterialization(asset_key="daily_contact_activity", partition=day.isoformat(),
-                                          metadata={"refreshed_by_the_run_of": last_day.isoformat()})
         for key, meta in metadata.items():
             yield from materialized(context, meta, asset_key=key)
 
