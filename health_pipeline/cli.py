@@ -39,11 +39,6 @@ class Refused(Exception):
     """A command cannot go on; its message says why and what to do."""
 
 
-def _latest_scored_day(conn) -> dt.date:
-    """The newest snapshot date of the sync table."""
-    return conn.execute("SELECT max(snapshot_date) FROM export.account_health").fetchall()[0][0]
-
-
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
     RawInputError, WarehouseError, PostgresUnavailable, SchemaChangeError, AuditFailed, SinkError, ConfigError)}
@@ -267,12 +262,13 @@ def _sync_table_connection():
 def cmd_report(args: argparse.Namespace) -> int:
     """Build the morning report of one scored day from the warehouse, without running the pipeline."""
     from health_pipeline.assets.morning_report.site import build_report
+    from health_pipeline.assets.sync_export.asset import newest_scored_day
     from health_pipeline.scorecard.parser import ConfigError
 
     try:
         config = _production()
         with _sync_table_connection() as conn:
-            args.date = args.date or _latest_scored_day(conn)
+            args.date = args.date or newest_scored_day(conn)
             site = build_report(conn, config, args.date, settings.path("HEALTH_EXPORT_DIR"))
         if site is None:
             raise Refused(f"no account was scored on {args.date}: nothing to report (the sync table's days are "
@@ -287,6 +283,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write one day of the sync table as the CSV a CS tool's importer expects."""
+    from health_pipeline.assets.sync_export.asset import newest_scored_day
     from health_pipeline.export_files import write_atomically
     from health_pipeline.import_templates import TemplateError, load_template, template_rows
     from health_pipeline.scorecard.parser import ConfigError
@@ -294,7 +291,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         template = load_template(args.template, _production())
         with _sync_table_connection() as conn:
-            args.date = args.date or _latest_scored_day(conn)
+            args.date = args.date or newest_scored_day(conn)
             scored = conn.execute("SELECT count(*) FROM export.account_health WHERE snapshot_date = $d",
                                   {"d": args.date}).fetchall()[0][0]
             rows = template_rows(conn, template, args.date)

@@ -260,3 +260,38 @@ def test_a_site_rendered_by_forked_workers_is_the_one_rendered_in_process(report
     assert files["forked"] == files["in_process"] and len(files["forked"]) > 10
     for path in files["forked"]:
         assert (sites["forked"] / path).read_bytes() == (sites["in_process"] / path).read_bytes(), path
+
+
+def test_a_run_of_an_earlier_day_builds_the_newest_site_again_from_its_rescored_rows(tmp_path):
+    """report/latest must show what the sync table holds: a run of an earlier day rescored every
+    later day, so it builds the newest day's site again, and records that on its partition."""
+    pipeline = Pipeline(tmp_path)
+    generate_sample(pipeline.raw_dir, SampleSpec(accounts=6, days=20, seed=3))
+    first, earlier, last = dt.date(2026, 6, 1), dt.date(2026, 6, 10), dt.date(2026, 6, 19)
+    pipeline.materialize(first, last)
+    # The earlier day's events of the busiest account's contacts are withdrawn: its 28-day usage
+    # on the last day, and so its page, changes.
+    events_file = pipeline.raw_dir / "all_events" / f"{earlier}.parquet"
+    events = pd.read_parquet(events_file)
+    users = pd.read_parquet(pipeline.raw_dir / "users.parquet")
+    account = events.merge(users, on="user_id")["account_id"].mode()[0]
+    events[~events["user_id"].isin(users.loc[users["account_id"] == account, "user_id"])].to_parquet(
+        events_file, index=False)
+    page = Path("accounts") / f"{page_name(account)}.html"
+    before = (site_of(pipeline, last) / page).read_bytes()
+
+    result = pipeline.materialize(earlier, earlier)
+
+    after = (site_of(pipeline, last) / page).read_bytes()
+    with pipeline.warehouse.get_connection(read_only=True) as conn:
+        fresh = build_report(conn, load_config(), last, tmp_path / "fresh")
+    assert after != before and after == (fresh.folder / page).read_bytes()
+    assert os.readlink(report_root(pipeline.export_dir) / "latest") == last.isoformat()
+    records = {e.partition: e.materialization.metadata for e in result.get_asset_materialization_events()
+               if e.asset_key.to_user_string() == "morning_report"}
+    assert sorted(records) == [earlier.isoformat(), last.isoformat()]
+    assert records[earlier.isoformat()]["reports_built"].value == earlier.isoformat()
+    assert "refreshed_by_the_run_of" not in records[earlier.isoformat()]
+    assert records[last.isoformat()]["reports_built"].value == last.isoformat()
+    assert records[last.isoformat()]["refreshed_by_the_run_of"].value == earlier.isoformat()
+    assert records[last.isoformat()]["report"].value == str(site_of(pipeline, last) / "index.html")

@@ -3,17 +3,20 @@
 For the latest HEALTH_REPORT_DAYS days of a run (default 1, so a backfill does not build a site
 for every old day), site.py builds `<export dir>/report/<date>/` from the published tables: the
 portfolio (index.html), a page per owner, per account and per scored metric. `report/latest`
-links the newest. `health-pipeline report --date D` builds one for any scored day.
+links the newest; a run of earlier days, which rescored the later ones, builds the newest again.
+`health-pipeline report --date D` builds one for any scored day.
 """
 
 import datetime as dt
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from health_pipeline import settings
-from health_pipeline.assets import daily_asset
+from health_pipeline.assets import REFRESHED_BY, daily_asset
 from health_pipeline.assets.score_backtest.asset import BACKTEST_ASSETS
+from health_pipeline.assets.sync_export.asset import newest_scored_day
 from health_pipeline.partitions import date_range
 from health_pipeline.resources import ExportTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
@@ -44,6 +47,19 @@ def site_metadata(sites: list[Site], days: int) -> dict[str, dg.MetadataValue]:
     return meta
 
 
+def _build(context: dg.AssetExecutionContext, conn: duckdb.DuckDBPyConnection, config: HealthConfig,
+           export_dir: Path, days: list[dt.date]) -> list[Site]:
+    """The sites of `days`, skipping (with a warning) a day on which no account was scored."""
+    sites = []
+    for day in days:
+        site = build_report(conn, config, day, export_dir)
+        if site is None:
+            context.log.warning(f"no account was scored on {day}: no morning report for it")
+        else:
+            sites.append(site)
+    return sites
+
+
 def build_morning_report(config: HealthConfig) -> dg.AssetsDefinition:
     @daily_asset(
         name="morning_report",
@@ -60,18 +76,22 @@ def build_morning_report(config: HealthConfig) -> dg.AssetsDefinition:
         breakdowns by segment, vertical, plan and owner, onboarding, the backtest), linking a page
         per owner (the day's moves, drops, at-risk accounts and a card per account), per account
         (90 days of score and components, contacts, band changes) and per scored metric (its
-        distribution and the bin edges). `report/latest` links the newest D.
+        distribution and the bin edges). `report/latest` links the newest D, whose site a run of
+        earlier days builds again (recorded on D's partition), since that run rescored it.
         """
         first_day, last_day = date_range(context.partition_time_window)
-        days = settings.report_days()
-        sites = []
+        days, export_dir = settings.report_days(), Path(export_target.export_dir)
         with warehouse.get_connection() as conn:
-            for day in report_dates(first_day, last_day, days):
-                site = build_report(conn, config, day, Path(export_target.export_dir))
-                if site is None:
-                    context.log.warning(f"no account was scored on {day}: no morning report for it")
-                else:
-                    sites.append(site)
-        return dg.MaterializeResult(metadata=site_metadata(sites, days))
+            sites = _build(context, conn, config, export_dir, report_dates(first_day, last_day, days))
+            # A run of earlier days rescored every later day the warehouse holds
+            # (assets.refreshed_through), so the newest day's site, which report/latest links, is stale.
+            newest = newest_scored_day(conn)
+            stale = [newest] if days and newest and newest > last_day else []
+            refreshed = _build(context, conn, config, export_dir, stale)
+        yield dg.MaterializeResult(metadata=site_metadata(sites, days))
+        for site in refreshed:
+            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=site.report_date.isoformat(),
+                                          metadata={**site_metadata([site], days),
+                                                    REFRESHED_BY: last_day.isoformat()})
 
     return morning_report

@@ -4,18 +4,25 @@ Written to export.account_health, keyed on (account_id, snapshot_date), and as o
 one CSV file per snapshot date. A CS tool upserts on that key, so re-importing a day is safe.
 """
 
+import datetime as dt
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from health_pipeline.assets import daily_asset, materialized, publish_export
 from health_pipeline.checks import check_specs
 from health_pipeline.partitions import date_range
 from health_pipeline.resources import ExportTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
-from health_pipeline.sql import SqlFolder
+from health_pipeline.sql import SqlFolder, scalar
 
 SQL = SqlFolder(__file__)
+
+
+def newest_scored_day(conn: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """The newest snapshot date of the sync table."""
+    return scalar(conn, "SELECT max(snapshot_date) FROM export.account_health")
 
 
 def build_sync_export(config: HealthConfig) -> dg.AssetsDefinition:
