@@ -214,7 +214,9 @@ def print_summary(snapshot_date: dt.date) -> None:
     print(f"sync files: {export_dir / 'account_health'}/snapshot_date=YYYY-MM-DD.parquet and .csv")
     print(f"band changes: export.band_changes and {export_dir / 'band_changes'}/")
     report = report_root(export_dir) / snapshot_date.isoformat() / "index.html"
-    if report.exists():
+    if not settings.report_days():  # a site of this day on disk is an earlier run's
+        print("morning report: none built (HEALTH_REPORT_DAYS=0; `health-pipeline report` builds one)")
+    elif report.exists():
         print(f"morning report: {report} (open it in a browser; {report_root(export_dir) / 'latest'} is the newest)")
     with pd.option_context("display.max_colwidth", 110, "display.width", 250):
         print(f"\nthe ten accounts most at risk on {snapshot_date} (by band, worst first, then by score, then by "
@@ -364,9 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate-sample", help="write deterministic sample raw data in Heap layout")
-    gen.add_argument("--accounts", type=int, default=SampleSpec.accounts)
-    gen.add_argument("--days", type=int, default=SAMPLE_DAYS)
-    gen.add_argument("--seed", type=int, default=SampleSpec.seed)
+    gen.add_argument("--accounts", type=int, default=SampleSpec.accounts, help="accounts (default %(default)s)")
+    gen.add_argument("--days", type=int, default=SAMPLE_DAYS, help="days, ending on --end (default %(default)s)")
+    gen.add_argument("--seed", type=int, default=SampleSpec.seed, help="random seed (default %(default)s)")
     gen.add_argument("--end", type=_date, default=settings.yesterday(),
                      help="last day (default yesterday, UTC: %(default)s); the same end, seed and size give the "
                           "same bytes")

@@ -53,19 +53,20 @@ class StageLines(logging.Handler):
             self.started[step] = time.monotonic()
             self._line(f"{step} …", final=False)
         elif event.is_step_materialization:
-            # Every partition's record of a dated table has the run's rows_in_run beside its own
-            # day's row count; any other table has one row count.
+            # The run's own records come first: for a dated table, one per partition of its range,
+            # each with the run's rows_in_run beside its day's row count; any other table has one
+            # row count. The later days a run refreshed follow, each with only its own day's.
             materialization = event.step_materialization_data.materialization
             asset, metadata = materialization.asset_key.to_user_string(), materialization.metadata
             rows = self.rows.setdefault(step, {})
             if "skipped" in metadata:
                 self.skipped[step] = str(metadata["skipped"].value)
             if "pages" in metadata:
-                rows[f"{asset} pages"] = int(metadata["pages"].value)
+                rows.setdefault(f"{asset} pages", int(metadata["pages"].value))
             if "rows_in_run" in metadata:
                 rows[asset] = int(metadata["rows_in_run"].value)
             elif "dagster/row_count" in metadata:
-                rows[asset] = int(metadata["dagster/row_count"].value)
+                rows.setdefault(asset, int(metadata["dagster/row_count"].value))
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             if not evaluation.passed:

@@ -171,6 +171,25 @@ def test_the_run_is_recorded_in_the_instance_with_each_partitions_own_figures(de
             assert tags["dagster/data_version"]
 
 
+def test_a_run_of_earlier_days_prints_every_row_it_wrote_and_no_earlier_runs_report(tmp_path):
+    generate_sample(tmp_path / "raw", SPEC)
+    assert run(tmp_path, HEALTH_REPORT_DAYS="6").returncode == 0  # a site for every day
+    result = run(tmp_path, "--start", "2026-06-02", "--end", "2026-06-03", HEALTH_REPORT_DAYS="0")
+    assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        # The run's two days and the three later ones it refreshed.
+        written = conn.execute("SELECT count(*) FROM core.account_health WHERE snapshot_date >= '2026-06-02'"
+                               ).fetchone()[0]
+        last_day = conn.execute("SELECT count(*) FROM core.account_health WHERE snapshot_date = '2026-06-06'"
+                                ).fetchone()[0]
+    assert written > last_day
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("✓ account_health ")]
+    assert line.endswith(f": account_health {written:,} rows")
+    # The first run's site of 06-03 is on disk, but it is not this run's: none is named.
+    assert "morning report: none built (HEALTH_REPORT_DAYS=0; `health-pipeline report` builds one)" in result.stdout
+    assert "index.html" not in result.stdout
+
+
 # --- every known failure: one line, what to do, no traceback --------------------------------------
 
 def one_line(result: subprocess.CompletedProcess, code: int) -> str:
