@@ -166,8 +166,11 @@ class PostgresTarget(dg.ConfigurableResource):
             info = conninfo_to_dict(self.url)
             where = f"{info.get('user', '?')}@{info.get('host', 'localhost')}:{info.get('port', 5432)}/" \
                     f"{info.get('dbname', '?')}"
-            reason = str(exc).strip().splitlines()[-1].split("FATAL:", 1)[-1].strip()
-            raise PostgresUnavailable(f"cannot connect to PostgreSQL as {where}: {reason}") from None
+            # libpq: "connection to server at … failed: <reason>", then any hint on lines of its own.
+            first, *hints = (line.strip() for line in str(exc).strip().splitlines())
+            reason = first.rsplit("failed:", 1)[-1].split("FATAL:", 1)[-1].strip()
+            hint = f" ({' '.join(hints)})" if hints else ""
+            raise PostgresUnavailable(f"cannot connect to PostgreSQL as {where}: {reason}{hint}") from None
 
 
 class PostgresUnavailable(RuntimeError):

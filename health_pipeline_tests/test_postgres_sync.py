@@ -154,6 +154,7 @@ def test_a_server_that_is_down_or_refuses_fails_the_sync_alone(tmp_path, server,
     assert cls == "PostgresUnavailable"
     assert message.startswith("cannot connect to PostgreSQL as health@127.0.0.1:")
     assert ("password authentication failed" in message) == (failure == "password")
+    assert ("Connection refused" in message) == (failure == "down")
     assert PASSWORD not in message and "not-the-password" not in message
     # Everything local was written before the sync.
     materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
