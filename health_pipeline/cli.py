@@ -114,7 +114,7 @@ def expected_tables() -> str:
     """The raw tables a raw directory must hold, and how, for a message."""
     tables = [f"{name}{' (optional)' if name in OPTIONAL_TABLES else ''}" for name in RAW_TABLES]
     return (f"expected the tables {', '.join(tables)}, each as <name>.parquet, <name>.csv or a folder <name>/ "
-            "of parquet files (README: Pointing it at real data)")
+            "of parquet files (docs/sources.md: Pointing it at real data)")
 
 
 def _load_job():
@@ -243,7 +243,8 @@ def print_backtest_headline(summary: pd.DataFrame | None) -> None:
     if summary is None:
         return
     if summary.empty:
-        print("\nbacktest: no outcomes yet (add an outcomes export to the raw directory; see the README)")
+        print("\nbacktest: no outcomes yet (add an outcomes export to the raw directory; see docs/backtest.md, "
+              "'Feed it real outcomes')")
         return
     print(f"\nbacktest (export.backtest_*, plot: {export_dir / 'backtest' / 'churn_rate_by_band.png'}):")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))

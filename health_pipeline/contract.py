@@ -66,7 +66,8 @@ def activation_column(measure: str) -> str:
 
 
 def sync_table_columns(config) -> list[str]:
-    """The sync table's documented columns, in order (README, "What you get"), for a configuration."""
+    """The sync table's documented columns, in order (docs/delivery.md, "The sync table's columns"),
+    for a configuration."""
     return [
         "account_id", "crm_account_id", "account_name", "owner", "plan", "status", "arr", "vertical", "customer_since",
         "snapshot_date", "segment", "health_score", "health_band", "band_source", "in_onboarding",

@@ -185,7 +185,7 @@ def test_a_reader_never_sees_a_partition_half_replaced(tmp_path):
     assert seen[-1] == new
 
 
-# --- recovery with a persistent instance (DAGSTER_HOME), as the README advises -------------------
+# --- recovery with a persistent instance (DAGSTER_HOME), as docs/operations.md advises -------------------
 
 def home_for(root: Path) -> Path:
     home = root / "dagster_home"

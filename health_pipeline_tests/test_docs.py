@@ -157,3 +157,18 @@ def test_every_guide_opens_with_its_contents(path):
     listed = contents_anchors(path)
     assert sections, f"{path.name} has no sections"
     assert sections <= listed, f"{path.name}'s contents, before its first section, lack {sorted(sections - listed)}"
+
+
+# A message or comment in the code that sends the reader to a guide: (docs/x.md: Heading) or docs/x.md, "Heading".
+CODE_POINTER = re.compile(r"""(docs/[a-z_]+\.md)(?::\s*([A-Z][^)]*)|,\s*\\?(["'])([A-Z].*?)\\?\3)""")
+
+
+def test_every_pointer_from_the_code_names_a_heading_of_its_guide():
+    files = [*(PROJECT_ROOT / "health_pipeline").rglob("*.py"), *(PROJECT_ROOT / "health_pipeline").rglob("*.yaml"),
+             PROJECT_ROOT / "data" / "dagster_home" / "dagster.yaml"]
+    pointers = [(path, match[1], match[2] or match[4]) for path in files
+                for match in CODE_POINTER.finditer(path.read_text())]
+    assert len(pointers) >= 5  # the pointers this test exists for are found
+    missing = [f"{path.relative_to(PROJECT_ROOT)}: {guide}: {heading!r}" for path, guide, heading in pointers
+               if heading.strip() not in {title for _, title in headings(PROJECT_ROOT / guide)}]
+    assert not missing

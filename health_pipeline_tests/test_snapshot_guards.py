@@ -147,5 +147,5 @@ def test_the_cli_prints_a_failed_audit_as_one_line_without_a_traceback(tmp_path)
                                "raw_events and accounts for 2026-06-01 .. 2026-06-03: snapshot_complete (")
     assert "changes=A2: 5 → 0 users" in lines[0]
     assert lines[0].endswith("If the loss is real, run again with --accept-snapshot "
-                             "(README: A smaller snapshot on purpose)")
+                             "(docs/operations.md: A smaller snapshot on purpose)")
     assert "Traceback" not in failed.stdout + failed.stderr

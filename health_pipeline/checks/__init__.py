@@ -309,7 +309,7 @@ WHAT_TO_DO = {
     "activity_every_day": "Re-export the missing days, or, if they have no activity on purpose, list them in "
                           "HEALTH_KNOWN_GAPS",
     "snapshot_complete": "If the loss is real, run again with --accept-snapshot "
-                         "(README: A smaller snapshot on purpose)",
+                         "(docs/operations.md: A smaller snapshot on purpose)",
     "required_columns_present": "Add the missing columns to the raw export",
 }
 

@@ -163,7 +163,7 @@ def _number(value, digits: int = 3) -> str:
 def summary_markdown(summary: "pd.DataFrame") -> str:
     if summary.empty:
         return ("**No outcomes to backtest.** Add an `outcomes` export (renewals and churns from the CRM) "
-                "to the raw directory: see the README, section \"Is the score any good?\".")
+                "to the raw directory: see docs/backtest.md, \"Feed it real outcomes\".")
     rows = [(r.scorecard_version, r.lead_days, r.n_outcomes, r.n_churned, _number(r.base_churn_rate),
              f"{_number(r.auc)} [{_number(r.auc_ci_low)}, {_number(r.auc_ci_high)}]",
              _number(r.at_risk_precision), _number(r.at_risk_recall),
