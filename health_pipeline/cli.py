@@ -15,8 +15,9 @@ import pandas as pd
 
 from health_pipeline import DATA_DIR, settings
 from health_pipeline.assets.alerts.asset import SEND_PAST_TAG
-from health_pipeline.assets.alerts.sinks import SinkError
+from health_pipeline.assets.alerts.sinks import SinkError, secret_env_vars
 from health_pipeline.assets.morning_report.site import report_root
+from health_pipeline.assets.postgres_sync.asset import PostgresSyncFailed
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditFailed
 from health_pipeline.partitions import partition_range_tags
 from health_pipeline.publish import SchemaChangeError
@@ -29,6 +30,7 @@ from health_pipeline.recovery import (
     recover,
     stop_cleanly_on_signals,
 )
+from health_pipeline.redaction import redact
 from health_pipeline.resources import PostgresUnavailable, Warehouse, WarehouseError
 from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, extend_sample, generate_sample
 from health_pipeline.scorecard.parser import ConfigError
@@ -41,7 +43,8 @@ class Refused(Exception):
 
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
-    RawInputError, WarehouseError, PostgresUnavailable, SchemaChangeError, AuditFailed, SinkError, ConfigError)}
+    RawInputError, WarehouseError, PostgresUnavailable, PostgresSyncFailed, SchemaChangeError, AuditFailed, SinkError,
+    ConfigError)}
 
 
 def _date(value: str) -> dt.date:
@@ -148,10 +151,13 @@ def _execute(job, instance, tags: dict, last_day: dt.date, debug: bool = False) 
               "the step in progress was rolled back", file=sys.stderr)
         return 130  # the shell's code for a command interrupted
     if not result.success:
+        # The steps redact what they raise; this is the last net, should any library's text slip through.
+        secrets = secret_env_vars(_production().alerts)
         for event in result.all_events:
             if event.is_step_failure:
                 error = event.step_failure_data.error
-                print(error.to_string() if debug else f"{event.step_key} failed: {_cause(error)}", file=sys.stderr)
+                print(redact(error.to_string() if debug else f"{event.step_key} failed: {_cause(error)}", secrets),
+                      file=sys.stderr)
         if _published(result, "sync_export"):  # only a delivery failed: the local outputs are there
             print_summary(last_day)
         return 1

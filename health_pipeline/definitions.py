@@ -12,6 +12,7 @@ from health_pipeline.assets import GROUP
 from health_pipeline.assets.account_health.asset import build_account_health
 from health_pipeline.assets.account_metrics.asset import build_account_metrics
 from health_pipeline.assets.alerts.asset import build_alerts
+from health_pipeline.assets.alerts.sinks import secret_problems
 from health_pipeline.assets.band_changes.asset import build_band_changes
 from health_pipeline.assets.contact_metrics.asset import build_contact_metrics
 from health_pipeline.assets.contact_usage.asset import build_contact_usage
@@ -51,6 +52,10 @@ def build_assets(config: HealthConfig) -> list[dg.AssetsDefinition]:
 
 def build_defs(config: HealthConfig | None = None) -> dg.Definitions:
     config = config or load_config()
+    # A secret set wrong is refused here, like a bad scorecard, before any stage runs: the CLI
+    # prints it as one line, the UI as the code location's error. (Unset, the sink reports it.)
+    if problems := secret_problems(config.alerts):
+        raise ValueError("\n".join(problems))
     health_job = dg.define_asset_job(
         HEALTH_JOB,
         selection=dg.AssetSelection.groups(GROUP),

@@ -22,6 +22,7 @@ from pydantic import Field
 from health_pipeline import settings
 from health_pipeline.progress import report_progress
 from health_pipeline.raw_input import RawTable, locate_table
+from health_pipeline.redaction import redact
 
 SCHEMAS = ("raw", "core", "export")
 # A second writer gets "Could not set lock on file": retry with exponential backoff (0.1 s,
@@ -155,26 +156,33 @@ class PostgresTarget(dg.ConfigurableResource):
         return bool(self.url)
 
     def connect(self):
-        """A psycopg connection; a server that is down or refuses the login fails with the address
-        and the server's reason, never the password."""
+        """A psycopg connection; a URL libpq cannot read, a server that is down or refuses the login
+        fail with one line naming HEALTH_SYNC_POSTGRES_URL, the address and the server's reason,
+        never the password (libpq's messages can quote the whole URL: they are redacted)."""
         import psycopg
         from psycopg.conninfo import conninfo_to_dict
 
+        if problem := settings.postgres_url_problem(self.url):
+            raise PostgresUnavailable(problem)
+        try:
+            info = conninfo_to_dict(self.url)
+        except psycopg.ProgrammingError as exc:
+            raise PostgresUnavailable(redact(f"HEALTH_SYNC_POSTGRES_URL cannot be read: {exc}")) from None
+        where = f"{info.get('user', '?')}@{info.get('host', 'localhost')}:{info.get('port', 5432)}/" \
+                f"{info.get('dbname', '?')}"
         try:
             return psycopg.connect(self.url, connect_timeout=self.connect_timeout_seconds, autocommit=False)
         except psycopg.OperationalError as exc:
-            info = conninfo_to_dict(self.url)
-            where = f"{info.get('user', '?')}@{info.get('host', 'localhost')}:{info.get('port', 5432)}/" \
-                    f"{info.get('dbname', '?')}"
             # libpq: "connection to server at … failed: <reason>", then any hint on lines of its own.
             first, *hints = (line.strip() for line in str(exc).strip().splitlines())
             reason = first.rsplit("failed:", 1)[-1].split("FATAL:", 1)[-1].strip()
             hint = f" ({' '.join(hints)})" if hints else ""
-            raise PostgresUnavailable(f"cannot connect to PostgreSQL as {where}: {reason}{hint}") from None
+            raise PostgresUnavailable(redact(f"cannot connect to PostgreSQL as {where} (HEALTH_SYNC_POSTGRES_URL): "
+                                             f"{reason}{hint}")) from None
 
 
 class PostgresUnavailable(RuntimeError):
-    """The sync's PostgreSQL server is down, unreachable or refuses the login."""
+    """The sync's PostgreSQL URL is unusable, or its server is down, unreachable or refuses the login."""
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:

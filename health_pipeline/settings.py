@@ -16,6 +16,7 @@ import dagster as dg
 import duckdb
 
 from health_pipeline import DATA_DIR
+from health_pipeline.redaction import describe_url_problem
 
 DEFAULT_LATE_DAYS = 2
 DEFAULT_BACKTEST_LEAD_DAYS = (30, 60, 90)
@@ -154,13 +155,29 @@ def raw_source_options() -> dict:
 
 
 def postgres_options() -> dict:
-    """HEALTH_SYNC_POSTGRES_URL and HEALTH_SYNC_POSTGRES_SCHEMA as PostgresTarget fields, where set."""
+    """HEALTH_SYNC_POSTGRES_URL and HEALTH_SYNC_POSTGRES_SCHEMA as PostgresTarget fields, where set;
+    a URL libpq could not read fails here, naming the variable, never quoting its value."""
     options = {}
     if is_set("HEALTH_SYNC_POSTGRES_URL"):
+        if problem := postgres_url_problem(os.environ["HEALTH_SYNC_POSTGRES_URL"]):
+            raise ValueError(problem)
         options["url"] = dg.EnvVar("HEALTH_SYNC_POSTGRES_URL")
     if is_set("HEALTH_SYNC_POSTGRES_SCHEMA"):
         options["schema_name"] = dg.EnvVar("HEALTH_SYNC_POSTGRES_SCHEMA")
     return options
+
+
+def postgres_url_problem(url: str) -> str | None:
+    """What is wrong with a HEALTH_SYNC_POSTGRES_URL value (see url_problem); None if it looks usable."""
+    return url_problem("HEALTH_SYNC_POSTGRES_URL", url, ("postgresql", "postgres"),
+                       "postgresql://user:password@host:port/database")
+
+
+def url_problem(name: str, value: str, schemes: tuple[str, ...], form: str) -> str | None:
+    """What is wrong with the URL in the secret setting `name`, as one line that names it and the
+    form it takes and never quotes `value` (the URL carries the secret); None if it looks usable."""
+    problem = describe_url_problem(value, schemes)
+    return f"{name} is not a URL of the form {form}: {problem}" if problem else None
 
 
 def snapshot_max_drop() -> float:

@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 PASSWORD = "sync-test-secret"
 USER = "health"
 
@@ -24,6 +26,15 @@ def binaries() -> Path | None:
     """The newest installed PostgreSQL's bin folder."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
     return found[-1].parent if found else None
+
+
+def require_binaries() -> None:
+    """Skip the calling module without PostgreSQL, unless HEALTH_REQUIRE_POSTGRES says it must be there."""
+    if binaries() is None:
+        if os.environ.get("HEALTH_REQUIRE_POSTGRES"):
+            raise RuntimeError("HEALTH_REQUIRE_POSTGRES is set but PostgreSQL is not installed "
+                               "(apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)", allow_module_level=True)
 
 
 def free_port() -> int:

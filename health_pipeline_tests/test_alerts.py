@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from health_pipeline.assets.alerts.asset import SEND_PAST_TAG
 from health_pipeline.assets.alerts.messages import messages
@@ -32,9 +33,11 @@ SLACK_ENV = "HEALTH_TEST_SLACK_WEBHOOK"
 
 
 class Webhook:
-    """A local stand-in for a Slack incoming webhook: records each POST's body."""
+    """A local stand-in for a Slack incoming webhook: records each POST's body. With an error
+    `status`, it answers with the URL it was called at in its reason and its body, as a careless
+    server or proxy might."""
 
-    def __init__(self, delay: float = 0.0, port: int = 0):
+    def __init__(self, delay: float = 0.0, port: int = 0, status: int = 200):
         self.bodies = bodies = []
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,9 +45,10 @@ class Webhook:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 time.sleep(delay)
                 bodies.append(body)
-                self.send_response(200)
+                called = f"http://127.0.0.1:{self.server.server_address[1]}{self.path}"
+                self.send_response(status, None if status == 200 else f"no webhook at {called}")
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(b"ok" if status == 200 else f"no webhook at {called}".encode())
 
             def log_message(self, *args):
                 pass
@@ -59,13 +63,17 @@ class Webhook:
 
 
 class Mailbox:
+    """A local SMTP server that keeps what it receives. With `refuse_logins`, it asks for a login
+    and refuses every one, quoting it back in its reply, as a careless server might."""
+
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's API)
         self.received.append(envelope)
         return "250 OK"
 
-    def __init__(self):
+    def __init__(self, refuse_logins: bool = False):
         self.received = []
-        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+        login = {"authenticator": refuse_quoting_the_login, "auth_require_tls": False} if refuse_logins else {}
+        self.controller = Controller(self, hostname="127.0.0.1", port=free_port(), **login)
         self.controller.start()
 
     @property
@@ -77,6 +85,11 @@ class Mailbox:
 
     def close(self):
         self.controller.stop()
+
+
+def refuse_quoting_the_login(server, session, envelope, mechanism, login):
+    return AuthResult(success=False, handled=False,
+                      message=f"535 5.7.8 {login.login.decode()}:{login.password.decode()} is not a valid login")
 
 
 @pytest.fixture

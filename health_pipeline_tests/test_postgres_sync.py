@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
 from pathlib import Path
 
 import duckdb
@@ -20,17 +19,13 @@ from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import load_config
 from health_pipeline.settings import DEFAULT_CONFIG_PATH
 from health_pipeline_tests.conftest import Pipeline
-from health_pipeline_tests.postgres_server import PASSWORD, binaries, free_port, start_server
+from health_pipeline_tests.postgres_server import PASSWORD, free_port, require_binaries, start_server
 from health_pipeline_tests.test_crash_safety import END, START, env_for, kill_at, run_cli
 
 SPEC = SampleSpec(accounts=6, days=20, seed=5)
 FIRST, LAST = dt.date.fromisoformat(START), dt.date.fromisoformat(END)
 
-if binaries() is None:
-    if os.environ.get("HEALTH_REQUIRE_POSTGRES"):
-        raise RuntimeError("HEALTH_REQUIRE_POSTGRES is set but PostgreSQL is not installed "
-                           "(apt-get install postgresql)")
-    pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)", allow_module_level=True)
+require_binaries()
 
 _databases = itertools.count()
 

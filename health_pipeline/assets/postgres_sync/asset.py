@@ -23,6 +23,7 @@ import pyarrow.csv as pa_csv
 
 from health_pipeline.assets import daily_asset, refreshed_through
 from health_pipeline.partitions import date_range
+from health_pipeline.redaction import redact
 from health_pipeline.resources import PostgresTarget, Warehouse
 from health_pipeline.sql import SqlFolder, quote
 
@@ -44,15 +45,26 @@ def pg_type(duckdb_type: str) -> str:
     return PG_TYPES.get(duckdb_type, "text")
 
 
+class PostgresSyncFailed(RuntimeError):
+    """PostgreSQL refused or lost the sync, whose transaction was rolled back: nothing changed there."""
+
+
 def sync_range(duck: duckdb.DuckDBPyConnection, pg, schema: str, first_day: dt.date, last_day: dt.date) -> dict:
     """Copy the exports' rows for [first_day, last_day] into PostgreSQL in one transaction; return,
-    per table, the rows staged, inserted, updated and deleted."""
+    per table, the rows staged, inserted, updated and deleted. PostgreSQL's refusal fails with its
+    reason on one line, redacted (a message of the server or of libpq may quote connection settings)."""
+    import psycopg
+
     counts = {}
-    with pg.transaction():
-        pg.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
-        for table, key in SYNCED.items():
-            counts[table] = _sync_table(duck, pg, schema, table, [key, "snapshot_date"], first_day, last_day)
-        pg.execute(SQL.render("latest_view.pg", schema=schema))
+    try:
+        with pg.transaction():
+            pg.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+            for table, key in SYNCED.items():
+                counts[table] = _sync_table(duck, pg, schema, table, [key, "snapshot_date"], first_day, last_day)
+            pg.execute(SQL.render("latest_view.pg", schema=schema))
+    except psycopg.Error as exc:
+        reason = " ".join(line.strip() for line in str(exc).strip().splitlines())
+        raise PostgresSyncFailed(redact(f"PostgreSQL refused the sync, which was rolled back: {reason}")) from None
     return counts
 
 
