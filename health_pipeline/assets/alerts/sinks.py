@@ -22,7 +22,6 @@ from health_pipeline.scorecard.model import Alerts, EmailSink, SlackSink
 
 from .messages import Message
 
-
 # Slack's webhooks are https://; plain http:// is accepted only to this machine (a local relay).
 LOCAL_HTTP = re.compile(r"http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(/|$)", re.IGNORECASE)
 WEBHOOK_FORM = "https://hooks.slack.com/services/…"
