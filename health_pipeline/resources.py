@@ -177,6 +177,12 @@ class PostgresUnavailable(RuntimeError):
     """The sync's PostgreSQL server is down, unreachable or refuses the login."""
 
 
+class PostgresSyncBlocked(RuntimeError):
+    """The sync cannot change a table or view in PostgreSQL: a view's new definition cannot replace
+    the old one in place. The message names the object and what to do; the sync's transaction
+    rolled back."""
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """The embedded default: sample data, a local DuckDB file and local exports."""
     return {

@@ -6,8 +6,15 @@ HEALTH_SYNC_POSTGRES_SCHEMA (default `health`), keyed like the export. All three
 transaction: COPY into a temporary table, INSERT … ON CONFLICT DO UPDATE where a value differs,
 then DELETE the range's rows the export no longer has, then COMMIT. A reader sees the old range
 or the new one, a rerun changes nothing, and a sync killed mid-load leaves the tables as they
-were (the server rolls back a dead client's transaction). Tables are created when missing and
-gain the export's new columns; `account_health_latest` is each account's newest row.
+were (the server rolls back a dead client's transaction).
+
+The database's objects are the user's too: connectors are granted SELECT on them and build views
+on them. So a sync changes an object only when it must. Tables are created when missing and gain
+the export's new columns; the views `account_health_latest` (each account's newest row, churned
+accounts included) and `account_health_current` (each account's row on the newest snapshot date:
+current customers) are created, or replaced in place, only when their definition changed, so
+grants and dependent views stay. A view that cannot be replaced in place fails the sync with one
+line naming it and what to do.
 
 Without HEALTH_SYNC_POSTGRES_URL the asset syncs nothing: its materialization says so
 (`skipped`), so a backfill of every asset still completes cleanly.
@@ -19,16 +26,28 @@ import time
 
 import dagster as dg
 import duckdb
+import psycopg
 import pyarrow.csv as pa_csv
 
 from health_pipeline.assets import daily_asset, refreshed_through
 from health_pipeline.partitions import date_range
-from health_pipeline.resources import PostgresTarget, Warehouse
+from health_pipeline.redaction import redact
+from health_pipeline.resources import PostgresSyncBlocked, PostgresTarget, Warehouse
 from health_pipeline.sql import SqlFolder, quote
 
 SQL = SqlFolder(__file__)
 # export table -> its key besides snapshot_date
 SYNCED = {"account_health": "account_id", "contact_usage": "user_id", "band_changes": "account_id"}
+# The views connectors read: each one's query is <view>.pg.sql; its description is stored as the
+# view's comment, which a connector's schema browser shows.
+VIEWS = {
+    "account_health_latest": (
+        "Each account's newest row of account_health, whatever its date: an account no longer scored "
+        "(churned) keeps its last row here. For current customers only, read account_health_current."),
+    "account_health_current": (
+        "Current customers: each account's row on the newest snapshot_date in account_health. An account "
+        "not scored that day (churned) is absent; account_health_latest keeps its last row."),
+}
 # DuckDB's types as PostgreSQL's; anything else travels as text.
 PG_TYPES = {
     "VARCHAR": "text", "BOOLEAN": "boolean", "DATE": "date", "TIMESTAMP": "timestamp",
@@ -52,7 +71,8 @@ def sync_range(duck: duckdb.DuckDBPyConnection, pg, schema: str, first_day: dt.d
         pg.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
         for table, key in SYNCED.items():
             counts[table] = _sync_table(duck, pg, schema, table, [key, "snapshot_date"], first_day, last_day)
-        pg.execute(SQL.render("latest_view.pg", schema=schema))
+        for view, description in VIEWS.items():
+            _define_view(pg, schema, view, description)
     return counts
 
 
@@ -88,6 +108,31 @@ def _sync_table(duck, pg, schema: str, table: str, key: list[str], first_day: dt
     return {"rows": staged, "inserted": inserted, "updated": len(written) - inserted, "deleted": deleted}
 
 
+def _define_view(pg, schema: str, view: str, description: str) -> None:
+    """Create the view, or replace it in place, only when its definition differs from the stored
+    one (an older pipeline's view with the same definition is kept as it is); set its description
+    only when it differs. A view that cannot be replaced in place fails with what to do."""
+    context = {"schema": schema, "view": view, "wanted": f"wanted_{view}",
+               "query": SQL.render(f"{view}.pg", schema=schema)}
+    pg.execute(SQL.render("view_wanted.pg", **context))
+    same_definition, same_description = pg.execute(
+        SQL.render("view_unchanged.pg"), {**context, "description": description}).fetchone()
+    if not same_definition:
+        try:
+            pg.execute(SQL.render("view_replaced.pg", **context))
+        except (psycopg.errors.InvalidTableDefinition, psycopg.errors.WrongObjectType) as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise PostgresSyncBlocked(redact(
+                f"{schema}.{view}: this version of the pipeline defines the view differently and PostgreSQL "
+                f"cannot replace it in place ({reason}); nothing was synced. The sync does not drop it, since "
+                f"grants and views built on it would go with it: drop it yourself (DROP VIEW {quote(schema)}."
+                f"{quote(view)}; its error lists the views that depend on it), run the sync again, which "
+                f"creates it, then grant SELECT on it and re-create those views")) from None
+    if not same_description:
+        # COMMENT takes no server-side parameter: the client quotes the description as a literal.
+        psycopg.ClientCursor(pg).execute(SQL.render("view_description.pg", **context), {"description": description})
+
+
 def build_postgres_sync() -> dg.AssetsDefinition:
     @daily_asset(
         name="postgres_sync",
@@ -98,8 +143,11 @@ def build_postgres_sync() -> dg.AssetsDefinition:
         """The sync tables in PostgreSQL: in schema HEALTH_SYNC_POSTGRES_SCHEMA (default `health`),
         `account_health` (one row per account and snapshot date, keyed on account_id and
         snapshot_date), `contact_usage` (user_id, snapshot_date) and `band_changes` (account_id,
-        snapshot_date), each row as in the export of the same name, and the view
-        `account_health_latest` (each account's newest row). Skipped without HEALTH_SYNC_POSTGRES_URL.
+        snapshot_date), each row as in the export of the same name, and two views:
+        `account_health_latest`, each account's newest row whatever its date (an account no longer
+        scored, churned, keeps its last row), and `account_health_current`, each account's row on
+        the newest snapshot date (current customers; churned accounts are absent). Skipped
+        without HEALTH_SYNC_POSTGRES_URL.
         """
         if not postgres.configured:
             # Recorded as a materialization that synced nothing, so a backfill of every asset
