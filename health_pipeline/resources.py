@@ -149,6 +149,9 @@ class PostgresTarget(dg.ConfigurableResource):
     url: str = Field(default="", description="postgresql://user:password@host:port/database, or empty: no sync.")
     schema_name: str = Field(default="health", description="The PostgreSQL schema of the synced tables.")
     connect_timeout_seconds: int = Field(default=10, description="How long to wait for the server.")
+    lock_timeout_seconds: int = Field(
+        default=10, description="How long the sync waits for a lock on a synced table or view (held by another "
+                                "session's open transaction) before it fails, naming that session.")
 
     @property
     def configured(self) -> bool:
@@ -178,9 +181,9 @@ class PostgresUnavailable(RuntimeError):
 
 
 class PostgresSyncBlocked(RuntimeError):
-    """The sync cannot change a table or view in PostgreSQL: a view's new definition cannot replace
-    the old one in place. The message names the object and what to do; the sync's transaction
-    rolled back."""
+    """The sync cannot change a table or view in PostgreSQL: another session held a lock on it past
+    the lock timeout, or a view's new definition cannot replace the old one in place. The message
+    names the object and what to do; the sync's transaction rolled back."""
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:

@@ -1,8 +1,8 @@
 """postgres_sync against a real PostgreSQL server (postgres_server.py): the upsert, a rerun, an
 overlapping range, a sync killed mid-load, a server that is down or refuses the password, and a
 column the scorecard adds; the database's objects that are the user's too (grants, views built on
-the sync's views, an older pipeline's view); the views of the latest row and of the current
-customers."""
+the sync's views, an older pipeline's view, a reader's open transaction); the views of the latest
+row and of the current customers."""
 
 from __future__ import annotations
 
@@ -283,6 +283,47 @@ def test_a_users_view_on_the_latest_view_survives_syncs(tmp_path, scored, databa
     wider = sync(pipeline)
     assert wider.success, pipeline.failure_of(wider)
     assert in_postgres(database, "SELECT * FROM public.red_accounts ORDER BY account_id") == expected
+
+
+@pytest.mark.slow
+def test_a_readers_open_transaction_blocks_only_a_sync_that_adds_a_column_and_is_named(
+        tmp_path, scored, database, monkeypatch):
+    # A sync that sets no lock timeout of its own would wait for the reader for ever: this bounds it.
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=30s")
+    pipeline = sync_only(tmp_path, scored, database)
+    assert sync(pipeline).success
+    computed_at = in_postgres(database, "SELECT max(computed_at) FROM health.account_health")
+    with psycopg.connect(database, application_name="bi-connector") as reader:
+        reader_pid = reader.info.backend_pid
+        for relation in ("account_health", "account_health_latest"):
+            assert reader.execute(f"SELECT count(*) FROM health.{relation}").fetchone()[0] > 0
+        # The reader's transaction stays open, holding its locks on the table and the view.
+
+        unchanged = sync(pipeline)
+        assert unchanged.success, pipeline.failure_of(unchanged)
+
+        edit_export(pipeline, "ALTER TABLE export.account_health ADD COLUMN renewal_risk BOOLEAN",
+                    "UPDATE export.account_health SET computed_at = TIMESTAMP '2030-01-01 00:00:00'")
+        pipeline.postgres_lock_timeout_seconds = 1
+        blocked = sync(pipeline)
+        assert not blocked.success
+        cls, message = pipeline.failure_of(blocked)
+        assert cls == PostgresSyncBlocked.__name__
+        assert message.startswith("health.account_health: the sync waited 1 s for a lock on it and gave up; "
+                                  "nothing was synced. Held by session pid ")
+        assert f"session pid {reader_pid} (user health, application 'bi-connector', idle in transaction since " \
+            in message
+        assert message.endswith(f"or SELECT pg_terminate_backend(pid) for pid {reader_pid}) and run the sync again")
+        assert "\n" not in message
+        # Rolled back: no column, no row changed.
+        assert in_postgres(database, "SELECT count(*) FROM information_schema.columns "
+                                     "WHERE table_name = 'account_health' AND column_name = 'renewal_risk'") == [(0,)]
+        assert in_postgres(database, "SELECT max(computed_at) FROM health.account_health") == computed_at
+
+    again = sync(pipeline)  # the reader has ended: the sync goes through
+    assert again.success, pipeline.failure_of(again)
+    assert in_postgres(database, "SELECT DISTINCT computed_at FROM health.account_health") \
+        == [(dt.datetime(2030, 1, 1),)]
 
 
 @pytest.mark.slow

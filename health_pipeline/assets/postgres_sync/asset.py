@@ -10,11 +10,13 @@ were (the server rolls back a dead client's transaction).
 
 The database's objects are the user's too: connectors are granted SELECT on them and build views
 on them. So a sync changes an object only when it must. Tables are created when missing and gain
-the export's new columns; the views `account_health_latest` (each account's newest row, churned
-accounts included) and `account_health_current` (each account's row on the newest snapshot date:
-current customers) are created, or replaced in place, only when their definition changed, so
-grants and dependent views stay. A view that cannot be replaced in place fails the sync with one
-line naming it and what to do.
+only the export's new columns (the one statement that locks a table against its readers); the
+views `account_health_latest` (each account's newest row, churned accounts included) and
+`account_health_current` (each account's row on the newest snapshot date: current customers) are
+created, or replaced in place, only when their definition changed, so grants and dependent views
+stay. A view that cannot be replaced in place, or a lock held by another session's open
+transaction past the lock timeout, fails the sync with one line naming the object (and the
+session) and what to do.
 
 Without HEALTH_SYNC_POSTGRES_URL the asset syncs nothing: its materialization says so
 (`skipped`), so a backfill of every asset still completes cleanly.
@@ -23,6 +25,7 @@ Without HEALTH_SYNC_POSTGRES_URL the asset syncs nothing: its materialization sa
 import datetime as dt
 import io
 import time
+from contextlib import contextmanager
 
 import dagster as dg
 import duckdb
@@ -55,6 +58,8 @@ PG_TYPES = {
     "BIGINT": "bigint", "INTEGER": "integer", "SMALLINT": "smallint", "HUGEINT": "numeric",
 }
 COPY_BATCH_ROWS = 50_000
+# A failure line names at most this many sessions, and counts the rest.
+NAMED_AT_MOST = 5
 
 
 def pg_type(duckdb_type: str) -> str:
@@ -63,33 +68,62 @@ def pg_type(duckdb_type: str) -> str:
     return PG_TYPES.get(duckdb_type, "text")
 
 
-def sync_range(duck: duckdb.DuckDBPyConnection, pg, schema: str, first_day: dt.date, last_day: dt.date) -> dict:
+class _LockTimedOut(Exception):
+    """The server gave up waiting for a lock on schema.relation (lock_timeout)."""
+
+    def __init__(self, schema: str, relation: str):
+        super().__init__(f"{schema}.{relation}")
+        self.schema, self.relation = schema, relation
+
+
+@contextmanager
+def _locking(schema: str, relation: str):
+    """Statements on `relation`: a lock timeout on it becomes _LockTimedOut, which names it."""
+    try:
+        yield
+    except psycopg.errors.LockNotAvailable:
+        raise _LockTimedOut(schema, relation) from None
+
+
+def sync_range(duck: duckdb.DuckDBPyConnection, pg, schema: str, first_day: dt.date, last_day: dt.date,
+               lock_timeout_seconds: int) -> dict:
     """Copy the exports' rows for [first_day, last_day] into PostgreSQL in one transaction; return,
     per table, the rows staged, inserted, updated and deleted."""
     counts = {}
-    with pg.transaction():
-        pg.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
-        for table, key in SYNCED.items():
-            counts[table] = _sync_table(duck, pg, schema, table, [key, "snapshot_date"], first_day, last_day)
-        for view, description in VIEWS.items():
-            _define_view(pg, schema, view, description)
+    try:
+        with pg.transaction():
+            # Every lock the sync takes waits at most this long, so a reader's open transaction
+            # fails the sync (named below) instead of stalling it, and every reader queued behind it.
+            pg.execute("SELECT set_config('lock_timeout', %s, true)", (f"{lock_timeout_seconds}s",))
+            pg.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+            for table, key in SYNCED.items():
+                with _locking(schema, table):
+                    counts[table] = _sync_table(duck, pg, schema, table, [key, "snapshot_date"], first_day,
+                                                last_day)
+            for view, description in VIEWS.items():
+                with _locking(schema, view):
+                    _define_view(pg, schema, view, description)
+    except _LockTimedOut as timed_out:
+        raise PostgresSyncBlocked(redact(_lock_timeout_line(pg, timed_out, lock_timeout_seconds))) from None
     return counts
 
 
 def _sync_table(duck, pg, schema: str, table: str, key: list[str], first_day: dt.date, last_day: dt.date) -> dict:
+    """Bring one synced table up to the export's columns and upsert the range's rows into it."""
     columns = [(name, pg_type(dtype)) for name, dtype, *_ in duck.execute(f"DESCRIBE export.{table}").fetchall()]
     synced_context = {"schema": schema, "table": table}
-    names = [name for name, _ in columns]
-    pg.execute(SQL.render("synced_table.pg", **synced_context, columns=columns, key=key))
-    for name, type_ in columns:
-        pg.execute(SQL.render("new_column.pg", **synced_context, column=name, column_type=type_))
+    have = [name for (name,) in pg.execute(SQL.render("synced_columns.pg"), synced_context).fetchall()]
+    gained = [(name, type_) for name, type_ in columns if name not in have]
+    if gained:  # a new table, or new columns: the only statements that lock the table against readers
+        pg.execute(SQL.render("new_columns.pg" if have else "synced_table.pg", **synced_context, columns=gained,
+                              key=key))
     staging = f"staged_{table}"
     pg.execute(SQL.render("staged_rows.pg", **synced_context, staging=staging))
     reader = duck.sql(
         f"SELECT * FROM export.{table} WHERE snapshot_date BETWEEN $first_day AND $last_day",
         params={"first_day": first_day, "last_day": last_day},
     ).to_arrow_reader(COPY_BATCH_ROWS)
-    column_list = ", ".join(quote(name) for name in names)
+    column_list = ", ".join(quote(name) for name, _ in columns)
     staged = 0
     with pg.cursor().copy(f"COPY {quote(staging)} ({column_list}) FROM STDIN (FORMAT csv)") as copy:
         for batch in reader:
@@ -97,11 +131,8 @@ def _sync_table(duck, pg, schema: str, table: str, key: list[str], first_day: dt
             pa_csv.write_csv(batch, buffer, pa_csv.WriteOptions(include_header=False))
             copy.write(buffer.getvalue())
             staged += batch.num_rows
-    target_columns = [row[0] for row in pg.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
-        "ORDER BY ordinal_position", (schema, table)).fetchall()]
     written = pg.execute(SQL.render("upsert.pg", **synced_context, staging=staging, key=key,
-                                    columns=target_columns)).fetchall()
+                                    columns=have + [name for name, _ in gained])).fetchall()
     deleted = pg.execute(SQL.render("rows_gone.pg", **synced_context, staging=staging, key=key),
                          {"first_day": first_day, "last_day": last_day}).rowcount
     inserted = sum(1 for (is_new,) in written if is_new)
@@ -133,6 +164,33 @@ def _define_view(pg, schema: str, view: str, description: str) -> None:
         psycopg.ClientCursor(pg).execute(SQL.render("view_description.pg", **context), {"description": description})
 
 
+def _lock_timeout_line(pg, timed_out: _LockTimedOut, seconds: int) -> str:
+    """The failure line for a lock the sync gave up on: the object, the sessions holding a lock on
+    it (asked after the rollback, while they still hold it) and what to do."""
+    holders = pg.execute(SQL.render("lock_holders.pg"),
+                         {"schema": timed_out.schema, "relation": timed_out.relation}).fetchall()
+    where = f"{timed_out.schema}.{timed_out.relation}"
+    if not holders:
+        return (f"{where}: the sync waited {seconds} s for a lock on it, held by another session's transaction, "
+                f"and gave up; nothing was synced. That transaction has ended since: run the sync again")
+    sessions = "; ".join(_session(*holder) for holder in holders[:NAMED_AT_MOST]) + _and_more(holders)
+    pids = ", ".join(str(pid) for pid, *_ in holders[:NAMED_AT_MOST])
+    that = "that transaction" if len(holders) == 1 else "those transactions"
+    return (f"{where}: the sync waited {seconds} s for a lock on it and gave up; nothing was synced. Held by "
+            f"{sessions}. End {that} (COMMIT or ROLLBACK there, or SELECT pg_terminate_backend(pid) for "
+            f"pid {pids}) and run the sync again")
+
+
+def _session(pid: int, user: str, application: str, state: str | None, since: dt.datetime | None) -> str:
+    started = f" since {since.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC" if since else ""
+    return (f"session pid {pid} (user {user}, application {application!r}, "
+            f"{state or 'state hidden from the sync role'}{started})")
+
+
+def _and_more(items: list) -> str:
+    return f" (and {len(items) - NAMED_AT_MOST} more)" if len(items) > NAMED_AT_MOST else ""
+
+
 def build_postgres_sync() -> dg.AssetsDefinition:
     @daily_asset(
         name="postgres_sync",
@@ -161,7 +219,8 @@ def build_postgres_sync() -> dg.AssetsDefinition:
         with warehouse.get_connection() as duck:
             through = refreshed_through(duck, "export.account_health", last_day)
             with postgres.connect() as pg:
-                counts = sync_range(duck, pg, postgres.schema_name, first_day, through)
+                counts = sync_range(duck, pg, postgres.schema_name, first_day, through,
+                                    postgres.lock_timeout_seconds)
         meta = {
             "synced_range": dg.MetadataValue.text(f"{first_day} .. {through}"),
             "schema": dg.MetadataValue.text(postgres.schema_name),
