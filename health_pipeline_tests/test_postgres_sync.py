@@ -1,13 +1,14 @@
 """postgres_sync against a real PostgreSQL server (postgres_server.py): the upsert, a rerun, an
 overlapping range, a sync killed mid-load, a server that is down or refuses the password, and a
 column the scorecard adds; the database's objects that are the user's too (grants, views built on
-the sync's views, an older pipeline's view, a reader's open transaction); the views of the latest
-row and of the current customers."""
+the sync's views, an older pipeline's view, a reader's open transaction); NUL in a text value; the
+views of the latest row and of the current customers."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -324,6 +325,39 @@ def test_a_readers_open_transaction_blocks_only_a_sync_that_adds_a_column_and_is
     assert again.success, pipeline.failure_of(again)
     assert in_postgres(database, "SELECT DISTINCT computed_at FROM health.account_health") \
         == [(dt.datetime(2030, 1, 1),)]
+
+
+@pytest.mark.slow
+def test_a_nul_in_a_text_value_is_removed_reported_and_the_rest_syncs(tmp_path, scored, database):
+    pipeline = sync_only(tmp_path, scored, database)
+    account = exported(pipeline, "account_health").query("snapshot_date == @NEWEST").account_id.min()
+    user = exported(pipeline, "contact_usage").query("snapshot_date == @FIRST").user_id.min()
+    edit_export(
+        pipeline,
+        f"UPDATE export.account_health SET account_name = 'Acme' || chr(0) || ' Corp', owner = chr(0) "
+        f"WHERE account_id = '{account}' AND snapshot_date = '{NEWEST}'",
+        f"UPDATE export.contact_usage SET identity = 'ann' || chr(0) || '@acme.test' "
+        f"WHERE user_id = '{user}' AND snapshot_date = '{FIRST}'")
+    result = sync(pipeline)
+    assert result.success, pipeline.failure_of(result)
+
+    meta = sync_metadata(result)
+    assert [meta[f"{table}_nul_removed"].value for table in SYNCED] == [2, 1, 0]
+    warnings = [entry.user_message for entry in pipeline.instance.all_logs(result.run_id)
+                if entry.level == logging.WARNING and "NUL" in entry.user_message]
+    assert warnings == [
+        "health.account_health: 2 text values held NUL characters, which PostgreSQL cannot store, and were "
+        f"synced without them: account_name of account_id '{account}' on {NEWEST}; "
+        f"owner of account_id '{account}' on {NEWEST}",
+        "health.contact_usage: 1 text value held NUL characters, which PostgreSQL cannot store, and was "
+        f"synced without them: identity of user_id '{user}' on {FIRST}",
+    ]
+    edit_export(pipeline,
+                "UPDATE export.account_health SET account_name = 'Acme Corp', owner = '' "
+                f"WHERE account_id = '{account}' AND snapshot_date = '{NEWEST}'",
+                f"UPDATE export.contact_usage SET identity = 'ann@acme.test' "
+                f"WHERE user_id = '{user}' AND snapshot_date = '{FIRST}'")
+    assert_synced_equals_export(pipeline, database)  # every other value as exported
 
 
 @pytest.mark.slow

@@ -16,7 +16,8 @@ views `account_health_latest` (each account's newest row, churned accounts inclu
 created, or replaced in place, only when their definition changed, so grants and dependent views
 stay. A view that cannot be replaced in place, or a lock held by another session's open
 transaction past the lock timeout, fails the sync with one line naming the object (and the
-session) and what to do.
+session) and what to do. Text values lose any NUL character, which PostgreSQL cannot store; each
+one is reported.
 
 Without HEALTH_SYNC_POSTGRES_URL the asset syncs nothing: its materialization says so
 (`skipped`), so a backfill of every asset still completes cleanly.
@@ -30,6 +31,8 @@ from contextlib import contextmanager
 import dagster as dg
 import duckdb
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from health_pipeline.assets import daily_asset, refreshed_through
@@ -58,7 +61,9 @@ PG_TYPES = {
     "BIGINT": "bigint", "INTEGER": "integer", "SMALLINT": "smallint", "HUGEINT": "numeric",
 }
 COPY_BATCH_ROWS = 50_000
-# A failure line names at most this many sessions, and counts the rest.
+# PostgreSQL's text cannot hold U+0000: it is removed from text values on their way in.
+NUL = "\x00"
+# A failure or warning line names at most this many sessions or values, and counts the rest.
 NAMED_AT_MOST = 5
 
 
@@ -86,9 +91,10 @@ def _locking(schema: str, relation: str):
 
 
 def sync_range(duck: duckdb.DuckDBPyConnection, pg, schema: str, first_day: dt.date, last_day: dt.date,
-               lock_timeout_seconds: int) -> dict:
+               lock_timeout_seconds: int, log=None) -> dict:
     """Copy the exports' rows for [first_day, last_day] into PostgreSQL in one transaction; return,
-    per table, the rows staged, inserted, updated and deleted."""
+    per table, the rows staged, inserted, updated and deleted, and the text values whose NUL
+    characters were removed (each also a warning on `log`)."""
     counts = {}
     try:
         with pg.transaction():
@@ -99,7 +105,7 @@ def sync_range(duck: duckdb.DuckDBPyConnection, pg, schema: str, first_day: dt.d
             for table, key in SYNCED.items():
                 with _locking(schema, table):
                     counts[table] = _sync_table(duck, pg, schema, table, [key, "snapshot_date"], first_day,
-                                                last_day)
+                                                last_day, log)
             for view, description in VIEWS.items():
                 with _locking(schema, view):
                     _define_view(pg, schema, view, description)
@@ -108,7 +114,8 @@ def sync_range(duck: duckdb.DuckDBPyConnection, pg, schema: str, first_day: dt.d
     return counts
 
 
-def _sync_table(duck, pg, schema: str, table: str, key: list[str], first_day: dt.date, last_day: dt.date) -> dict:
+def _sync_table(duck, pg, schema: str, table: str, key: list[str], first_day: dt.date, last_day: dt.date,
+                log) -> dict:
     """Bring one synced table up to the export's columns and upsert the range's rows into it."""
     columns = [(name, pg_type(dtype)) for name, dtype, *_ in duck.execute(f"DESCRIBE export.{table}").fetchall()]
     synced_context = {"schema": schema, "table": table}
@@ -119,24 +126,56 @@ def _sync_table(duck, pg, schema: str, table: str, key: list[str], first_day: dt
                               key=key))
     staging = f"staged_{table}"
     pg.execute(SQL.render("staged_rows.pg", **synced_context, staging=staging))
-    reader = duck.sql(
-        f"SELECT * FROM export.{table} WHERE snapshot_date BETWEEN $first_day AND $last_day",
-        params={"first_day": first_day, "last_day": last_day},
-    ).to_arrow_reader(COPY_BATCH_ROWS)
-    column_list = ", ".join(quote(name) for name, _ in columns)
-    staged = 0
-    with pg.cursor().copy(f"COPY {quote(staging)} ({column_list}) FROM STDIN (FORMAT csv)") as copy:
-        for batch in reader:
-            buffer = io.BytesIO()
-            pa_csv.write_csv(batch, buffer, pa_csv.WriteOptions(include_header=False))
-            copy.write(buffer.getvalue())
-            staged += batch.num_rows
+    staged, nul_values = _copy(duck, pg, table, key, staging, [name for name, _ in columns], first_day, last_day)
+    if nul_values and log:
+        named = "; ".join(nul_values[:NAMED_AT_MOST]) + _and_more(nul_values)
+        values = f"{len(nul_values)} text value{'s' if len(nul_values) > 1 else ''}"
+        log.warning(f"{schema}.{table}: {values} held NUL characters, which PostgreSQL cannot store, and "
+                    f"{'were' if len(nul_values) > 1 else 'was'} synced without them: {named}")
     written = pg.execute(SQL.render("upsert.pg", **synced_context, staging=staging, key=key,
                                     columns=have + [name for name, _ in gained])).fetchall()
     deleted = pg.execute(SQL.render("rows_gone.pg", **synced_context, staging=staging, key=key),
                          {"first_day": first_day, "last_day": last_day}).rowcount
     inserted = sum(1 for (is_new,) in written if is_new)
-    return {"rows": staged, "inserted": inserted, "updated": len(written) - inserted, "deleted": deleted}
+    return {"rows": staged, "inserted": inserted, "updated": len(written) - inserted, "deleted": deleted,
+            "nul_removed": len(nul_values)}
+
+
+def _copy(duck, pg, table: str, key: list[str], staging: str, names: list[str], first_day: dt.date,
+          last_day: dt.date) -> tuple[int, list[str]]:
+    """COPY the export's rows of the range into `staging`; return how many, and the text values
+    whose NUL characters were removed, each as "<column> of <key> on <date>"."""
+    reader = duck.sql(
+        f"SELECT * FROM export.{table} WHERE snapshot_date BETWEEN $first_day AND $last_day",
+        params={"first_day": first_day, "last_day": last_day},
+    ).to_arrow_reader(COPY_BATCH_ROWS)
+    column_list = ", ".join(quote(name) for name in names)
+    staged, nul_values = 0, []
+    with pg.cursor().copy(f"COPY {quote(staging)} ({column_list}) FROM STDIN (FORMAT csv)") as copy:
+        for batch in reader:
+            batch = _without_nul(batch, key, nul_values)
+            buffer = io.BytesIO()
+            pa_csv.write_csv(batch, buffer, pa_csv.WriteOptions(include_header=False))
+            copy.write(buffer.getvalue())
+            staged += batch.num_rows
+    return staged, nul_values
+
+
+def _without_nul(batch: pa.RecordBatch, key: list[str], found: list[str]) -> pa.RecordBatch:
+    """`batch` with NUL removed from its text values; each value it was removed from is appended to
+    `found`, named by its column and row key (the warehouse keeps the value as it was)."""
+    id_column, date_column = key
+    columns = []
+    for name, column in zip(batch.schema.names, batch.columns):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            has_nul = pc.fill_null(pc.match_substring(column, NUL), False)
+            if pc.any(has_nul).as_py():
+                rows = zip(pc.filter(batch[id_column], has_nul).to_pylist(),
+                           pc.filter(batch[date_column], has_nul).to_pylist())
+                found += [f"{name} of {id_column} {row_id!r} on {day}" for row_id, day in rows]
+                column = pc.replace_substring(column, NUL, "")
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
 
 
 def _define_view(pg, schema: str, view: str, description: str) -> None:
@@ -204,8 +243,9 @@ def build_postgres_sync() -> dg.AssetsDefinition:
         snapshot_date), each row as in the export of the same name, and two views:
         `account_health_latest`, each account's newest row whatever its date (an account no longer
         scored, churned, keeps its last row), and `account_health_current`, each account's row on
-        the newest snapshot date (current customers; churned accounts are absent). Skipped
-        without HEALTH_SYNC_POSTGRES_URL.
+        the newest snapshot date (current customers; churned accounts are absent). Text values
+        lose NUL characters, counted per table as `<table>_nul_removed` and named in a warning.
+        Skipped without HEALTH_SYNC_POSTGRES_URL.
         """
         if not postgres.configured:
             # Recorded as a materialization that synced nothing, so a backfill of every asset
@@ -220,7 +260,7 @@ def build_postgres_sync() -> dg.AssetsDefinition:
             through = refreshed_through(duck, "export.account_health", last_day)
             with postgres.connect() as pg:
                 counts = sync_range(duck, pg, postgres.schema_name, first_day, through,
-                                    postgres.lock_timeout_seconds)
+                                    postgres.lock_timeout_seconds, context.log)
         meta = {
             "synced_range": dg.MetadataValue.text(f"{first_day} .. {through}"),
             "schema": dg.MetadataValue.text(postgres.schema_name),
