@@ -263,10 +263,11 @@ def postgres_sync(args: dict) -> dict:
     import psycopg
 
     from health_pipeline.assets.postgres_sync.asset import sync_range
+    from health_pipeline.resources import PostgresTarget
 
     first, last = dt.date.fromisoformat(args["first"]), dt.date.fromisoformat(args["last"])
     with duckdb.connect(args["warehouse"], read_only=True) as duck, psycopg.connect(args["url"]) as pg:
-        counts = sync_range(duck, pg, "health", first, last)
+        counts = sync_range(duck, pg, "health", first, last, PostgresTarget().lock_timeout_seconds)
     return {"seconds": time.perf_counter() - started, "counts": counts}
 
 

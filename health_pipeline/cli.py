@@ -31,7 +31,7 @@ from health_pipeline.recovery import (
     stop_cleanly_on_signals,
 )
 from health_pipeline.redaction import redact
-from health_pipeline.resources import PostgresUnavailable, Warehouse, WarehouseError
+from health_pipeline.resources import PostgresSyncBlocked, PostgresUnavailable, Warehouse, WarehouseError
 from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, extend_sample, generate_sample
 from health_pipeline.scorecard.parser import ConfigError
 from health_pipeline.sql import table_exists
@@ -43,8 +43,8 @@ class Refused(Exception):
 
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
-    RawInputError, WarehouseError, PostgresUnavailable, PostgresSyncFailed, SchemaChangeError, AuditFailed, SinkError,
-    ConfigError)}
+    RawInputError, WarehouseError, PostgresUnavailable, PostgresSyncFailed, PostgresSyncBlocked, SchemaChangeError,
+    AuditFailed, SinkError, ConfigError)}
 
 
 def _date(value: str) -> dt.date:

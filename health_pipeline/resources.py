@@ -150,6 +150,9 @@ class PostgresTarget(dg.ConfigurableResource):
     url: str = Field(default="", description="postgresql://user:password@host:port/database, or empty: no sync.")
     schema_name: str = Field(default="health", description="The PostgreSQL schema of the synced tables.")
     connect_timeout_seconds: int = Field(default=10, description="How long to wait for the server.")
+    lock_timeout_seconds: int = Field(
+        default=10, description="How long the sync waits for a lock on a synced table or view (held by another "
+                                "session's open transaction) before it fails, naming that session.")
 
     @property
     def configured(self) -> bool:
@@ -183,6 +186,12 @@ class PostgresTarget(dg.ConfigurableResource):
 
 class PostgresUnavailable(RuntimeError):
     """The sync's PostgreSQL URL is unusable, or its server is down, unreachable or refuses the login."""
+
+
+class PostgresSyncBlocked(RuntimeError):
+    """The sync cannot change a table or view in PostgreSQL: another session held a lock on it past
+    the lock timeout, or a view's new definition cannot replace the old one in place. The message
+    names the object and what to do; the sync's transaction rolled back."""
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:

@@ -70,6 +70,7 @@ class Pipeline:
     snapshot_max_drop: float = 0.5
     memory_limit: str | None = None
     postgres_url: str = ""  # the sync's PostgreSQL; empty: postgres_sync skips
+    postgres_lock_timeout_seconds: int = 10
 
     @property
     def warehouse(self) -> Warehouse:
@@ -120,7 +121,8 @@ class Pipeline:
                 "warehouse": self.warehouse,
                 "raw_source": self.raw_source,
                 "export_target": ExportTarget(export_dir=str(self.export_dir)),
-                "postgres": PostgresTarget(url=self.postgres_url),
+                "postgres": PostgresTarget(url=self.postgres_url,
+                                           lock_timeout_seconds=self.postgres_lock_timeout_seconds),
             },
             tags={**partition_range_tags(first_day, last_day), **(tags or {})},
             selection=selection,

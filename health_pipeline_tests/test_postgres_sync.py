@@ -1,13 +1,18 @@
 """postgres_sync against a real PostgreSQL server (postgres_server.py): the upsert, a rerun, an
 overlapping range, a sync killed mid-load, a server that is down or refuses the password, and a
-column the scorecard adds."""
+column the scorecard adds; the database's objects that are the user's too (grants, views built on
+the sync's views, an older pipeline's view, a reader's open transaction); NUL in a text value; the
+views of the latest row and of the current customers."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
+import shutil
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import psycopg
@@ -15,6 +20,7 @@ import pytest
 import yaml
 
 from health_pipeline.assets.postgres_sync.asset import SYNCED
+from health_pipeline.resources import PostgresSyncBlocked
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import load_config
 from health_pipeline.settings import DEFAULT_CONFIG_PATH
@@ -24,6 +30,17 @@ from health_pipeline_tests.test_crash_safety import END, START, env_for, kill_at
 
 SPEC = SampleSpec(accounts=6, days=20, seed=5)
 FIRST, LAST = dt.date.fromisoformat(START), dt.date.fromisoformat(END)
+# The days of the warehouse that the tests of the database's objects sync again and again.
+NEWEST = FIRST + dt.timedelta(days=2)
+# account_health_latest as the pipeline created it before it kept the database's objects: dropped and
+# created again by every sync, with no comment.
+OLD_LATEST_VIEW = """
+DROP VIEW IF EXISTS "health"."account_health_latest";
+CREATE VIEW "health"."account_health_latest" AS
+SELECT DISTINCT ON ("account_id") *
+FROM "health"."account_health"
+ORDER BY "account_id", "snapshot_date" DESC
+"""
 
 require_binaries()
 
@@ -50,6 +67,48 @@ def sample_pipeline(root: Path, url: str, **kwargs) -> Pipeline:
     pipeline = Pipeline(root, postgres_url=url, **kwargs)
     generate_sample(pipeline.raw_dir, SPEC)
     return pipeline
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory) -> Path:
+    """A warehouse whose exports hold the sample's days FIRST..NEWEST, for the tests that only sync."""
+    root = tmp_path_factory.mktemp("scored")
+    sample_pipeline(root, "").materialize(FIRST, NEWEST)
+    return root / "warehouse.duckdb"
+
+
+def sync_only(tmp_path: Path, scored: Path, url: str) -> Pipeline:
+    """A pipeline on a copy of the `scored` warehouse, syncing to `url`; `sync` runs it."""
+    shutil.copy(scored, tmp_path / "warehouse.duckdb")
+    return Pipeline(tmp_path, postgres_url=url, instance=dg.DagsterInstance.ephemeral())
+
+
+def sync(pipeline: Pipeline):
+    return pipeline.run(FIRST, NEWEST, selection=["postgres_sync"])
+
+
+def edit_export(pipeline: Pipeline, *statements: str) -> None:
+    with duckdb.connect(str(pipeline.root / "warehouse.duckdb")) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def in_postgres(url: str, sql: str, params=None) -> list[tuple]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def connector_role(url: str) -> str:
+    """A role of this test's own (roles are the server's, not the database's) that may read the schema."""
+    role = "connector_" + url.rsplit("/", 1)[1]
+    in_postgres(url, f'CREATE ROLE "{role}"')
+    in_postgres(url, f'GRANT USAGE ON SCHEMA health TO "{role}"')
+    return role
+
+
+def view_oid(url: str, view: str) -> int:
+    return in_postgres(url, "SELECT %s::regclass::oid", (f"health.{view}",))[0][0]
 
 
 def synced(url: str, table: str) -> pd.DataFrame:
@@ -181,3 +240,181 @@ def test_without_a_url_the_sync_skips_visibly(tmp_path):
     meta = sync_metadata(result)
     assert meta["skipped"].value == "HEALTH_SYNC_POSTGRES_URL is not set: nothing was synced"
     assert meta["dagster/row_count"].value == 0
+
+
+@pytest.mark.slow
+def test_grants_on_the_views_survive_syncs_and_a_new_column(tmp_path, scored, database):
+    pipeline = sync_only(tmp_path, scored, database)
+    assert sync(pipeline).success
+    role = connector_role(database)
+    views = ("account_health_latest", "account_health_current")
+    in_postgres(database, f'GRANT SELECT ON health.account_health_latest, health.account_health_current TO "{role}"')
+    oids = {view: view_oid(database, view) for view in views}
+
+    assert sync(pipeline).success
+    edit_export(pipeline, "ALTER TABLE export.account_health ADD COLUMN renewal_risk BOOLEAN",
+                "UPDATE export.account_health SET renewal_risk = true")
+    assert sync(pipeline).success  # the views gain the column: replaced in place, not dropped
+    for view in views:
+        assert in_postgres(database, "SELECT has_table_privilege(%s, %s, 'SELECT')", (role, f"health.{view}")) \
+            == [(True,)]
+        assert view_oid(database, view) == oids[view]
+        columns = [name for (name,) in in_postgres(
+            database, "SELECT column_name FROM information_schema.columns WHERE table_schema = 'health' "
+                      "AND table_name = %s ORDER BY ordinal_position", (view,))]
+        assert columns[-1] == "renewal_risk"
+
+
+@pytest.mark.slow
+def test_a_users_view_on_the_latest_view_survives_syncs(tmp_path, scored, database):
+    pipeline = sync_only(tmp_path, scored, database)
+    assert sync(pipeline).success
+    in_postgres(database, "CREATE VIEW public.red_accounts AS SELECT account_id, health_score "
+                          "FROM health.account_health_latest WHERE health_band = 'red'")
+    expected = in_postgres(database, "SELECT * FROM public.red_accounts ORDER BY account_id")
+
+    first = sync(pipeline)
+    assert first.success, pipeline.failure_of(first)
+    edit_export(pipeline, "ALTER TABLE export.account_health ADD COLUMN renewal_risk BOOLEAN")
+    wider = sync(pipeline)
+    assert wider.success, pipeline.failure_of(wider)
+    assert in_postgres(database, "SELECT * FROM public.red_accounts ORDER BY account_id") == expected
+
+
+@pytest.mark.slow
+def test_a_readers_open_transaction_blocks_only_a_sync_that_adds_a_column_and_is_named(
+        tmp_path, scored, database, monkeypatch):
+    # A sync that sets no lock timeout of its own would wait for the reader for ever: this bounds it.
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=30s")
+    pipeline = sync_only(tmp_path, scored, database)
+    assert sync(pipeline).success
+    computed_at = in_postgres(database, "SELECT max(computed_at) FROM health.account_health")
+    with psycopg.connect(database, application_name="bi-connector") as reader:
+        reader_pid = reader.info.backend_pid
+        for relation in ("account_health", "account_health_latest"):
+            assert reader.execute(f"SELECT count(*) FROM health.{relation}").fetchone()[0] > 0
+        # The reader's transaction stays open, holding its locks on the table and the view.
+
+        unchanged = sync(pipeline)
+        assert unchanged.success, pipeline.failure_of(unchanged)
+
+        edit_export(pipeline, "ALTER TABLE export.account_health ADD COLUMN renewal_risk BOOLEAN",
+                    "UPDATE export.account_health SET computed_at = TIMESTAMP '2030-01-01 00:00:00'")
+        pipeline.postgres_lock_timeout_seconds = 1
+        blocked = sync(pipeline)
+        assert not blocked.success
+        cls, message = pipeline.failure_of(blocked)
+        assert cls == PostgresSyncBlocked.__name__
+        assert message.startswith("health.account_health: the sync waited 1 s for a lock on it and gave up; "
+                                  "nothing was synced. Held by session pid ")
+        assert f"session pid {reader_pid} (user health, application 'bi-connector', idle in transaction since " \
+            in message
+        assert message.endswith(f"or SELECT pg_terminate_backend(pid) for pid {reader_pid}) and run the sync again")
+        assert "\n" not in message
+        # Rolled back: no column, no row changed.
+        assert in_postgres(database, "SELECT count(*) FROM information_schema.columns "
+                                     "WHERE table_name = 'account_health' AND column_name = 'renewal_risk'") == [(0,)]
+        assert in_postgres(database, "SELECT max(computed_at) FROM health.account_health") == computed_at
+
+    again = sync(pipeline)  # the reader has ended: the sync goes through
+    assert again.success, pipeline.failure_of(again)
+    assert in_postgres(database, "SELECT DISTINCT computed_at FROM health.account_health") \
+        == [(dt.datetime(2030, 1, 1),)]
+
+
+@pytest.mark.slow
+def test_a_nul_in_a_text_value_is_removed_reported_and_the_rest_syncs(tmp_path, scored, database):
+    pipeline = sync_only(tmp_path, scored, database)
+    account = exported(pipeline, "account_health").query("snapshot_date == @NEWEST").account_id.min()
+    user = exported(pipeline, "contact_usage").query("snapshot_date == @FIRST").user_id.min()
+    edit_export(
+        pipeline,
+        f"UPDATE export.account_health SET account_name = 'Acme' || chr(0) || ' Corp', owner = chr(0) "
+        f"WHERE account_id = '{account}' AND snapshot_date = '{NEWEST}'",
+        f"UPDATE export.contact_usage SET identity = 'ann' || chr(0) || '@acme.test' "
+        f"WHERE user_id = '{user}' AND snapshot_date = '{FIRST}'")
+    result = sync(pipeline)
+    assert result.success, pipeline.failure_of(result)
+
+    meta = sync_metadata(result)
+    assert [meta[f"{table}_nul_removed"].value for table in SYNCED] == [2, 1, 0]
+    warnings = [entry.user_message for entry in pipeline.instance.all_logs(result.run_id)
+                if entry.level == logging.WARNING and "NUL" in entry.user_message]
+    assert warnings == [
+        "health.account_health: 2 text values held NUL characters, which PostgreSQL cannot store, and were "
+        f"synced without them: account_name of account_id '{account}' on {NEWEST}; "
+        f"owner of account_id '{account}' on {NEWEST}",
+        "health.contact_usage: 1 text value held NUL characters, which PostgreSQL cannot store, and was "
+        f"synced without them: identity of user_id '{user}' on {FIRST}",
+    ]
+    edit_export(pipeline,
+                "UPDATE export.account_health SET account_name = 'Acme Corp', owner = '' "
+                f"WHERE account_id = '{account}' AND snapshot_date = '{NEWEST}'",
+                f"UPDATE export.contact_usage SET identity = 'ann@acme.test' "
+                f"WHERE user_id = '{user}' AND snapshot_date = '{FIRST}'")
+    assert_synced_equals_export(pipeline, database)  # every other value as exported
+
+
+@pytest.mark.slow
+def test_the_current_view_leaves_out_an_account_no_longer_scored_that_the_latest_view_keeps(
+        tmp_path, scored, database):
+    pipeline = sync_only(tmp_path, scored, database)
+    newest = exported(pipeline, "account_health").query("snapshot_date == @NEWEST")
+    churned = newest.account_id.min()
+    edit_export(pipeline, f"DELETE FROM export.account_health WHERE account_id = '{churned}' "
+                          f"AND snapshot_date = '{NEWEST}'")  # not scored on the newest day
+    assert sync(pipeline).success
+
+    current = in_postgres(database, "SELECT account_id, snapshot_date FROM health.account_health_current "
+                                    "ORDER BY account_id")
+    latest = dict(in_postgres(database, "SELECT account_id, snapshot_date FROM health.account_health_latest"))
+    others = sorted(set(newest.account_id) - {churned})
+    assert len(others) >= 2
+    assert current == [(account, NEWEST) for account in others]
+    assert latest == {churned: NEWEST - dt.timedelta(days=1), **{account: NEWEST for account in others}}
+    (description,), = in_postgres(database, "SELECT obj_description('health.account_health_latest'::regclass)")
+    assert "churned" in description and "account_health_current" in description
+
+
+@pytest.mark.slow
+def test_the_first_sync_over_an_older_pipelines_database_adopts_its_view(tmp_path, scored, database):
+    pipeline = sync_only(tmp_path, scored, database)
+    assert sync(pipeline).success
+    # The database as the older pipeline left it: its view, no comment, no current view; then a
+    # grant and a view of the user's on it, which the older pipeline's next sync would have failed on.
+    in_postgres(database, "DROP VIEW IF EXISTS health.account_health_current")
+    in_postgres(database, OLD_LATEST_VIEW)
+    role = connector_role(database)
+    in_postgres(database, f'GRANT SELECT ON health.account_health_latest TO "{role}"')
+    in_postgres(database, "CREATE VIEW public.owners AS SELECT DISTINCT owner FROM health.account_health_latest")
+    oid = view_oid(database, "account_health_latest")
+
+    result = sync(pipeline)
+    assert result.success, pipeline.failure_of(result)
+    assert view_oid(database, "account_health_latest") == oid
+    assert in_postgres(database, "SELECT has_table_privilege(%s, 'health.account_health_latest', 'SELECT')",
+                       (role,)) == [(True,)]
+    assert in_postgres(database, "SELECT count(*) FROM public.owners")[0][0] > 0
+    assert in_postgres(database, "SELECT obj_description('health.account_health_latest'::regclass) IS NOT NULL, "
+                                 "to_regclass('health.account_health_current') IS NOT NULL") == [(True, True)]
+
+
+@pytest.mark.slow
+def test_a_view_that_cannot_be_replaced_in_place_fails_the_sync_naming_it_and_keeps_the_users_views(
+        tmp_path, scored, database):
+    pipeline = sync_only(tmp_path, scored, database)
+    assert sync(pipeline).success
+    # A view of that name with other columns: the pipeline's definition cannot replace it in place.
+    in_postgres(database, "DROP VIEW health.account_health_latest")
+    in_postgres(database, "CREATE VIEW health.account_health_latest AS "
+                          "SELECT account_id, health_score AS score FROM health.account_health")
+    in_postgres(database, "CREATE VIEW public.scores AS SELECT score FROM health.account_health_latest")
+    in_postgres(database, "UPDATE health.account_health SET health_score = -1")
+
+    cls, message = pipeline.failure_of(sync(pipeline))
+    assert cls == PostgresSyncBlocked.__name__
+    assert message.startswith("health.account_health_latest: this version of the pipeline defines the view "
+                              "differently and PostgreSQL cannot replace it in place (cannot change name of view "
+                              'column "score" to "crm_account_id"); nothing was synced.')
+    assert 'DROP VIEW "health"."account_health_latest"' in message and "\n" not in message
+    assert in_postgres(database, "SELECT DISTINCT score FROM public.scores") == [(-1,)]  # kept, and rolled back

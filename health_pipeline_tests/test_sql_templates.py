@@ -111,10 +111,11 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
     rendered["import_templates/template_rows.sql"] = [
         template_rows_sql(load_template(name, config)) for name in import_template_names()]
     synced = {"schema": "health", "table": "account_health", "staging": "staged_account_health",
-              "key": ["account_id", "snapshot_date"], "column": "usage_28d", "column_type": "bigint"}
+              "key": ["account_id", "snapshot_date"], "view": "account_health_latest",
+              "wanted": "wanted_account_health_latest", "query": "SELECT 1"}
     for path in (PACKAGE_DIR / "assets/postgres_sync").glob("*.pg.sql"):
-        columns = [("account_id", "text"), ("snapshot_date", "date")] if path.name == "synced_table.pg.sql" \
-            else ["account_id", "snapshot_date"]
+        columns = [("account_id", "text"), ("snapshot_date", "date")] \
+            if path.name in ("synced_table.pg.sql", "new_columns.pg.sql") else ["account_id", "snapshot_date"]
         rendered[path.relative_to(PACKAGE_DIR).as_posix()] = [render(path, **synced, columns=columns)]
     for path in sql_files():
         relative = path.relative_to(PACKAGE_DIR).as_posix()
