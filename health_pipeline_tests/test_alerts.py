@@ -493,6 +493,26 @@ def test_without_sinks_the_stage_line_says_so(tmp_path):
     assert stage_line(run_alerts(pipeline)) == "✓ alerts in … s: 2 alerts; no sinks configured"
 
 
+def test_a_ledger_from_before_attempts_were_counted_keeps_its_rows(tmp_path, servers):
+    _, mailbox = servers
+    pipeline = crafted_pipeline(tmp_path, mailbox.port, {"A1": ("Ana Ruiz", "Acme")})
+    sent_at = dt.datetime(2026, 7, 2, 6, 0)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:  # the ledger as deployed warehouses hold it
+        conn.execute("""
+            CREATE TABLE export.alert_deliveries (
+                account_id VARCHAR, snapshot_date DATE, kind VARCHAR, sink VARCHAR, owner VARCHAR, status VARCHAR,
+                recorded_at TIMESTAMP, sent_at TIMESTAMP, last_error VARCHAR);
+            INSERT INTO export.alert_deliveries VALUES
+                ('A0', '2026-07-01', 'band_down', 'email', 'Ana Ruiz', 'sent', $at, $at, NULL);
+        """, {"at": sent_at})
+    run_alerts(pipeline)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
+        rows = conn.execute("SELECT account_id, sink, status, sent_at = $at, attempts FROM export.alert_deliveries "
+                            "ORDER BY account_id, sink", {"at": sent_at}).fetchall()
+    assert rows == [("A0", "email", "sent", True, 0), ("A1", "email", "sent", False, 1),
+                    ("A1", "slack", "sent", False, 1)]
+
+
 @pytest.mark.parametrize("value, error", [
     (0, "must be a whole number of attempts, 1 or more"), (2.5, "must be a whole number of attempts, 1 or more"),
     (True, "must be a whole number of attempts, 1 or more"), (5, None), (None, None)])
