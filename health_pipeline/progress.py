@@ -3,8 +3,10 @@
 `progress_logger` is a Dagster logger the CLI turns on in its run config (`health-pipeline run`;
 runs from the UI keep Dagster's own log). It reads the Dagster event on each log record: a
 step's start, the materializations and check results it reports, its success or failure, and
-the progress lines stages log through `report_progress`. On a terminal each stage is one line,
-rewritten in place while it runs; otherwise every line is printed as it comes, for log files.
+the progress lines stages log through `report_progress`. A finished stage's line gives the rows
+it wrote, or what its `skipped` or `deliveries` metadata says instead (alerts: what was sent, is
+pending and failed, per sink). On a terminal each stage is one line, rewritten in place while it
+runs; otherwise every line is printed as it comes, for log files.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class StageLines(logging.Handler):
         self.stream, self.rewrite = stream, rewrite
         self.started: dict[str, float] = {}
         self.rows: dict[str, dict[str, int]] = {}  # step -> asset -> rows written
-        self.skipped: dict[str, str] = {}  # step -> why it did nothing
+        self.said: dict[str, str] = {}  # step -> what its line says instead of rows: skipped, or its deliveries
         self.checks: dict[str, list[str]] = {}  # step -> failed checks
         self.open_line = False
 
@@ -60,7 +62,9 @@ class StageLines(logging.Handler):
             asset, metadata = materialization.asset_key.to_user_string(), materialization.metadata
             rows = self.rows.setdefault(step, {})
             if "skipped" in metadata:
-                self.skipped[step] = str(metadata["skipped"].value)
+                self.said[step] = f"skipped, {metadata['skipped'].value}"
+            elif "deliveries" in metadata:
+                self.said[step] = str(metadata["deliveries"].value)
             if "pages" in metadata:
                 rows.setdefault(f"{asset} pages", int(metadata["pages"].value))
             if "rows_in_run" in metadata:
@@ -82,8 +86,8 @@ class StageLines(logging.Handler):
         return f"{time.monotonic() - self.started.get(step, time.monotonic()):.1f} s"
 
     def _summary(self, step: str) -> str:
-        if step in self.skipped:
-            return f": skipped, {self.skipped[step]}"
+        if step in self.said:
+            return f": {self.said[step]}"
         rows = self.rows.get(step, {})
         return ": " + ", ".join(f"{asset} {count:,}" + ("" if asset.endswith(" pages") else " rows")
                                 for asset, count in rows.items()) if rows else ""

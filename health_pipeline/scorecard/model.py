@@ -153,6 +153,11 @@ class SlackSink:
 
     webhook_url_env: str
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The environment variables whose values no error text may show."""
+        return (self.webhook_url_env,)
+
 
 @dataclass(frozen=True)
 class EmailSink:
@@ -170,6 +175,11 @@ class EmailSink:
     def address(self, owner: str | None) -> str | None:
         return dict(self.to).get(owner or "", self.default_to)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The environment variables whose values no error text may show."""
+        return tuple(name for name in (self.username_env, self.password_env) if name)
+
 
 @dataclass(frozen=True)
 class Alerts:
@@ -181,6 +191,8 @@ class Alerts:
     timeout_seconds: float = 10.0  # per message, per sink
     # Hysteresis: a band move alerts only once the account has been in the new band this many days.
     min_days_in_new_band: int = 1
+    # Tries before a message a sink refuses for good (a 4xx, an SMTP 5xx) is marked failed.
+    max_attempts: int = 3
     slack: SlackSink | None = None
     email: EmailSink | None = None
 

@@ -143,23 +143,25 @@ class _Parser:
             return Alerts()
         raw = self.mapping(raw, "alerts")
         unknown = set(raw) - {"score_drop_points", "power_contact_quiet_days", "timeout_seconds",
-                              "min_days_in_new_band", "slack", "email"}
+                              "min_days_in_new_band", "max_attempts", "slack", "email"}
         if unknown:
             raise self.fail(f"alerts.{sorted(unknown)[0]}", "is not a setting of alerts")
         defaults = Alerts()
         drop = self.number(raw.get("score_drop_points", defaults.score_drop_points), "alerts.score_drop_points")
-        quiet = self.days(raw.get("power_contact_quiet_days", defaults.power_contact_quiet_days),
-                          "alerts.power_contact_quiet_days")
-        settle = self.days(raw.get("min_days_in_new_band", defaults.min_days_in_new_band),
-                           "alerts.min_days_in_new_band")
+        quiet = self.count(raw.get("power_contact_quiet_days", defaults.power_contact_quiet_days),
+                           "alerts.power_contact_quiet_days", "days")
+        settle = self.count(raw.get("min_days_in_new_band", defaults.min_days_in_new_band),
+                            "alerts.min_days_in_new_band", "days")
+        attempts = self.count(raw.get("max_attempts", defaults.max_attempts), "alerts.max_attempts", "attempts")
         timeout = self.number(raw.get("timeout_seconds", defaults.timeout_seconds), "alerts.timeout_seconds")
         if drop <= 0 or timeout <= 0:
             raise self.fail("alerts.score_drop_points" if drop <= 0 else "alerts.timeout_seconds", "must be above 0")
-        return Alerts(drop, quiet, timeout, settle, self.slack(raw.get("slack")), self.email(raw.get("email")))
+        return Alerts(drop, quiet, timeout, settle, attempts, self.slack(raw.get("slack")),
+                      self.email(raw.get("email")))
 
-    def days(self, value, field: str) -> int:
+    def count(self, value, field: str, unit: str) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise self.fail(field, "must be a whole number of days, 1 or more")
+            raise self.fail(field, f"must be a whole number of {unit}, 1 or more")
         return value
 
     def env_name(self, value, field: str) -> str:

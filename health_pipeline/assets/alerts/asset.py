@@ -4,11 +4,14 @@ For the run's days, alerts_due.sql finds the alerts (a band moving down, a 7-day
 the configured points, an onboarding account turning red, a power contact quiet for the
 configured days) and they replace those days of export.alerts. Each alert is then recorded once
 per configured sink in the ledger export.alert_deliveries, and every pending delivery, of any
-day, is sent: one message per owner and day, to Slack and by email (config `alerts`). A sink
-that fails or times out leaves its deliveries pending for the next run; nothing is sent twice.
-Days older than the daily run's reach (yesterday and HEALTH_LATE_DAYS before it) are recorded as
-'past' and not sent, unless the run has the tag health/send_past=true (`health-pipeline run
---send-past`).
+day, is sent: one message per owner and day (in parts where Slack's limits require), to Slack
+and by email (config `alerts`), addressed to the account's current owner. Each message succeeds
+or fails on its own: a sink that fails or times out leaves its alerts pending for the next run;
+a message it refuses for a reason that will not change is marked failed after `max_attempts`
+tries; nothing is sent twice. Days older than the daily run's reach (yesterday and
+HEALTH_LATE_DAYS before it) are recorded as 'past' and not sent, unless the run has the tag
+health/send_past=true (`health-pipeline run --send-past`). The run's `deliveries` metadata, which
+the CLI prints as the stage's line, counts per sink the alerts sent, still pending and failed.
 """
 
 import datetime as dt
@@ -22,12 +25,13 @@ from health_pipeline import settings
 from health_pipeline.assets import daily_asset, materialized
 from health_pipeline.partitions import date_range
 from health_pipeline.publish import write_range
+from health_pipeline.redaction import redact
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import ALERT_KINDS, BANDS, HealthConfig
 from health_pipeline.sql import SqlFolder
 
-from .messages import messages
-from .sinks import SENDERS, SinkError
+from .messages import Message, messages
+from .sinks import ALERTS_PER_MESSAGE, SENDERS, SinkError
 
 SQL = SqlFolder(__file__)
 SEND_PAST_TAG = "health/send_past"
@@ -54,51 +58,61 @@ def record_alerts(conn: duckdb.DuckDBPyConnection, config: HealthConfig, first_d
 
 
 def deliver(conn: duckdb.DuckDBPyConnection, config: HealthConfig, log=None) -> dict[str, Counter]:
-    """Send every pending delivery, a message per owner and day and sink; mark what was accepted."""
+    """Send every pending delivery, a message per owner and day and sink, and mark each message's
+    alerts by its own outcome. Per sink: the messages sent, and the alerts sent, left pending
+    and failed."""
     results: dict[str, Counter] = {}
     for sink in config.alerts.sinks:
         counts = results[sink] = Counter()
+        sink_settings = getattr(config.alerts, sink)
         cursor = SQL.run(conn, "pending_messages", {"sink": sink, "bands": list(BANDS), "kinds": list(ALERT_KINDS)})
         columns = [c[0] for c in cursor.description]
-        for message in messages([dict(zip(columns, row)) for row in cursor.fetchall()]):
+        rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
+        for message in messages(rows, ALERTS_PER_MESSAGE.get(sink)):
             try:
-                SENDERS[sink](getattr(config.alerts, sink), message, config.alerts.timeout_seconds)
-            except SinkError as exc:
-                counts["pending"] += len(message.alerts)
-                _mark(conn, sink, message.keys, "pending", error=str(exc))
+                SENDERS[sink](sink_settings, message, config.alerts.timeout_seconds)
+            except SinkError as failure:
+                error = redact(f"{message.name}: {failure}", sink_settings.secrets)
+                statuses = _mark(conn, sink, message, config.alerts.max_attempts, error, failure.permanent)
                 if log:
-                    log.warning(f"{sink}: {exc}; {len(message.alerts)} alerts stay pending for the next run")
-                continue
-            counts["sent"] += len(message.alerts)
-            counts["messages"] += 1
-            _mark(conn, sink, message.keys, "sent")
+                    log.warning(f"{sink}: {error}; alerts " + ", ".join(f"{s}: {n}" for s, n in statuses.items()))
+            else:
+                statuses = _mark(conn, sink, message, config.alerts.max_attempts)
+                counts["messages"] += 1
+            counts.update(statuses)
     return results
 
 
-def _mark(conn: duckdb.DuckDBPyConnection, sink: str, keys: list[tuple], status: str, error: str | None = None):
-    conn.execute(
-        """
-        UPDATE export.alert_deliveries
-        SET status = $status, last_error = $error,
-            sent_at = CASE WHEN $status = 'sent' THEN $now::TIMESTAMP END
-        WHERE sink = $sink AND list_contains($keys, {'a': account_id, 'd': snapshot_date, 'k': kind})
-        """,
-        {"status": status, "error": error, "now": dt.datetime.now(dt.UTC).replace(tzinfo=None), "sink": sink,
-         "keys": [{"a": a, "d": d, "k": k} for a, d, k in keys]},
-    )
+def _mark(conn: duckdb.DuckDBPyConnection, sink: str, message: Message, max_attempts: int,
+          error: str | None = None, permanent: bool = False) -> Counter:
+    """Record one try of `message` on its alerts; how many of them are now sent, pending, failed."""
+    cursor = SQL.run(conn, "deliveries_marked", {
+        "sink": sink, "keys": [{"a": a, "d": d, "k": k} for a, d, k in message.keys], "owner": message.owner,
+        "error": error, "permanent": permanent, "max_attempts": max_attempts,
+        "now": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
+    return Counter(status for (status,) in cursor.fetchall())
+
+
+def deliveries_summary(alerts: int, delivered: dict[str, Counter]) -> str:
+    """The run in one line: its alerts, then per sink those sent, and any pending or failed."""
+    sinks = "; ".join(f"{sink} {counts['sent']:,} sent" + "".join(
+        f", {counts[status]:,} {status}" for status in ("pending", "failed") if counts[status])
+        for sink, counts in delivered.items())
+    return f"{alerts:,} alert{'' if alerts == 1 else 's'}; {sinks or 'no sinks configured'}"
 
 
 def build_alerts(config: HealthConfig) -> dg.AssetsDefinition:
     @daily_asset(
         name="alerts",
-        deps=["sync_export", "band_changes", "contact_usage", "contact_history"],
+        deps=["sync_export", "band_changes", "contact_usage", "contact_history", "accounts"],
         kinds={"duckdb", "slack", "email"},
     )
     def alerts(context: dg.AssetExecutionContext, warehouse: Warehouse):
         """One row per account, snapshot date and kind of alert (band_down, score_drop,
         onboarding_red, power_contact_quiet) in export.alerts: the owner, the account's score,
         band, top_drag and score_reason, and what happened. export.alert_deliveries is the ledger
-        of what was sent where. Messages go one per owner and day to the configured sinks.
+        of what was sent where (sent, pending, failed, past). Messages go one per owner and day
+        to the configured sinks, addressed to the account's current owner.
         """
         first_day, last_day = date_range(context.partition_time_window)
         send_past = context.run.tags.get(SEND_PAST_TAG) == "true"
@@ -108,12 +122,13 @@ def build_alerts(config: HealthConfig) -> dg.AssetsDefinition:
             kinds = dict(conn.execute(
                 "SELECT kind, count(*) FROM export.alerts WHERE snapshot_date BETWEEN $f AND $l GROUP BY ALL",
                 {"f": first_day, "l": last_day}).fetchall())
-            sent = deliver(conn, config, context.log)
+            delivered = deliver(conn, config, context.log)
         meta.update({f"alerts_{kind}": dg.MetadataValue.int(kinds.get(kind, 0)) for kind in ALERT_KINDS})
         meta["sinks"] = dg.MetadataValue.text(", ".join(config.alerts.sinks) or "none configured")
-        for sink, counts in sent.items():
+        for sink, counts in delivered.items():
             meta.update({f"{sink}_{what}": dg.MetadataValue.int(counts[what])
-                         for what in ("messages", "sent", "pending")})
+                         for what in ("messages", "sent", "pending", "failed")})
+        meta["deliveries"] = dg.MetadataValue.text(deliveries_summary(sum(kinds.values()), delivered))
         meta["send_seconds"] = dg.MetadataValue.float(round(time.perf_counter() - started, 2))
         yield from materialized(context, meta)
 
