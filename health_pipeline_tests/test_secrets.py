@@ -198,12 +198,15 @@ def test_sinks_whose_servers_quote_the_secret_back_keep_the_alerts_pending_witho
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as conn:
         ledger = dict(conn.execute("SELECT sink, last_error FROM export.alert_deliveries "
                                    "WHERE status = 'pending'").fetchall())
+    # Each refusal is permanent, but tried max_attempts times before it is marked failed.
     assert ledger == {
-        "slack": "Slack webhook: no webhook at ***",
-        "email": f"SMTP 127.0.0.1:{mailbox.port}: (535, b'5.7.8 ***:*** is not a valid login')",
+        "slack": f"Emma Stone on 2026-06-03: Slack webhook answered HTTP {status}: no webhook at ***",
+        "email": f"Emma Stone on 2026-06-03: SMTP 127.0.0.1:{mailbox.port} answered 535 5.7.8 ***:*** is not a "
+                 "valid login",
     }
     if flags:  # the warning the alerts step logs, as Dagster's console log prints it
-        assert "slack: Slack webhook: no webhook at ***; 1 alerts stay pending" in result.stderr
+        assert ("slack: Emma Stone on 2026-06-03: Slack webhook answered HTTP 500: no webhook at ***; "
+                "alerts pending: 1") in result.stderr
     assert event_logs(tmp_path / "dagster_home")
     assert_kept(result, root, tmp_path / "dagster_home", {url, TOKEN, *pieces(password)})
 
