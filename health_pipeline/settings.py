@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from health_pipeline import DATA_DIR
+from health_pipeline.redaction import redact
 
 DEFAULT_LATE_DAYS = 2
 DEFAULT_BACKTEST_LEAD_DAYS = (30, 60, 90)
@@ -27,6 +29,14 @@ PATH_DEFAULTS = {
     "HEALTH_RAW_DIR": DATA_DIR / "raw",
     "HEALTH_EXPORT_DIR": DATA_DIR / "exports",
 }
+
+
+class SettingsError(ValueError):
+    """Bad settings, one line each: the setting, its value where it is no secret, and what it accepts."""
+
+    def __init__(self, lines: Iterable[str]):
+        self.lines = tuple(redact(line) for line in lines)
+        super().__init__("\n".join(self.lines))
 
 
 def is_set(env_var: str) -> bool:
