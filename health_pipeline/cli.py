@@ -32,6 +32,7 @@ from health_pipeline.recovery import (
 from health_pipeline.resources import PostgresUnavailable, Warehouse, WarehouseError
 from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, extend_sample, generate_sample
 from health_pipeline.scorecard.parser import ConfigError
+from health_pipeline.settings import SettingsError
 from health_pipeline.sql import table_exists
 
 
@@ -41,7 +42,8 @@ class Refused(Exception):
 
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
-    RawInputError, WarehouseError, PostgresUnavailable, SchemaChangeError, AuditFailed, SinkError, ConfigError)}
+    RawInputError, WarehouseError, PostgresUnavailable, SchemaChangeError, AuditFailed, SinkError, ConfigError,
+    SettingsError)}
 
 
 def _date(value: str) -> dt.date:
@@ -61,6 +63,7 @@ def cmd_generate_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    settings.load_with_scorecard()  # a bad setting or scorecard stops the run before a sample is written
     raw_dir = settings.path("HEALTH_RAW_DIR")
     if not any(raw_dir.glob("users*")):
         if settings.is_set("HEALTH_RAW_DIR"):
@@ -90,7 +93,7 @@ def _run_range(raw_dir: Path, start: dt.date | None, end: dt.date | None) -> tup
     """The days to run: as given, else the days the raw events cover, up to yesterday."""
     if added := extend_sample(raw_dir, end or settings.yesterday()):
         print(f"live sample: generated {added[0]} .. {added[-1]}")
-    first_partition = dt.date.fromisoformat(settings.partitions_start())
+    first_partition = dt.date.fromisoformat(settings.load().partitions_start)
     if start is None or end is None:
         try:
             covered = event_days(raw_dir)
@@ -118,10 +121,10 @@ def expected_tables() -> str:
 
 
 def _load_job():
-    """The pipeline's job; a bad scorecard or setting is refused with its one-line reason."""
+    """The pipeline's job; bad settings or a bad scorecard are refused, one line each."""
     try:
         from health_pipeline.definitions import HEALTH_JOB, defs
-    except (ConfigError, ValueError) as exc:
+    except SettingsError as exc:
         raise Refused(str(exc)) from None
     return defs.resolve_job_def(HEALTH_JOB)
 
@@ -421,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except Refused as exc:
+    except (Refused, SettingsError) as exc:
         print(exc, file=sys.stderr)
         return 2
 

@@ -1,10 +1,10 @@
 """The numbers a setting accepts, and the words that say so.
 
-One `Limit` per kind of number in the scorecard file (scorecard.parser): a value must be finite,
-within its bounds, and a whole number where one is counted. The bounds are wide enough that no
-real configuration meets them, and narrow enough that a slip (NaN, .inf, a few zeros too many) is
-refused when the definitions load, before anything is written, instead of failing in SQL or
-skewing every score.
+One `Limit` per kind of number, in the scorecard file (scorecard.parser) and in the HEALTH_*
+settings (settings): a value must be finite, within its bounds, and a whole number where one is
+counted. The bounds are wide enough that no real configuration meets them, and narrow enough that
+a slip (NaN, .inf, a few zeros too many) is refused when the definitions load, before anything is
+written, instead of failing in SQL or skewing every score.
 """
 
 from __future__ import annotations

@@ -1,9 +1,14 @@
 """Strict configuration: the scorecard file against its schema (unknown and repeated keys, numbers
-out of bounds), every problem reported at once, one line each."""
+out of bounds), every problem reported at once, and every HEALTH_* setting parsed when the
+definitions load, by `health-pipeline run` and `dg check defs`: one line per problem, before
+anything is written."""
 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,9 +16,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from health_pipeline import PROJECT_ROOT
+from health_pipeline.definitions import build_defs
+from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import ConfigError, load_config
 from health_pipeline.settings import DEFAULT_CONFIG_PATH
 
+BIN = Path(sys.executable).parent
 DEFAULT_TEXT = DEFAULT_CONFIG_PATH.read_text()
 EMAIL = {"host": "smtp.example.test", "from": "health@example.test", "default_to": "cs@example.test"}
 
@@ -233,3 +242,104 @@ def test_a_segment_is_checked_only_against_a_sound_base(tmp_path):
     path = write(tmp_path, edited(lambda r: component(r, "feature_depth")["bins"][2].update(points=math.nan)))
     assert refusals(path) == [f"{path}: scorecard.components.feature_depth.bins[2].points: nan is not a number "
                               "from 0 to 1000"]
+
+
+# --- HEALTH_* settings ----------------------------------------------------------------------------
+
+BAD_SETTINGS = [
+    ("HEALTH_REPORT_DAYS", "abc", "HEALTH_REPORT_DAYS='abc' is not a whole number of days from 0 to 3650"),
+    ("HEALTH_LATE_DAYS", "1000000000000", "HEALTH_LATE_DAYS='1000000000000' is not a whole number of days from 0 "
+                                          "to 3650"),
+    ("HEALTH_PARTITIONS_START", "2026-02-30", "HEALTH_PARTITIONS_START='2026-02-30' is not a YYYY-MM-DD date"),
+    ("HEALTH_FUTURE_TOLERANCE_HOURS", "-3", "HEALTH_FUTURE_TOLERANCE_HOURS='-3' is not a whole number of hours "
+                                            "from 0 to 87600"),
+    ("HEALTH_FUTURE_TOLERANCE_HOURS", "1.5", "HEALTH_FUTURE_TOLERANCE_HOURS='1.5' is not a whole number of hours "
+                                             "from 0 to 87600"),
+    ("HEALTH_KNOWN_GAPS", "2026-07-04,2026-02-30", "HEALTH_KNOWN_GAPS: '2026-02-30' is not a YYYY-MM-DD date"),
+    ("HEALTH_SNAPSHOT_MAX_DROP", "nan", "HEALTH_SNAPSHOT_MAX_DROP='nan' is not a share from 0 to 1"),
+    ("HEALTH_BACKTEST_LEAD_DAYS", "30,0", "HEALTH_BACKTEST_LEAD_DAYS='30,0' is not a comma-separated list of lead "
+                                          "times, each a whole number of days from 1 to 3650, such as 30,60,90"),
+    ("HEALTH_DUCKDB_THREADS", "0", "HEALTH_DUCKDB_THREADS='0' is not a whole number of threads from 1 to 1024"),
+    ("HEALTH_WAREHOUSE", "what?.duckdb", "HEALTH_WAREHOUSE='what?.duckdb': DuckDB reads '?' in a path as the start "
+                                         "of connection options; choose a path without it"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "line"), BAD_SETTINGS, ids=[f"{v}={x}" for v, x, _ in BAD_SETTINGS])
+def test_a_bad_setting_stops_the_definitions_load_as_one_line(monkeypatch, variable, value, line):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError) as err:
+        build_defs()
+    assert str(err.value).splitlines() == [line]
+
+
+def test_a_path_of_the_wrong_kind_is_refused_when_the_definitions_load(monkeypatch, tmp_path):
+    (tmp_path / "raw").write_text("not a folder")
+    monkeypatch.setenv("HEALTH_RAW_DIR", str(tmp_path / "raw"))
+    monkeypatch.setenv("HEALTH_EXPORT_DIR", str(tmp_path / "raw"))
+    monkeypatch.setenv("HEALTH_WAREHOUSE", str(tmp_path))
+    with pytest.raises(ValueError) as err:
+        build_defs()
+    assert str(err.value).splitlines() == [
+        f"HEALTH_RAW_DIR={str(tmp_path / 'raw')!r} is a file; it must name the folder of raw exports",
+        f"HEALTH_WAREHOUSE={str(tmp_path)!r} is a directory; it must name the DuckDB file",
+        f"HEALTH_EXPORT_DIR={str(tmp_path / 'raw')!r} is a file; it must name the folder of exports",
+    ]
+
+
+def test_the_largest_sensible_settings_are_accepted(monkeypatch):
+    for variable, value in [("HEALTH_LATE_DAYS", "3650"), ("HEALTH_REPORT_DAYS", "0"),
+                            ("HEALTH_FUTURE_TOLERANCE_HOURS", "0"), ("HEALTH_SNAPSHOT_MAX_DROP", "1"),
+                            ("HEALTH_BACKTEST_LEAD_DAYS", "1, 3650"), ("HEALTH_DUCKDB_THREADS", "1024")]:
+        monkeypatch.setenv(variable, value)
+    build_defs()
+
+
+# Every setting wrong at once, and a scorecard with a NaN group weight: one line each, in this order.
+EVERY_BAD_SETTING = {
+    "HEALTH_PARTITIONS_START": "2026-02-30", "HEALTH_LATE_DAYS": "-1", "HEALTH_REPORT_DAYS": "abc",
+    "HEALTH_BACKTEST_LEAD_DAYS": "sixty", "HEALTH_FUTURE_TOLERANCE_HOURS": "-3",
+    "HEALTH_KNOWN_GAPS": "July 5", "HEALTH_SNAPSHOT_MAX_DROP": "50%", "HEALTH_DUCKDB_THREADS": "many",
+}
+EVERY_BAD_LINE = [
+    "HEALTH_PARTITIONS_START='2026-02-30' is not a YYYY-MM-DD date",
+    "HEALTH_LATE_DAYS='-1' is not a whole number of days from 0 to 3650",
+    "HEALTH_REPORT_DAYS='abc' is not a whole number of days from 0 to 3650",
+    "HEALTH_BACKTEST_LEAD_DAYS='sixty' is not a comma-separated list of lead times, each a whole number of days "
+    "from 1 to 3650, such as 30,60,90",
+    "HEALTH_FUTURE_TOLERANCE_HOURS='-3' is not a whole number of hours from 0 to 87600",
+    "HEALTH_KNOWN_GAPS: 'July 5' is not a YYYY-MM-DD date",
+    "HEALTH_SNAPSHOT_MAX_DROP='50%' is not a share from 0 to 1",
+    "HEALTH_DUCKDB_THREADS='many' is not a whole number of threads from 1 to 1024",
+]
+
+
+def bad_environment(root: Path) -> tuple[dict, list[str]]:
+    """Every setting wrong and a scorecard with a NaN weight, for a command in `root`; the lines expected."""
+    scorecard = write(root, edited(lambda r: r["scorecard"]["groups"].update(usage=math.nan)))
+    env = {**os.environ, **EVERY_BAD_SETTING, "HEALTH_CONFIG": str(scorecard), "HEALTH_RAW_DIR": str(root / "raw"),
+           "HEALTH_WAREHOUSE": str(root / "warehouse.duckdb"), "HEALTH_EXPORT_DIR": str(root / "exports"),
+           "DAGSTER_HOME": str(root / "dagster_home")}
+    return env, [*EVERY_BAD_LINE, f"{scorecard}: scorecard.groups.usage: nan is not a number from 0 to 1000"]
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "health-pipeline"), *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_health_pipeline_run_refuses_bad_settings_before_writing_anything(tmp_path):
+    generate_sample(tmp_path / "raw", SampleSpec(accounts=4, days=3, seed=5))
+    env, lines = bad_environment(tmp_path)
+    result = cli(env, "run")
+    assert (result.returncode, result.stdout, result.stderr.splitlines()) == (2, "", lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw", "scorecard.yaml"]  # no warehouse, no exports
+
+
+def test_dg_check_defs_fails_with_the_same_lines(tmp_path):
+    env, lines = bad_environment(tmp_path)
+    result = subprocess.run([str(BIN / "dg"), "check", "defs"], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).splitlines()
+    first = output.index(f"health_pipeline.settings.SettingsError: {lines[0]}")
+    assert output[first + 1:first + len(lines)] == lines[1:]
