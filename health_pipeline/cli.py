@@ -185,6 +185,22 @@ def _interrupted(result) -> bool:
     )
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Parse every HEALTH_* setting and the scorecard, as the definitions do when they load, and say
+    what they amount to; every problem is a line of its own (printed by main, exit 2)."""
+    loaded, config = settings.load_with_scorecard()
+    print(f"settings: raw data {loaded.raw_dir}, warehouse {loaded.warehouse}, exports {loaded.export_dir}; "
+          f"first daily partition {loaded.partitions_start}; late days {loaded.late_days}, report days "
+          f"{loaded.report_days}, backtest lead days {', '.join(map(str, loaded.backtest_lead_days))}; "
+          f"PostgreSQL sync {'on' if 'url' in loaded.postgres else 'off'}")
+    print(f"scorecard {loaded.config}: {len(config.tracked_events)} tracked events; segments "
+          f"{', '.join(s.name for s in config.segments)}; {len(config.components)} components; "
+          f"{len(config.onboarding.measures)} onboarding measures; alerts to "
+          f"{', '.join(config.alerts.sinks) or 'no sink'}")
+    print("no problems found")
+    return 0
+
+
 def cmd_recover(args: argparse.Namespace) -> int:
     """Free what runs that died left behind, and check the warehouse opens."""
     with open_instance() as instance:
@@ -392,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--send-past", action="store_true",
                      help="also send the alerts of days older than the daily run's reach (a backfill sends none)")
     run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="check every HEALTH_* setting and the scorecard, listing every problem")
+    check.set_defaults(func=cmd_check)
 
     rec = sub.add_parser("recover", help="after a crash: end the runs whose process died and free their slots")
     rec.add_argument("--run-id", action="append", default=[],

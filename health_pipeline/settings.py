@@ -1,12 +1,12 @@
 """Every environment variable the pipeline reads, in one place, with its default and its check.
 
 `load` parses every HEALTH_* setting at once, when the definitions load and when
-`health-pipeline run` starts, before anything is written: each bad one is a line of one SettingsError
-naming the variable and what it accepts. The accessors below read that parse, made once per
-environment. Paths, DuckDB limits and the future tolerance reach the Dagster resources through
-`dg.EnvVar` when they are set, so the UI shows where a value came from. HEALTH_CONFIG,
-HEALTH_PARTITIONS_START, HEALTH_LATE_DAYS and HEALTH_BACKTEST_LEAD_DAYS shape the assets and the
-schedule themselves.
+`health-pipeline check` or `run` starts, before anything is written: each bad one is a line of
+one SettingsError naming the variable and what it accepts. The accessors below read that parse,
+made once per environment. Paths, DuckDB limits and the future tolerance reach the Dagster
+resources through `dg.EnvVar` when they are set, so the UI shows where a value came from.
+HEALTH_CONFIG, HEALTH_PARTITIONS_START, HEALTH_LATE_DAYS and HEALTH_BACKTEST_LEAD_DAYS shape the
+assets and the schedule themselves.
 """
 
 from __future__ import annotations
@@ -287,8 +287,8 @@ def _parse(environment: tuple) -> Settings:  # `environment` is the cache key; t
 
 def load_with_scorecard() -> tuple[Settings, HealthConfig]:
     """Every setting and the scorecard file HEALTH_CONFIG names, as (Settings, HealthConfig): what
-    the definitions load and `health-pipeline run` checks first. One SettingsError lists every
-    problem in either, one line each."""
+    the definitions load, and `health-pipeline check` and `run` check first. One SettingsError
+    lists every problem in either, one line each."""
     from health_pipeline.scorecard.parser import ConfigError, load_config  # the parser reads settings
 
     problems = []

@@ -1,7 +1,7 @@
 """Strict configuration: the scorecard file against its schema (unknown and repeated keys, numbers
 out of bounds), every problem reported at once, and every HEALTH_* setting parsed when the
-definitions load, by `health-pipeline run` and `dg check defs`: one line per problem, before
-anything is written."""
+definitions load, by `health-pipeline check`, `health-pipeline run` and `dg check defs`: one line
+per problem, before anything is written."""
 
 from __future__ import annotations
 
@@ -325,6 +325,26 @@ def bad_environment(root: Path) -> tuple[dict, list[str]]:
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "health-pipeline"), *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_health_pipeline_check_lists_every_problem_one_line_each(tmp_path):
+    env, lines = bad_environment(tmp_path)
+    result = cli(env, "check")
+    assert (result.returncode, result.stdout, result.stderr.splitlines()) == (2, "", lines)
+
+
+def test_health_pipeline_check_says_what_it_checked(tmp_path):
+    result = cli({**os.environ, "HEALTH_RAW_DIR": str(tmp_path / "raw"), "HEALTH_WAREHOUSE": str(tmp_path / "w.duckdb"),
+                  "HEALTH_EXPORT_DIR": str(tmp_path / "out"), "HEALTH_LATE_DAYS": "3"}, "check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"settings: raw data {tmp_path / 'raw'}, warehouse {tmp_path / 'w.duckdb'}, exports {tmp_path / 'out'}; "
+        "first daily partition 2026-06-01; late days 3, report days 1, "
+        "backtest lead days 30, 60, 90; PostgreSQL sync off",
+        f"scorecard {DEFAULT_CONFIG_PATH}: 3 tracked events; segments enterprise, light_footprint, default; "
+        "6 components; 3 onboarding measures; alerts to no sink",
+        "no problems found",
+    ]
 
 
 def test_health_pipeline_run_refuses_bad_settings_before_writing_anything(tmp_path):
