@@ -299,6 +299,8 @@ def load_with_scorecard() -> tuple[Settings, HealthConfig]:
     try:
         config = load_config()
     except ConfigError as exc:
+        if not problems:
+            raise  # the scorecard alone: its own error, which names the file's problems
         problems += exc.lines
     if problems:
         raise SettingsError(problems)

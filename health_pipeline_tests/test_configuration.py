@@ -213,6 +213,11 @@ def test_the_bounds_themselves_are_accepted(tmp_path, where, value):
     load_config(write(tmp_path, raw))
 
 
+def test_a_missing_number_is_required_with_its_bounds(tmp_path):
+    path = write(tmp_path, edited(lambda r: r["scorecard"]["bands"].pop("neutral")))
+    assert refusals(path) == [f"{path}: scorecard.bands.neutral: is required: a number from 0 to 100"]
+
+
 # --- every problem at once ------------------------------------------------------------------------
 
 def test_every_problem_in_a_file_is_reported_together_in_file_order(tmp_path):

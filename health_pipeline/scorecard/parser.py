@@ -241,6 +241,8 @@ class _Parser:
         return self.complete(*(self.attempt(self.identifier, v, f"{field}[{i}]") for i, v in enumerate(value)))
 
     def number(self, value, field: str, limit: Limit) -> float:
+        if value is None:
+            raise self.fail(field, f"is required: {limit}")
         if (refusal := limit.refusal(value)) is not None:
             raise self.fail(field, refusal)
         return value if limit.whole else float(value)
