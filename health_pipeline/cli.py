@@ -34,6 +34,7 @@ from health_pipeline.redaction import redact
 from health_pipeline.resources import PostgresSyncBlocked, PostgresUnavailable, Warehouse, WarehouseError
 from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, extend_sample, generate_sample
 from health_pipeline.scorecard.parser import ConfigError
+from health_pipeline.settings import SettingsError
 from health_pipeline.sql import table_exists
 
 
@@ -44,7 +45,7 @@ class Refused(Exception):
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
     RawInputError, WarehouseError, PostgresUnavailable, PostgresSyncFailed, PostgresSyncBlocked, SchemaChangeError,
-    AuditFailed, SinkError, ConfigError)}
+    AuditFailed, SinkError, ConfigError, SettingsError)}
 
 
 def _date(value: str) -> dt.date:
@@ -64,6 +65,7 @@ def cmd_generate_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    settings.load_with_scorecard()  # a bad setting or scorecard stops the run before a sample is written
     raw_dir = settings.path("HEALTH_RAW_DIR")
     if not any(raw_dir.glob("users*")):
         if settings.is_set("HEALTH_RAW_DIR"):
@@ -93,7 +95,7 @@ def _run_range(raw_dir: Path, start: dt.date | None, end: dt.date | None) -> tup
     """The days to run: as given, else the days the raw events cover, up to yesterday."""
     if added := extend_sample(raw_dir, end or settings.yesterday()):
         print(f"live sample: generated {added[0]} .. {added[-1]}")
-    first_partition = dt.date.fromisoformat(settings.partitions_start())
+    first_partition = dt.date.fromisoformat(settings.load().partitions_start)
     if start is None or end is None:
         try:
             covered = event_days(raw_dir)
@@ -121,10 +123,10 @@ def expected_tables() -> str:
 
 
 def _load_job():
-    """The pipeline's job; a bad scorecard or setting is refused with its one-line reason."""
+    """The pipeline's job; bad settings or a bad scorecard are refused, one line each."""
     try:
         from health_pipeline.definitions import HEALTH_JOB, defs
-    except (ConfigError, ValueError) as exc:
+    except SettingsError as exc:
         raise Refused(str(exc)) from None
     return defs.resolve_job_def(HEALTH_JOB)
 
@@ -186,6 +188,22 @@ def _interrupted(result) -> bool:
         event.is_step_failure and event.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
         for event in result.all_events
     )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Parse every HEALTH_* setting and the scorecard, as the definitions do when they load, and say
+    what they amount to; every problem is a line of its own (printed by main, exit 2)."""
+    loaded, config = settings.load_with_scorecard()
+    print(f"settings: raw data {loaded.raw_dir}, warehouse {loaded.warehouse}, exports {loaded.export_dir}; "
+          f"first daily partition {loaded.partitions_start}; late days {loaded.late_days}, report days "
+          f"{loaded.report_days}, backtest lead days {', '.join(map(str, loaded.backtest_lead_days))}; "
+          f"PostgreSQL sync {'on' if 'url' in loaded.postgres else 'off'}")
+    print(f"scorecard {loaded.config}: {len(config.tracked_events)} tracked events; segments "
+          f"{', '.join(s.name for s in config.segments)}; {len(config.components)} components; "
+          f"{len(config.onboarding.measures)} onboarding measures; alerts to "
+          f"{', '.join(config.alerts.sinks) or 'no sink'}")
+    print("no problems found")
+    return 0
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
@@ -397,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="also send the alerts of days older than the daily run's reach (a backfill sends none)")
     run.set_defaults(func=cmd_run)
 
+    check = sub.add_parser("check", help="check every HEALTH_* setting and the scorecard, listing every problem")
+    check.set_defaults(func=cmd_check)
+
     rec = sub.add_parser("recover", help="after a crash: end the runs whose process died and free their slots")
     rec.add_argument("--run-id", action="append", default=[],
                      help="also end this unfinished run, whatever its process (repeatable)")
@@ -428,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except Refused as exc:
+    except (Refused, SettingsError) as exc:
         print(exc, file=sys.stderr)
         return 2
 

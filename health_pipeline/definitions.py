@@ -12,7 +12,6 @@ from health_pipeline.assets import GROUP
 from health_pipeline.assets.account_health.asset import build_account_health
 from health_pipeline.assets.account_metrics.asset import build_account_metrics
 from health_pipeline.assets.alerts.asset import build_alerts
-from health_pipeline.assets.alerts.sinks import secret_problems
 from health_pipeline.assets.band_changes.asset import build_band_changes
 from health_pipeline.assets.contact_metrics.asset import build_contact_metrics
 from health_pipeline.assets.contact_usage.asset import build_contact_usage
@@ -25,7 +24,6 @@ from health_pipeline.progress import progress_logger
 from health_pipeline.resources import default_resources
 from health_pipeline.schedules import EXPORT_FRESHNESS, build_daily_schedule
 from health_pipeline.scorecard.model import HealthConfig
-from health_pipeline.scorecard.parser import load_config
 
 HEALTH_JOB = "health_job"
 
@@ -51,11 +49,9 @@ def build_assets(config: HealthConfig) -> list[dg.AssetsDefinition]:
 
 
 def build_defs(config: HealthConfig | None = None) -> dg.Definitions:
-    config = config or load_config()
-    # A secret set wrong is refused here, like a bad scorecard, before any stage runs: the CLI
-    # prints it as one line, the UI as the code location's error. (Unset, the sink reports it.)
-    if problems := secret_problems(config.alerts):
-        raise ValueError("\n".join(problems))
+    # Every setting and the scorecard are parsed before anything is built: a bad one stops the
+    # load with every problem listed, one line each, and nothing is written.
+    loaded, config = settings.load_with_scorecard() if config is None else (settings.load(), config)
     health_job = dg.define_asset_job(
         HEALTH_JOB,
         selection=dg.AssetSelection.groups(GROUP),
@@ -65,7 +61,7 @@ def build_defs(config: HealthConfig | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[_with_policies(asset) for asset in build_assets(config)],
         jobs=[health_job],
-        schedules=[build_daily_schedule(health_job, settings.late_days())],
+        schedules=[build_daily_schedule(health_job, loaded.late_days)],
         resources=default_resources(),
         # Runs use Dagster's console log unless their run config picks a logger; the CLI picks
         # `progress` (one line per stage) and adds `console` with --debug.

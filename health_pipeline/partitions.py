@@ -6,7 +6,12 @@ import dagster as dg
 
 from health_pipeline import settings
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date=settings.partitions_start(), timezone="UTC")
+
+def daily_partitions() -> dg.DailyPartitionsDefinition:
+    """The daily partitions, from settings.partitions_start. Built with the definitions, not when a
+    module is imported, so a bad setting is one line among the settings' problems, never a traceback
+    from an import."""
+    return dg.DailyPartitionsDefinition(start_date=settings.load().partitions_start, timezone="UTC")
 
 
 def date_range(window: dg.TimeWindow) -> tuple[dt.date, dt.date]:

@@ -58,9 +58,8 @@ class Warehouse(DuckDBResource):
         return {**self.connection_config, **{k: v for k, v in limits.items() if v}}
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        if "?" in self.database:
-            raise WarehouseError(f"HEALTH_WAREHOUSE={self.database!r}: DuckDB reads '?' in a path as the start "
-                                 "of connection options; choose a path without it")
+        if problem := settings.warehouse_problem(self.database):
+            raise WarehouseError(problem)
         config = {"custom_user_agent": "health_pipeline", **self.duckdb_settings}
         for attempt in range(LOCK_RETRIES + 1):
             try:

@@ -33,7 +33,7 @@ def refresh_range(tick_day: dt.date, late: int, history_start: dt.date) -> tuple
 
 def build_daily_schedule(job, late: int) -> dg.ScheduleDefinition:
     """The schedule that runs `job` (the whole chain) daily, redoing `late` days before yesterday."""
-    history_start = daily_partitions.start.date()
+    history_start = daily_partitions().start.date()
 
     @dg.schedule(
         name=DAILY_SCHEDULE,

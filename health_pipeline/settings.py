@@ -1,22 +1,33 @@
 """Every environment variable the pipeline reads, in one place, with its default and its check.
 
-Paths and DuckDB limits reach the Dagster resources through `dg.EnvVar` when they are set, so
-the UI shows where a value came from. HEALTH_CONFIG, HEALTH_PARTITIONS_START,
-HEALTH_LATE_DAYS and HEALTH_BACKTEST_LEAD_DAYS are read when the definitions load, because they shape the assets and the
-schedule themselves.
+`load` parses every HEALTH_* setting at once, when the definitions load and when
+`health-pipeline check` or `run` starts, before anything is written: each bad one is a line of
+one SettingsError naming the variable and what it accepts. The accessors below read that parse,
+made once per environment. Paths, DuckDB limits and the future tolerance reach the Dagster
+resources through `dg.EnvVar` when they are set, so the UI shows where a value came from.
+HEALTH_CONFIG, HEALTH_PARTITIONS_START, HEALTH_LATE_DAYS and HEALTH_BACKTEST_LEAD_DAYS shape the
+assets and the schedule themselves.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
 
 from health_pipeline import DATA_DIR
-from health_pipeline.redaction import describe_url_problem
+from health_pipeline.limits import Limit
+from health_pipeline.redaction import describe_url_problem, redact
+
+if TYPE_CHECKING:
+    from health_pipeline.scorecard.model import HealthConfig
 
 DEFAULT_LATE_DAYS = 2
 DEFAULT_BACKTEST_LEAD_DAYS = (30, 60, 90)
@@ -28,6 +39,22 @@ PATH_DEFAULTS = {
     "HEALTH_RAW_DIR": DATA_DIR / "raw",
     "HEALTH_EXPORT_DIR": DATA_DIR / "exports",
 }
+
+# The bounds of the numeric settings (limits.Limit): ten years of days is more than any run,
+# report or backtest reaches.
+DAYS_BACK = Limit(0, 3650, "a whole number of days", whole=True)
+LEAD_DAYS = Limit(1, 3650, "a whole number of days", whole=True)
+TOLERANCE_HOURS = Limit(0, 87600, "a whole number of hours", whole=True)
+THREADS = Limit(1, 1024, "a whole number of threads", whole=True)
+SHARE = Limit(0, 1, "a share")
+
+
+class SettingsError(ValueError):
+    """Bad settings, one line each: the setting, its value where it is no secret, and what it accepts."""
+
+    def __init__(self, lines: Iterable[str]):
+        self.lines = tuple(redact(line) for line in lines)
+        super().__init__("\n".join(self.lines))
 
 
 def is_set(env_var: str) -> bool:
@@ -83,49 +110,30 @@ def yesterday() -> dt.date:
     return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 
 
+# --- each setting: the accessors read `load()`; the others are parsers it calls -----------------
+
 def late_days() -> int:
-    """HEALTH_LATE_DAYS: how many days before yesterday the daily run redoes."""
-    value = os.environ.get("HEALTH_LATE_DAYS") or str(DEFAULT_LATE_DAYS)
-    if not value.strip().isdigit():
-        raise ValueError(f"HEALTH_LATE_DAYS={value!r} is not a whole number of days (0 or more)")
-    return int(value)
+    """HEALTH_LATE_DAYS: how many days before yesterday the daily run redoes (default 2)."""
+    return load().late_days
 
 
 def report_days() -> int:
     """HEALTH_REPORT_DAYS: how many of a run's latest days get a morning report (default 1; 0: none)."""
-    value = os.environ.get("HEALTH_REPORT_DAYS") or str(DEFAULT_REPORT_DAYS)
-    if not value.strip().isdigit():
-        raise ValueError(f"HEALTH_REPORT_DAYS={value!r} is not a whole number of days (0 or more)")
-    return int(value)
+    return load().report_days
 
 
 def backtest_lead_days() -> tuple[int, ...]:
     """HEALTH_BACKTEST_LEAD_DAYS: comma-separated lead times, in days, at which the backtest reads
     the score before each outcome (default 30,60,90)."""
-    value = os.environ.get("HEALTH_BACKTEST_LEAD_DAYS") or ",".join(map(str, DEFAULT_BACKTEST_LEAD_DAYS))
-    leads = [lead.strip() for lead in value.split(",") if lead.strip()]
-    if not leads or not all(lead.isdigit() and int(lead) >= 1 for lead in leads):
-        raise ValueError(f"HEALTH_BACKTEST_LEAD_DAYS={value!r} is not a list of whole numbers of days (1 or more), "
-                         "such as 30,60,90")
-    return tuple(sorted({int(lead) for lead in leads}))
+    return load().backtest_lead_days
 
 
 def duckdb_limits() -> dict:
-    """HEALTH_DUCKDB_MEMORY_LIMIT and HEALTH_DUCKDB_THREADS as Warehouse fields, where set; a value
-    DuckDB would refuse fails here, naming the variable."""
-    limits = {}
-    if is_set("HEALTH_DUCKDB_MEMORY_LIMIT"):
-        value = os.environ["HEALTH_DUCKDB_MEMORY_LIMIT"]
-        try:
-            duckdb.connect(config={"memory_limit": value}).close()
-        except duckdb.Error as exc:
-            raise ValueError(f"HEALTH_DUCKDB_MEMORY_LIMIT={value!r} is not a DuckDB memory limit, such as '2GB' "
-                             f"({str(exc).splitlines()[0]})") from None
+    """HEALTH_DUCKDB_MEMORY_LIMIT and HEALTH_DUCKDB_THREADS as Warehouse fields, where set."""
+    loaded, limits = load(), {}
+    if loaded.duckdb_memory_limit is not None:
         limits["memory_limit"] = dg.EnvVar("HEALTH_DUCKDB_MEMORY_LIMIT")
-    if is_set("HEALTH_DUCKDB_THREADS"):
-        value = os.environ["HEALTH_DUCKDB_THREADS"]
-        if not value.strip().isdigit() or int(value) < 1:
-            raise ValueError(f"HEALTH_DUCKDB_THREADS={value!r} is not a whole number of threads (1 or more)")
+    if loaded.duckdb_threads is not None:
         limits["threads"] = dg.EnvVar.int("HEALTH_DUCKDB_THREADS")
     return limits
 
@@ -143,14 +151,15 @@ def known_gaps() -> list[str]:
 
 
 def raw_source_options() -> dict:
-    """HEALTH_FUTURE_TOLERANCE_HOURS and HEALTH_KNOWN_GAPS as RawSource fields, where set."""
-    options = {}
-    if is_set("HEALTH_FUTURE_TOLERANCE_HOURS"):
+    """HEALTH_FUTURE_TOLERANCE_HOURS, HEALTH_KNOWN_GAPS and HEALTH_SNAPSHOT_MAX_DROP as RawSource
+    fields, where set."""
+    loaded, options = load(), {}
+    if loaded.future_tolerance_hours is not None:
         options["future_tolerance_hours"] = dg.EnvVar.int("HEALTH_FUTURE_TOLERANCE_HOURS")
-    if is_set("HEALTH_KNOWN_GAPS"):
-        options["known_gaps"] = known_gaps()
-    if is_set("HEALTH_SNAPSHOT_MAX_DROP"):
-        options["snapshot_max_drop"] = snapshot_max_drop()
+    if loaded.known_gaps:
+        options["known_gaps"] = list(loaded.known_gaps)
+    if loaded.snapshot_max_drop is not None:
+        options["snapshot_max_drop"] = loaded.snapshot_max_drop
     return options
 
 
@@ -180,13 +189,140 @@ def url_problem(name: str, value: str, schemes: tuple[str, ...], form: str) -> s
     return f"{name} is not a URL of the form {form}: {problem}" if problem else None
 
 
-def snapshot_max_drop() -> float:
+def snapshot_max_drop() -> float | None:
     """HEALTH_SNAPSHOT_MAX_DROP: the share (0..1) of an account's users a new export may lose."""
-    value = os.environ.get("HEALTH_SNAPSHOT_MAX_DROP", "")
+    return _number("HEALTH_SNAPSHOT_MAX_DROP", SHARE)
+
+
+# --- the other parsers: a bad value raises ValueError, one line naming the variable ----------------
+
+def _number(env_var: str, limit: Limit, default=None):
+    """A numeric setting as `limit` allows it; unset (or empty), `default`."""
+    text = os.environ.get(env_var, "")
+    if not text:
+        return default
     try:
-        share = float(value)
+        value = int(text) if limit.whole else float(text)
     except ValueError:
-        share = -1.0
-    if not 0 <= share <= 1:
-        raise ValueError(f"HEALTH_SNAPSHOT_MAX_DROP={value!r} is not a share between 0 and 1, such as 0.5")
-    return share
+        value = None
+    if not limit.allows(value):
+        raise ValueError(f"{env_var}={text!r} is not {limit}")
+    return value
+
+
+def _lead_days() -> tuple[int, ...]:
+    value = os.environ.get("HEALTH_BACKTEST_LEAD_DAYS") or ",".join(map(str, DEFAULT_BACKTEST_LEAD_DAYS))
+    leads = [lead.strip() for lead in value.split(",") if lead.strip()]
+    if not leads or not all(lead.isdigit() and LEAD_DAYS.allows(int(lead)) for lead in leads):
+        raise ValueError(f"HEALTH_BACKTEST_LEAD_DAYS={value!r} is not a comma-separated list of lead times, "
+                         f"each {LEAD_DAYS}, such as 30,60,90")
+    return tuple(sorted({int(lead) for lead in leads}))
+
+
+def _memory_limit() -> str | None:
+    value = os.environ.get("HEALTH_DUCKDB_MEMORY_LIMIT")
+    if value:
+        try:
+            duckdb.connect(config={"memory_limit": value}).close()
+        except duckdb.Error as exc:
+            raise ValueError(f"HEALTH_DUCKDB_MEMORY_LIMIT={value!r} is not a DuckDB memory limit, such as '2GB' "
+                             f"({str(exc).splitlines()[0]})") from None
+    return value or None
+
+
+def warehouse_problem(database: str) -> str | None:
+    """Why DuckDB cannot use `database` (HEALTH_WAREHOUSE) as a file, or None."""
+    if "?" in database:
+        return (f"HEALTH_WAREHOUSE={database!r}: DuckDB reads '?' in a path as the start of connection options; "
+                "choose a path without it")
+    if Path(database).is_dir():
+        return f"HEALTH_WAREHOUSE={database!r} is a directory; it must name the DuckDB file"
+    return None
+
+
+def _warehouse() -> Path:
+    warehouse = path("HEALTH_WAREHOUSE")
+    if problem := warehouse_problem(str(warehouse)):
+        raise ValueError(problem)
+    return warehouse
+
+
+def _directory(env_var: str, holds: str) -> Callable[[], Path]:
+    def parse() -> Path:
+        folder = path(env_var)
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{env_var}={str(folder)!r} is a file; it must name the folder of {holds}")
+        return folder
+
+    return parse
+
+
+def _parsed_by(parse: Callable[[], object]):
+    return field(metadata={"parse": parse})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every HEALTH_* setting, parsed (`load`); None: unset, the resource's own default applies."""
+
+    raw_dir: Path = _parsed_by(_directory("HEALTH_RAW_DIR", "raw exports"))
+    warehouse: Path = _parsed_by(_warehouse)
+    export_dir: Path = _parsed_by(_directory("HEALTH_EXPORT_DIR", "exports"))
+    config: Path = _parsed_by(config_path)  # the file itself is read by scorecard.parser.load_config
+    partitions_start: str = _parsed_by(partitions_start)
+    late_days: int = _parsed_by(lambda: _number("HEALTH_LATE_DAYS", DAYS_BACK, DEFAULT_LATE_DAYS))
+    report_days: int = _parsed_by(lambda: _number("HEALTH_REPORT_DAYS", DAYS_BACK, DEFAULT_REPORT_DAYS))
+    backtest_lead_days: tuple[int, ...] = _parsed_by(_lead_days)
+    future_tolerance_hours: int | None = _parsed_by(lambda: _number("HEALTH_FUTURE_TOLERANCE_HOURS",
+                                                                    TOLERANCE_HOURS))
+    known_gaps: list[str] = _parsed_by(known_gaps)
+    snapshot_max_drop: float | None = _parsed_by(snapshot_max_drop)
+    duckdb_memory_limit: str | None = _parsed_by(_memory_limit)
+    duckdb_threads: int | None = _parsed_by(lambda: _number("HEALTH_DUCKDB_THREADS", THREADS))
+    postgres: dict = _parsed_by(postgres_options)
+
+
+def load() -> Settings:
+    """Every setting, parsed; a SettingsError lists each bad one on a line of its own. Parsed once
+    per environment: the same HEALTH_* variables give the same Settings without parsing again."""
+    return _parse(tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("HEALTH_"))))
+
+
+@functools.lru_cache(maxsize=1)
+def _parse(environment: tuple) -> Settings:  # `environment` is the cache key; the parsers read os.environ
+    values, problems = {}, []
+    for setting in fields(Settings):
+        try:
+            values[setting.name] = setting.metadata["parse"]()
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SettingsError(problems)
+    return Settings(**values)
+
+
+def load_with_scorecard() -> tuple[Settings, HealthConfig]:
+    """Every setting and the scorecard file HEALTH_CONFIG names, as (Settings, HealthConfig): what
+    the definitions load, and `health-pipeline check` and `run` check first. One SettingsError
+    lists every problem in either, one line each."""
+    # Imported here: the parser reads settings, and the sinks know their secrets' forms.
+    from health_pipeline.assets.alerts.sinks import secret_problems
+    from health_pipeline.scorecard.parser import ConfigError, load_config
+
+    problems = []
+    try:
+        loaded = load()
+    except SettingsError as exc:
+        problems += exc.lines
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        if not problems:
+            raise  # the scorecard alone: its own error, which names the file's problems
+        problems += exc.lines
+    else:
+        # A sink's secret that is set but unusable (unset, the sink reports it and its alerts wait).
+        problems += secret_problems(config.alerts)
+    if problems:
+        raise SettingsError(problems)
+    return loaded, config

@@ -364,5 +364,5 @@ def test_the_code_location_has_every_check_blocking_partitioned_and_in_the_wareh
         assert spec.blocking and pool == Warehouse.POOL, key
         assert spec.description, key
     # Each asset audits its own range before it publishes: the checks run in the asset's step.
-    assert {a.partitions_def for a in defs.assets if a.check_specs} == {daily_partitions}
+    assert {a.partitions_def for a in defs.assets if a.check_specs} == {daily_partitions()}
     assert len(defs.resolve_job_def("health_job").graph.nodes) == len(defs.assets)

@@ -167,7 +167,7 @@ def test_bad_known_gaps_and_snapshot_drop_name_their_variable(monkeypatch):
         raw_source_options()
     monkeypatch.setenv("HEALTH_KNOWN_GAPS", "2026-07-04,2026-07-05")
     monkeypatch.setenv("HEALTH_SNAPSHOT_MAX_DROP", "50%")
-    with pytest.raises(ValueError, match=r"^HEALTH_SNAPSHOT_MAX_DROP='50%' is not a share between 0 and 1"):
+    with pytest.raises(ValueError, match=r"^HEALTH_SNAPSHOT_MAX_DROP='50%' is not a share from 0 to 1$"):
         raw_source_options()
     monkeypatch.setenv("HEALTH_SNAPSHOT_MAX_DROP", "0.25")
     assert raw_source_options() == {"known_gaps": ["2026-07-04", "2026-07-05"], "snapshot_max_drop": 0.25}

@@ -234,7 +234,9 @@ def test_bad_config_fails_at_definitions_load(tmp_path):
     bad.write_text(yaml.safe_dump(raw))
     result = _validate({"HEALTH_CONFIG": str(bad)})
     assert result.returncode != 0
-    assert f"{bad}: segments[0].when.seats: unknown account attribute" in result.stdout + result.stderr
+    # The README's walk-through quotes this: the scorecard's own error class, then its line.
+    assert (f"health_pipeline.scorecard.parser.ConfigError: {bad}: segments[0].when.seats: unknown account "
+            "attribute") in result.stdout + result.stderr
 
 
 @pytest.mark.slow

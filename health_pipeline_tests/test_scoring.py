@@ -216,15 +216,15 @@ def _segment(raw, **spec):
         (lambda r: _bins(r, "usage_level").__setitem__(0, {"range": "(0, 1)", "points": 0}),
          "scorecard.components.usage_level.bins", "fall in no bin"),
         (lambda r: _bins(r, "usage_level").__setitem__(0, {"range": "[0, 1)", "points": -1}),
-         "scorecard.components.usage_level.bins[0].points", "must not be negative"),
+         "scorecard.components.usage_level.bins[0].points", "-1 is not a number from 0 to 1000"),
         (lambda r: _bins(r, "usage_level").__setitem__(0, {"range": "0..1", "points": 0}),
          "scorecard.components.usage_level.bins[0].range", "must look like"),
         (lambda r: _bins(r, "usage_level").__setitem__(4, {"range": "[600, inf)", "points": 2}),
          "scorecard.components.usage_level.bins", "points must rise with the metric"),
         (lambda r: r["scorecard"]["bands"].update(healthy=120),
-         "scorecard.bands.healthy", "outside 0..100"),
+         "scorecard.bands.healthy", "120 is not a number from 0 to 100"),
         (lambda r: r["scorecard"]["bands"].update(neutral=-5),
-         "scorecard.bands.neutral", "outside 0..100"),
+         "scorecard.bands.neutral", "-5 is not a number from 0 to 100"),
         (lambda r: r["scorecard"].update(components={}),
          "scorecard.components", "non-empty mapping"),
         (lambda r: r.update(scorecard={}),
@@ -232,7 +232,7 @@ def _segment(raw, **spec):
         (lambda r: _components(r)["breadth"].update(missing="skip"),
          "scorecard.components.breadth.missing", "not one of"),
         (lambda r: r["scorecard"]["groups"].update(usage=-10),
-         "scorecard.groups.usage", "weight must not be negative"),
+         "scorecard.groups.usage", "-10 is not a number from 0 to 1000"),
         (lambda r: r["scorecard"]["groups"].update(value=10),
          "scorecard.groups.value", "no component belongs to this group"),
         (lambda r: _components(r)["breadth"].update(group="adoptoin"),
@@ -250,18 +250,19 @@ def _segment(raw, **spec):
         (lambda r: _segment(r, name="default"),
          "segments[0].name", "'default' is already used"),
         (lambda r: _segment(r, overrides={"groups": {"relationship": -1}}),
-         "segments[0].overrides.groups.relationship", "weight must not be negative"),
-        (lambda r: _segment(r, overrides={"components": {"power_contacts": {"group": "relationship",
-                                                                             "metric": "seats_28d"}}}),
+         "segments[0].overrides.groups.relationship", "-1 is not a number from 0 to 1000"),
+        (lambda r: _segment(r, overrides={"components": {"power_contacts": {
+            "group": "relationship", "metric": "power_contacts_active_28d", "bins": [{"range": "[0, inf)",
+                                                                                    "points": 1}]}}}),
          "segments[0].overrides.components.power_contacts.group", "'relationship' is not a group"),
         (lambda r: _segment(r, overrides={"bands": {"healthy": 101}}),
-         "segments[0].overrides.bands.healthy", "outside 0..100"),
+         "segments[0].overrides.bands.healthy", "101 is not a number from 0 to 100"),
         (lambda r: r["onboarding"]["measures"]["query_users"].update(metric="queries"),
          "onboarding.measures.query_users.metric", "unknown metric 'queries'"),
         (lambda r: r["onboarding"]["measures"]["query_users"].update(yellow=5),
          "onboarding.measures.query_users.yellow", "must not be above green"),
         (lambda r: r["onboarding"].update(within_days=-1),
-         "onboarding.within_days", "not a whole number of days"),
+         "onboarding.within_days", "-1 is not a whole number of days from 0 to 3650"),
     ],
 )
 def test_bad_configuration_names_file_field_and_reason(tmp_path, edit, field, reason):
@@ -272,6 +273,7 @@ def test_bad_configuration_names_file_field_and_reason(tmp_path, edit, field, re
     assert err.value.field == field
     assert reason in err.value.reason
     assert str(err.value).startswith(f"{path}: {field}: ")
+    assert len(err.value.problems) == 1, err.value  # one mistake is one line, not a cascade
 
 
 def test_unreadable_and_malformed_files(tmp_path):

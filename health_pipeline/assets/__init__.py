@@ -25,20 +25,23 @@ from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.sql import scalar, table_exists
 
 GROUP = "health"
-# What every daily asset shares: daily UTC partitions; one run for any backfill range, because
-# each asset computes a range in set-based SQL; the group; and the warehouse pool, so writers
-# queue for DuckDB's single-writer lock instead of failing on it.
-DAILY = dict(
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=GROUP,
-    pool=Warehouse.POOL,
-)
+
+
+def daily() -> dict:
+    """What every daily asset shares: daily UTC partitions; one run for any backfill range, because
+    each asset computes a range in set-based SQL; the group; and the warehouse pool, so writers
+    queue for DuckDB's single-writer lock instead of failing on it."""
+    return dict(
+        partitions_def=daily_partitions(),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=GROUP,
+        pool=Warehouse.POOL,
+    )
 
 
 def daily_asset(**kwargs):
-    """`dg.asset` with what every daily asset shares (DAILY)."""
-    return dg.asset(**DAILY, **kwargs)
+    """`dg.asset` with what every daily asset shares (`daily`)."""
+    return dg.asset(**daily(), **kwargs)
 
 
 def refreshed_through(conn: duckdb.DuckDBPyConnection, table: str, last_day: dt.date) -> dt.date:

@@ -2,21 +2,30 @@
 
 The file is read when the definitions load, because it shapes the assets themselves: the
 columns of the daily fact, the sync table's explanation columns and the scoring assets' code
-version. Every problem is reported as one ConfigError naming the file, the field path and the
-reason, so a bad file stops the code location from loading and nothing is written.
+version. It is checked against a schema (KEYS and the limits below): a key the schema does not
+know is refused with the nearest known one, a key given twice is refused with its lines, and
+every number must be finite and within its bounds. Then the rules between fields: bins tile
+their metric's range, points follow the metric's direction, every group has a component.
+
+Every problem is reported at once: the parser goes on past a bad part wherever the rest can be
+checked without it, and raises one ConfigError with a line per problem, `<file>: <field path>:
+<reason>`, so a bad file stops the code location from loading and nothing is written.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 import re
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import yaml
 
 from health_pipeline import settings
 from health_pipeline.contract import account_metric_domains
+from health_pipeline.limits import Limit
 from health_pipeline.scorecard.model import (
     DEFAULT_SEGMENT,
     MISSING_POLICIES,
@@ -35,27 +44,71 @@ from health_pipeline.scorecard.model import (
     SlackSink,
 )
 
+# --- the schema ---------------------------------------------------------------------------------
+# The keys of every mapping whose keys are fixed (groups, components, measures, segment tests and
+# email owners are named by the user). Any other key is refused: a typo would otherwise change
+# scores or drop alerts without a word.
+SCORECARD_KEYS = ("groups", "components", "bands")
+KEYS = {
+    "<root>": ("events", "exclude_identities", "power_roles", "onboarding", "scorecard", "segments", "alerts"),
+    "events": ("usage", "kpi", "features"),
+    "onboarding": ("within_days", "first_session_event", "measures"),
+    "measure": ("metric", "green", "yellow"),
+    "scorecard": SCORECARD_KEYS,
+    "bands": ("healthy", "neutral"),
+    "component": ("group", "metric", "higher_is_better", "missing", "bins"),
+    "bin": ("range", "points"),
+    "segment": ("name", "when", "overrides"),
+    "overrides": SCORECARD_KEYS,
+    "alerts": ("score_drop_points", "power_contact_quiet_days", "timeout_seconds", "min_days_in_new_band",
+               "max_attempts", "slack", "email"),
+    "slack": ("webhook_url_env",),
+    "email": ("host", "port", "from", "owners", "default_to", "username_env", "password_env", "starttls"),
+}
+# The bounds of every number (limits.Limit): finite, and wider than any real scorecard needs.
+POINTS = Limit(0, 1000)  # a bin's points: only their ratios within a component matter
+WEIGHT = Limit(0, 1000)  # a group's weight: only the ratios between groups matter
+CUT_OFF = Limit(0, 100)  # a band's lowest score: scores run from 0 to 100
+ONBOARDING_DAYS = Limit(0, 3650, "a whole number of days", whole=True)  # 0: no account is onboarding
+ALERT_DAYS = Limit(1, 3650, "a whole number of days", whole=True)  # quiet days, days in a new band
+SCORE_DROP = Limit(0, 100, "a number of points", above=True)  # a score cannot drop more than 100
+TIMEOUT = Limit(0, 600, "a number of seconds", above=True)  # per message and sink: ten minutes at most
+ATTEMPTS = Limit(1, 100, "a whole number of tries", whole=True)  # before a refusal for good is final
+PORT = Limit(1, 65535, "a port number", whole=True)
+SEGMENT_VALUE = Limit(-math.inf, math.inf, "a finite number")  # arr and contacts_total tests
+# An onboarding threshold lies in its metric's range (contract.ACCOUNT_METRICS): `threshold`.
+
 # Names become column names, so they must be plain identifiers.
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 _INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^\])\s]+)\s*([\])])\s*$")
 
 
-class ConfigError(ValueError):
-    def __init__(self, path: Path | str, field: str, reason: str):
-        super().__init__(f"{path}: {field}: {reason}")
-        self.path, self.field, self.reason = str(path), field, reason
+class ConfigError(settings.SettingsError):
+    """Problems in a configuration file: one line each, `<file>: <field path>: <reason>`.
+
+    `problems` holds every (field, reason); `field` and `reason` are the first one's.
+    """
+
+    def __init__(self, path: Path | str, problems: Iterable[tuple[str, str]]):
+        self.problems = tuple(problems)
+        self.path = str(path)
+        self.field, self.reason = self.problems[0]
+        super().__init__(f"{path}: {field}: {reason}" for field, reason in self.problems)
 
 
 def load_config(path: str | Path | None = None) -> HealthConfig:
     """Read the file named by `path`, else HEALTH_CONFIG, else the shipped default."""
     path = Path(path) if path else settings.config_path()
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(path, "<file>", f"cannot be read ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, "<file>", f"is not valid YAML ({exc})") from exc
-    return _Parser(path).config(raw)
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise ConfigError(path, [("<file>", f"cannot be read ({reason})")]) from None
+    parser = _Parser(path)
+    config = parser.attempt(parser.config, parser.read(text))
+    if parser.problems:
+        raise ConfigError(path, parser.problems)
+    return config
 
 
 def merge_overrides(base: dict, overrides: dict) -> dict:
@@ -75,17 +128,107 @@ def merge_overrides(base: dict, overrides: dict) -> dict:
     return merged
 
 
+def suggestion(name: object, known: Iterable[str]) -> str:
+    """The nearest known name to a mistyped one, else every known name."""
+    known = list(known)
+    close = difflib.get_close_matches(str(name), known, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+
+
+def _at(field: str, key: object) -> str:
+    """The path of `key` in the mapping at `field`."""
+    return str(key) if field == "<root>" else f"{field}.{key}"
+
+
+def _repeated_keys(node: yaml.Node | None, field: str = "<root>", seen: set | None = None) -> Iterator[tuple]:
+    """(field, reason) for each key given twice in a mapping: PyYAML would keep the last one silently."""
+    seen = set() if seen is None else seen
+    if node is None or id(node) in seen:  # an alias repeats a node, not a key
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict = {}
+        for key, value in node.value:
+            if key.tag == "tag:yaml.org,2002:merge":
+                continue
+            name = key.value if isinstance(key, yaml.ScalarNode) else repr(key.value)
+            line = key.start_mark.line + 1
+            if (key.tag, name) in first_line:
+                yield _at(field, name), f"repeated on line {line} (first on line {first_line[key.tag, name]}); keep one"
+            else:
+                first_line[key.tag, name] = line
+            yield from _repeated_keys(value, _at(field, name), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _repeated_keys(item, f"{field}[{i}]", seen)
+
+
+class _Invalid(Exception):
+    """A part of the file is invalid and its problems are recorded: skip what depends on it."""
+
+
+INVALID = object()  # what `attempt` returns for an invalid part (None can be a valid value)
+
+
 class _Parser:
     def __init__(self, path: Path):
         self.path = path
-        self.metric_domains: dict[str, tuple[float, float]] = {}
+        self.problems: list[tuple[str, str]] = []
+        self.metric_domains: dict[str, tuple[float, float]] | None = None  # None until events parse
 
-    def fail(self, field: str, reason: str) -> ConfigError:
-        return ConfigError(self.path, field, reason)
+    # --- recording problems, and going on past them ------------------------------------------------
 
-    def mapping(self, value, field: str) -> dict:
+    def note(self, field: str, reason: str) -> None:
+        self.problems.append((field, reason))
+
+    def fail(self, field: str, reason: str) -> _Invalid:
+        self.note(field, reason)
+        return _Invalid()
+
+    def attempt(self, parse: Callable, *args):
+        """parse(*args), or INVALID if that part is invalid (its problems recorded): the caller goes on
+        with the rest."""
+        try:
+            return parse(*args)
+        except _Invalid:
+            return INVALID
+
+    @staticmethod
+    def complete(*parts) -> tuple:
+        """The parts, if each is valid; else stop here (their problems are recorded already)."""
+        if any(part is INVALID for part in parts):
+            raise _Invalid()
+        return parts
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    def read(self, text: str):
+        """The YAML document, after noting each repeated key."""
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            for field, reason in _repeated_keys(node):
+                self.note(field, reason)
+            return loader.construct_document(node) if node is not None else None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise ConfigError(self.path, [("<file>", f"is not valid YAML: {exc.problem or exc.context}{where}")]) \
+                from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(self.path, [("<file>", f"is not valid YAML: {str(exc).splitlines()[0]}")]) from None
+        finally:
+            loader.dispose()
+
+    # --- values ---------------------------------------------------------------------------------------
+
+    def mapping(self, value, field: str, kind: str | None = None) -> dict:
+        """A non-empty mapping; with `kind`, each key the schema does not know for it is noted."""
         if not isinstance(value, dict) or not value:
             raise self.fail(field, "must be a non-empty mapping")
+        for key in value:
+            if kind and key not in KEYS[kind]:
+                self.note(_at(field, key), f"unknown key; {suggestion(key, KEYS[kind])}")
         return value
 
     def identifier(self, value, field: str, what: str = "event name") -> str:
@@ -96,73 +239,31 @@ class _Parser:
     def identifier_list(self, value, field: str) -> tuple[str, ...]:
         if not isinstance(value, list) or not value:
             raise self.fail(field, "must be a non-empty list of event names")
-        return tuple(self.identifier(v, f"{field}[{i}]") for i, v in enumerate(value))
+        return self.complete(*(self.attempt(self.identifier, v, f"{field}[{i}]") for i, v in enumerate(value)))
 
-    def number(self, value, field: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(field, f"{value!r} is not a number")
-        return float(value)
+    def number(self, value, field: str, limit: Limit) -> float:
+        if value is None:
+            raise self.fail(field, f"is required: {limit}")
+        if (refusal := limit.refusal(value)) is not None:
+            raise self.fail(field, refusal)
+        return value if limit.whole else float(value)
+
+    def flag(self, value, field: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(field, "must be true or false")
+        return value
 
     def metric(self, value, field: str) -> str:
+        if self.metric_domains is None:
+            raise _Invalid()  # unknown until the events parse; their problem is recorded
         if value not in self.metric_domains:
-            raise self.fail(field, f"unknown metric {value!r}; known: {', '.join(self.metric_domains)}")
+            raise self.fail(field, f"unknown metric {value!r}; {suggestion(value, self.metric_domains)}")
         return value
 
-    def config(self, raw) -> HealthConfig:
-        raw = self.mapping(raw, "<root>")
-        events = self.mapping(raw.get("events"), "events")
-        usage = self.identifier_list(events.get("usage"), "events.usage")
-        kpi = self.identifier(events.get("kpi"), "events.kpi")
-        features = self.identifier_list(events.get("features"), "events.features")
-        tracked = tuple(sorted({*usage, kpi, *features}))
-        self.metric_domains = account_metric_domains(tracked)
-        patterns = raw.get("exclude_identities", [])
-        if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
-            raise self.fail("exclude_identities", "must be a list of non-empty LIKE patterns")
-        roles = raw.get("power_roles", [])
-        if not isinstance(roles, list) or not all(isinstance(r, str) and r.strip() for r in roles):
-            raise self.fail("power_roles", "must be a list of role names")
-        base = self.mapping(raw.get("scorecard"), "scorecard")
-        default = Segment(DEFAULT_SEGMENT, (), self.scorecard(base, "scorecard"))
-        return HealthConfig(
-            usage_events=usage,
-            kpi_event=kpi,
-            feature_events=features,
-            exclude_identities=tuple(patterns),
-            power_roles=tuple(r.strip().lower() for r in roles),
-            onboarding=self.onboarding(raw.get("onboarding")),
-            segments=(*self.segments(raw.get("segments", []), base), default),
-            source=str(self.path),
-            alerts=self.alerts(raw.get("alerts")),
-        )
-
-    def alerts(self, raw) -> Alerts:
-        """The optional `alerts` block: thresholds, and the sinks, whose secrets are environment
-        variables named here, never values in the file."""
-        if raw is None:
-            return Alerts()
-        raw = self.mapping(raw, "alerts")
-        unknown = set(raw) - {"score_drop_points", "power_contact_quiet_days", "timeout_seconds",
-                              "min_days_in_new_band", "max_attempts", "slack", "email"}
-        if unknown:
-            raise self.fail(f"alerts.{sorted(unknown)[0]}", "is not a setting of alerts")
-        defaults = Alerts()
-        drop = self.number(raw.get("score_drop_points", defaults.score_drop_points), "alerts.score_drop_points")
-        quiet = self.count(raw.get("power_contact_quiet_days", defaults.power_contact_quiet_days),
-                           "alerts.power_contact_quiet_days", "days")
-        settle = self.count(raw.get("min_days_in_new_band", defaults.min_days_in_new_band),
-                            "alerts.min_days_in_new_band", "days")
-        attempts = self.count(raw.get("max_attempts", defaults.max_attempts), "alerts.max_attempts", "attempts")
-        timeout = self.number(raw.get("timeout_seconds", defaults.timeout_seconds), "alerts.timeout_seconds")
-        if drop <= 0 or timeout <= 0:
-            raise self.fail("alerts.score_drop_points" if drop <= 0 else "alerts.timeout_seconds", "must be above 0")
-        return Alerts(drop, quiet, timeout, settle, attempts, self.slack(raw.get("slack")),
-                      self.email(raw.get("email")))
-
-    def count(self, value, field: str, unit: str) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise self.fail(field, f"must be a whole number of {unit}, 1 or more")
-        return value
+    def threshold(self, value, field: str, metric) -> float:
+        """An onboarding threshold: a finite number within its metric's range (if the metric is valid)."""
+        low, high = (-math.inf, math.inf) if metric is INVALID else self.metric_domains[metric]
+        return self.number(value, field, Limit(low, high, "a finite number"))
 
     def env_name(self, value, field: str) -> str:
         if not isinstance(value, str) or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
@@ -170,158 +271,278 @@ class _Parser:
                                    "(secrets never go in this file)")
         return value
 
+    # --- the blocks -----------------------------------------------------------------------------------
+
+    def config(self, raw) -> HealthConfig:
+        raw = self.mapping(raw, "<root>", "<root>")
+        events = self.attempt(self.events, raw.get("events"))
+        if events is not INVALID:
+            self.metric_domains = account_metric_domains(tuple(sorted({*events[0], events[1], *events[2]})))
+        patterns = self.attempt(self.text_list, raw.get("exclude_identities", []), "exclude_identities",
+                                "must be a list of non-empty LIKE patterns")
+        roles = self.attempt(self.text_list, raw.get("power_roles", []), "power_roles", "must be a list of role names")
+        onboarding = self.attempt(self.onboarding, raw.get("onboarding"))
+        before = len(self.problems)
+        default = self.attempt(self.scorecard, raw.get("scorecard"), "scorecard")
+        # A segment's scorecard is the base with its overrides: checked only on a sound base, or
+        # each of the base's problems would be reported again under every segment.
+        sound_base = raw["scorecard"] if len(self.problems) == before else INVALID
+        segments = self.attempt(self.segments, raw.get("segments", []), sound_base)
+        alerts = self.attempt(self.alerts, raw.get("alerts"))
+        (usage, kpi, features), patterns, roles, onboarding, default, segments, alerts = self.complete(
+            events, patterns, roles, onboarding, default, segments, alerts)
+        return HealthConfig(
+            usage_events=usage,
+            kpi_event=kpi,
+            feature_events=features,
+            exclude_identities=tuple(patterns),
+            power_roles=tuple(r.strip().lower() for r in roles),
+            onboarding=onboarding,
+            segments=(*segments, Segment(DEFAULT_SEGMENT, (), default)),
+            source=str(self.path),
+            alerts=alerts,
+        )
+
+    def events(self, raw) -> tuple:
+        raw = self.mapping(raw, "events", "events")
+        return self.complete(
+            self.attempt(self.identifier_list, raw.get("usage"), "events.usage"),
+            self.attempt(self.identifier, raw.get("kpi"), "events.kpi"),
+            self.attempt(self.identifier_list, raw.get("features"), "events.features"),
+        )
+
+    def text_list(self, value, field: str, reason: str) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise self.fail(field, reason)
+        return value
+
+    def alerts(self, raw) -> Alerts:
+        """The optional `alerts` block: thresholds, and the sinks, whose secrets are environment
+        variables named here, never values in the file."""
+        if raw is None:
+            return Alerts()
+        raw = self.mapping(raw, "alerts", "alerts")
+        defaults = Alerts()
+
+        def setting(name: str, parse: Callable, *args):
+            return self.attempt(parse, raw.get(name, getattr(defaults, name)), f"alerts.{name}", *args)
+
+        return Alerts(*self.complete(
+            setting("score_drop_points", self.number, SCORE_DROP),
+            setting("power_contact_quiet_days", self.number, ALERT_DAYS),
+            setting("timeout_seconds", self.number, TIMEOUT),
+            setting("min_days_in_new_band", self.number, ALERT_DAYS),
+            setting("max_attempts", self.number, ATTEMPTS),
+            self.attempt(self.slack, raw.get("slack")),
+            self.attempt(self.email, raw.get("email")),
+        ))
+
     def slack(self, raw) -> SlackSink | None:
         if raw is None:
             return None
-        raw = self.mapping(raw, "alerts.slack")
+        raw = self.mapping(raw, "alerts.slack", "slack")
         return SlackSink(self.env_name(raw.get("webhook_url_env"), "alerts.slack.webhook_url_env"))
 
     def email(self, raw) -> EmailSink | None:
         if raw is None:
             return None
-        raw = self.mapping(raw, "alerts.email")
-        for field in ("host", "from"):
-            if not isinstance(raw.get(field), str) or not raw[field].strip():
-                raise self.fail(f"alerts.email.{field}", "is required")
-        port = raw.get("port", 25)
-        if not isinstance(port, int) or not 0 < port < 65536:
-            raise self.fail("alerts.email.port", "must be a port number")
-        owners = self.mapping(raw["owners"], "alerts.email.owners") if "owners" in raw else {}
-        if not all(isinstance(a, str) and "@" in a for a in owners.values()):
-            raise self.fail("alerts.email.owners", "must map each owner to an email address")
-        default_to = raw.get("default_to")
-        if default_to is not None and not (isinstance(default_to, str) and "@" in default_to):
-            raise self.fail("alerts.email.default_to", "must be an email address")
+        raw = self.mapping(raw, "alerts.email", "email")
+
+        def field(name: str, parse: Callable, *args, default=None):
+            """The field parsed, else `default` when it is not given."""
+            return self.attempt(parse, raw[name], f"alerts.email.{name}", *args) if name in raw else default
+
+        host, sender, port, owners, default_to, username_env, password_env, starttls = self.complete(
+            self.attempt(self.required_text, raw.get("host"), "alerts.email.host"),
+            self.attempt(self.required_text, raw.get("from"), "alerts.email.from"),
+            field("port", self.number, PORT, default=25),
+            field("owners", self.owners, default={}),
+            field("default_to", self.address),
+            field("username_env", self.env_name),
+            field("password_env", self.env_name),
+            field("starttls", self.flag, default=False),
+        )
         if not owners and default_to is None:
             raise self.fail("alerts.email", "needs owners (owner: address) or default_to, or both")
         return EmailSink(
-            host=raw["host"].strip(), port=port, sender=raw["from"].strip(),
-            to=tuple(sorted((str(owner), address) for owner, address in owners.items())), default_to=default_to,
-            username_env=self.env_name(raw["username_env"], "alerts.email.username_env")
-            if "username_env" in raw else None,
-            password_env=self.env_name(raw["password_env"], "alerts.email.password_env")
-            if "password_env" in raw else None,
-            starttls=bool(raw.get("starttls", False)),
+            host=host, port=port, sender=sender, to=tuple(sorted((str(o), a) for o, a in owners.items())),
+            default_to=default_to, username_env=username_env, password_env=password_env, starttls=starttls,
         )
 
-    def onboarding(self, raw) -> Onboarding:
-        raw = self.mapping(raw, "onboarding")
-        days = raw.get("within_days")
-        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
-            raise self.fail("onboarding.within_days", f"{days!r} is not a whole number of days")
-        event = self.identifier(raw.get("first_session_event"), "onboarding.first_session_event")
-        measures = []
-        for name, spec in self.mapping(raw.get("measures"), "onboarding.measures").items():
-            field = f"onboarding.measures.{name}"
-            self.identifier(name, field, "measure name")
-            spec = self.mapping(spec, field)
-            green = self.number(spec.get("green"), f"{field}.green")
-            yellow = self.number(spec.get("yellow"), f"{field}.yellow")
-            if yellow > green:
-                raise self.fail(f"{field}.yellow", "must not be above green")
-            measures.append(Measure(name, self.metric(spec.get("metric"), f"{field}.metric"), green, yellow))
-        return Onboarding(days, event, tuple(measures))
+    def required_text(self, value, field: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(field, "is required")
+        return value.strip()
 
-    def segments(self, raw, base: dict) -> list[Segment]:
+    def address(self, value, field: str) -> str | None:
+        if value is not None and not (isinstance(value, str) and "@" in value):
+            raise self.fail(field, "must be an email address")
+        return value
+
+    def owners(self, value, field: str) -> dict:
+        owners = self.mapping(value, field)
+        if not all(isinstance(a, str) and "@" in a for a in owners.values()):
+            raise self.fail(field, "must map each owner to an email address")
+        return owners
+
+    def onboarding(self, raw) -> Onboarding:
+        raw = self.mapping(raw, "onboarding", "onboarding")
+        return Onboarding(*self.complete(
+            self.attempt(self.number, raw.get("within_days"), "onboarding.within_days", ONBOARDING_DAYS),
+            self.attempt(self.identifier, raw.get("first_session_event"), "onboarding.first_session_event"),
+            self.attempt(self.measures, raw.get("measures")),
+        ))
+
+    def measures(self, raw) -> tuple[Measure, ...]:
+        raw = self.mapping(raw, "onboarding.measures")
+        return self.complete(*(self.attempt(self.measure, name, spec, f"onboarding.measures.{name}")
+                               for name, spec in raw.items()))
+
+    def measure(self, name, spec, field: str) -> Measure:
+        self.identifier(name, field, "measure name")
+        spec = self.mapping(spec, field, "measure")
+        metric = self.attempt(self.metric, spec.get("metric"), f"{field}.metric")
+        green = self.attempt(self.threshold, spec.get("green"), f"{field}.green", metric)
+        yellow = self.attempt(self.threshold, spec.get("yellow"), f"{field}.yellow", metric)
+        metric, green, yellow = self.complete(metric, green, yellow)
+        if yellow > green:
+            raise self.fail(f"{field}.yellow", "must not be above green")
+        return Measure(name, metric, green, yellow)
+
+    def segments(self, raw, base) -> tuple[Segment, ...]:
         if not isinstance(raw, list):
             raise self.fail("segments", "must be a list of segments")
-        segments, names = [], {DEFAULT_SEGMENT}
-        for i, spec in enumerate(raw):
-            field = f"segments[{i}]"
-            spec = self.mapping(spec, field)
-            name = self.identifier(spec.get("name"), f"{field}.name", "segment name")
-            if name in names:
-                raise self.fail(f"{field}.name", f"{name!r} is already used")
-            names.add(name)
-            conditions = self.conditions(spec.get("when"), f"{field}.when")
-            overrides = spec.get("overrides", {})
-            if not isinstance(overrides, dict):
-                raise self.fail(f"{field}.overrides", "must be a mapping")
-            unknown = set(overrides) - {"groups", "components", "bands"}
-            if unknown:
-                raise self.fail(f"{field}.overrides", f"unknown keys {sorted(unknown)}; use groups, components, bands")
-            merged = merge_overrides(base, overrides)
-            segments.append(Segment(name, conditions, self.scorecard(merged, f"{field}.overrides")))
-        return segments
+        names = {DEFAULT_SEGMENT}
+        return self.complete(*(self.attempt(self.segment, spec, f"segments[{i}]", base, names)
+                               for i, spec in enumerate(raw)))
+
+    def segment(self, spec, field: str, base, names: set[str]) -> Segment:
+        spec = self.mapping(spec, field, "segment")
+        name = self.attempt(self.segment_name, spec.get("name"), f"{field}.name", names)
+        conditions = self.attempt(self.conditions, spec.get("when"), f"{field}.when")
+        overrides = self.attempt(self.overrides, spec.get("overrides", {}), f"{field}.overrides")
+        # Checked on a sound base only (see config); the merged scorecard's fields name the overrides.
+        scorecard = INVALID if base is INVALID or overrides is INVALID else \
+            self.attempt(self.scorecard, merge_overrides(base, overrides), f"{field}.overrides")
+        return Segment(*self.complete(name, conditions, scorecard))
+
+    def segment_name(self, value, field: str, names: set[str]) -> str:
+        name = self.identifier(value, field, "segment name")
+        if name in names:
+            raise self.fail(field, f"{name!r} is already used")
+        names.add(name)
+        return name
+
+    def overrides(self, value, field: str) -> dict:
+        """A segment's overrides: their keys a scorecard's (an unknown one is noted and left out)."""
+        if not isinstance(value, dict):
+            raise self.fail(field, "must be a mapping")
+        if value:
+            self.mapping(value, field, "overrides")
+        return {key: v for key, v in value.items() if key in SCORECARD_KEYS}
 
     def conditions(self, raw, field: str) -> tuple[Condition, ...]:
         raw = self.mapping(raw, field)
-        conditions = []
-        for attribute, tests in raw.items():
-            at = f"{field}.{attribute}"
-            if attribute not in SEGMENT_ATTRIBUTES:
-                raise self.fail(at, f"unknown account attribute; known: {', '.join(SEGMENT_ATTRIBUTES)}")
-            for operator, value in self.mapping(tests, at).items():
-                kind = SEGMENT_OPERATORS.get(operator)
-                if kind is None:
-                    raise self.fail(f"{at}.{operator}", f"unknown test; use one of {', '.join(SEGMENT_OPERATORS)}")
-                if kind == "number":
-                    if SEGMENT_ATTRIBUTES[attribute] != "number":
-                        raise self.fail(f"{at}.{operator}", f"{attribute} is text; use in or not_in")
-                    value = self.number(value, f"{at}.{operator}")
-                else:
-                    if not isinstance(value, list) or not value:
-                        raise self.fail(f"{at}.{operator}", "must be a non-empty list")
-                    want = (int, float) if SEGMENT_ATTRIBUTES[attribute] == "number" else str
-                    if not all(isinstance(v, want) and not isinstance(v, bool) for v in value):
-                        raise self.fail(f"{at}.{operator}", f"values must all be {SEGMENT_ATTRIBUTES[attribute]}")
-                    value = tuple(value)
-                conditions.append(Condition(attribute, operator, value))
-        return tuple(conditions)
+        per_attribute = self.complete(*(self.attempt(self.attribute_tests, attribute, tests, f"{field}.{attribute}")
+                                        for attribute, tests in raw.items()))
+        return tuple(condition for conditions in per_attribute for condition in conditions)
+
+    def attribute_tests(self, attribute, tests, field: str) -> tuple[Condition, ...]:
+        if attribute not in SEGMENT_ATTRIBUTES:
+            raise self.fail(field, f"unknown account attribute; {suggestion(attribute, SEGMENT_ATTRIBUTES)}")
+        tests = self.mapping(tests, field)
+        return self.complete(*(self.attempt(self.condition, attribute, operator, value, f"{field}.{operator}")
+                               for operator, value in tests.items()))
+
+    def condition(self, attribute: str, operator, value, field: str) -> Condition:
+        kind = SEGMENT_OPERATORS.get(operator)
+        if kind is None:
+            raise self.fail(field, f"unknown test; {suggestion(operator, SEGMENT_OPERATORS)}")
+        numeric = SEGMENT_ATTRIBUTES[attribute] == "number"
+        if kind == "number":
+            if not numeric:
+                raise self.fail(field, f"{attribute} is text; use in or not_in")
+            return Condition(attribute, operator, self.number(value, field, SEGMENT_VALUE))
+        if not isinstance(value, list) or not value:
+            raise self.fail(field, "must be a non-empty list")
+        valid = SEGMENT_VALUE.allows if numeric else (lambda v: isinstance(v, str))
+        if not all(valid(v) for v in value):
+            raise self.fail(field, f"values must all be {'finite numbers' if numeric else 'text'}")
+        return Condition(attribute, operator, tuple(value))
 
     def scorecard(self, raw, field: str) -> Scorecard:
-        raw = self.mapping(raw, field)
-        groups = []
-        for name, weight in self.mapping(raw.get("groups"), f"{field}.groups").items():
-            self.identifier(name, f"{field}.groups.{name}", "group name")
-            weight = self.number(weight, f"{field}.groups.{name}")
-            if weight < 0:
-                raise self.fail(f"{field}.groups.{name}", "weight must not be negative")
-            groups.append((name, weight))
-        components = tuple(
-            self.component(n, c, f"{field}.components.{n}", dict(groups))
-            for n, c in self.mapping(raw.get("components"), f"{field}.components").items()
-        )
-        for name, _ in groups:
+        raw = self.mapping(raw, field, "scorecard")
+        groups = self.attempt(self.mapping, raw.get("groups"), f"{field}.groups")
+        weights = self.attempt(self.weights, groups, f"{field}.groups")
+        components = self.attempt(self.components, raw.get("components"), f"{field}.components", groups)
+        bands = self.attempt(self.bands, raw.get("bands"), f"{field}.bands")
+        weights, components, (healthy, neutral) = self.complete(weights, components, bands)
+        for name, _ in weights:
             if not any(c.group == name for c in components):
-                raise self.fail(f"{field}.groups.{name}", "no component belongs to this group")
-        if sum(w for _, w in groups) <= 0:
-            raise self.fail(f"{field}.groups", "at least one group needs a positive weight")
-        bands = self.mapping(raw.get("bands"), f"{field}.bands")
-        healthy = self.number(bands.get("healthy"), f"{field}.bands.healthy")
-        neutral = self.number(bands.get("neutral"), f"{field}.bands.neutral")
-        for name, cut in (("healthy", healthy), ("neutral", neutral)):
-            if not 0 <= cut <= 100:
-                raise self.fail(f"{field}.bands.{name}", f"{cut:g} is outside 0..100")
-        if neutral > healthy:
-            raise self.fail(f"{field}.bands", "neutral must not be above healthy")
-        return Scorecard(tuple(groups), components, healthy, neutral)
+                self.note(f"{field}.groups.{name}", "no component belongs to this group")
+        if sum(w for _, w in weights) <= 0:
+            self.note(f"{field}.groups", "at least one group needs a positive weight")
+        return Scorecard(weights, components, healthy, neutral)
 
-    def component(self, name, raw, field: str, groups: dict) -> Component:
-        self.identifier(name, field, "component name")
+    def weights(self, groups, field: str) -> tuple[tuple[str, float], ...]:
+        (groups,) = self.complete(groups)
+
+        def weight(name, value) -> tuple[str, float]:
+            self.identifier(name, f"{field}.{name}", "group name")
+            return name, self.number(value, f"{field}.{name}", WEIGHT)
+
+        return self.complete(*(self.attempt(weight, n, w) for n, w in groups.items()))
+
+    def components(self, raw, field: str, groups) -> tuple[Component, ...]:
         raw = self.mapping(raw, field)
-        group = raw.get("group")
-        if group not in groups:
-            raise self.fail(f"{field}.group", f"{group!r} is not a group; groups: {', '.join(groups)}")
-        metric = self.metric(raw.get("metric"), f"{field}.metric")
-        missing = raw.get("missing", "zero")
-        if missing not in MISSING_POLICIES:
-            raise self.fail(f"{field}.missing", f"{missing!r} is not one of {MISSING_POLICIES}")
-        higher_is_better = raw.get("higher_is_better", True)
-        if not isinstance(higher_is_better, bool):
-            raise self.fail(f"{field}.higher_is_better", "must be true or false")
-        bins = raw.get("bins")
-        if not isinstance(bins, list) or not bins:
-            raise self.fail(f"{field}.bins", "must be a non-empty list")
-        parsed = tuple(self.bin(b, f"{field}.bins[{i}]") for i, b in enumerate(bins))
-        self.check_coverage(parsed, self.metric_domains[metric], f"{field}.bins")
-        if max(b.points for b in parsed) <= 0:
-            raise self.fail(f"{field}.bins", "at least one bin must award points")
-        self.check_direction(parsed, higher_is_better, f"{field}.bins")
-        return Component(name, group, metric, higher_is_better, missing, parsed)
+        return self.complete(*(self.attempt(self.component, n, c, f"{field}.{n}", groups) for n, c in raw.items()))
+
+    def bands(self, raw, field: str) -> tuple[float, float]:
+        raw = self.mapping(raw, field, "bands")
+        healthy, neutral = self.complete(self.attempt(self.number, raw.get("healthy"), f"{field}.healthy", CUT_OFF),
+                                         self.attempt(self.number, raw.get("neutral"), f"{field}.neutral", CUT_OFF))
+        if neutral > healthy:
+            raise self.fail(field, "neutral must not be above healthy")
+        return healthy, neutral
+
+    def component(self, name, raw, field: str, groups) -> Component:
+        self.identifier(name, field, "component name")
+        raw = self.mapping(raw, field, "component")
+        group = self.attempt(self.group, raw.get("group"), f"{field}.group", groups)
+        metric = self.attempt(self.metric, raw.get("metric"), f"{field}.metric")
+        missing = self.attempt(self.choice, raw.get("missing", "zero"), f"{field}.missing", MISSING_POLICIES)
+        higher_is_better = self.attempt(self.flag, raw.get("higher_is_better", True), f"{field}.higher_is_better")
+        bins = self.attempt(self.bins, raw.get("bins"), f"{field}.bins", metric, higher_is_better)
+        return Component(name, *self.complete(group, metric, higher_is_better, missing, bins))
+
+    def choice(self, value, field: str, choices: tuple[str, ...]) -> str:
+        if value not in choices:
+            raise self.fail(field, f"{value!r} is not one of {choices}")
+        return value
+
+    def group(self, value, field: str, groups) -> str:
+        if groups is INVALID:
+            raise _Invalid()  # the groups themselves are invalid: their problem is recorded
+        if value not in groups:
+            raise self.fail(field, f"{value!r} is not a group; {suggestion(value, groups)}")
+        return value
+
+    def bins(self, raw, field: str, metric, higher_is_better) -> tuple[Bin, ...]:
+        """The bins; their coverage and direction are checked where the metric and direction are valid."""
+        if not isinstance(raw, list) or not raw:
+            raise self.fail(field, "must be a non-empty list")
+        bins = self.complete(*(self.attempt(self.bin, b, f"{field}[{i}]") for i, b in enumerate(raw)))
+        if metric is not INVALID:
+            self.check_coverage(bins, self.metric_domains[metric], field)
+        if max(b.points for b in bins) <= 0:
+            raise self.fail(field, "at least one bin must award points")
+        if higher_is_better is not INVALID:
+            self.check_direction(bins, higher_is_better, field)
+        return bins
 
     def bin(self, raw, field: str) -> Bin:
-        raw = self.mapping(raw, field)
+        raw = self.mapping(raw, field, "bin")
+        points = self.attempt(self.number, raw.get("points"), f"{field}.points", POINTS)
         match = _INTERVAL.match(str(raw.get("range", "")))
         if not match:
             raise self.fail(f"{field}.range", 'must look like "[0, 10)" or "(0.5, inf]"')
@@ -329,12 +550,12 @@ class _Parser:
         try:
             lower, upper = float(lo), float(hi)
         except ValueError:
-            raise self.fail(f"{field}.range", f"edges {lo!r}, {hi!r} are not numbers") from None
+            lower = upper = math.nan
+        if math.isnan(lower) or math.isnan(upper):
+            raise self.fail(f"{field}.range", f"edges {lo!r}, {hi!r} are not numbers, inf or -inf")
         if lower > upper or (lower == upper and not (left == "[" and right == "]")):
             raise self.fail(f"{field}.range", "is empty")
-        points = self.number(raw.get("points"), f"{field}.points")
-        if points < 0:
-            raise self.fail(f"{field}.points", "must not be negative")
+        (points,) = self.complete(points)
         return Bin(lower, upper, left == "[", right == "]", points)
 
     def check_coverage(self, bins: tuple[Bin, ...], domain: tuple[float, float], field: str):

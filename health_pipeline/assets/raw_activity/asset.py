@@ -33,7 +33,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from health_pipeline.assets import DAILY, materialized
+from health_pipeline.assets import daily, materialized
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditContext, audit, check_specs
 from health_pipeline.partitions import date_range
 from health_pipeline.progress import report_progress
@@ -534,7 +534,7 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
     ]
 
     @dg.multi_asset(name="raw_activity", specs=specs, check_specs=check_specs(config, "raw_events", "accounts"),
-                    **DAILY)
+                    **daily())
     def raw_activity(context: dg.AssetExecutionContext, warehouse: Warehouse, raw_source: RawSource):
         """Extracts the run's days from the raw sessions and events into the daily fact and
         snapshots accounts, contacts and identity merges from the current raw exports; bad rows go
