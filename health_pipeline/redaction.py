@@ -54,7 +54,8 @@ def url_fragments(value: str) -> set[str]:
         password = userinfo.split(":", 1)[1] if ":" in userinfo else ""
         fragments |= {userinfo, unquote(userinfo)}
         for form in (password, unquote(password)):
-            fragments |= {form, *re.split(r"[@:/]", form)}
+            # Cut where a parser would: at '@' alone (the host's start), or at any of '@', ':', '/'.
+            fragments |= {form, *form.split("@"), *re.split(r"[@:/]", form)}
     if "/" in rest:
         path = rest.split("/", 1)[1]
         fragments |= {segment for segment in re.split(r"[/?&=#]", path) if len(segment) >= TOKEN_LENGTH}
