@@ -114,7 +114,7 @@ def expected_tables() -> str:
     """The raw tables a raw directory must hold, and how, for a message."""
     tables = [f"{name}{' (optional)' if name in OPTIONAL_TABLES else ''}" for name in RAW_TABLES]
     return (f"expected the tables {', '.join(tables)}, each as <name>.parquet, <name>.csv or a folder <name>/ "
-            "of parquet files (README: Pointing it at real data)")
+            "or <name>.parquet/ of parquet files (README: Pointing it at real data)")
 
 
 def _load_job():

@@ -104,7 +104,7 @@ class Warehouse(DuckDBResource):
 class RawSource(dg.ConfigurableResource):
     """A directory of raw exports in Heap Connect layout (health_pipeline.raw_input).
 
-    Each table is `<name>.parquet`, `<name>.csv`, or a folder `<name>/` of parquet files.
+    Each table is `<name>.parquet`, `<name>.csv`, or a folder `<name>/` or `<name>.parquet/` of parquet files.
     """
 
     raw_dir: str
