@@ -210,7 +210,7 @@ def test_a_warehouse_path_with_a_question_mark_is_refused_by_name(tmp_path):
 
     path = tmp_path / "what?" / "warehouse.duckdb"
     with pytest.raises(WarehouseError, match=r"^HEALTH_WAREHOUSE=.*'\?' in a path as the start of connection"):
-        with Warehouse(database=str(path)).get_connection():
+        with Warehouse(database=str(path)).get_connection(create=True):
             pass
 
 
@@ -228,7 +228,7 @@ def test_a_warehouse_that_cannot_be_opened_fails_at_once_without_lock_retries(tm
 
     monkeypatch.setattr(resources.duckdb, "connect", refuse)
     with pytest.raises(resources.WarehouseError, match=r"cannot be opened: IO Error: .*Permission denied"):
-        with resources.Warehouse(database=str(tmp_path / "w.duckdb")).get_connection():
+        with resources.Warehouse(database=str(tmp_path / "w.duckdb")).get_connection(create=True):
             pass
     assert len(calls) == 1
 
