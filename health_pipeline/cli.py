@@ -16,7 +16,7 @@ import pandas as pd
 from health_pipeline import DATA_DIR, settings
 from health_pipeline.assets.alerts.asset import SEND_PAST_TAG
 from health_pipeline.assets.alerts.sinks import SinkError
-from health_pipeline.assets.morning_report.site import report_root
+from health_pipeline.assets.morning_report.site import ReportFolderError, report_root
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditFailed
 from health_pipeline.partitions import partition_range_tags
 from health_pipeline.publish import SchemaChangeError
@@ -41,7 +41,8 @@ class Refused(Exception):
 
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
-    RawInputError, WarehouseError, PostgresUnavailable, SchemaChangeError, AuditFailed, SinkError, ConfigError)}
+    RawInputError, WarehouseError, PostgresUnavailable, SchemaChangeError, AuditFailed, SinkError, ConfigError,
+    ReportFolderError)}
 
 
 def _date(value: str) -> dt.date:

@@ -197,6 +197,50 @@ def test_rebuilding_a_day_replaces_its_site_whole(report_run):
     assert [p.name for p in report_root(pipeline.export_dir).iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_copy_of_a_site_standing_at_latest_is_replaced_by_the_link(report_run, tmp_path):
+    pipeline, _, _ = report_run
+    export_dir = tmp_path / "exports"
+    with pipeline.warehouse.get_connection(read_only=True) as conn:
+        site = build_report(conn, load_config(), LAST, export_dir).folder
+        latest = report_root(export_dir) / "latest"
+        latest.unlink()
+        shutil.copytree(site, latest)  # someone copied the site there
+        assert build_report(conn, load_config(), LAST, export_dir).folder == site
+    assert os.readlink(latest) == LAST.isoformat()
+    assert sorted(p.name for p in export_dir.iterdir()) == ["report"]  # the copy went with the staging folder
+
+
+def contents(path: Path) -> dict[str, bytes]:
+    """Every file under `path` (or `path` itself) by its path, with its bytes."""
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    return {str(file): file.read_bytes() for file in files if file.is_file()}
+
+
+@pytest.mark.parametrize("in_the_way", ["folder", "file"])
+def test_anything_else_at_latest_stops_the_run_with_one_line_and_is_left_as_it_is(report_run, tmp_path, in_the_way):
+    pipeline, _, _ = report_run
+    other = Pipeline(tmp_path)
+    other.root.mkdir(exist_ok=True)
+    shutil.copyfile(pipeline.root / "warehouse.duckdb", other.root / "warehouse.duckdb")
+    latest = report_root(other.export_dir) / "latest"
+    if in_the_way == "folder":
+        (latest / "assets").mkdir(parents=True)
+        (latest / "index.html").write_text("my own page")
+        (latest / "assets" / "report.css").write_text("body {}")
+        (latest / "notes.txt").write_text("keep me")
+        what = "a folder that is not a morning report (3 files, among them notes.txt)"
+    else:
+        latest.parent.mkdir(parents=True)
+        latest.write_text("keep me")
+        what = "a file"
+    before = contents(latest)
+    assert other.failure(LAST, LAST, selection=["morning_report"]) == (
+        "ReportFolderError", f"{latest} is {what}, where the link to the newest report goes: move it elsewhere, "
+                             "and the next run links report/latest to the newest report")
+    assert contents(latest) == before
+    assert sorted(p.name for p in report_root(other.export_dir).iterdir()) == ["latest"]  # nothing published
+
+
 def test_the_cli_builds_a_past_day_without_running_the_pipeline(report_run, monkeypatch, capsys):
     pipeline, _, _ = report_run
     monkeypatch.setenv("HEALTH_WAREHOUSE", str(pipeline.root / "warehouse.duckdb"))

@@ -9,7 +9,8 @@ every link is relative, so `index.html` opens from disk.
 
 It is written under the export dir's staging folder (export_files.py), which a later run clears
 if this one dies, then renamed into place, and `report/latest` is a symlink to the newest date's
-folder, so a reader never sees half a site.
+folder, so a reader never sees half a site. A copy of a site found at `report/latest` instead of
+the link is replaced; anything else there stops the run (ReportFolderError) and is left as it is.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ DROPS_SHOWN = 10  # an owner page's biggest 7-day drops
 BREAKDOWNS = ("segment", "vertical", "plan", "owner")
 NO_OWNER = "(no owner)"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Every file a site holds, by its path in the site: a copy of a site is recognised by these alone.
+_SITE_FILE = re.compile(r"index\.html|assets/(vega|charts|report)\.js|assets/report\.css|"
+                        r"(owners|accounts|metrics)/[^/]+\.html")
+
+
+class ReportFolderError(RuntimeError):
+    """Something of the user's stands where the report must write: the message says what and what to do."""
 
 
 @dataclass(frozen=True)
@@ -231,7 +239,7 @@ def _vega_bundle(root: Path) -> str:
         with newest.open(encoding="utf-8") as script:
             if script.readline() == header:
                 return header + script.read()
-    except FileNotFoundError:
+    except OSError:  # none, or report/latest is not a site: bundle afresh
         pass
     return header + vl_convert.javascript_bundle()
 
@@ -354,18 +362,37 @@ def _metric_pages(data: _ReportData, config: HealthConfig) -> dict[str, list[dic
 
 
 def _publish(staged: Path, root: Path, report_date: dt.date) -> Path:
-    """Rename the site built under `staged` to `root/<date>` (an older build of that date is moved
-    aside into `staged` first) and point `root/latest` at the newest date; each step is one rename."""
+    """Rename the site built under `staged` to `root/<date>` (an older build of that date, and a copy
+    of a site standing at `root/latest`, are moved aside into `staged` first) and point `root/latest`
+    at the newest date; each step is one rename."""
     day = report_date.isoformat()
-    folder, replaced = root / day, staged / "replaced"
+    folder, replaced, latest = root / day, staged / "replaced", root / LATEST
     root.mkdir(parents=True, exist_ok=True)
+    replaced.mkdir()
+    if latest.exists() and not latest.is_symlink():
+        _check_is_a_site_copy(latest)
+        os.replace(latest, replaced / LATEST)
     if folder.exists():
-        replaced.mkdir()
         os.replace(folder, replaced / day)
     os.replace(staged / REPORT_DIR / day, folder)
-    latest = root / LATEST
     if not latest.is_symlink() or os.readlink(latest) <= day:
         link = staged / LATEST
         link.symlink_to(day, target_is_directory=True)
         os.replace(link, latest)
     return folder
+
+
+def _check_is_a_site_copy(latest: Path) -> None:
+    """`report/latest` is a real folder or file, not the link. A copy of a site (someone copied one
+    there) may be replaced; anything else is the user's, and stops the run untouched."""
+    if latest.is_dir():
+        files = sorted(p.relative_to(latest).as_posix() for p in latest.rglob("*") if p.is_symlink() or not p.is_dir())
+        foreign = [file for file in files if not _SITE_FILE.fullmatch(file)]
+        if not files or ("index.html" in files and not foreign):
+            return
+        what = (f"a folder that is not a morning report ({len(files)} files, among them "
+                f"{', '.join((foreign or files)[:3])})")
+    else:
+        what = "a file"
+    raise ReportFolderError(f"{latest} is {what}, where the link to the newest report goes: move it elsewhere, "
+                            "and the next run links report/latest to the newest report")
