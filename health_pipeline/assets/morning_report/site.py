@@ -25,7 +25,8 @@ import os
 import re
 import shutil
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -49,7 +50,10 @@ HISTORY_DAYS = 90  # the days each chart shows, ending on the report's date
 DROPS_SHOWN = 10  # an owner page's biggest 7-day drops
 BREAKDOWNS = ("segment", "vertical", "plan", "owner")
 NO_OWNER = "(no owner)"
+# A key kept as its page's file name is safe on every common file system: a conservative character
+# set, at most 64 characters, and no name Windows keeps for a device (whatever the case and extension).
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_DEVICE_NAME = re.compile(r"CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9]", re.IGNORECASE)
 # Every file a site holds, by its path in the site: a copy of a site is recognised by these alone.
 _SITE_FILE = re.compile(r"index\.html|assets/(vega|charts|report)\.js|assets/report\.css|"
                         r"(owners|accounts|metrics)/[^/]+\.html")
@@ -78,14 +82,24 @@ def report_root(export_dir: Path) -> Path:
     return Path(export_dir) / REPORT_DIR
 
 
-def page_name(key) -> str:
-    """A file name for an account id or owner: the key itself when it is a plain name, else a slug
-    and a hash of the key, so any text makes a safe, distinct, stable name."""
-    text = "" if key is None else str(key)
-    if _SAFE_NAME.fullmatch(text):
-        return text
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or "x"
-    return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+def page_names(keys: Iterable) -> dict:
+    """The file name (without .html) of the page of each of a site's account ids, owners or metrics,
+    distinct from every other even where file names ignore case: the key itself when it is safe as a
+    file name and no other key differs from it only in case, else a slug of it and its full sha256,
+    more than 64 characters, so never a kept key."""
+    keys = list(dict.fromkeys(keys))
+    spellings = Counter(str(key).lower() for key in keys if key is not None)
+
+    def name(key) -> str:
+        text = "" if key is None else str(key)
+        if key is not None and _SAFE_NAME.fullmatch(text) and not _DEVICE_NAME.fullmatch(text) \
+                and spellings[text.lower()] == 1:
+            return text
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or "x"
+        # The key's JSON, so that no owner (None) and an owner named "" or "None" differ too.
+        return f"{slug}-{hashlib.sha256(json.dumps(key).encode()).hexdigest()}"
+
+    return {key: name(key) for key in keys}
 
 
 def build_report(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_date: dt.date,
@@ -210,7 +224,6 @@ def _templates() -> jinja2.Environment:
         signed=lambda value: "–" if value is None else f"{value:+.1f}",
         money=lambda value: "–" if value is None else f"{value:,.0f}",
         signed_money=lambda value: "–" if value is None else f"{value:+,.0f}",
-        page=page_name,
         owner_name=lambda owner: NO_OWNER if owner is None else owner,
         finite=_finite,
     )
@@ -261,8 +274,11 @@ def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bund
     for account in data.accounts:
         by_owner[account["owner"]].append(account)
     owners = sorted(by_owner, key=lambda owner: (owner is None, owner or ""))
+    # The templates link a page by its name here: pages.accounts[id], pages.owners[owner], pages.metrics[metric].
+    names = {"accounts": page_names(a["account_id"] for a in data.accounts), "owners": page_names(owners),
+             "metrics": page_names(metrics)}
     common = {"report_date": data.report_date, "config": config, "components": config.components,
-              "accounts_by_id": {a["account_id"]: a for a in data.accounts}}
+              "accounts_by_id": {a["account_id"]: a for a in data.accounts}, "pages": names}
 
     pages: list[tuple[str, str, dict]] = []  # (path in the site, template, its context)
 
@@ -281,15 +297,15 @@ def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bund
                  if c["snapshot_date"] == data.report_date]
         moves.sort(key=lambda c: (c["direction"] != "worse", c["health_score"]))
         drops = sorted((a for a in accounts if (a["score_delta_7d"] or 0) < 0), key=lambda a: a["score_delta_7d"])
-        write(f"owners/{page_name(owner)}.html", "owner.html", owner=owner, accounts=accounts, data=data,
+        write(f"owners/{names['owners'][owner]}.html", "owner.html", owner=owner, accounts=accounts, data=data,
               moves=moves, drops=drops[:DROPS_SHOWN], account_ids=ids,
               at_risk=sorted((a for a in accounts if a["health_band"] == "at_risk"),
                              key=lambda a: -(a["arr"] or 0)))
     for account in data.accounts:
-        write(f"accounts/{page_name(account['account_id'])}.html", "account.html", account=account, data=data,
-              cutoffs=_cutoffs(config, account["segment"]))
+        write(f"accounts/{names['accounts'][account['account_id']]}.html", "account.html", account=account,
+              data=data, cutoffs=_cutoffs(config, account["segment"]))
     for metric, sections in metrics.items():
-        write(f"metrics/{page_name(metric)}.html", "metric.html", metric=metric, sections=sections,
+        write(f"metrics/{names['metrics'][metric]}.html", "metric.html", metric=metric, sections=sections,
               metrics=metrics)
     _render(folder, pages)
     return len(pages)
