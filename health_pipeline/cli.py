@@ -16,7 +16,7 @@ import pandas as pd
 from health_pipeline import DATA_DIR, settings
 from health_pipeline.assets.alerts.asset import SEND_PAST_TAG
 from health_pipeline.assets.alerts.sinks import SinkError, secret_env_vars
-from health_pipeline.assets.morning_report.site import report_root
+from health_pipeline.assets.morning_report.site import ReportFolderError, report_root
 from health_pipeline.assets.postgres_sync.asset import PostgresSyncFailed
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditFailed
 from health_pipeline.partitions import partition_range_tags
@@ -45,7 +45,7 @@ class Refused(Exception):
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
     RawInputError, WarehouseError, PostgresUnavailable, PostgresSyncFailed, PostgresSyncBlocked, SchemaChangeError,
-    AuditFailed, SinkError, ConfigError, SettingsError)}
+    AuditFailed, SinkError, ConfigError, SettingsError, ReportFolderError)}
 
 
 def _date(value: str) -> dt.date:
@@ -119,7 +119,7 @@ def expected_tables() -> str:
     """The raw tables a raw directory must hold, and how, for a message."""
     tables = [f"{name}{' (optional)' if name in OPTIONAL_TABLES else ''}" for name in RAW_TABLES]
     return (f"expected the tables {', '.join(tables)}, each as <name>.parquet, <name>.csv or a folder <name>/ "
-            "of parquet files (docs/sources.md: Pointing it at real data)")
+            "or <name>.parquet/ of parquet files (docs/sources.md: Pointing it at real data)")
 
 
 def _load_job():

@@ -1,10 +1,11 @@
 """The raw-input contract: which tables a raw export holds, their columns, and how each is read.
 
-A raw directory holds each table as `<name>.parquet`, `<name>.csv`, or a folder `<name>/` of
-parquet files at any depth, skipping files and folders whose names start with `_` or `.` (the
-Hive and Spark convention for temporary and hidden files). `locate_table` finds a table, checks
-its structure and describes it as a `RawTable`; the SQL that reads its rows is in the
-raw_activity asset's templates. Headers match case-insensitively; ids are read trimmed.
+A raw directory holds each table as `<name>.parquet`, `<name>.csv`, or a folder `<name>/` or
+`<name>.parquet/` (as Spark writes one) of parquet files at any depth, skipping files and
+folders whose names start with `_` or `.` (the Hive and Spark convention for temporary and
+hidden files). `locate_table` finds a table, checks its structure and describes it as a
+`RawTable`; the SQL that reads its rows is in the raw_activity asset's templates. Headers match
+case-insensitively; ids are read trimmed.
 """
 
 from __future__ import annotations
@@ -186,11 +187,12 @@ def _find(raw_dir: Path, name: str) -> tuple[Path, str, tuple[str, ...]] | None:
     for path, fmt in ((raw_dir / f"{name}.parquet", "parquet"), (raw_dir / f"{name}.csv", "csv")):
         if path.is_file():
             found.append((path, fmt, (str(path),)))
-    folder = raw_dir / name
-    if folder.is_dir():
-        files = tuple(str(p) for p in sorted(folder.rglob("*.parquet")) if p.is_file() and _visible(p, folder))
-        if files:
-            found.append((folder, "parquet", files))
+    # `<name>.parquet/` is a folder of part files, as Spark and many other tools write a table.
+    for folder in (raw_dir / name, raw_dir / f"{name}.parquet"):
+        if folder.is_dir():
+            files = tuple(str(p) for p in sorted(folder.rglob("*.parquet")) if p.is_file() and _visible(p, folder))
+            if files:
+                found.append((folder, "parquet", files))
     if len(found) > 1:
         raise RawInputError(
             f"raw table '{name}' is in more than one place in {raw_dir}: "
@@ -248,7 +250,7 @@ def locate_table(conn: duckdb.DuckDBPyConnection, raw_dir: Path, name: str) -> R
             return None
         raise RawInputError(
             f"raw table '{name}' not found in {raw_dir}: expected {name}.parquet, {name}.csv "
-            f"or a folder {name}/ of parquet files"
+            f"or a folder {name}/ or {name}.parquet/ of parquet files"
         )
     path, fmt, files = found
     header = _csv_header(name, files[0]) if fmt == "csv" else ()

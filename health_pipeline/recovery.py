@@ -100,6 +100,8 @@ def recover(instance: dg.DagsterInstance, run_ids: tuple[str, ...] = ()) -> list
 
 def check_warehouse(warehouse: Warehouse) -> str:
     """Open the warehouse once, which makes DuckDB roll back whatever a dead writer left open."""
+    if not Path(warehouse.database).exists():
+        return f"warehouse {warehouse.database}: none yet (the first run builds it)"
     with warehouse.get_connection() as conn:
         tables = conn.execute("SELECT count(*) FROM duckdb_tables()").fetchall()[0][0]
     return f"warehouse {warehouse.database}: opens cleanly, {tables} tables"

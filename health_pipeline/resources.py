@@ -57,9 +57,16 @@ class Warehouse(DuckDBResource):
         limits = {"memory_limit": self.memory_limit, "threads": self.threads}
         return {**self.connection_config, **{k: v for k, v in limits.items() if v}}
 
-    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+    def _connect(self, read_only: bool, create: bool) -> duckdb.DuckDBPyConnection:
         if problem := settings.warehouse_problem(self.database):
             raise WarehouseError(problem)
+        if self.database != ":memory:" and not Path(self.database).exists():
+            if not create:
+                raise WarehouseError(
+                    f"the warehouse {self.database} is gone (deleted or moved since raw_activity built it, or "
+                    "never built): restore it, or run again from raw_activity, which builds it; nothing was "
+                    "created in its place")
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         config = {"custom_user_agent": "health_pipeline", **self.duckdb_settings}
         for attempt in range(LOCK_RETRIES + 1):
             try:
@@ -80,10 +87,11 @@ class Warehouse(DuckDBResource):
         raise AssertionError("unreachable")
 
     @contextmanager
-    def get_connection(self, read_only: bool = False):
-        if not read_only and self.database != ":memory:":
-            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connect(read_only)
+    def get_connection(self, read_only: bool = False, create: bool = False):
+        """A connection to the warehouse. Only `create` (raw_activity, the stage that builds the
+        warehouse) may make a new file: for any other step DuckDB would make an empty one, and a
+        warehouse deleted during a run would fail the next step on a missing table instead of by name."""
+        conn = self._connect(read_only, create)
         try:
             # ICU is loaded only after connect, so this cannot go in the connect config.
             conn.execute("SET TimeZone = 'UTC'")
@@ -104,7 +112,7 @@ class Warehouse(DuckDBResource):
 class RawSource(dg.ConfigurableResource):
     """A directory of raw exports in Heap Connect layout (health_pipeline.raw_input).
 
-    Each table is `<name>.parquet`, `<name>.csv`, or a folder `<name>/` of parquet files.
+    Each table is `<name>.parquet`, `<name>.csv`, or a folder `<name>/` or `<name>.parquet/` of parquet files.
     """
 
     raw_dir: str

@@ -61,8 +61,8 @@ original_connection = Warehouse.get_connection
 
 
 @contextmanager
-def watched_connection(self, read_only: bool = False):
-    with original_connection(self, read_only) as conn:
+def watched_connection(self, read_only: bool = False, create: bool = False):
+    with original_connection(self, read_only, create) as conn:
         yield WatchedConnection(conn)
 
 

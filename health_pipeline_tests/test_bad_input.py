@@ -442,7 +442,7 @@ def test_garbage_rows_are_quarantined_or_named(garbage, fmt, order):
     with tempfile.TemporaryDirectory() as tmp:
         raw_dir = Path(tmp) / "raw"
         frames = _write_text_exports(raw_dir, tables, fmt)
-        with Warehouse(database=str(Path(tmp) / "w.duckdb")).get_connection() as conn:
+        with Warehouse(database=str(Path(tmp) / "w.duckdb")).get_connection(create=True) as conn:
             try:
                 extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_config(), dt.date(2026, 8, 10),
                               dt.date(2026, 8, 11), NOW)
@@ -531,7 +531,7 @@ def test_deduplication_keeps_the_earliest_valid_copy_of_each_id(events):
     with tempfile.TemporaryDirectory() as tmp:
         raw_dir = Path(tmp) / "raw"
         _write_text_exports(raw_dir, tables, "parquet")
-        with Warehouse(database=str(Path(tmp) / "w.duckdb")).get_connection() as conn:
+        with Warehouse(database=str(Path(tmp) / "w.duckdb")).get_connection(create=True) as conn:
             counts = extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_config(),
                                    dt.date(2026, 8, 10), dt.date(2026, 8, 11), NOW)
             loaded = {r[0]: r[1:] for r in conn.execute(
@@ -574,7 +574,7 @@ def test_typed_times_at_the_edge_of_a_day_land_in_exactly_one_day(tmp_path):
         "event_id": [f"e{i}" for i in range(len(edges))], "user_id": "valid-u", "session_id": "1",
         "time": pd.to_datetime(edges, format="ISO8601"), "event_table_name": "run_query",
     }).to_parquet(raw_dir / "all_events.parquet", index=False)
-    with Warehouse(database=str(tmp_path / "w.duckdb")).get_connection() as conn:
+    with Warehouse(database=str(tmp_path / "w.duckdb")).get_connection(create=True) as conn:
         for day in (dt.date(2026, 8, 10), dt.date(2026, 8, 11), dt.date(2026, 8, 12)):
             extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_config(), day, day, NOW)
         filed = conn.execute("SELECT event_id, activity_date FROM raw.events ORDER BY event_id").fetchall()

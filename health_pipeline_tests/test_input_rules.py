@@ -1,6 +1,7 @@
 """The loader's rules for messy but valid input, each a case that used to be taken silently.
 
-Folders skip hidden and temporary files; a table in two formats is refused; headers match
+Folders skip hidden and temporary files; a Spark folder `<name>.parquet/` is a folder of parquet
+files; a table in two formats is refused; headers match
 whatever their case; ids are trimmed; enumerated values and identity patterns ignore case;
 a tracked event spelled in another case is reported; source columns named like the loader's
 helpers do not collide; and unreadable input names the file and line.
@@ -29,6 +30,37 @@ def test_hidden_and_temporary_files_in_a_table_folder_are_skipped(pipeline: Pipe
         shutil.copy(folder / "day=2026-08-10" / "part-0.parquet", folder / stale)
     meta = Pipeline.raw_activity_metadata(pipeline.materialize(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS))
     assert meta["events_read"] == 3 and meta["events_duplicates_dropped"] == 0
+
+
+def as_spark_folder(raw_dir, table: str):
+    """Move `<table>.parquet` into a folder of that name, as Spark writes a table: a part file and
+    the markers and checksums beside it."""
+    rows = pd.read_parquet(raw_dir / f"{table}.parquet")
+    (raw_dir / f"{table}.parquet").unlink()
+    folder = raw_dir / f"{table}.parquet"
+    folder.mkdir()
+    rows.to_parquet(folder / "part-00000-5e1c-c000.snappy.parquet", index=False)
+    (folder / "_SUCCESS").touch()
+    (folder / ".part-00000-5e1c-c000.snappy.parquet.crc").write_bytes(b"crc")
+    return folder
+
+
+def test_a_spark_folder_named_like_a_parquet_file_is_read_as_the_table(pipeline: Pipeline):
+    valid().write(pipeline.raw_dir)
+    for table in ("users", "all_events"):
+        as_spark_folder(pipeline.raw_dir, table)
+    meta = Pipeline.raw_activity_metadata(pipeline.materialize(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS))
+    assert meta["events_read"] == 3 and meta["events_loaded"] == 2 and quarantined(pipeline) == []
+    assert sorted(pipeline.query("SELECT user_id FROM raw.contacts").user_id) == ["qa", "u1"]
+
+
+def test_a_table_both_as_a_folder_and_as_a_spark_folder_is_refused(pipeline: Pipeline):
+    valid().write(pipeline.raw_dir)
+    spark = as_spark_folder(pipeline.raw_dir, "users")
+    shutil.copytree(spark, pipeline.raw_dir / "users")
+    cls, message = pipeline.failure(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
+    assert (cls, message) == ("RawInputError", f"raw table 'users' is in more than one place in "
+                                               f"{pipeline.raw_dir}: users/, users.parquet/; keep one")
 
 
 def test_a_table_in_two_formats_is_refused(pipeline: Pipeline):
@@ -178,7 +210,7 @@ def test_a_warehouse_path_with_a_question_mark_is_refused_by_name(tmp_path):
 
     path = tmp_path / "what?" / "warehouse.duckdb"
     with pytest.raises(WarehouseError, match=r"^HEALTH_WAREHOUSE=.*'\?' in a path as the start of connection"):
-        with Warehouse(database=str(path)).get_connection():
+        with Warehouse(database=str(path)).get_connection(create=True):
             pass
 
 
@@ -196,7 +228,7 @@ def test_a_warehouse_that_cannot_be_opened_fails_at_once_without_lock_retries(tm
 
     monkeypatch.setattr(resources.duckdb, "connect", refuse)
     with pytest.raises(resources.WarehouseError, match=r"cannot be opened: IO Error: .*Permission denied"):
-        with resources.Warehouse(database=str(tmp_path / "w.duckdb")).get_connection():
+        with resources.Warehouse(database=str(tmp_path / "w.duckdb")).get_connection(create=True):
             pass
     assert len(calls) == 1
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import vl_convert
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from markupsafe import escape
 
 from health_pipeline import cli
 from health_pipeline.assets.morning_report import site as site_module
 from health_pipeline.assets.morning_report.asset import report_dates
-from health_pipeline.assets.morning_report.site import build_report, page_name, report_root
+from health_pipeline.assets.morning_report.site import build_report, page_names, report_root
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import load_config
 from health_pipeline_tests.conftest import Pipeline
@@ -32,15 +32,24 @@ HOSTILE_NAME = "<script>alert(1)</script>"
 HOSTILE_OWNER = '"><img src=x onerror=alert(2)> & Co'
 
 
+TWIN_OWNERS = ("Bob", "bob")
+
+
 def hostile_sample(raw_dir: Path) -> str:
     """The sample with one account named like a script and its owner like an HTML attribute
-    break-out; returns that account's id."""
+    break-out, and two accounts whose ids differ only in case, owned by TWIN_OWNERS (who do too);
+    returns the first account's id."""
     generate_sample(raw_dir, SPEC)
     accounts = pd.read_parquet(raw_dir / "accounts.parquet")
-    paying = accounts.index[accounts["status"] == "paying"][0]
-    accounts.loc[paying, ["name", "owner"]] = [HOSTILE_NAME, HOSTILE_OWNER]
-    accounts.to_parquet(raw_dir / "accounts.parquet", index=False)
-    return accounts.loc[paying, "account_id"]
+    hostile, twin, other = accounts.index[accounts["status"] == "paying"][:3]
+    accounts.loc[hostile, ["name", "owner"]] = [HOSTILE_NAME, HOSTILE_OWNER]
+    accounts.loc[[twin, other], "owner"] = TWIN_OWNERS
+    renamed = {accounts.loc[other, "account_id"]: accounts.loc[twin, "account_id"].lower()}
+    for table in ("accounts", "users", "outcomes"):
+        rows = pd.read_parquet(raw_dir / f"{table}.parquet") if table != "accounts" else accounts
+        rows["account_id"] = rows["account_id"].replace(renamed)
+        rows.to_parquet(raw_dir / f"{table}.parquet", index=False)
+    return accounts.loc[hostile, "account_id"]
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +63,15 @@ def report_run(tmp_path_factory) -> tuple[Pipeline, str, object]:
 
 def site_of(pipeline: Pipeline, day: dt.date) -> Path:
     return report_root(pipeline.export_dir) / day.isoformat()
+
+
+def page_of(pipeline: Pipeline, day: dt.date, folder: str, key) -> Path:
+    """The page of an account id or an owner (`folder` "accounts" or "owners") in the site of `day`,
+    named among the day's scored accounts or owners as the site names it."""
+    column = {"accounts": "account_id", "owners": "owner"}[folder]
+    keys = pipeline.query(f"SELECT DISTINCT {column} AS key FROM export.account_health WHERE snapshot_date = $d",
+                          {"d": day}).key.tolist()
+    return site_of(pipeline, day) / folder / f"{page_names(keys)[key]}.html"
 
 
 def test_a_run_reports_its_last_day_and_latest_points_at_it(report_run):
@@ -97,16 +115,16 @@ def test_every_name_from_the_data_is_escaped(report_run):
     pages = {p: p.read_text(encoding="utf-8") for p in site.rglob("*.html")}
     for page, text in pages.items():
         assert HOSTILE_NAME not in text and "<img src=x" not in text, page
-    account_page = pages[site / "accounts" / f"{page_name(hostile)}.html"]
+    account_page = pages[page_of(pipeline, LAST, "accounts", hostile)]
     assert escape(HOSTILE_NAME) in account_page and escape(HOSTILE_OWNER) in account_page
-    owner_page = site / "owners" / f"{page_name(HOSTILE_OWNER)}.html"
+    owner_page = page_of(pipeline, LAST, "owners", HOSTILE_OWNER)
     assert owner_page.name.startswith("img-src-x-onerror-alert-2-Co-")  # a safe file name for any owner
     assert escape(HOSTILE_NAME) in pages[owner_page]
 
 
 def test_chart_data_is_json_that_cannot_close_its_script(report_run):
     pipeline, hostile, _ = report_run
-    page = (site_of(pipeline, LAST) / "owners" / f"{page_name(HOSTILE_OWNER)}.html").read_text(encoding="utf-8")
+    page = page_of(pipeline, LAST, "owners", HOSTILE_OWNER).read_text(encoding="utf-8")
     blocks = re.findall(r'<script type="application/json">(.*?)</script>', page, flags=re.S)
     assert blocks
     for block in blocks:
@@ -134,7 +152,7 @@ def test_an_owner_page_has_a_card_per_account_in_the_one_ranking(report_run):
         ORDER BY list_position(['healthy', 'neutral', 'at_risk'], health_band) DESC, health_score,
                  arr DESC NULLS LAST, account_id
     """, {"d": LAST, "owner": owner}).account_id.tolist()
-    page = (site_of(pipeline, LAST) / "owners" / f"{page_name(owner)}.html").read_text(encoding="utf-8")
+    page = page_of(pipeline, LAST, "owners", owner).read_text(encoding="utf-8")
     assert re.findall(r'<article class="card edge-\w+" id="account-([^"]+)">', page) == expected
 
 
@@ -148,7 +166,7 @@ def test_quiet_and_power_contacts_are_the_documented_ones(report_run):
     """, {"d": LAST})
     assert len(quiet), "the sample has contacts that went quiet"
     for account_id, identity in quiet.itertuples(index=False):
-        page = (site_of(pipeline, LAST) / "accounts" / f"{page_name(account_id)}.html").read_text(encoding="utf-8")
+        page = page_of(pipeline, LAST, "accounts", account_id).read_text(encoding="utf-8")
         row = re.search(rf"<th scope=\"row\">{re.escape(identity)}(.*?)</th>", page).group(1)
         assert "went quiet" in row
 
@@ -159,7 +177,7 @@ def test_a_card_counts_the_power_contacts_as_the_sync_table_does(report_run):
         SELECT account_id, owner, power_contacts_active_28d, power_contacts_total FROM export.account_health
         WHERE snapshot_date = $d AND owner = 'Ana Ruiz'
     """, {"d": LAST})
-    page = (site_of(pipeline, LAST) / "owners" / f"{page_name('Ana Ruiz')}.html").read_text(encoding="utf-8")
+    page = page_of(pipeline, LAST, "owners", "Ana Ruiz").read_text(encoding="utf-8")
     for account_id, _, active, total in accounts.itertuples(index=False):
         card = re.search(rf'id="account-{account_id}">(.*?)</article>', page, flags=re.S).group(1)
         assert f"Power contacts active in the last 28 days: {active} of {total}" in card
@@ -197,6 +215,50 @@ def test_rebuilding_a_day_replaces_its_site_whole(report_run):
     assert [p.name for p in report_root(pipeline.export_dir).iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_copy_of_a_site_standing_at_latest_is_replaced_by_the_link(report_run, tmp_path):
+    pipeline, _, _ = report_run
+    export_dir = tmp_path / "exports"
+    with pipeline.warehouse.get_connection(read_only=True) as conn:
+        site = build_report(conn, load_config(), LAST, export_dir).folder
+        latest = report_root(export_dir) / "latest"
+        latest.unlink()
+        shutil.copytree(site, latest)  # someone copied the site there
+        assert build_report(conn, load_config(), LAST, export_dir).folder == site
+    assert os.readlink(latest) == LAST.isoformat()
+    assert sorted(p.name for p in export_dir.iterdir()) == ["report"]  # the copy went with the staging folder
+
+
+def contents(path: Path) -> dict[str, bytes]:
+    """Every file under `path` (or `path` itself) by its path, with its bytes."""
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    return {str(file): file.read_bytes() for file in files if file.is_file()}
+
+
+@pytest.mark.parametrize("in_the_way", ["folder", "file"])
+def test_anything_else_at_latest_stops_the_run_with_one_line_and_is_left_as_it_is(report_run, tmp_path, in_the_way):
+    pipeline, _, _ = report_run
+    other = Pipeline(tmp_path)
+    other.root.mkdir(exist_ok=True)
+    shutil.copyfile(pipeline.root / "warehouse.duckdb", other.root / "warehouse.duckdb")
+    latest = report_root(other.export_dir) / "latest"
+    if in_the_way == "folder":
+        (latest / "assets").mkdir(parents=True)
+        (latest / "index.html").write_text("my own page")
+        (latest / "assets" / "report.css").write_text("body {}")
+        (latest / "notes.txt").write_text("keep me")
+        what = "a folder that is not a morning report (3 files, among them notes.txt)"
+    else:
+        latest.parent.mkdir(parents=True)
+        latest.write_text("keep me")
+        what = "a file"
+    before = contents(latest)
+    assert other.failure(LAST, LAST, selection=["morning_report"]) == (
+        "ReportFolderError", f"{latest} is {what}, where the link to the newest report goes: move it elsewhere, "
+                             "and the next run links report/latest to the newest report")
+    assert contents(latest) == before
+    assert sorted(p.name for p in report_root(other.export_dir).iterdir()) == ["latest"]  # nothing published
+
+
 def test_the_cli_builds_a_past_day_without_running_the_pipeline(report_run, monkeypatch, capsys):
     pipeline, _, _ = report_run
     monkeypatch.setenv("HEALTH_WAREHOUSE", str(pipeline.root / "warehouse.duckdb"))
@@ -211,18 +273,63 @@ def test_the_cli_builds_a_past_day_without_running_the_pipeline(report_run, monk
                                        "days are the ones `health-pipeline run` covered)\n")
 
 
-@given(st.text(max_size=80))
-def test_page_names_are_safe_and_keep_plain_keys(key):
-    name = page_name(key)
-    assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name)
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", key):
-        assert name == key
+# Keys of every kind, often differing only in case, some named like a device or like a digest name.
+KEYS = st.one_of(st.none(), st.text(max_size=70), st.text("aAbB-_ .é", max_size=5),
+                 st.sampled_from(["CON", "nul", "Com1", "lpt9", "A1", "a1", "x" * 64, "x" * 65]))
 
 
-@given(st.text(max_size=20), st.text(max_size=20))
-def test_different_keys_get_different_page_names(a, b):
+def kept(key, keys) -> bool:
+    """Whether `key` may be its own page's file name among `keys`: safe on every common file system
+    and no other key spelled the same but for case."""
+    return (key is not None and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", key) is not None
+            and re.fullmatch(r"(?i)con|prn|aux|nul|com[0-9]|lpt[0-9]", key) is None
+            and [str(k).lower() for k in keys if k is not None].count(key.lower()) == 1)
+
+
+@given(st.lists(KEYS, unique=True))
+@example(["x y", page_names(["x y"])["x y"]])  # a key spelled like another's digest name
+@example([None, "", "None", "null"])
+def test_page_names_are_safe_file_names_distinct_whatever_the_case(keys):
+    names = page_names(keys)
+    assert list(names) == keys
+    assert len({name.lower() for name in names.values()}) == len(keys)
+    for key, name in names.items():
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,105}", name)
+        assert re.fullmatch(r"(?i)con|prn|aux|nul|com[0-9]|lpt[0-9]", name) is None
+        if kept(key, keys):
+            assert name == key
+        else:
+            assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}-[0-9a-f]{64}", name)
+
+
+@given(KEYS, KEYS)
+def test_two_keys_get_file_names_that_differ_whatever_the_case(a, b):
     if a != b:
-        assert page_name(a) != page_name(b)
+        names = page_names([a, b])
+        assert names[a].lower() != names[b].lower()
+        assert names[a] == a if kept(a, [a, b]) else len(names[a]) > 64
+
+
+def test_ids_and_owners_that_differ_only_in_case_get_pages_of_their_own(report_run):
+    """A1.html and a1.html would be one file where file names ignore case (macOS, Windows)."""
+    pipeline, _, _ = report_run
+    site = site_of(pipeline, LAST)
+    twins = pipeline.query("""
+        SELECT account_id, account_name, owner FROM export.account_health
+        WHERE snapshot_date = $d AND owner IN ('Bob', 'bob') ORDER BY owner
+    """, {"d": LAST})
+    assert twins.owner.tolist() == list(TWIN_OWNERS) and twins.account_id.str.lower().nunique() == 1
+    for folder, column in (("accounts", "account_id"), ("owners", "owner")):
+        scored = pipeline.query(f"SELECT count(*) AS n FROM (SELECT DISTINCT {column} FROM export.account_health "
+                                "WHERE snapshot_date = $d)", {"d": LAST}).n[0]
+        assert len({page.name.lower() for page in (site / folder).iterdir()}) == scored, folder
+    for account_id, name, owner in twins.itertuples(index=False):
+        page = page_of(pipeline, LAST, "accounts", account_id)
+        assert page.name not in (f"{account_id}.html", f"{account_id.lower()}.html")  # a digest name each
+        assert f"<h1>{escape(name)}</h1>" in page.read_text(encoding="utf-8")
+        owner_page = page_of(pipeline, LAST, "owners", owner).read_text(encoding="utf-8")
+        assert f"<h1>{owner}: your morning</h1>" in owner_page
+        assert f'href="../accounts/{page.name}"' in owner_page
 
 
 def test_the_vega_bundle_is_taken_from_the_newest_site_unless_vl_convert_changed(report_run, monkeypatch):
@@ -277,7 +384,7 @@ def test_a_run_of_an_earlier_day_builds_the_newest_site_again_from_its_rescored_
     account = events.merge(users, on="user_id")["account_id"].mode()[0]
     events[~events["user_id"].isin(users.loc[users["account_id"] == account, "user_id"])].to_parquet(
         events_file, index=False)
-    page = Path("accounts") / f"{page_name(account)}.html"
+    page = page_of(pipeline, last, "accounts", account).relative_to(site_of(pipeline, last))
     before = (site_of(pipeline, last) / page).read_bytes()
 
     result = pipeline.materialize(earlier, earlier)

@@ -16,9 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from health_pipeline.assets.morning_report.site import page_name, report_root
+from health_pipeline.assets.morning_report.site import report_root
 from health_pipeline_tests.conftest import Pipeline
-from health_pipeline_tests.test_morning_report import FIRST, HOSTILE_NAME, HOSTILE_OWNER, LAST, hostile_sample
+from health_pipeline_tests.test_morning_report import (
+    FIRST,
+    HOSTILE_NAME,
+    HOSTILE_OWNER,
+    LAST,
+    TWIN_OWNERS,
+    hostile_sample,
+    page_of,
+)
 
 CHROMIUM = Path(os.environ.get("HEALTH_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "report"
@@ -148,7 +156,7 @@ def test_links_lead_from_the_portfolio_to_an_owner_and_to_an_account(site, brows
     owner = "Ana Ruiz"
     v = visit(browser, (latest / "index.html").as_uri())
     v.goto_link(owner)
-    assert v.page.url.endswith(f"/owners/{page_name(owner)}.html")
+    assert v.page.url.endswith(f"/owners/{page_of(pipeline, LAST, 'owners', owner).name}")
     assert v.page.locator("h1").inner_text() == f"{owner}: your morning"
     accounts = pipeline.query("""
         SELECT account_id, account_name FROM export.account_health WHERE snapshot_date = $d AND owner = $o
@@ -163,10 +171,11 @@ def test_links_lead_from_the_portfolio_to_an_owner_and_to_an_account(site, brows
         v.shoot("owner", width)
 
     account_id, name = accounts.iloc[0]
-    v.page.locator(f"#account-{page_name(account_id)} h3 a").click()
+    page = page_of(pipeline, LAST, "accounts", account_id)
+    v.page.locator(f"#account-{page.stem} h3 a").click()
     v.page.wait_for_load_state("load")
     v.wait_for_charts()
-    assert v.page.url.endswith(f"/accounts/{page_name(account_id)}.html")
+    assert v.page.url.endswith(f"/accounts/{page.name}")
     assert v.page.locator("h1").inner_text() == name
     v.assert_clean()
     v.close()
@@ -178,7 +187,7 @@ def test_an_account_page_charts_90_days_and_lists_its_contacts(site, browser):
         SELECT account_id FROM export.account_health WHERE snapshot_date = $d AND band_changed IS NOT NULL
         ORDER BY contacts_total DESC, account_id LIMIT 1
     """, {"d": LAST}).account_id[0]
-    v = visit(browser, (latest / "accounts" / f"{page_name(account_id)}.html").as_uri())
+    v = visit(browser, page_of(pipeline, LAST, "accounts", account_id).as_uri())
     charts = {c["name"]: c for c in v.charts()}
     assert set(charts) == {"account_score", "account_components"}
     assert all(c["width"] > 100 and c["height"] > 100 and c["marks"] > 3 for c in charts.values()), charts
@@ -239,9 +248,27 @@ def test_a_sortable_table_sorts_by_the_clicked_column(site, browser):
     v.close()
 
 
+def test_owners_and_accounts_that_differ_only_in_case_each_lead_to_their_own_page(site, browser):
+    pipeline, latest, _ = site
+    v = visit(browser, (latest / "index.html").as_uri())
+    for owner in TWIN_OWNERS:
+        v.goto_link(owner)
+        assert v.page.locator("h1").inner_text() == f"{owner}: your morning"
+        [(account_id, name)] = pipeline.query("""
+            SELECT account_id, account_name FROM export.account_health WHERE snapshot_date = $d AND owner = $o
+        """, {"d": LAST, "o": owner}).itertuples(index=False)
+        v.goto_link(name)
+        assert v.page.url.endswith(f"/accounts/{page_of(pipeline, LAST, 'accounts', account_id).name}")
+        assert v.page.locator("h1").inner_text() == name
+        assert account_id in v.page.locator("dl.facts").inner_text()
+        v.goto_link("Portfolio")
+    v.assert_clean()
+    v.close()
+
+
 def test_a_script_in_a_name_shows_as_text_and_never_runs(site, browser):
-    _, latest, hostile = site
-    v = visit(browser, (latest / "accounts" / f"{page_name(hostile)}.html").as_uri())
+    pipeline, _, hostile = site
+    v = visit(browser, page_of(pipeline, LAST, "accounts", hostile).as_uri())
     assert v.page.locator("h1").inner_text() == HOSTILE_NAME
     assert HOSTILE_OWNER in v.page.locator("dl.facts").inner_text()
     assert v.page.locator("img").count() == 0

@@ -7,17 +7,37 @@ import datetime as dt
 import dagster as dg
 import duckdb
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
 
 from health_pipeline.assets.account_health.asset import score_preview
 from health_pipeline.assets.score_backtest.asset import BACKTEST_ASSETS
 from health_pipeline.definitions import build_assets
 from health_pipeline.partitions import partition_range_tags
+from health_pipeline.previews import markdown_table
 from health_pipeline.resources import ExportTarget, PostgresTarget, RawSource, Warehouse
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.model import BANDS
 from health_pipeline.scorecard.parser import load_config
 
 DAY = dt.date(2026, 7, 1)
+# CommonMark with GFM's tables and strikethrough, as the UI renders a markdown value.
+MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+
+def rendered_rows(markdown: str) -> list[list[str]]:
+    """The text of each body cell of the markdown's table, as a CommonMark renderer shows it;
+    fails if a cell renders as anything but plain text (a link, an image, emphasis, code, HTML)."""
+    rows, in_body = [], False
+    for token in MARKDOWN.parse(markdown):
+        in_body = token.type == "tbody_open" or (in_body and token.type != "tbody_close")
+        if in_body and token.type == "tr_open":
+            rows.append([])
+        if in_body and token.type == "inline":
+            assert [child.type for child in token.children] in ([], ["text"]), token.children
+            rows[-1].append(token.children[0].content if token.children else "")
+    return rows
 
 
 def test_score_preview_lists_the_riskiest_accounts_and_each_band():
@@ -47,9 +67,9 @@ def test_score_preview_lists_the_riskiest_accounts_and_each_band():
         "",
         "| account_id | account | owner | arr | segment | health_score | health_band | band_source |",
         "|---|---|---|---|---|---|---|---|",
-        "| A | Acme \\| EU | Ana | 12,000 | default | 20.0 | at_risk | score |",
-        "| B | Beta | Ben | 900 | default | 20.0 | at_risk | score |",
-        "| E | Echo | Ana | 100 | default | 95.0 | at_risk | activation |",
+        "| A | Acme \\| EU | Ana | 12,000 | default | 20.0 | at\\_risk | score |",
+        "| B | Beta | Ben | 900 | default | 20.0 | at\\_risk | score |",
+        "| E | Echo | Ana | 100 | default | 95.0 | at\\_risk | activation |",
         "| C | Cobalt | Ana | 50,000 | default | 55.5 | neutral | score |",
         "| D | Delta | Ben | 70,000 | default | 90.0 | healthy | score |",
     ])
@@ -59,10 +79,35 @@ def test_score_preview_lists_the_riskiest_accounts_and_each_band():
         "",
         "| band | accounts | % of accounts | banded by activation | lowest | median | highest |",
         "|---|---|---|---|---|---|---|",
-        "| at_risk | 3 | 60.0 | 1 | 20.0 | 20.0 | 95.0 |",
+        "| at\\_risk | 3 | 60.0 | 1 | 20.0 | 20.0 | 95.0 |",
         "| neutral | 1 | 20.0 | 0 | 55.5 | 55.5 | 55.5 |",
         "| healthy | 1 | 20.0 | 0 | 90.0 | 90.0 | 90.0 |",
     ])
+
+
+def test_a_name_in_a_preview_shows_as_written_on_one_row():
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA raw; CREATE SCHEMA core")
+    conn.execute("CREATE TABLE raw.account_history (account_id VARCHAR, name VARCHAR, owner VARCHAR, arr DOUBLE, "
+                 "valid_from DATE, valid_to DATE)")
+    name = ("[Pay here](https://evil.example) ![logo](https://evil.example/x.png) **Big** _Co_ `x` "
+            "<b>bold</b> &amp; ~~old~~ www.evil.example\nsecond line | 7 | cells\r\ttabbed \\*")
+    conn.execute("INSERT INTO raw.account_history VALUES ('A', $name, '*Ana*', 10, NULL, NULL)", {"name": name})
+    conn.execute("CREATE TABLE core.account_health (snapshot_date DATE, account_id VARCHAR, segment VARCHAR, "
+                 "health_score DOUBLE, health_band VARCHAR, band_source VARCHAR, score_reason VARCHAR)")
+    conn.execute("INSERT INTO core.account_health VALUES ('2026-07-01', 'A', '<seg>', 20.0, 'at_risk', 'score', '')")
+    assert rendered_rows(score_preview(conn, DAY)["most_at_risk"].value) == [[
+        "A",
+        "[Pay here](https://evil.example) ![logo](https://evil.example/x.png) **Big** _Co_ `x` <b>bold</b> &amp; "
+        "~~old~~ www.evil.example second line | 7 | cells  tabbed \\*",
+        "*Ana*", "10", "<seg>", "20.0", "at_risk", "score"]]
+
+
+@given(st.text())
+def test_any_text_in_a_markdown_table_renders_as_itself_in_its_cell(text):
+    one_line = "".join(" " if ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" else c for c in text)
+    assert rendered_rows(markdown_table(["before", "text", "after"], [(1, text, "end")])) == [
+        ["1", one_line.strip(), "end"]]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ every link is relative, so `index.html` opens from disk.
 
 It is written under the export dir's staging folder (export_files.py), which a later run clears
 if this one dies, then renamed into place, and `report/latest` is a symlink to the newest date's
-folder, so a reader never sees half a site.
+folder, so a reader never sees half a site. A copy of a site found at `report/latest` instead of
+the link is replaced; anything else there stops the run (ReportFolderError) and is left as it is.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import os
 import re
 import shutil
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -48,7 +50,17 @@ HISTORY_DAYS = 90  # the days each chart shows, ending on the report's date
 DROPS_SHOWN = 10  # an owner page's biggest 7-day drops
 BREAKDOWNS = ("segment", "vertical", "plan", "owner")
 NO_OWNER = "(no owner)"
+# A key kept as its page's file name is safe on every common file system: a conservative character
+# set, at most 64 characters, and no name Windows keeps for a device (whatever the case and extension).
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_DEVICE_NAME = re.compile(r"CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9]", re.IGNORECASE)
+# Every file a site holds, by its path in the site: a copy of a site is recognised by these alone.
+_SITE_FILE = re.compile(r"index\.html|assets/(vega|charts|report)\.js|assets/report\.css|"
+                        r"(owners|accounts|metrics)/[^/]+\.html")
+
+
+class ReportFolderError(RuntimeError):
+    """Something of the user's stands where the report must write: the message says what and what to do."""
 
 
 @dataclass(frozen=True)
@@ -70,14 +82,24 @@ def report_root(export_dir: Path) -> Path:
     return Path(export_dir) / REPORT_DIR
 
 
-def page_name(key) -> str:
-    """A file name for an account id or owner: the key itself when it is a plain name, else a slug
-    and a hash of the key, so any text makes a safe, distinct, stable name."""
-    text = "" if key is None else str(key)
-    if _SAFE_NAME.fullmatch(text):
-        return text
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or "x"
-    return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+def page_names(keys: Iterable) -> dict:
+    """The file name (without .html) of the page of each of a site's account ids, owners or metrics,
+    distinct from every other even where file names ignore case: the key itself when it is safe as a
+    file name and no other key differs from it only in case, else a slug of it and its full sha256,
+    more than 64 characters, so never a kept key."""
+    keys = list(dict.fromkeys(keys))
+    spellings = Counter(str(key).lower() for key in keys if key is not None)
+
+    def name(key) -> str:
+        text = "" if key is None else str(key)
+        if key is not None and _SAFE_NAME.fullmatch(text) and not _DEVICE_NAME.fullmatch(text) \
+                and spellings[text.lower()] == 1:
+            return text
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or "x"
+        # The key's JSON, so that no owner (None) and an owner named "" or "None" differ too.
+        return f"{slug}-{hashlib.sha256(json.dumps(key).encode()).hexdigest()}"
+
+    return {key: name(key) for key in keys}
 
 
 def build_report(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_date: dt.date,
@@ -202,7 +224,6 @@ def _templates() -> jinja2.Environment:
         signed=lambda value: "–" if value is None else f"{value:+.1f}",
         money=lambda value: "–" if value is None else f"{value:,.0f}",
         signed_money=lambda value: "–" if value is None else f"{value:+,.0f}",
-        page=page_name,
         owner_name=lambda owner: NO_OWNER if owner is None else owner,
         finite=_finite,
     )
@@ -231,7 +252,7 @@ def _vega_bundle(root: Path) -> str:
         with newest.open(encoding="utf-8") as script:
             if script.readline() == header:
                 return header + script.read()
-    except FileNotFoundError:
+    except OSError:  # none, or report/latest is not a site: bundle afresh
         pass
     return header + vl_convert.javascript_bundle()
 
@@ -253,8 +274,11 @@ def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bund
     for account in data.accounts:
         by_owner[account["owner"]].append(account)
     owners = sorted(by_owner, key=lambda owner: (owner is None, owner or ""))
+    # The templates link a page by its name here: pages.accounts[id], pages.owners[owner], pages.metrics[metric].
+    names = {"accounts": page_names(a["account_id"] for a in data.accounts), "owners": page_names(owners),
+             "metrics": page_names(metrics)}
     common = {"report_date": data.report_date, "config": config, "components": config.components,
-              "accounts_by_id": {a["account_id"]: a for a in data.accounts}}
+              "accounts_by_id": {a["account_id"]: a for a in data.accounts}, "pages": names}
 
     pages: list[tuple[str, str, dict]] = []  # (path in the site, template, its context)
 
@@ -273,15 +297,15 @@ def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bund
                  if c["snapshot_date"] == data.report_date]
         moves.sort(key=lambda c: (c["direction"] != "worse", c["health_score"]))
         drops = sorted((a for a in accounts if (a["score_delta_7d"] or 0) < 0), key=lambda a: a["score_delta_7d"])
-        write(f"owners/{page_name(owner)}.html", "owner.html", owner=owner, accounts=accounts, data=data,
+        write(f"owners/{names['owners'][owner]}.html", "owner.html", owner=owner, accounts=accounts, data=data,
               moves=moves, drops=drops[:DROPS_SHOWN], account_ids=ids,
               at_risk=sorted((a for a in accounts if a["health_band"] == "at_risk"),
                              key=lambda a: -(a["arr"] or 0)))
     for account in data.accounts:
-        write(f"accounts/{page_name(account['account_id'])}.html", "account.html", account=account, data=data,
-              cutoffs=_cutoffs(config, account["segment"]))
+        write(f"accounts/{names['accounts'][account['account_id']]}.html", "account.html", account=account,
+              data=data, cutoffs=_cutoffs(config, account["segment"]))
     for metric, sections in metrics.items():
-        write(f"metrics/{page_name(metric)}.html", "metric.html", metric=metric, sections=sections,
+        write(f"metrics/{names['metrics'][metric]}.html", "metric.html", metric=metric, sections=sections,
               metrics=metrics)
     _render(folder, pages)
     return len(pages)
@@ -354,18 +378,37 @@ def _metric_pages(data: _ReportData, config: HealthConfig) -> dict[str, list[dic
 
 
 def _publish(staged: Path, root: Path, report_date: dt.date) -> Path:
-    """Rename the site built under `staged` to `root/<date>` (an older build of that date is moved
-    aside into `staged` first) and point `root/latest` at the newest date; each step is one rename."""
+    """Rename the site built under `staged` to `root/<date>` (an older build of that date, and a copy
+    of a site standing at `root/latest`, are moved aside into `staged` first) and point `root/latest`
+    at the newest date; each step is one rename."""
     day = report_date.isoformat()
-    folder, replaced = root / day, staged / "replaced"
+    folder, replaced, latest = root / day, staged / "replaced", root / LATEST
     root.mkdir(parents=True, exist_ok=True)
+    replaced.mkdir()
+    if latest.exists() and not latest.is_symlink():
+        _check_is_a_site_copy(latest)
+        os.replace(latest, replaced / LATEST)
     if folder.exists():
-        replaced.mkdir()
         os.replace(folder, replaced / day)
     os.replace(staged / REPORT_DIR / day, folder)
-    latest = root / LATEST
     if not latest.is_symlink() or os.readlink(latest) <= day:
         link = staged / LATEST
         link.symlink_to(day, target_is_directory=True)
         os.replace(link, latest)
     return folder
+
+
+def _check_is_a_site_copy(latest: Path) -> None:
+    """`report/latest` is a real folder or file, not the link. A copy of a site (someone copied one
+    there) may be replaced; anything else is the user's, and stops the run untouched."""
+    if latest.is_dir():
+        files = sorted(p.relative_to(latest).as_posix() for p in latest.rglob("*") if p.is_symlink() or not p.is_dir())
+        foreign = [file for file in files if not _SITE_FILE.fullmatch(file)]
+        if not files or ("index.html" in files and not foreign):
+            return
+        what = (f"a folder that is not a morning report ({len(files)} files, among them "
+                f"{', '.join((foreign or files)[:3])})")
+    else:
+        what = "a file"
+    raise ReportFolderError(f"{latest} is {what}, where the link to the newest report goes: move it elsewhere, "
+                            "and the next run links report/latest to the newest report")

@@ -544,7 +544,7 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         if added := raw_source.add_live_sample_days(last_day):
             context.log.info(f"live sample: generated {added[0]} .. {added[-1]} in {raw_source.raw_dir}")
-        with warehouse.get_connection() as conn:
+        with warehouse.get_connection(create=True) as conn:
             counts, extraction = stage_extract(conn, raw_source, config, first_day, last_day, now)
             checks = AuditContext(known_gaps=raw_source.known_gap_days, snapshot_max_drop=raw_source.snapshot_max_drop,
                                   accept_snapshot=context.run.tags.get(ACCEPT_SNAPSHOT_TAG) == "true")
