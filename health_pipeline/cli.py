@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from health_pipeline import DATA_DIR, settings
+from health_pipeline.assets import IncompleteHistory
 from health_pipeline.assets.alerts.asset import SEND_PAST_TAG
 from health_pipeline.assets.alerts.sinks import SinkError
 from health_pipeline.assets.morning_report.site import report_root
@@ -41,7 +42,8 @@ class Refused(Exception):
 
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
-    RawInputError, WarehouseError, PostgresUnavailable, SchemaChangeError, AuditFailed, SinkError, ConfigError)}
+    RawInputError, WarehouseError, PostgresUnavailable, SchemaChangeError, AuditFailed, SinkError, ConfigError,
+    IncompleteHistory)}
 
 
 def _date(value: str) -> dt.date:

@@ -234,7 +234,7 @@ def test_days_without_events_fail_the_audit_once_naming_the_days_and_what_to_do(
     result = run(tmp_path, "--start", "2026-06-03", "--end", "2026-06-06")
     line = one_line(result, 1)
     assert line.startswith("raw_activity failed: audit failed, nothing published: raw_events and accounts for "
-                           "2026-06-03 .. 2026-06-06: activity_every_day (")
+                           "2026-06-01 .. 2026-06-06: activity_every_day (")
     assert "missing_days=2026-06-04 (no events, no sessions), 2026-06-05 (no events)" in line
     assert line.endswith("Re-export the missing days, or, if they have no activity on purpose, list them in "
                          "HEALTH_KNOWN_GAPS")
