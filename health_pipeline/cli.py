@@ -107,8 +107,9 @@ def _run_range(raw_dir: Path, start: dt.date | None, end: dt.date | None) -> tup
     for line in _isolated_days(covered, first_partition, yesterday):
         print(line)
     if end is not None and end > covered.last:
-        raise Refused(f"--end {end} is after the raw events' last day, {covered.last}: there is no data to run "
-                      "after it")
+        aside = " (isolated days aside)" if covered.isolated_after else ""
+        raise Refused(f"--end {end} is after the raw events' last day, {covered.last}{aside}: there is no data to "
+                      "run after it")
     if start is None or end is None:
         start = start or max(covered.first, first_partition)
         end = end or min(covered.last, yesterday)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -105,21 +106,26 @@ def test_a_csv_export_finds_its_isolated_days_by_reading_every_row(tmp_path):
     assert event_days(tmp_path) == EventDays(START, day(3), ((dt.date(1970, 1, 1), 1),))
 
 
-def test_an_event_dated_1970_moves_neither_the_first_partition_nor_the_default_days(tmp_path, monkeypatch,
-                                                                                    capsys):
-    """An export whose first partition comes from its events (no HEALTH_PARTITIONS_START, no sample
-    manifest), with an event dated 1970 and two dated 2031 in the file of its third day: the first
-    partition and the run's days are those of the data, and a line says what was left out and why."""
+def sample_with_strays(tmp_path: Path, monkeypatch, strays: list[str]) -> Path:
+    """A sample of 2026-06-01 .. 06-06 with events at the `strays` times in the file of its third
+    day, whose first partition comes from its events (no HEALTH_PARTITIONS_START, no manifest)."""
     raw_dir = tmp_path / "raw"
-    generate_sample(raw_dir, SampleSpec(accounts=3, days=6, seed=5))  # 2026-06-01 .. 06-06
+    generate_sample(raw_dir, SampleSpec(accounts=3, days=6, seed=5))
     (raw_dir / MANIFEST).unlink()
     third = raw_dir / "all_events" / "2026-06-03.parquet"
     events = pd.read_parquet(third)
-    strays = events.head(3).assign(time=pd.to_datetime(["1970-01-01", "2031-05-05", "2031-05-06"]), event_id=-1)
-    pd.concat([strays, events]).to_parquet(third, index=False)
+    pd.concat([events.head(len(strays)).assign(time=pd.to_datetime(strays), event_id=-1), events]).to_parquet(
+        third, index=False)
     monkeypatch.delenv("HEALTH_PARTITIONS_START")
     monkeypatch.setenv("HEALTH_RAW_DIR", str(raw_dir))
+    return raw_dir
 
+
+def test_an_event_dated_1970_moves_neither_the_first_partition_nor_the_default_days(tmp_path, monkeypatch,
+                                                                                    capsys):
+    """An event dated 1970 and two dated 2031: the first partition and the run's days are those of
+    the data, and a line says what was left out and why."""
+    raw_dir = sample_with_strays(tmp_path, monkeypatch, ["1970-01-01", "2031-05-05", "2031-05-06"])
     assert health_settings.partitions_start() == "2026-06-01"
     assert cli._run_range(raw_dir, None, None) == (dt.date(2026, 6, 1), dt.date(2026, 6, 6))
     assert capsys.readouterr().out.splitlines() == [
@@ -131,6 +137,17 @@ def test_an_event_dated_1970_moves_neither_the_first_partition_nor_the_default_d
         f"the raw events in {raw_dir} cover 2026-06-01 .. 2026-06-06: running 2026-06-01 .. 2026-06-06 "
         "(--start and --end choose other days)",
     ]
+
+
+def test_an_end_on_an_isolated_day_after_the_data_is_refused(tmp_path, monkeypatch, capsys):
+    raw_dir = sample_with_strays(tmp_path, monkeypatch, ["2026-09-01 10:00:00"])
+    with pytest.raises(cli.Refused) as refused:
+        cli._run_range(raw_dir, dt.date(2026, 6, 2), dt.date(2026, 9, 1))
+    assert str(refused.value) == ("--end 2026-09-01 is after the raw events' last day, 2026-06-06 (isolated days "
+                                  "aside): there is no data to run after it")
+    assert capsys.readouterr().out.splitlines() == [
+        "ignoring 1 event on 2026-09-01, isolated from the rest of the data, which ends 2026-06-06: --end cannot "
+        "reach it"]
 
 
 def test_a_run_of_the_data_quarantines_the_future_days_and_never_reads_those_before_the_first_partition(tmp_path):
