@@ -1,5 +1,6 @@
 """One folder per asset, named after it, holding its module (asset.py) and the .sql files it runs;
-here, what every daily asset shares and the write-audit-publish helpers they all write through."""
+here, what every daily asset shares, the write-audit-publish helpers they all write through, and
+the days of the fact's history that no run extracted (unextracted_days)."""
 
 import datetime as dt
 from collections.abc import Callable
