@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from health_pipeline import DATA_DIR, settings
+from health_pipeline.assets import IncompleteHistory
 from health_pipeline.assets.alerts.asset import SEND_PAST_TAG
 from health_pipeline.assets.alerts.sinks import SinkError, secret_env_vars
 from health_pipeline.assets.morning_report.site import ReportFolderError, report_root
@@ -21,7 +22,7 @@ from health_pipeline.assets.postgres_sync.asset import PostgresSyncFailed
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditFailed
 from health_pipeline.partitions import partition_range_tags
 from health_pipeline.publish import SchemaChangeError
-from health_pipeline.raw_input import OPTIONAL_TABLES, RAW_TABLES, RawInputError, event_days
+from health_pipeline.raw_input import OPTIONAL_TABLES, RAW_TABLES, EventDays, RawInputError, event_days
 from health_pipeline.recovery import (
     check_warehouse,
     end_run,
@@ -45,7 +46,7 @@ class Refused(Exception):
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
     RawInputError, WarehouseError, PostgresUnavailable, PostgresSyncFailed, PostgresSyncBlocked, SchemaChangeError,
-    AuditFailed, SinkError, ConfigError, SettingsError, ReportFolderError)}
+    AuditFailed, SinkError, ConfigError, SettingsError, ReportFolderError, IncompleteHistory)}
 
 
 def _date(value: str) -> dt.date:
@@ -92,20 +93,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_range(raw_dir: Path, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
-    """The days to run: as given, else the days the raw events cover, up to yesterday."""
-    if added := extend_sample(raw_dir, end or settings.yesterday()):
+    """The days to run: as given, else the days the raw events cover (isolated days aside), up to
+    yesterday. A day after yesterday, or an --end after the data's last day, is refused at once."""
+    yesterday = settings.yesterday()
+    for flag, day in (("--start", start), ("--end", end)):
+        if day is not None and day > yesterday:
+            raise Refused(f"{flag} {day} is after yesterday, {yesterday} (UTC): a day is run once it is over")
+    if added := extend_sample(raw_dir, end or yesterday):  # a live sample: the data now reaches the end
         print(f"live sample: generated {added[0]} .. {added[-1]}")
     first_partition = dt.date.fromisoformat(settings.load().partitions_start)
+    try:
+        covered = event_days(raw_dir)
+    except RawInputError as exc:
+        raise Refused(str(exc)) from None
+    if covered is None:
+        raise Refused(f"the raw events in {raw_dir} have no rows: nothing to run")
+    for line in _isolated_days(covered, first_partition, yesterday):
+        print(line)
+    if end is not None and end > covered.last:
+        aside = " (isolated days aside)" if covered.isolated_after else ""
+        raise Refused(f"--end {end} is after the raw events' last day, {covered.last}{aside}: there is no data to "
+                      "run after it")
     if start is None or end is None:
-        try:
-            covered = event_days(raw_dir)
-        except RawInputError as exc:
-            raise Refused(str(exc)) from None
-        if covered is None:
-            raise Refused(f"the raw events in {raw_dir} have no rows: nothing to run")
-        start = start or max(covered[0], first_partition)
-        end = end or min(covered[1], settings.yesterday())
-        print(f"the raw events in {raw_dir} cover {covered[0]} .. {covered[1]}: running {start} .. {end} "
+        start = start or max(covered.first, first_partition)
+        end = end or min(covered.last, yesterday)
+        print(f"the raw events in {raw_dir} cover {covered.first} .. {covered.last}: running {start} .. {end} "
               "(--start and --end choose other days)")
     if start < first_partition:
         raise Refused(f"--start {start} is before the first daily partition, {first_partition} "
@@ -113,6 +125,31 @@ def _run_range(raw_dir: Path, start: dt.date | None, end: dt.date | None) -> tup
     if end < start:
         raise Refused(f"--end {end} is before --start {start}")
     return start, end
+
+
+def _isolated_days(covered: EventDays, first_partition: dt.date, yesterday: dt.date) -> list[str]:
+    """A line for the isolated days before the data and one for those after it, which a run's
+    days leave out, saying what becomes of their rows."""
+    def ignoring(days: tuple[tuple[dt.date, int], ...], side: str, fate: str) -> str:
+        rows = sum(n for _, n in days)
+        span = f"{days[0][0]}" if len(days) == 1 else f"{days[0][0]} .. {days[-1][0]}"
+        them = "it" if rows == 1 else "them"
+        return (f"ignoring {rows:,} event{'s' if rows > 1 else ''} on {span}, isolated from the rest of the data, "
+                f"which {side}: {fate.format(them=them)}")
+
+    lines = []
+    if before := covered.isolated_before:
+        reachable = [day for day, _ in before if day >= first_partition]
+        fate = (f"the default days leave {{them}} out (a run from --start {reachable[0]} reads {{them}})" if reachable
+                else "no run reads {them}, as the first daily partition comes after")
+        lines.append(ignoring(before, f"starts {covered.first}", fate))
+    if after := covered.isolated_after:
+        fate = "--end cannot reach {them}"
+        if after[-1][0] > yesterday:
+            fate += ("; every run quarantines the rows dated more than HEALTH_FUTURE_TOLERANCE_HOURS (default 24) "
+                     "past its clock as future_time")
+        lines.append(ignoring(after, f"ends {covered.last}", fate))
+    return lines
 
 
 def expected_tables() -> str:

@@ -276,24 +276,74 @@ def locate_table(conn: duckdb.DuckDBPyConnection, raw_dir: Path, name: str) -> R
     return RawTable(name, str(path), files, fmt, types, header)
 
 
-def event_days(raw_dir: Path) -> tuple[dt.date, dt.date] | None:
-    """The first and last UTC day of the raw events; None when there are none. Parquet files
-    answer from their statistics; a CSV is scanned."""
+# An event day with no other event day within this many days after it (before the rest of the
+# data), or before it (after the rest), is isolated: a clock reset to 1970, a year typed wrong.
+# So is any day after today, however many there are: the future is never the data's. Isolated
+# days do not move the first partition, a run's default days or the data's last day.
+ISOLATION_DAYS = 28
+
+
+@dataclass(frozen=True)
+class EventDays:
+    """The UTC days of the raw events: the data's first and last day, and the isolated days left
+    out before and after them, each with its raw rows, (day, rows)."""
+
+    first: dt.date
+    last: dt.date
+    isolated_before: tuple[tuple[dt.date, int], ...] = ()
+    isolated_after: tuple[tuple[dt.date, int], ...] = ()
+
+    @classmethod
+    def of(cls, days: list[dt.date], rows: dict[dt.date, int], today: dt.date) -> EventDays:
+        """The span of sorted event `days`, which hold every day before its first and after its
+        last, each with its `rows`: found among the days up to `today` (all of them, if none is)."""
+        past = [d for d in days if d <= today] or days
+        first, last = _bulk_ends(past) or (past[0], past[-1])
+        return cls(first, last, tuple((d, rows[d]) for d in days if d < first),
+                   tuple((d, rows[d]) for d in days if d > last))
+
+
+def _bulk_ends(days: list[dt.date]) -> tuple[dt.date, dt.date] | None:
+    """The first and last day of the data in sorted event `days`: the earliest day followed by
+    another within ISOLATION_DAYS, and the latest one preceded by another within them. None when
+    no two days come that close: nothing then tells the bulk of the data from the rest."""
+    close = [i for i in range(len(days) - 1) if (days[i + 1] - days[i]).days <= ISOLATION_DAYS]
+    return (days[close[0]], days[close[-1] + 1]) if close else None
+
+
+def event_days(raw_dir: Path, today: dt.date | None = None) -> EventDays | None:
+    """The UTC days of the raw events (EventDays); None when there are none. `today` is the UTC
+    date now unless given. Parquet files with plain timestamps answer from their row groups'
+    statistics, reading rows only of the row groups that may hold days before the first or after
+    the last (none, in an export without isolated days); otherwise every event's time is read, once."""
+    today = today or dt.datetime.now(dt.UTC).date()
     with duckdb.connect() as conn:
         conn.execute("SET TimeZone = 'UTC'")
         table = locate_table(conn, Path(raw_dir), "all_events")
-        if not table.is_csv and table.is_plain_timestamp("time"):
-            # UTC already: the footers' statistics answer without reading a row.
-            first, last = conn.execute(
-                "SELECT CAST(min(TRY_CAST(stats_min_value AS TIMESTAMP)) AS DATE), "
-                "CAST(max(TRY_CAST(stats_max_value AS TIMESTAMP)) AS DATE) "
-                "FROM parquet_metadata($files) WHERE lower(path_in_schema) = 'time'", {"files": list(table.files)}
-            ).fetchone()
-            if first is not None:
-                return first, last
         with table.reading(conn):
-            first, last = conn.execute(
-                f'SELECT CAST(min(TRY_CAST("time" AS TIMESTAMPTZ)) AS DATE), '
-                f'CAST(max(TRY_CAST("time" AS TIMESTAMPTZ)) AS DATE) FROM {table.reader}', table.params
-            ).fetchone()
-    return None if first is None else (first, last)
+            if not table.is_csv and table.is_plain_timestamp("time"):
+                ends = conn.execute(
+                    "SELECT CAST(TRY_CAST(stats_min_value AS TIMESTAMP) AS DATE), "
+                    "CAST(TRY_CAST(stats_max_value AS TIMESTAMP) AS DATE) "
+                    "FROM parquet_metadata($files) WHERE lower(path_in_schema) = 'time'", {"files": list(table.files)}
+                ).fetchall()
+                # Each row group's first and last day are event days; what lies between is unknown.
+                # The bulk's first day among them is the true one or later (and its last the true one
+                # or earlier), and every day outside them is read with its rows: the true ends follow.
+                known = {day for pair in ends for day in pair}
+                if None not in known and (bulk := _bulk_ends(sorted(d for d in known if d <= today))):
+                    first, last = bulk
+                    rows = _rows_per_day(conn, table, '"time" < $first', {"first": first}) | _rows_per_day(
+                        conn, table, '"time" >= $after_last', {"after_last": last + dt.timedelta(days=1)})
+                    return EventDays.of(sorted(known | set(rows)), rows, today)
+            rows = _rows_per_day(conn, table)
+    return EventDays.of(sorted(rows), rows, today) if rows else None
+
+
+def _rows_per_day(conn: duckdb.DuckDBPyConnection, table: RawTable, where: str = "true",
+                  params: dict | None = None) -> dict[dt.date, int]:
+    """The raw event rows per UTC day, of the rows `where` holds: a condition on the raw time
+    column, so that DuckDB reads only the row groups whose statistics it cannot rule out."""
+    return dict(conn.execute(
+        f'SELECT CAST(TRY_CAST("time" AS TIMESTAMPTZ) AS DATE) AS "day", count(*) FROM {table.reader} '
+        f'WHERE {where} GROUP BY ALL HAVING "day" IS NOT NULL', {**table.params, **(params or {})}).fetchall())

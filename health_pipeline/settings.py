@@ -78,8 +78,9 @@ def config_path() -> Path:
 
 def partitions_start() -> str:
     """HEALTH_PARTITIONS_START: the first daily partition, YYYY-MM-DD. Unset, it is the first day
-    of the raw data: a sample's first day (from its manifest), else the raw events' first day,
-    else, with no raw data yet, the first day of the sample `health-pipeline run` would generate."""
+    of the raw data: a sample's first day (from its manifest), else the raw events' first day
+    (isolated days before the bulk of the data aside: raw_input.event_days), else, with no raw
+    data yet, the first day of the sample `health-pipeline run` would generate."""
     value = os.environ.get("HEALTH_PARTITIONS_START")
     if not value:
         return raw_first_day().isoformat()
@@ -102,7 +103,7 @@ def raw_first_day() -> dt.date:
         days = event_days(raw_dir)
     except (RawInputError, duckdb.Error):
         days = None  # unreadable raw data fails the run with its reason, not the definitions' load
-    return days[0] if days else SampleSpec.ending(yesterday()).start
+    return days.first if days else SampleSpec.ending(yesterday()).start
 
 
 def yesterday() -> dt.date:

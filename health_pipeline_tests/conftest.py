@@ -13,7 +13,7 @@ import pytest
 
 from health_pipeline.assets.morning_report.site import REPORT_DIR
 from health_pipeline.definitions import build_assets
-from health_pipeline.partitions import partition_range_tags
+from health_pipeline.partitions import daily_partitions, partition_range_tags
 from health_pipeline.resources import ExportTarget, PostgresTarget, RawSource, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.scorecard.parser import load_config
@@ -113,8 +113,10 @@ class Pipeline:
 
     def run(self, first_day: str | dt.date, last_day: str | dt.date, selection=None, tags=None):
         first_day, last_day = (dt.date.fromisoformat(str(d)) for d in (first_day, last_day))
-        if self.sparse:
-            self.known_gaps = sorted(set(self.known_gaps) | set(self.quiet_days(first_day, last_day)))
+        if self.sparse:  # from the first partition: a run also extracts the earlier days no run extracted
+            first_partition = daily_partitions.start.date()
+            self.known_gaps = sorted(set(self.known_gaps)
+                                     | set(self.quiet_days(min(first_partition, first_day), last_day)))
         return dg.materialize(
             build_assets(self.settings),
             resources={

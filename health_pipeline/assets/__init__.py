@@ -1,5 +1,6 @@
 """One folder per asset, named after it, holding its module (asset.py) and the .sql files it runs;
-here, what every daily asset shares and the write-audit-publish helpers they all write through."""
+here, what every daily asset shares, the write-audit-publish helpers they all write through, and
+the days of the fact's history that no run extracted (unextracted_days)."""
 
 import datetime as dt
 from collections.abc import Callable
@@ -20,9 +21,12 @@ from health_pipeline.export_files import (
 )
 from health_pipeline.partitions import daily_partitions
 from health_pipeline.publish import PER_DAY, stage_range, swap_range, table_metadata, transaction
-from health_pipeline.resources import Warehouse
+from health_pipeline.raw_input import RawInputError, event_days
+from health_pipeline.resources import RawSource, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
-from health_pipeline.sql import scalar, table_exists
+from health_pipeline.sql import SqlFolder, scalar, table_exists
+
+SQL = SqlFolder(__file__)
 
 GROUP = "health"
 
@@ -54,6 +58,45 @@ def refreshed_through(conn: duckdb.DuckDBPyConnection, table: str, last_day: dt.
     latest = scalar(conn, f"SELECT max(snapshot_date) FROM {table} WHERE snapshot_date > $after",
                     {"after": last_day})
     return latest or last_day
+
+
+class IncompleteHistory(Exception):
+    """A windowed asset would read days of the fact that no run extracted; nothing was published."""
+
+
+def unextracted_days(conn: duckdb.DuckDBPyConnection, raw: RawSource,
+                     through: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """The spans of days up to `through` that the fact's history lacks: days that no accepted run
+    of raw_activity processed (raw.history_runs), from the first partition or the raw events'
+    first day, whichever is later.
+
+    The history must be whole, not only the 89 days of the windows: a contact's first session and
+    last activity (first_session_activated_share, days_since_last_active) are over every earlier
+    day. It starts at the first partition, because no run can process a day before it (a later
+    HEALTH_PARTITIONS_START bounds the history on purpose), and at the raw events' first day
+    (isolated days aside), because the export has nothing before it. A declared known gap is held
+    once a run has processed it, like any day. The raw files' footers are read only when some day
+    is unprocessed; unreadable raw files leave every unprocessed day missing."""
+    first_partition = daily_partitions.start.date()
+    if not table_exists(conn, "raw.history_runs"):
+        spans = [(first_partition, through)] if first_partition <= through else []
+    else:
+        spans = SQL.run(conn, "unprocessed_days", {"first_day": first_partition, "last_day": through}).fetchall()
+    if not spans:
+        return []
+    try:
+        data = event_days(Path(raw.raw_dir))
+    except (RawInputError, duckdb.Error):
+        return spans
+    if data is None:
+        return []
+    return [(max(first, data.first), last) for first, last in spans if last >= data.first]
+
+
+def describe_spans(spans: list[tuple[dt.date, dt.date]], most: int = 5) -> str:
+    """Spans of days as text: '2026-06-01 .. 2026-06-04, 2026-06-09', the first `most` of them."""
+    shown = [f"{first}" if first == last else f"{first} .. {last}" for first, last in spans[:most]]
+    return ", ".join(shown) + (f" and {len(spans) - most} more spans" if len(spans) > most else "")
 
 
 def publish_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset: str, table: str, date_column: str,
@@ -118,14 +161,15 @@ REFRESHED_BY = "refreshed_by_the_run_of"
 
 def materialized(context: dg.AssetExecutionContext, metadata: dict, asset_key: str | None = None):
     """The run's MaterializeResult, which Dagster records on every partition of the run's range,
-    then a materialization of each later day the run rewrote (a windowed asset's refreshed days).
+    then a materialization of each other day the run rewrote (a windowed asset's refreshed days,
+    the days raw_activity extracted before or after the range).
 
     For a dated table (one with `per_day`, from publish.table_metadata) each of those records
     holds that day's own `dagster/row_count` and figures. The run's records also hold the run's
     totals under their own names (`rows_in_run`, `<figure>_in_run`, over every day it wrote) and
     the table's schema and name; its other metadata (its batch plan, counts it has no day's split
     of, files written, the previews of its last day) goes on its last day's record only, which
-    for a one-day run is the whole run. A later day's record names the run (`refreshed_by_the_run_of`).
+    for a one-day run is the whole run. Another day's record names the run (`refreshed_by_the_run_of`).
 
     The day's figures go on the record Dagster writes anyway (`add_asset_metadata`), not on a
     second materialization per partition: every event is a write to the instance's storage."""
