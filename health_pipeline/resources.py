@@ -103,8 +103,8 @@ class Warehouse(DuckDBResource):
         # Every run that uses the warehouse, whoever launched it (dg launch, dagster asset
         # materialize, the daemon), records the machine and process it runs in before its first
         # step claims a warehouse pool slot, so that a later run can tell whether it died (recovery.py).
-        if context.instance is not None and context.dagster_run is not None:
-            record_process(context.instance, context.dagster_run)
+        if context.instance is not None and context.run is not None:
+            record_process(context.instance, context.run)
 
     @contextmanager
     def get_connection(self, read_only: bool = False):
