@@ -30,6 +30,7 @@ from health_pipeline.recovery import (
     process_tags,
     recover,
     stop_cleanly_on_signals,
+    wait_for_the_warehouse,
 )
 from health_pipeline.redaction import redact
 from health_pipeline.resources import PostgresSyncBlocked, PostgresUnavailable, Warehouse, WarehouseError
@@ -85,11 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             **({ACCEPT_SNAPSHOT_TAG: "true"} if args.accept_snapshot else {}),
             **({SEND_PAST_TAG: "true"} if args.send_past else {})}
     with open_instance() as instance:
-        for line in recover(instance):
-            print(line)
-        print(f"materializing every asset for {first_day} .. {last_day} in one run "
-              f"(Dagster instance: {instance.root_directory})")
-        return _execute(job, instance, tags, last_day, args.debug)
+        return _execute(job, instance, tags, first_day, last_day, args.debug)
 
 
 def _run_range(raw_dir: Path, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
@@ -168,13 +165,17 @@ def _load_job():
     return defs.resolve_job_def(HEALTH_JOB)
 
 
-def _execute(job, instance, tags: dict, last_day: dt.date, debug: bool = False) -> int:
+def _execute(job, instance, tags: dict, first_day: dt.date, last_day: dt.date, debug: bool = False) -> int:
     run_id = str(uuid.uuid4())  # known before the run starts, so an interrupt can end it
     # One line per stage; Dagster's own log (and its stack traces) only with --debug.
     loggers = {"progress": {}, **({"console": {"config": {"log_level": "DEBUG"}}} if debug else {})}
     result = None
     with stop_cleanly_on_signals() as received:
         try:
+            # Dagster's executor waits for a held slot where no signal reaches it: wait here first.
+            wait_for_the_warehouse(instance, _warehouse())
+            print(f"materializing every asset for {first_day} .. {last_day} in one run "
+                  f"(Dagster instance: {instance.root_directory})")
             result = job.execute_in_process(
                 instance=instance, run_id=run_id, tags=tags, run_config={"loggers": loggers}, raise_on_error=False,
             )
@@ -184,8 +185,10 @@ def _execute(job, instance, tags: dict, last_day: dt.date, debug: bool = False) 
         # Dagster maps SIGTERM to SIGINT while a step runs, so which one came is not always known.
         name = received[0].name if received else "SIGINT or SIGTERM"
         run = instance.get_run_by_id(run_id)
-        if run is not None:
-            end_run(instance, run, f"stopped by {name}")
+        if run is None:
+            print(f"stopped by {name} before the run started: nothing was claimed or started", file=sys.stderr)
+            return 130
+        end_run(instance, run, f"stopped by {name}")
         print(f"stopped by {name}: run {run_id} marked failed, its warehouse slot freed; "
               "the step in progress was rolled back", file=sys.stderr)
         return 130  # the shell's code for a command interrupted
@@ -245,18 +248,24 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     """Free what runs that died left behind, and check the warehouse opens."""
+    warehouse = _warehouse()
     with open_instance() as instance:
-        done = recover(instance, tuple(args.run_id))
+        done = recover(instance, warehouse, tuple(args.run_id))
     print("\n".join(done) or "no unfinished run of a dead process")
-    print(check_warehouse(Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))))
+    print(check_warehouse(warehouse))
     return 0
+
+
+def _warehouse() -> Warehouse:
+    """The warehouse HEALTH_WAREHOUSE names, as the CLI opens it outside a run."""
+    return Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
 
 
 def print_summary(snapshot_date: dt.date) -> None:
     """Where the sync table is, the ten accounts most at risk on `snapshot_date`, and who changed band."""
     from health_pipeline.assets.account_health.asset import most_at_risk  # the UI's ranking, from its asset
 
-    warehouse = Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
+    warehouse = _warehouse()
     export_dir = settings.path("HEALTH_EXPORT_DIR").resolve()
     with warehouse.get_connection(read_only=True) as conn:
         at_risk = pd.DataFrame(most_at_risk(conn, snapshot_date), columns=[
@@ -314,7 +323,7 @@ def print_backtest_headline(summary: pd.DataFrame | None) -> None:
 @contextmanager
 def _sync_table_connection():
     """A read-only connection to the warehouse, which must hold a sync table."""
-    warehouse = Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
+    warehouse = _warehouse()
     if not Path(warehouse.database).exists():
         raise Refused(f"no warehouse at {warehouse.database}: run `health-pipeline run` first")
     with warehouse.get_connection(read_only=True) as conn:
@@ -489,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     except (Refused, SettingsError) as exc:
         print(exc, file=sys.stderr)
         return 2
+    except WarehouseError as exc:  # found outside a run (recover's probe and check, report, export): says why
+        print(exc, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

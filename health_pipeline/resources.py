@@ -22,6 +22,7 @@ from pydantic import Field
 from health_pipeline import settings
 from health_pipeline.progress import report_progress
 from health_pipeline.raw_input import RawTable, locate_table
+from health_pipeline.recovery import record_process
 from health_pipeline.redaction import redact
 
 SCHEMAS = ("raw", "core", "export")
@@ -72,11 +73,7 @@ class Warehouse(DuckDBResource):
             try:
                 return duckdb.connect(self.database, read_only=read_only, config=config)
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise WarehouseError(f"HEALTH_WAREHOUSE={self.database!r} cannot be opened: "
-                                         f"{str(exc).splitlines()[0]}") from exc
-                holder = re.search(r"lock is held in (.*?) \(PID (\d+)\)", str(exc))
-                who = f"process {holder[2]} ({holder[1]})" if holder else "another process"
+                who = self._lock_holder_named_by(exc)
                 if attempt == LOCK_RETRIES:
                     raise WarehouseError(
                         f"the warehouse {self.database} is in use by {who}, and stayed locked for "
@@ -85,6 +82,36 @@ class Warehouse(DuckDBResource):
                 report_progress(f"waiting for the warehouse, which {who} holds")
                 time.sleep(FIRST_RETRY_SECONDS * 2**attempt)
         raise AssertionError("unreachable")
+
+    def _lock_holder_named_by(self, exc: duckdb.IOException) -> str:
+        """The process DuckDB's "Could not set lock on file" names; any other failure to open the
+        file (permissions, a missing folder) is raised as a WarehouseError."""
+        if "lock" not in str(exc).lower():
+            raise WarehouseError(f"HEALTH_WAREHOUSE={self.database!r} cannot be opened: "
+                                 f"{str(exc).splitlines()[0]}") from exc
+        holder = re.search(r"lock is held in (.*?) \(PID (\d+)\)", str(exc))
+        return f"process {holder[2]} ({holder[1]})" if holder else "another process"
+
+    def lock_holder(self) -> str | None:
+        """The process that has the warehouse file open for writing, or None when no process has.
+
+        A read-only open, closed at once: it writes nothing, and a writer opening in that instant
+        only retries (`_connect`). DuckDB grants the file's lock to one writing process, which
+        holds it from its connection's open to its close."""
+        if self.database == ":memory:" or not Path(self.database).exists():
+            return None
+        try:
+            duckdb.connect(self.database, read_only=True).close()
+        except duckdb.IOException as exc:
+            return self._lock_holder_named_by(exc)
+        return None
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every run that uses the warehouse, whoever launched it (dg launch, dagster asset
+        # materialize, the daemon), records the machine and process it runs in before its first
+        # step claims a warehouse pool slot, so that a later run can tell whether it died (recovery.py).
+        if context.instance is not None and context.run is not None:
+            record_process(context.instance, context.run)
 
     @contextmanager
     def get_connection(self, read_only: bool = False, create: bool = False):
