@@ -522,8 +522,9 @@ def test_a_ledger_from_before_attempts_were_counted_keeps_its_rows(tmp_path, ser
 
 
 @pytest.mark.parametrize("value, error", [
-    (0, "must be a whole number of attempts, 1 or more"), (2.5, "must be a whole number of attempts, 1 or more"),
-    (True, "must be a whole number of attempts, 1 or more"), (5, None), (None, None)])
+    (0, "0 is not a whole number of tries from 1 to 100"), (2.5, "2.5 is not a whole number of tries from 1 to 100"),
+    (True, "True is not a whole number of tries from 1 to 100"), (101, "101 is not a whole number of tries from 1 to 100"),
+    (5, None), (None, None)])
 def test_max_attempts_is_a_whole_number_of_tries_and_defaults_to_three(tmp_path, value, error):
     rules = {} if value is None else {"max_attempts": value}
     path = config_with_alerts(tmp_path, 25, **rules)

@@ -77,7 +77,7 @@ def unextracted_days(conn: duckdb.DuckDBPyConnection, raw: RawSource,
     (isolated days aside), because the export has nothing before it. A declared known gap is held
     once a run has processed it, like any day. The raw files' footers are read only when some day
     is unprocessed; unreadable raw files leave every unprocessed day missing."""
-    first_partition = daily_partitions.start.date()
+    first_partition = daily_partitions().start.date()
     if not table_exists(conn, "raw.history_runs"):
         spans = [(first_partition, through)] if first_partition <= through else []
     else:
