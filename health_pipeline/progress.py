@@ -34,8 +34,9 @@ class ConsoleLines:
     """The CLI's lines on standard output: on a terminal, a line that is not final is rewritten in
     place by the next one; otherwise every line is printed as it comes, for log files."""
 
-    def __init__(self):
-        self.stream, self.rewrite = sys.stdout, sys.stdout.isatty()
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.rewrite = self.stream.isatty()
 
     def show(self, text: str, final: bool) -> None:
         self.stream.write(("\r\033[K" + text + ("\n" if final else "")) if self.rewrite else text + "\n")

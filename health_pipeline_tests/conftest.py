@@ -114,7 +114,7 @@ class Pipeline:
     def run(self, first_day: str | dt.date, last_day: str | dt.date, selection=None, tags=None):
         first_day, last_day = (dt.date.fromisoformat(str(d)) for d in (first_day, last_day))
         if self.sparse:  # from the first partition: a run also extracts the earlier days no run extracted
-            first_partition = daily_partitions.start.date()
+            first_partition = daily_partitions().start.date()
             self.known_gaps = sorted(set(self.known_gaps)
                                      | set(self.quiet_days(min(first_partition, first_day), last_day)))
         return dg.materialize(
