@@ -101,9 +101,10 @@ def run_direct(first: dt.date, last: dt.date, only: list[str] | None = None) -> 
     """Call each asset's own function in data-flow order (only the steps in `only`, if given),
     with resources built from the environment."""
     from health_pipeline.definitions import build_assets
-    from health_pipeline.resources import ExportTarget, PostgresTarget, RawSource, Warehouse
+    from health_pipeline.resources import ExportTarget, PostgresTarget, Warehouse
     from health_pipeline.scorecard.parser import load_config
     from health_pipeline.settings import path as setting_path
+    from health_pipeline.sources import FolderSource
 
     threads = os.environ.get("HEALTH_DUCKDB_THREADS")
     resources = {
@@ -112,7 +113,7 @@ def run_direct(first: dt.date, last: dt.date, only: list[str] | None = None) -> 
             memory_limit=os.environ.get("HEALTH_DUCKDB_MEMORY_LIMIT") or None,
             threads=int(threads) if threads else None,
         ),
-        "raw_source": RawSource(raw_dir=str(setting_path("HEALTH_RAW_DIR"))),
+        "raw_source": FolderSource(raw_dir=str(setting_path("HEALTH_RAW_DIR"))),
         "export_target": ExportTarget(export_dir=str(setting_path("HEALTH_EXPORT_DIR"))),
         "postgres": PostgresTarget(url=os.environ.get("HEALTH_SYNC_POSTGRES_URL", "")),
     }

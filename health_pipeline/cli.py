@@ -20,7 +20,7 @@ from health_pipeline.assets.morning_report.site import report_root
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditFailed
 from health_pipeline.partitions import partition_range_tags
 from health_pipeline.publish import SchemaChangeError
-from health_pipeline.raw_input import OPTIONAL_TABLES, RAW_TABLES, RawInputError, event_days
+from health_pipeline.raw_input import OPTIONAL_TABLES, RAW_TABLES, RawInputError
 from health_pipeline.recovery import (
     check_warehouse,
     end_run,
@@ -29,9 +29,10 @@ from health_pipeline.recovery import (
     recover,
     stop_cleanly_on_signals,
 )
-from health_pipeline.resources import PostgresUnavailable, Warehouse, WarehouseError
-from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, extend_sample, generate_sample
+from health_pipeline.resources import PostgresUnavailable, Warehouse, WarehouseError, raw_source
+from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import ConfigError
+from health_pipeline.sources import RawSource
 from health_pipeline.sql import table_exists
 
 
@@ -62,7 +63,8 @@ def cmd_generate_sample(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     raw_dir = settings.path("HEALTH_RAW_DIR")
-    if not any(raw_dir.glob("users*")):
+    source = raw_source(for_dagster=False)
+    if source.kind == "folder" and not any(raw_dir.glob("users*")):
         if settings.is_set("HEALTH_RAW_DIR"):
             raise Refused(f"no raw data in HEALTH_RAW_DIR={raw_dir}: {expected_tables()}")
         spec = SampleSpec.ending(settings.yesterday(), live=True)
@@ -73,8 +75,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         shutil.rmtree(partial, ignore_errors=True)
         generate_sample(partial, spec)
         os.replace(partial, raw_dir)
+    try:
+        # A delivery is landed before the range is chosen: the range follows what it holds.
+        read = source.prepare(print)
+    except RawInputError as exc:
+        raise Refused(str(exc)) from None
+    if source.kind != "folder":
+        print(f"{source.kind} source: dumps read {read.get('dumps_read', 'none')}")
     job = _load_job()  # after any sample exists: the first partition is the raw data's first day
-    first_day, last_day = _run_range(raw_dir, args.start, args.end)
+    first_day, last_day = _run_range(source, args.start, args.end)
     tags = {**partition_range_tags(first_day, last_day), **process_tags(),
             **({ACCEPT_SNAPSHOT_TAG: "true"} if args.accept_snapshot else {}),
             **({SEND_PAST_TAG: "true"} if args.send_past else {})}
@@ -86,21 +95,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _execute(job, instance, tags, last_day, args.debug)
 
 
-def _run_range(raw_dir: Path, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
+def _run_range(source: RawSource, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
     """The days to run: as given, else the days the raw events cover, up to yesterday."""
-    if added := extend_sample(raw_dir, end or settings.yesterday()):
+    if added := source.add_live_sample_days(end or settings.yesterday()):
         print(f"live sample: generated {added[0]} .. {added[-1]}")
     first_partition = dt.date.fromisoformat(settings.partitions_start())
     if start is None or end is None:
         try:
-            covered = event_days(raw_dir)
+            covered = source.event_days()
         except RawInputError as exc:
             raise Refused(str(exc)) from None
         if covered is None:
-            raise Refused(f"the raw events in {raw_dir} have no rows: nothing to run")
+            raise Refused(f"the raw events of {source.kind} source {source.readable_dir} have no rows: nothing to run")
         start = start or max(covered[0], first_partition)
         end = end or min(covered[1], settings.yesterday())
-        print(f"the raw events in {raw_dir} cover {covered[0]} .. {covered[1]}: running {start} .. {end} "
+        print(f"the raw events in {source.readable_dir} cover {covered[0]} .. {covered[1]}: running {start} .. {end} "
               "(--start and --end choose other days)")
     if start < first_partition:
         raise Refused(f"--start {start} is before the first daily partition, {first_partition} "

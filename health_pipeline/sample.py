@@ -522,3 +522,102 @@ def _with_duplicates(rng: np.random.Generator, df: pd.DataFrame) -> pd.DataFrame
     """Repeat about 1% of rows, as Heap re-syncs do."""
     dupes = df[rng.random(len(df)) < DUPLICATE_RATE]
     return pd.concat([df, dupes], ignore_index=True)
+
+
+# --- The same sample as Heap Connect's S3 delivery --------------------------------------------------
+
+DELIVERY_BUCKET = "heap-rs3-sample"
+DUMP_DAYS = 7  # each dump delivers a week of activity, as a weekly Heap Connect sync would
+RESYNCED_EVENT = "share_report"  # its early dumps carry rows of an older definition; a resync replaces them
+OLD_DEFINITION_ID = 10**12  # those rows' event ids start here, clear of the sample's own
+IDENTIFIED_LATER = 5  # every this-many-th user is delivered first with no identity and no role
+
+
+def write_heap_delivery(sample_dir: Path, out: Path, bucket: str = DELIVERY_BUCKET) -> dict[str, int]:
+    """Write the folder sample in `sample_dir` again as Heap Connect's S3 delivery, a local copy of
+    `s3://<bucket>/`, under `out`: one dump per DUMP_DAYS days with `manifests/sync_<id>.json`,
+    each table's Avro files under `sync_<id>/<table>/`, and the CRM's accounts and outcomes beside
+    them. Read back (health_pipeline.sources.heap_s3), it is the same sample, through every rule
+    of the delivery: users first delivered without their identity and updated by a later dump;
+    events delivered again by a later dump; `share_report`'s early dumps holding rows of an older
+    event definition that a full resync replaces; `run_query` split over two files a dump."""
+    import duckdb
+    import polars as pl
+
+    sample_dir, out = Path(sample_dir), Path(out)
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "manifests").mkdir(parents=True)
+    for crm in ("accounts.parquet", "outcomes.parquet"):
+        shutil.copyfile(sample_dir / crm, out / crm)
+    with duckdb.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+
+        def read(name: str):
+            return conn.sql(f"SELECT * FROM read_parquet('{sample_dir / name}')").pl()
+
+        users, migrations = read("users.parquet"), read("user_migrations.parquet")
+        sessions, events = read("sessions/*.parquet"), read("all_events/*.parquet")
+    counts, writer = {"dumps": 0, "files": 0}, _DeliveryWriter(out, bucket)
+    days = sorted(events["time"].dt.date().unique().to_list())
+    weeks = [days[i:i + DUMP_DAYS] for i in range(0, len(days), DUMP_DAYS)]
+    later = users.with_row_index("n").filter(pl.col("n") % IDENTIFIED_LATER == 0).drop("n")
+    first_users = users.with_columns(
+        pl.when(pl.col("user_id").is_in(later["user_id"].implode())).then(None).otherwise(pl.col("identity"))
+        .alias("identity"),
+        pl.when(pl.col("user_id").is_in(later["user_id"].implode())).then(None).otherwise(pl.col("role"))
+        .alias("role"))
+    for week in weeks:
+        in_week = pl.col("time").dt.date().is_in(week)
+        tables = {"sessions": [sessions.filter(in_week)]}
+        week_events = events.filter(in_week)
+        for name in sorted(week_events["event_table_name"].unique().to_list()):
+            rows = _heap_event_table(week_events, name)
+            if name == RESYNCED_EVENT:  # the older definition matched more
+                rows = rows.vstack(rows.head(len(rows) // 4).with_columns(pl.col("event_id") + OLD_DEFINITION_ID))
+            tables[name] = [rows.head(len(rows) // 2), rows.tail(len(rows) - len(rows) // 2)] \
+                if name == "run_query" else [rows]
+        if writer.dump_id == 0:
+            tables |= {"users": [first_users], "user_migrations": [migrations]}
+        writer.dump(tables, full=writer.dump_id == 0)
+    middle = weeks[len(weeks) // 2]
+    again = _heap_event_table(events.filter(pl.col("time").dt.date().is_in(middle)), "run_query")
+    writer.dump({"run_query": [again.head(max(1, len(again) // 20))], "users": [later]}, full=False)
+    writer.dump({RESYNCED_EVENT: [_heap_event_table(events, RESYNCED_EVENT)]}, full=True)
+    counts |= {"dumps": writer.dump_id, "files": writer.files, "users": len(users), "sessions": len(sessions),
+               "events": len(events)}
+    if (sample_dir / MANIFEST).exists():
+        shutil.copyfile(sample_dir / MANIFEST, out / MANIFEST)
+    return counts
+
+
+def _heap_event_table(events, name: str):
+    """One event's rows as Heap delivers its table: no event_table_name, and properties of its own."""
+    import polars as pl
+
+    return (events.filter(pl.col("event_table_name") == name).drop("event_table_name")
+            .with_columns(pl.lit("web").alias("library"), pl.lit(f"/app/{name}").alias("path")))
+
+
+class _DeliveryWriter:
+    def __init__(self, out: Path, bucket: str):
+        self.out, self.bucket, self.dump_id, self.files = out, bucket, 0, 0
+
+    def dump(self, tables: dict, full: bool) -> None:
+        """Write one dump: each table's parts as Avro (times in milliseconds), then its manifest;
+        `full`: every table of the dump is a full resync (incremental: false)."""
+        import polars as pl
+
+        self.dump_id += 1
+        listed = []
+        for name, parts in tables.items():
+            files = []
+            for i, part in enumerate(parts):
+                key = f"sync_{self.dump_id}/{name}/part-{i:05d}-{self.dump_id:08x}.avro"
+                (self.out / key).parent.mkdir(parents=True, exist_ok=True)
+                part.with_columns(pl.col(pl.Datetime).dt.cast_time_unit("ms")).write_avro(self.out / key, name=name)
+                files.append(f"s3://{self.bucket}/{key}")
+            self.files += len(files)
+            listed.append({"name": name, "columns": parts[0].columns, "files": files, "incremental": not full})
+        manifest = {"dump_id": self.dump_id, "tables": listed}
+        (self.out / "manifests" / f"sync_{self.dump_id}.json").write_text(json.dumps(manifest, indent=2))
+

@@ -26,6 +26,8 @@ PATH_DEFAULTS = {
     "HEALTH_WAREHOUSE": DATA_DIR / "warehouse.duckdb",
     "HEALTH_RAW_DIR": DATA_DIR / "raw",
     "HEALTH_EXPORT_DIR": DATA_DIR / "exports",
+    # Where a remote source (a Heap S3 delivery) is landed as local parquet for raw_activity to read.
+    "HEALTH_LANDING_DIR": DATA_DIR / "landing",
 }
 
 
@@ -35,12 +37,17 @@ def is_set(env_var: str) -> bool:
 
 def path(env_var: str) -> Path:
     """The path a path setting resolves to now: the environment variable, else its default."""
-    return Path(os.environ.get(env_var) or PATH_DEFAULTS[env_var])
+    return Path(os.environ.get(env_var) or PATH_DEFAULTS.get(env_var, ""))
 
 
 def path_config(env_var: str) -> str | dg.EnvVar:
     """A path setting as a resource field: an EnvVar when set (the UI names it), else the default."""
     return dg.EnvVar(env_var) if is_set(env_var) else str(PATH_DEFAULTS[env_var])
+
+
+def source() -> str:
+    """HEALTH_SOURCE: folder or heap_s3 (health_pipeline.sources); unset, the raw location's shape decides."""
+    return os.environ.get("HEALTH_SOURCE", "").strip()
 
 
 def config_path() -> Path:
@@ -151,6 +158,12 @@ def raw_source_options() -> dict:
     if is_set("HEALTH_SNAPSHOT_MAX_DROP"):
         options["snapshot_max_drop"] = snapshot_max_drop()
     return options
+
+
+def raw_source_values() -> dict:
+    """raw_source_options with plain values, for a source the CLI uses outside a run."""
+    return {name: value.get_value() if isinstance(value, dg.EnvVar) else value
+            for name, value in raw_source_options().items()}
 
 
 def postgres_options() -> dict:

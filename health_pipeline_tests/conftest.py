@@ -14,9 +14,10 @@ import pytest
 from health_pipeline.assets.morning_report.site import REPORT_DIR
 from health_pipeline.definitions import build_assets
 from health_pipeline.partitions import partition_range_tags
-from health_pipeline.resources import ExportTarget, PostgresTarget, RawSource, Warehouse
+from health_pipeline.resources import ExportTarget, PostgresTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.scorecard.parser import load_config
+from health_pipeline.sources import FolderSource
 
 
 @dataclass
@@ -84,9 +85,9 @@ class Pipeline:
         return self.root / "exports"
 
     @property
-    def raw_source(self) -> RawSource:
-        return RawSource(raw_dir=str(self.raw_dir), future_tolerance_hours=self.future_tolerance_hours,
-                         known_gaps=self.known_gaps, snapshot_max_drop=self.snapshot_max_drop)
+    def raw_source(self) -> FolderSource:
+        return FolderSource(raw_dir=str(self.raw_dir), future_tolerance_hours=self.future_tolerance_hours,
+                            known_gaps=self.known_gaps, snapshot_max_drop=self.snapshot_max_drop)
 
     def quiet_days(self, first_day: dt.date, last_day: dt.date) -> list[str]:
         """The days in the range on which the raw data has no event or no session (times in UTC)."""

@@ -16,6 +16,7 @@ from health_pipeline.definitions import build_defs, defs
 from health_pipeline.resources import Warehouse
 from health_pipeline.schedules import DAILY_SCHEDULE, EXPORT_FRESHNESS, refresh_range
 from health_pipeline.settings import late_days
+from health_pipeline.sources import FolderSource
 
 DAGSTER_YAML = DATA_DIR / "dagster_home" / "dagster.yaml"
 
@@ -132,7 +133,7 @@ def test_only_the_sync_table_carries_the_freshness_policy():
 def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
     """As the UI's "Materialize" on one asset and one partition does: the score stage for 2026-06-03."""
     from health_pipeline.definitions import build_assets
-    from health_pipeline.resources import ExportTarget, PostgresTarget, RawSource
+    from health_pipeline.resources import ExportTarget, PostgresTarget
     from health_pipeline.sample import SampleSpec, generate_sample
     from health_pipeline.scorecard.parser import load_config
     from health_pipeline_tests.conftest import Pipeline
@@ -149,7 +150,7 @@ def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
         build_assets(settings),
         selection=dg.AssetSelection.assets("account_health"),
         partition_key="2026-06-03",
-        resources={"warehouse": pipeline.warehouse, "raw_source": RawSource(raw_dir=str(pipeline.raw_dir)),
+        resources={"warehouse": pipeline.warehouse, "raw_source": FolderSource(raw_dir=str(pipeline.raw_dir)),
                    "export_target": ExportTarget(export_dir=str(pipeline.export_dir)), "postgres": PostgresTarget()},
         instance=dg.DagsterInstance.ephemeral(),
     )

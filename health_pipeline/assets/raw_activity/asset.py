@@ -48,8 +48,9 @@ from health_pipeline.publish import (
     transaction,
 )
 from health_pipeline.raw_input import RAW_TABLES, RawTable
-from health_pipeline.resources import RawSource, Warehouse
+from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.sources import RawSource
 from health_pipeline.sql import SqlFolder, scalar, table_exists
 
 SQL = SqlFolder(__file__)
@@ -543,7 +544,8 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
         first_day, last_day = date_range(context.partition_time_window)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         if added := raw_source.add_live_sample_days(last_day):
-            context.log.info(f"live sample: generated {added[0]} .. {added[-1]} in {raw_source.raw_dir}")
+            context.log.info(f"live sample: generated {added[0]} .. {added[-1]}")
+        read = raw_source.prepare(report_progress)
         with warehouse.get_connection() as conn:
             counts, extraction = stage_extract(conn, raw_source, config, first_day, last_day, now)
             checks = AuditContext(known_gaps=raw_source.known_gap_days, snapshot_max_drop=raw_source.snapshot_max_drop,
@@ -553,6 +555,13 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
                 yield from audit(config, ("raw_events", "accounts"), conn, first_day, last_day, checks)
                 SQL.run(conn, "accepted_snapshot", {"accepted_at": now})
             metadata = _metadata(conn, _figures(conn, counts, written, first_day, last_day), first_day, last_day)
+        # Committed: the days this run extracted are no longer stale (a crash before this line
+        # leaves them stale, and the next run extracts them again: harmless).
+        raw_source.forget_stale_days(first_day, last_day)
+        metadata["raw_events"] |= {f"source.{name}": value for name, value in read.items()}
+        if stale := [day for day in raw_source.stale_days() if day < first_day]:
+            context.log.warning(f"{len(stale)} earlier days changed in the source since a run extracted them "
+                                f"({stale[0]} .. {stale[-1]}): the next `health-pipeline run` starts at {stale[0]}")
         for key, meta in metadata.items():
             yield from materialized(context, meta, asset_key=key)
 
