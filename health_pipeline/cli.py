@@ -30,7 +30,7 @@ from health_pipeline.recovery import (
     stop_cleanly_on_signals,
 )
 from health_pipeline.resources import PostgresUnavailable, Warehouse, WarehouseError, raw_source
-from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, generate_sample
+from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, generate_sample, write_heap_delivery
 from health_pipeline.scorecard.parser import ConfigError
 from health_pipeline.sources import RawSource
 from health_pipeline.sql import table_exists
@@ -53,10 +53,20 @@ def _date(value: str) -> dt.date:
 
 
 def cmd_generate_sample(args: argparse.Namespace) -> int:
+    if args.layout == "heap-s3" and args.live:
+        raise Refused("--live needs --layout folder: a Heap S3 delivery is written whole")
     spec = SampleSpec.ending(args.end, accounts=args.accounts, days=args.days, seed=args.seed, live=args.live)
-    counts = generate_sample(Path(args.out), spec)
-    print(f"wrote sample raw data for {spec.start} .. {spec.end} to {Path(args.out).resolve()}"
-          f"{' (live: each run adds the days it covers)' if spec.live else ''}: "
+    out = Path(args.out)
+    if args.layout == "heap-s3":
+        folder = out.with_name(f".{out.name}.folder")
+        generate_sample(folder, spec)
+        counts = write_heap_delivery(folder, out)
+        shutil.rmtree(folder)
+    else:
+        counts = generate_sample(out, spec)
+    print(f"wrote sample raw data for {spec.start} .. {spec.end} to {out.resolve()}"
+          f"{' (live: each run adds the days it covers)' if spec.live else ''}"
+          f"{' as a Heap Connect S3 delivery (a local copy of its bucket)' if args.layout == 'heap-s3' else ''}: "
           + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
     return 0
 
@@ -385,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--live", action="store_true",
                      help="a sample that grows: each run first generates the days it covers past the last one")
     gen.add_argument("--out", default=str(DATA_DIR / "raw"), help="output directory (default data/raw)")
+    gen.add_argument("--layout", choices=("folder", "heap-s3"), default="folder",
+                     help="folder: a table per file or folder, as today (default); heap-s3: Heap Connect's S3 "
+                          "delivery, manifests and Avro dumps, as a local copy of its bucket")
     gen.set_defaults(func=cmd_generate_sample)
 
     run = sub.add_parser("run", help="materialize every asset for a range of days in one run")
