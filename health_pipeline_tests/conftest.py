@@ -17,7 +17,7 @@ from health_pipeline.partitions import partition_range_tags
 from health_pipeline.resources import ExportTarget, PostgresTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.scorecard.parser import load_config
-from health_pipeline.sources import FolderSource
+from health_pipeline.sources import FolderSource, RawSource
 
 
 @dataclass
@@ -71,6 +71,7 @@ class Pipeline:
     snapshot_max_drop: float = 0.5
     memory_limit: str | None = None
     postgres_url: str = ""  # the sync's PostgreSQL; empty: postgres_sync skips
+    source: RawSource | None = None  # another raw source than the folder raw_dir (a Heap S3 delivery, say)
 
     @property
     def warehouse(self) -> Warehouse:
@@ -85,7 +86,9 @@ class Pipeline:
         return self.root / "exports"
 
     @property
-    def raw_source(self) -> FolderSource:
+    def raw_source(self) -> RawSource:
+        if self.source is not None:
+            return self.source
         return FolderSource(raw_dir=str(self.raw_dir), future_tolerance_hours=self.future_tolerance_hours,
                             known_gaps=self.known_gaps, snapshot_max_drop=self.snapshot_max_drop)
 

@@ -15,7 +15,7 @@ How it is read:
   other columns they carry; sessions under `sessions/day=<day>/`. A later dump that delivers an
   event again lands beside the first copy: raw_activity deduplicates by id, as for any export.
 - A table's dump with `incremental: false` is a full resync: it replaces everything landed for
-  that table before.
+  that table before, and the table's earlier dumps that are not landed yet are not read at all.
 - `users` and `user_migrations` are updated, not appended: a later dump's rows for a user_id (or
   from_user_id) replace the earlier ones (`users.parquet`, `user_migrations.parquet`).
 - Avro is decoded by polars' columnar reader into Arrow, and DuckDB writes the landed parquet
@@ -170,9 +170,11 @@ def land(delivery: Delivery, landing: Landing, log=None) -> dict:
                             f"{MANIFESTS}/sync_<dump_id>.json, as Heap Connect for S3 delivers them")
     bookmarks = landing.state["tables"]
     new = [(m, t) for m in manifests for t in m.tables if m.dump_id > bookmarks.get(t.name, {}).get("dump", -1)]
+    # A table's dumps before its latest full resync are replaced by it: they need not be read.
+    last_full = {t.name: m.dump_id for m, t in new if not t.incremental}
+    new = [(m, t) for m, t in new if m.dump_id >= last_full.get(t.name, -1)]
     if not new:
-        return {"dumps_read": "none: every dump is landed", "last_dump": manifests[-1].dump_id,
-                "stale_days": _days(landing.stale_days())}
+        return {"dumps_read": "none: every dump is landed", "last_dump": manifests[-1].dump_id, "days_changed": "none"}
     with landing.batch() as batch:
         for manifest in sorted({m for m, _ in new}, key=lambda m: m.dump_id):
             tables = [t for m, t in new if m is manifest]
@@ -183,10 +185,15 @@ def land(delivery: Delivery, landing: Landing, log=None) -> dict:
                 _land_table(delivery, batch, manifest, table)
     dumps = sorted({m.dump_id for m, _ in new})
     return {"dumps_read": ", ".join(map(str, dumps)), "last_dump": dumps[-1],
-            "resynced_tables": ", ".join(sorted({f"{t.name} (dump {m.dump_id})" for m, t in new if not t.incremental}))
-            or "none",
+            # A full dump of a table landed before: its rows were replaced.
+            "resynced_tables": ", ".join(f"{t.name} (dump {m.dump_id})" for m, t in new
+                                         if not t.incremental and _landed_before(t.name, m, new, bookmarks)) or "none",
             **{f"rows_landed.{name}": n for name, n in sorted(batch.rows.items())},
-            "stale_days": _days(landing.stale_days())}
+            "days_changed": _days(batch.days_changed)}
+
+
+def _landed_before(table: str, manifest: Manifest, new: list, bookmarks: dict) -> bool:
+    return table in bookmarks or any(t.name == table and m.dump_id < manifest.dump_id for m, t in new)
 
 
 def _days(days) -> str:

@@ -141,7 +141,8 @@ class LandingBatch:
         return sorted(days)
 
     def commit(self) -> None:
-        stale = sorted(set(self.state.get("stale_days", [])) | set(self.changed_days()))
+        self.days_changed = self.changed_days()
+        stale = sorted(set(self.state.get("stale_days", [])) | set(self.days_changed))
         for folder in self.replaced:
             shutil.rmtree(self.landing.root / folder, ignore_errors=True)
         for path in sorted(p for p in self.staging.rglob("*") if p.is_file()):
@@ -149,7 +150,6 @@ class LandingBatch:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
         self.landing._write_state({**self.state, "stale_days": stale})
-        self.stale_now = stale
 
 
 def _files(folder: Path) -> list[str]:

@@ -558,8 +558,10 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
         # Committed: the days this run extracted are no longer stale (a crash before this line
         # leaves them stale, and the next run extracts them again: harmless).
         raw_source.forget_stale_days(first_day, last_day)
-        metadata["raw_events"] |= {f"source.{name}": value for name, value in read.items()}
-        if stale := [day for day in raw_source.stale_days() if day < first_day]:
+        stale = raw_source.stale_days()
+        metadata["raw_events"] |= {f"source.{name}": value for name, value in read.items()} | {
+            "source.stale_days_left": ", ".join(map(str, stale)) or "none"}
+        if stale := [day for day in stale if day < first_day]:
             context.log.warning(f"{len(stale)} earlier days changed in the source since a run extracted them "
                                 f"({stale[0]} .. {stale[-1]}): the next `health-pipeline run` starts at {stale[0]}")
         for key, meta in metadata.items():
