@@ -117,8 +117,8 @@ def test_a_delivery_lands_as_the_raw_tables_of_the_export_it_was_written_from(sa
 
 
 def test_a_delivery_in_an_s3_compatible_store_is_read_like_its_local_copy(sample, tmp_path, monkeypatch):
-    from moto.server import ThreadedMotoServer
     import pyarrow.fs as pafs
+    from moto.server import ThreadedMotoServer
 
     _, delivery = sample
     with socket.socket() as probe:
