@@ -533,14 +533,16 @@ OLD_DEFINITION_ID = 10**12  # those rows' event ids start here, clear of the sam
 IDENTIFIED_LATER = 5  # every this-many-th user is delivered first with no identity and no role
 
 
-def write_heap_delivery(sample_dir: Path, out: Path, bucket: str = DELIVERY_BUCKET) -> dict[str, int]:
+def write_heap_delivery(sample_dir: Path, out: Path, bucket: str = DELIVERY_BUCKET,
+                        dump_days: int = DUMP_DAYS) -> dict[str, int]:
     """Write the folder sample in `sample_dir` again as Heap Connect's S3 delivery, a local copy of
-    `s3://<bucket>/`, under `out`: one dump per DUMP_DAYS days with `manifests/sync_<id>.json`,
+    `s3://<bucket>/`, under `out`: one dump per `dump_days` days with `manifests/sync_<id>.json`,
     each table's Avro files under `sync_<id>/<table>/`, and the CRM's accounts and outcomes beside
     them. Read back (health_pipeline.sources.heap_s3), it is the same sample, through every rule
-    of the delivery: users first delivered without their identity and updated by a later dump;
-    events delivered again by a later dump; `share_report`'s early dumps holding rows of an older
-    event definition that a full resync replaces; `run_query` split over two files a dump."""
+    of the delivery: users first delivered without their identity, and updated by a dump halfway;
+    events delivered again by that dump; share_report's dumps before it holding rows of an older
+    event definition, which a full resync right after it replaces; run_query split over two files
+    a dump. Days are read and written a dump at a time, so memory stays flat at any scale."""
     import duckdb
     import polars as pl
 
@@ -549,45 +551,44 @@ def write_heap_delivery(sample_dir: Path, out: Path, bucket: str = DELIVERY_BUCK
     (out / "manifests").mkdir(parents=True)
     for crm in ("accounts.parquet", "outcomes.parquet"):
         shutil.copyfile(sample_dir / crm, out / crm)
+    days = sorted(path.stem for path in (sample_dir / "all_events").glob("*.parquet"))
+    dumps = [days[i:i + dump_days] for i in range(0, len(days), dump_days)]
+    writer = _DeliveryWriter(out, bucket)
     with duckdb.connect() as conn:
         conn.execute("SET TimeZone = 'UTC'")
 
-        def read(name: str):
-            return conn.sql(f"SELECT * FROM read_parquet('{sample_dir / name}')").pl()
+        def read(*names: str):
+            return conn.sql("SELECT * FROM read_parquet($files)",
+                            params={"files": [str(sample_dir / name) for name in names]}).pl()
 
-        users, migrations = read("users.parquet"), read("user_migrations.parquet")
-        sessions, events = read("sessions/*.parquet"), read("all_events/*.parquet")
-    counts, writer = {"dumps": 0, "files": 0}, _DeliveryWriter(out, bucket)
-    days = sorted(events["time"].dt.date().unique().to_list())
-    weeks = [days[i:i + DUMP_DAYS] for i in range(0, len(days), DUMP_DAYS)]
-    later = users.with_row_index("n").filter(pl.col("n") % IDENTIFIED_LATER == 0).drop("n")
-    first_users = users.with_columns(
-        pl.when(pl.col("user_id").is_in(later["user_id"].implode())).then(None).otherwise(pl.col("identity"))
-        .alias("identity"),
-        pl.when(pl.col("user_id").is_in(later["user_id"].implode())).then(None).otherwise(pl.col("role"))
-        .alias("role"))
-    for week in weeks:
-        in_week = pl.col("time").dt.date().is_in(week)
-        tables = {"sessions": [sessions.filter(in_week)]}
-        week_events = events.filter(in_week)
-        for name in sorted(week_events["event_table_name"].unique().to_list()):
-            rows = _heap_event_table(week_events, name)
-            if name == RESYNCED_EVENT:  # the older definition matched more
-                rows = rows.vstack(rows.head(len(rows) // 4).with_columns(pl.col("event_id") + OLD_DEFINITION_ID))
-            tables[name] = [rows.head(len(rows) // 2), rows.tail(len(rows) - len(rows) // 2)] \
-                if name == "run_query" else [rows]
-        if writer.dump_id == 0:
-            tables |= {"users": [first_users], "user_migrations": [migrations]}
-        writer.dump(tables, full=writer.dump_id == 0)
-    middle = weeks[len(weeks) // 2]
-    again = _heap_event_table(events.filter(pl.col("time").dt.date().is_in(middle)), "run_query")
-    writer.dump({"run_query": [again.head(max(1, len(again) // 20))], "users": [later]}, full=False)
-    writer.dump({RESYNCED_EVENT: [_heap_event_table(events, RESYNCED_EVENT)]}, full=True)
-    counts |= {"dumps": writer.dump_id, "files": writer.files, "users": len(users), "sessions": len(sessions),
-               "events": len(events)}
+        users = read("users.parquet")
+        later = users.with_row_index("n").filter(pl.col("n") % IDENTIFIED_LATER == 0).drop("n")
+        unknown_yet = pl.col("user_id").is_in(later["user_id"].implode())
+        first_users = users.with_columns(pl.when(unknown_yet).then(None).otherwise(pl.col(c)).alias(c)
+                                         for c in ("identity", "role"))
+        halfway = len(dumps) // 2
+        for number, dump in enumerate(dumps):
+            events = read(*(f"all_events/{day}.parquet" for day in dump))
+            tables = {"sessions": [read(*(f"sessions/{day}.parquet" for day in dump))]}
+            for name in sorted(events["event_table_name"].unique().to_list()):
+                rows = _heap_event_table(events, name)
+                if name == RESYNCED_EVENT and number < halfway:  # the older definition matched more
+                    rows = rows.vstack(rows.head(len(rows) // 4).with_columns(pl.col("event_id") + OLD_DEFINITION_ID))
+                tables[name] = [rows.head(len(rows) // 2), rows.tail(len(rows) - len(rows) // 2)] \
+                    if name == "run_query" else [rows]
+            if number == 0:
+                tables |= {"users": [first_users], "user_migrations": [read("user_migrations.parquet")]}
+            writer.dump(tables, full=number == 0)
+            if number == halfway:
+                again = tables["run_query"][0]
+                writer.dump({"run_query": [again.head(max(1, len(again) // 10))], "users": [later]}, full=False)
+                redelivery = writer.dump_id
+                so_far = read(*(f"all_events/{day}.parquet" for part in dumps[:number + 1] for day in part))
+                writer.dump({RESYNCED_EVENT: [_heap_event_table(so_far, RESYNCED_EVENT)]}, full=True)
     if (sample_dir / MANIFEST).exists():
         shutil.copyfile(sample_dir / MANIFEST, out / MANIFEST)
-    return counts
+    return {"dumps": writer.dump_id, "files": writer.files, "redelivery_dump": redelivery,
+            "resync_dump": redelivery + 1, "users": len(users)}
 
 
 def _heap_event_table(events, name: str):

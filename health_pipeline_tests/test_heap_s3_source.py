@@ -26,7 +26,7 @@ import pytest
 
 from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
 from health_pipeline.raw_input import RawInputError
-from health_pipeline.sample import OLD_DEFINITION_ID, SampleSpec, generate_sample, write_heap_delivery
+from health_pipeline.sample import DUMP_DAYS, OLD_DEFINITION_ID, SampleSpec, generate_sample, write_heap_delivery
 from health_pipeline.sources import HeapS3Source, source_kind
 from health_pipeline.sources.heap_s3 import Delivery, land
 from health_pipeline.sources.landing import Landing
@@ -43,12 +43,13 @@ RAW_TABLES = ("raw.events", "raw.sessions", "raw.accounts", "raw.contacts", "raw
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> tuple[Path, Path]:
-    """The sample in folder layout, and the same sample as a delivery (a local copy of its bucket)."""
+def sample(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """The sample in folder layout, the same sample as a delivery (a local copy of its bucket), and
+    what the delivery's writer says of its dumps."""
     root = tmp_path_factory.mktemp("sample")
     generate_sample(root / "folder", SPEC)
-    write_heap_delivery(root / "folder", root / "delivery")
-    return root / "folder", root / "delivery"
+    written = write_heap_delivery(root / "folder", root / "delivery")
+    return root / "folder", root / "delivery", written
 
 
 def folder_pipeline(root: Path, folder: Path) -> Pipeline:
@@ -81,20 +82,21 @@ def current_contacts(pipeline: Pipeline) -> list[tuple]:
 
 
 def test_a_delivery_lands_as_the_raw_tables_of_the_export_it_was_written_from(sample, tmp_path):
-    """Landed in two runs, as a daily schedule would: first the weekly dumps, then the dump that
-    delivers events again and updates users, and the full resync of share_report, which replaces
-    the rows of its older definition that the first run landed."""
-    folder, written = sample
+    """Landed in two runs, as a daily schedule would: first the weekly dumps up to halfway, then the
+    dump that delivers events again and updates users, the full resync of share_report, which
+    replaces the rows of its older definition that the first run landed, and the dumps after."""
+    folder, written, dumps = sample
     delivery = shutil.copytree(written, tmp_path / "bucket")
     shutil.copytree(written, tmp_path / "crm")  # the CRM's accounts and outcomes sit beside the delivery
     expected = folder_pipeline(tmp_path / "folder", folder)
     expected.materialize(FIRST, LAST, selection=RAW_ACTIVITY_ASSETS)
-    dumps = len(list((delivery / "manifests").iterdir()))
-    later = [delivery / "manifests" / f"sync_{dump}.json" for dump in (dumps - 1, dumps)]
+    later = [delivery / "manifests" / f"sync_{dump}.json" for dump in range(dumps["redelivery_dump"],
+                                                                             dumps["dumps"] + 1)]
     for manifest in later:
         manifest.rename(manifest.with_suffix(".later"))
     landed = delivery_pipeline(tmp_path / "landed", str(delivery))
-    first = landed.raw_activity_metadata(landed.materialize(FIRST, LAST, selection=RAW_ACTIVITY_ASSETS))
+    halfway = FIRST + dt.timedelta(days=DUMP_DAYS * (dumps["redelivery_dump"] - 1) - 1)  # the days delivered so far
+    first = landed.raw_activity_metadata(landed.materialize(FIRST, halfway, selection=RAW_ACTIVITY_ASSETS))
     assert raw_tables(landed) != raw_tables(expected)  # users without identities, share_report's old rows
     for manifest in later:
         manifest.with_suffix(".later").rename(manifest)
@@ -105,14 +107,17 @@ def test_a_delivery_lands_as_the_raw_tables_of_the_export_it_was_written_from(sa
     assert without_history(raw_tables(landed)) == without_history(raw_tables(expected))
     assert current_contacts(landed) == current_contacts(expected)
     assert first["source.source"] == "heap_s3"
-    assert first["source.dumps_read"] == ", ".join(str(d) for d in range(1, dumps - 1))
-    assert second["source.dumps_read"] == f"{dumps - 1}, {dumps}"
-    assert second["source.resynced_tables"] == f"share_report (dump {dumps})"
-    # The days the later dumps changed: the week whose run_query rows came again changed none, the
-    # resync changed those with rows of share_report's older definition. The run extracted them.
+    assert first["source.dumps_read"] == ", ".join(str(d) for d in range(1, dumps["redelivery_dump"]))
+    assert second["source.dumps_read"] == ", ".join(str(d) for d in range(dumps["redelivery_dump"],
+                                                                           dumps["dumps"] + 1))
+    assert second["source.resynced_tables"] == f"share_report (dump {dumps['resync_dump']})"
+    # The days the later dumps changed: those with rows of share_report's older definition, which the
+    # resync drops, and the days delivered for the first time; run_query's rows delivered again
+    # change none. The run extracted them all, so none is left stale.
     old_definition = pl.concat([pl.read_avro(f) for f in sorted(delivery.glob("sync_*/share_report/*.avro"))])
-    old_days = old_definition.filter(pl.col("event_id") >= OLD_DEFINITION_ID)["time"].dt.date().unique().sort()
-    assert second["source.days_changed"] == ", ".join(map(str, old_days))
+    old_days = set(old_definition.filter(pl.col("event_id") >= OLD_DEFINITION_ID)["time"].dt.date())
+    new_days = {halfway + dt.timedelta(days=n) for n in range(1, (LAST - halfway).days + 1)}
+    assert second["source.days_changed"] == ", ".join(map(str, sorted(old_days | new_days)))
     assert second["source.stale_days_left"] == "none" and not landed.source.stale_days()
 
 
@@ -120,7 +125,7 @@ def test_a_delivery_in_an_s3_compatible_store_is_read_like_its_local_copy(sample
     import pyarrow.fs as pafs
     from moto.server import ThreadedMotoServer
 
-    _, delivery = sample
+    _, delivery, _ = sample
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -159,7 +164,7 @@ def landed_rows(root: Path) -> dict:
 
 @pytest.mark.slow
 def test_a_delivery_gives_the_same_exports_as_its_folder_sample(sample, tmp_path):
-    folder, delivery = sample
+    folder, delivery, _ = sample
     shutil.copytree(delivery, tmp_path / "crm")
     expected = folder_pipeline(tmp_path / "folder", folder)
     expected.materialize(FIRST, LAST)
@@ -354,7 +359,7 @@ def test_a_bucket_path_without_a_manifest_is_refused(tmp_path):
 
 
 def test_the_delivery_is_recognised_by_its_manifests_folder(sample, tmp_path):
-    folder, delivery = sample
+    folder, delivery, _ = sample
     assert (source_kind(str(delivery)), source_kind(str(folder))) == ("heap_s3", "folder")
     with pytest.raises(ValueError, match="HEALTH_SOURCE='kafka' is not a source"):
         source_kind(str(folder), "kafka")
