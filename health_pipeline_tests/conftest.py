@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from health_pipeline.partitions import partition_range_tags
 from health_pipeline.resources import ExportTarget, PostgresTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.scorecard.parser import load_config
-from health_pipeline.sources import FolderSource
+from health_pipeline.sources import FolderSource, RawSource
 
 
 @dataclass
@@ -71,6 +72,9 @@ class Pipeline:
     snapshot_max_drop: float = 0.5
     memory_limit: str | None = None
     postgres_url: str = ""  # the sync's PostgreSQL; empty: postgres_sync skips
+    # Another raw source than the folder raw_dir (health_pipeline.sources), made from the options
+    # every source shares: future_tolerance_hours, known_gaps, snapshot_max_drop.
+    source: Callable[..., RawSource] | None = None
 
     @property
     def warehouse(self) -> Warehouse:
@@ -85,9 +89,10 @@ class Pipeline:
         return self.root / "exports"
 
     @property
-    def raw_source(self) -> FolderSource:
-        return FolderSource(raw_dir=str(self.raw_dir), future_tolerance_hours=self.future_tolerance_hours,
-                            known_gaps=self.known_gaps, snapshot_max_drop=self.snapshot_max_drop)
+    def raw_source(self) -> RawSource:
+        options = {"future_tolerance_hours": self.future_tolerance_hours, "known_gaps": self.known_gaps,
+                   "snapshot_max_drop": self.snapshot_max_drop}
+        return self.source(**options) if self.source else FolderSource(raw_dir=str(self.raw_dir), **options)
 
     def quiet_days(self, first_day: dt.date, last_day: dt.date) -> list[str]:
         """The days in the range on which the raw data has no event or no session (times in UTC)."""

@@ -125,9 +125,12 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
 
 
 def _source_contexts() -> dict[str, list[str]]:
-    """The raw sources' statements (health_pipeline/sources): the landing's."""
+    """The raw sources' statements (health_pipeline/sources): the landing's, and the warehouse
+    source's, which are written in DuckDB's dialect before sqlglot writes them for a warehouse."""
     sources = PACKAGE_DIR / "sources"
     events = {"event_id": True, "user_id": True, "session_id": False, "time": True}
+    warehouse = {"schema": "heap", "table": "all_events",
+                 "columns": {c: c.upper() for c in RAW_TABLES["all_events"]}}
     return {
         "sources/landed_activity.sql": [
             render(sources / "landed_activity.sql", columns=events, time_kind=kind, file_name="dump-1-{i}",
@@ -137,6 +140,9 @@ def _source_contexts() -> dict[str, list[str]]:
                                          for earlier in (True, False)],
         "sources/changed_days.sql": [render(sources / "changed_days.sql", any_before=before, any_after=after)
                                      for before, after in ((True, True), (True, False), (False, True))],
+        "sources/warehouse_day_digests.sql": [render(sources / "warehouse_day_digests.sql", **warehouse)],
+        "sources/warehouse_rows.sql": [render(sources / "warehouse_rows.sql", **warehouse, part=part)
+                                       for part in ("days", "undated", "whole")],
     }
 
 
