@@ -73,7 +73,10 @@ def cmd_generate_sample(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     raw_dir = settings.path("HEALTH_RAW_DIR")
-    source = raw_source(for_dagster=False)
+    try:
+        source = raw_source(for_dagster=False)
+    except ValueError as exc:  # a setting the source needs is missing or wrong: its one-line reason
+        raise Refused(str(exc)) from None
     if source.kind == "folder" and not any(raw_dir.glob("users*")):
         if settings.is_set("HEALTH_RAW_DIR"):
             raise Refused(f"no raw data in HEALTH_RAW_DIR={raw_dir}: {expected_tables()}")
@@ -90,8 +93,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         read = source.prepare(print)
     except RawInputError as exc:
         raise Refused(str(exc)) from None
-    if source.kind != "folder":
-        print(f"{source.kind} source: dumps read {read.get('dumps_read', 'none')}")
+    if "dumps_read" in read:  # a delivery of dumps (the warehouse source prints a line per table as it reads)
+        print(f"{source.kind} source: dumps read {read['dumps_read']}")
     job = _load_job()  # after any sample exists: the first partition is the raw data's first day
     first_day, last_day = _run_range(source, args.start, args.end)
     tags = {**partition_range_tags(first_day, last_day), **process_tags(),

@@ -1,4 +1,4 @@
-"""The Dagster resources: the DuckDB warehouse, the raw exports it reads, the folder it exports to.
+"""The Dagster resources: the DuckDB warehouse, the raw source it reads, the folder it exports to.
 
 `default_resources` is the embedded default that needs no set-up: sample data, a DuckDB file
 and local exports under `data/`, each overridable through its environment variable
@@ -20,7 +20,7 @@ from pydantic import Field
 
 from health_pipeline import settings
 from health_pipeline.progress import report_progress
-from health_pipeline.sources import FolderSource, HeapS3Source, RawSource, source_kind
+from health_pipeline.sources import FolderSource, HeapS3Source, RawSource, WarehouseSource, source_kind
 
 SCHEMAS = ("raw", "core", "export")
 # A second writer gets "Could not set lock on file": retry with exponential backoff (0.1 s,
@@ -152,10 +152,13 @@ def raw_source(for_dagster: bool = True) -> RawSource:
 
     options = settings.raw_source_options() if for_dagster else settings.raw_source_values()
     kind = source_kind(str(settings.path("HEALTH_RAW_DIR")), settings.source())
+    crm = {"crm_dir": setting("HEALTH_CRM_DIR")} if settings.is_set("HEALTH_CRM_DIR") else {}
     if kind == "heap_s3":
-        crm = {"crm_dir": setting("HEALTH_CRM_DIR")} if settings.is_set("HEALTH_CRM_DIR") else {}
         return HeapS3Source(location=setting("HEALTH_RAW_DIR"), landing_dir=setting("HEALTH_LANDING_DIR"),
                             **crm, **options)
+    if kind == "warehouse":
+        return WarehouseSource(url=settings.source_url(for_dagster), schema_name=settings.source_schema(),
+                               landing_dir=setting("HEALTH_LANDING_DIR"), **crm, **options)
     return FolderSource(raw_dir=setting("HEALTH_RAW_DIR"), **options)
 
 

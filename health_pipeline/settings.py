@@ -46,8 +46,25 @@ def path_config(env_var: str) -> str | dg.EnvVar:
 
 
 def source() -> str:
-    """HEALTH_SOURCE: folder or heap_s3 (health_pipeline.sources); unset, the raw location's shape decides."""
+    """HEALTH_SOURCE: folder, heap_s3 or warehouse (health_pipeline.sources); unset, the raw location's
+    shape decides."""
     return os.environ.get("HEALTH_SOURCE", "").strip()
+
+
+def source_url(for_dagster: bool = True) -> str | dg.EnvVar:
+    """HEALTH_SOURCE_URL: the warehouse the `warehouse` source reads Heap's tables from. It carries
+    the password, so a bad value is described, never quoted (a ValueError); for Dagster it stays an
+    EnvVar."""
+    from health_pipeline.sources.warehouse import check_url
+
+    value = os.environ.get("HEALTH_SOURCE_URL", "")
+    check_url(value)
+    return dg.EnvVar("HEALTH_SOURCE_URL") if for_dagster else value
+
+
+def source_schema() -> str:
+    """HEALTH_SOURCE_SCHEMA: the warehouse schema (a BigQuery dataset) Heap Connect syncs to; default heap."""
+    return os.environ.get("HEALTH_SOURCE_SCHEMA", "").strip() or "heap"
 
 
 def config_path() -> Path:

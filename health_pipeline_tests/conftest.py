@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,7 +72,9 @@ class Pipeline:
     snapshot_max_drop: float = 0.5
     memory_limit: str | None = None
     postgres_url: str = ""  # the sync's PostgreSQL; empty: postgres_sync skips
-    source: RawSource | None = None  # another raw source than the folder raw_dir (a Heap S3 delivery, say)
+    # Another raw source than the folder raw_dir (health_pipeline.sources), made from the options
+    # every source shares: future_tolerance_hours, known_gaps, snapshot_max_drop.
+    source: Callable[..., RawSource] | None = None
 
     @property
     def warehouse(self) -> Warehouse:
@@ -87,10 +90,9 @@ class Pipeline:
 
     @property
     def raw_source(self) -> RawSource:
-        if self.source is not None:
-            return self.source
-        return FolderSource(raw_dir=str(self.raw_dir), future_tolerance_hours=self.future_tolerance_hours,
-                            known_gaps=self.known_gaps, snapshot_max_drop=self.snapshot_max_drop)
+        options = {"future_tolerance_hours": self.future_tolerance_hours, "known_gaps": self.known_gaps,
+                   "snapshot_max_drop": self.snapshot_max_drop}
+        return self.source(**options) if self.source else FolderSource(raw_dir=str(self.raw_dir), **options)
 
     def quiet_days(self, first_day: dt.date, last_day: dt.date) -> list[str]:
         """The days in the range on which the raw data has no event or no session (times in UTC)."""

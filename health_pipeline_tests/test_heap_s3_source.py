@@ -13,6 +13,7 @@ written as Heap types it (a UTC timestamp-millis time), which polars cannot writ
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import json
 import shutil
@@ -58,8 +59,8 @@ def folder_pipeline(root: Path, folder: Path) -> Pipeline:
 
 
 def delivery_pipeline(root: Path, location: str) -> Pipeline:
-    return Pipeline(root, source=HeapS3Source(location=location, landing_dir=str(root / "landing"),
-                                              crm_dir=str(root.parent / "crm")))
+    return Pipeline(root, source=functools.partial(HeapS3Source, location=location, landing_dir=str(root / "landing"),
+                                                   crm_dir=str(root.parent / "crm")))
 
 
 def raw_tables(pipeline: Pipeline) -> dict:
@@ -118,7 +119,7 @@ def test_a_delivery_lands_as_the_raw_tables_of_the_export_it_was_written_from(sa
     old_days = set(old_definition.filter(pl.col("event_id") >= OLD_DEFINITION_ID)["time"].dt.date())
     new_days = {halfway + dt.timedelta(days=n) for n in range(1, (LAST - halfway).days + 1)}
     assert second["source.days_changed"] == ", ".join(map(str, sorted(old_days | new_days)))
-    assert second["source.stale_days_left"] == "none" and not landed.source.stale_days()
+    assert second["source.stale_days_left"] == "none" and not landed.raw_source.stale_days()
 
 
 def test_a_delivery_in_an_s3_compatible_store_is_read_like_its_local_copy(sample, tmp_path, monkeypatch):

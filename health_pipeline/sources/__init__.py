@@ -6,6 +6,9 @@ reads, and saying what it read.
   layout (the sample).
 - `heap_s3` (HeapS3Source): Heap Connect's S3 delivery (manifests and Avro dumps), a local copy
   or the bucket itself, landed incrementally under HEALTH_LANDING_DIR.
+- `warehouse` (WarehouseSource): Heap Connect's tables in a SQL warehouse (PostgreSQL or
+  Redshift, Snowflake, BigQuery) at HEALTH_SOURCE_URL, schema HEALTH_SOURCE_SCHEMA, read through
+  ADBC and landed incrementally under HEALTH_LANDING_DIR. Only chosen by name.
 
 Unset, HEALTH_SOURCE follows the shape of HEALTH_RAW_DIR: an `s3://` location, or a folder that
 holds `manifests/`, is a Heap S3 delivery; any other folder is read as it is.
@@ -18,10 +21,11 @@ from pathlib import Path
 from health_pipeline.sources.base import RawSource
 from health_pipeline.sources.folder import FolderSource
 from health_pipeline.sources.heap_s3 import MANIFESTS, HeapS3Source
+from health_pipeline.sources.warehouse import WarehouseSource
 
-SOURCES = {"folder": FolderSource, "heap_s3": HeapS3Source}
+SOURCES = {"folder": FolderSource, "heap_s3": HeapS3Source, "warehouse": WarehouseSource}
 
-__all__ = ["SOURCES", "FolderSource", "HeapS3Source", "RawSource", "source_kind"]
+__all__ = ["SOURCES", "FolderSource", "HeapS3Source", "RawSource", "WarehouseSource", "source_kind"]
 
 
 def source_kind(location: str, chosen: str = "") -> str:

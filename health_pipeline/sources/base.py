@@ -11,6 +11,9 @@ import duckdb
 
 from health_pipeline.raw_input import RawTable, event_days, locate_table
 
+# The tables the CRM provides, not Heap: a remote source may read them from a local CRM folder.
+CRM_TABLES = ("accounts", "outcomes")
+
 
 class RawSource(dg.ConfigurableResource):
     """The options every source shares; a source is one of its subclasses (health_pipeline.sources)."""

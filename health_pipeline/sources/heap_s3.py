@@ -39,21 +39,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from health_pipeline.raw_input import RawInputError, RawTable, locate_table
+from health_pipeline.raw_input import RawInputError
 from health_pipeline.redaction import redact
-from health_pipeline.sources.base import RawSource
-from health_pipeline.sources.landing import Landing
+from health_pipeline.sources.landing import LandedSource, Landing, time_kind
 
 MANIFESTS = "manifests"
 _MANIFEST_NAME = re.compile(r"^sync_(\d+)\.json$")
 # Heap's tables that are not events, and the table of the contract each lands as.
 NOT_EVENTS = {"users": "users", "sessions": "sessions", "user_migrations": "user_migrations"}
-# The tables the CRM provides, read from the CRM folder.
-CRM_TABLES = ("accounts", "outcomes")
 
 
 @dataclass(frozen=True)
@@ -175,7 +171,7 @@ def land(delivery: Delivery, landing: Landing, log=None) -> dict:
     new = [(m, t) for m, t in new if m.dump_id >= last_full.get(t.name, -1)]
     if not new:
         return {"dumps_read": "none: every dump is landed", "last_dump": manifests[-1].dump_id, "days_changed": "none"}
-    with landing.batch() as batch:
+    with landing.batch("heap_s3") as batch:
         for manifest in sorted({m for m, _ in new}, key=lambda m: m.dump_id):
             tables = [t for m, t in new if m is manifest]
             if log:
@@ -217,7 +213,7 @@ def _land_table(delivery: Delivery, batch, manifest: Manifest, table: DumpTable)
                                   replace=not table.incremental and part == 0, table_name=table.name)
         else:
             batch.add_activity(_folder(kind, table.name), rows, f"dump-{manifest.dump_id:09d}-part-{part:05d}-{{i}}",
-                               {c: c in rows.column_names for c in landed}, _time_kind(rows), table.name,
+                               {c: c in rows.column_names for c in landed}, time_kind(rows.schema), table.name,
                                events=kind == "events")
     state["dump"] = manifest.dump_id
 
@@ -257,33 +253,15 @@ def _check_types(recorded: dict, rows: pa.Table, columns, table: str, where: str
                                 f"{recorded[column]} in the dumps landed before; only a full resync may change it")
 
 
-def _time_kind(rows: pa.Table) -> str:
-    """How a delivery wrote its time column (landed_activity.sql lands each kind as UTC)."""
-    if "time" not in rows.column_names:
-        return "text"
-    dtype = rows.schema.field("time").type
-    if pa.types.is_timestamp(dtype):
-        return "timestamptz" if dtype.tz else "timestamp"
-    if pa.types.is_integer(dtype):
-        return "epoch"
-    return "text"
-
-
-class HeapS3Source(RawSource):
+class HeapS3Source(LandedSource):
     """Heap Connect's S3 delivery (`location`: a local copy of the bucket, or s3://bucket/prefix),
     landed under `landing_dir`; the CRM's accounts and outcomes from `crm_dir`."""
 
     location: str
-    landing_dir: str
-    crm_dir: str = ""
 
     @property
     def kind(self) -> str:
         return "heap_s3"
-
-    @property
-    def readable_dir(self) -> Path:
-        return Path(self.landing_dir)
 
     @property
     def crm_folder(self) -> Path:
@@ -297,12 +275,3 @@ class HeapS3Source(RawSource):
     def prepare(self, log=None) -> dict:
         landed = land(Delivery(self.location), Landing(self.readable_dir), log)
         return {"source": self.kind, "location": redact(self.location), **landed}
-
-    def table(self, conn: duckdb.DuckDBPyConnection, name: str) -> RawTable | None:
-        return locate_table(conn, self.crm_folder if name in CRM_TABLES else self.readable_dir, name)
-
-    def stale_days(self):
-        return Landing(self.readable_dir).stale_days()
-
-    def forget_stale_days(self, first_day, last_day) -> None:
-        Landing(self.readable_dir).forget_stale_days(first_day, last_day)

@@ -1,17 +1,19 @@
 """The landing folder: where a remote source's deliveries are written once, as the raw-input
 contract's folder layout, for raw_activity to read like any local export.
 
-A landing folder holds, besides the tables, `_landing.json`: each source table's bookmark (what it
-has landed, such as the last dump id) and column types, and the stale days: days whose landed rows
-changed since a run last extracted them. Landing a batch is all or nothing: files are written to
-a hidden staging folder, checked, then moved into place, and the state is replaced last (written
-aside and renamed). A landing killed half-way is done again by the next run, with the same file
-names, so it leaves nothing twice.
+A landing folder holds, besides the tables, `_landing.json`: the kind of source that lands there
+(one kind per folder), each source table's bookmark (what it has landed: the last dump id, or each
+day's digest) and column types, and the stale days: days whose landed rows changed since a run
+last extracted them. Landing a batch is all or nothing: files are written to a hidden staging
+folder, checked, then moved into place, and the state is replaced last (written aside and
+renamed). A landing killed half-way is done again by the next run, with the same file names, so
+it leaves nothing twice.
 
 Activity (events, sessions) lands as one parquet file per source table, delivery and UTC day
 (`<table dir>/day=YYYY-MM-DD/<delivery>.parquet`), sorted by time so a day's run skips the other
-row groups. Dimensions (users, merges) land as one file each, a later delivery's rows replacing
-the earlier ones with the same key.
+row groups; a source that extracts whole days replaces a day's files when it lands it again
+(`replace_days`). Dimensions (users, merges) land as one file each, a later delivery's rows
+replacing the earlier ones with the same key.
 """
 
 from __future__ import annotations
@@ -25,13 +27,42 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
+from health_pipeline.raw_input import RawInputError, RawTable, locate_table
+from health_pipeline.sources.base import CRM_TABLES, RawSource
 from health_pipeline.sql import SqlFolder
 
 SQL = SqlFolder(__file__)
 STATE = "_landing.json"
 STAGING = ".staging"
+
+
+class LandedSource(RawSource):
+    """A remote source landed under `landing_dir`, which raw_activity reads; the CRM's accounts and
+    outcomes from `crm_dir` when it is set."""
+
+    landing_dir: str
+    crm_dir: str = ""
+
+    @property
+    def readable_dir(self) -> Path:
+        return Path(self.landing_dir)
+
+    @property
+    def crm_folder(self) -> Path:
+        """Where the CRM's tables are read: `crm_dir`, else the landing."""
+        return Path(self.crm_dir) if self.crm_dir else self.readable_dir
+
+    def table(self, conn: duckdb.DuckDBPyConnection, name: str) -> RawTable | None:
+        return locate_table(conn, self.crm_folder if name in CRM_TABLES else self.readable_dir, name)
+
+    def stale_days(self) -> list[dt.date]:
+        return Landing(self.readable_dir).stale_days()
+
+    def forget_stale_days(self, first_day: dt.date, last_day: dt.date) -> None:
+        Landing(self.readable_dir).forget_stale_days(first_day, last_day)
 
 
 class Landing:
@@ -60,15 +91,21 @@ class Landing:
             self._write_state({**state, "stale_days": kept})
 
     @contextmanager
-    def batch(self):
-        """A LandingBatch whose files and state take effect together when the block ends without
-        an error; on an error nothing changes."""
+    def batch(self, source: str):
+        """A LandingBatch of the `source` kind, whose files and state take effect together when the
+        block ends without an error; on an error nothing changes. A landing folder holds one kind
+        of source's deliveries: their layouts differ, and raw_activity would read both."""
+        landed_by = self.state.get("source", source)
+        if landed_by != source:
+            raise RawInputError(f"the landing folder {self.root} holds what a {landed_by} source landed, not a "
+                                f"{source} source: give each source its own HEALTH_LANDING_DIR")
         staging = self.root / STAGING / uuid.uuid4().hex
         staging.mkdir(parents=True)
         try:
             with duckdb.connect() as conn:
                 conn.execute("SET TimeZone = 'UTC'")
                 batch = LandingBatch(self, staging, conn)
+                batch.state["source"] = source
                 yield batch
                 batch.commit()
         finally:
@@ -89,22 +126,32 @@ class LandingBatch:
         self.replaced.add(folder)
         shutil.rmtree(self.staging / folder, ignore_errors=True)
 
-    def add_activity(self, folder: str, rows: pa.Table, file_name: str, columns: dict[str, bool],
-                     time_kind: str, table_name: str, events: bool) -> int:
-        """Stage `rows` as one file per UTC day under `folder` (landed_activity.sql says how):
-        `columns` maps each landed column to whether `rows` has it, `time_kind` says how its time
-        is written, and events also carry `table_name` as their event_table_name."""
+    def replace_days(self, folder: str, first_day: dt.date, last_day: dt.date) -> None:
+        """The days [first_day, last_day] of the activity in `folder` are landed anew by this batch:
+        their earlier files go at commit."""
+        day = first_day
+        while day <= last_day:
+            self.replace(f"{folder}/day={day}")
+            day += dt.timedelta(days=1)
+
+    def add_activity(self, folder: str, rows: pa.Table | pa.RecordBatchReader, file_name: str,
+                     columns: dict[str, bool], time_kind: str, table_name: str, events: bool) -> int:
+        """Stage `rows` (a table, or a stream of record batches read once) as one file per UTC day
+        under `folder` (landed_activity.sql says how): `columns` maps each landed column to whether
+        `rows` has it, `time_kind` says how its time is written, and the events of one event table
+        (`events`) also carry `table_name` as their event_table_name. Returns the rows staged."""
         (self.staging / folder).mkdir(parents=True, exist_ok=True)
         self.conn.register("delivered_rows", rows)
         try:
-            SQL.run(self.conn, "landed_activity",
-                    {"table_name": table_name, "target": str(self.staging / folder)},
-                    columns=columns, time_kind=time_kind, file_name=file_name, with_event_table_name=events)
+            params = {"target": str(self.staging / folder), **({"table_name": table_name} if events else {})}
+            (staged,) = SQL.run(self.conn, "landed_activity", params, columns=columns, time_kind=time_kind,
+                                file_name=file_name, with_event_table_name=events).fetchone()
         finally:
             self.conn.unregister("delivered_rows")
-        self.touched.add(folder)
-        self.rows[table_name] = self.rows.get(table_name, 0) + rows.num_rows
-        return rows.num_rows
+        # The day folders written: changed_days compares each with the same day as landed.
+        self.touched |= {f"{folder}/{day.name}" for day in (self.staging / folder).iterdir() if day.is_dir()}
+        self.rows[table_name] = self.rows.get(table_name, 0) + staged
+        return staged
 
     def merge_dimension(self, file_name: str, rows: pa.Table, key: str, version: int, replace: bool,
                         table_name: str) -> None:
@@ -114,7 +161,7 @@ class LandingBatch:
         staged = self.staging / file_name
         current = staged if staged.exists() else self.landing.root / file_name
         earlier = [] if replace or not current.exists() else [str(current)]
-        self.conn.register("delivered_rows", rows)
+        self.conn.register("delivered_rows", rows.append_column("landed_row", pa.array(np.arange(rows.num_rows))))
         try:
             merged = SQL.render("merged_dimension", key=key, earlier=bool(earlier))
             params = {"version": version, "target": f"{staged}.tmp", **({"earlier": earlier} if earlier else {})}
@@ -126,9 +173,12 @@ class LandingBatch:
 
     def changed_days(self) -> list[str]:
         """The UTC days whose landed activity this batch changes: rows added that were not there,
-        or rows a resync drops."""
+        or rows a replaced folder drops. Each day folder written is compared with the same day as
+        landed (a row's day is its time's, so an identical row is in the same folder), and each
+        replaced folder as a whole: a batch reads only the landed days it touches."""
         days: set[str] = set()
-        for folder in sorted(self.touched | self.replaced):
+        in_replaced = {f for f in self.touched if any(f.startswith(f"{r}/") for r in self.replaced)}
+        for folder in sorted((self.touched - in_replaced) | self.replaced):
             before = _files(self.landing.root / folder)
             kept = [] if folder in self.replaced else before
             after = kept + _files(self.staging / folder)
@@ -150,6 +200,18 @@ class LandingBatch:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
         self.landing._write_state({**self.state, "stale_days": stale})
+
+
+def time_kind(schema: pa.Schema) -> str:
+    """How a delivery wrote its time column (landed_activity.sql lands each kind as UTC)."""
+    if "time" not in schema.names:
+        return "text"
+    dtype = schema.field("time").type
+    if pa.types.is_timestamp(dtype):
+        return "timestamptz" if dtype.tz else "timestamp"
+    if pa.types.is_integer(dtype):
+        return "epoch"
+    return "text"
 
 
 def _files(folder: Path) -> list[str]:
