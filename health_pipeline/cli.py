@@ -33,6 +33,7 @@ from health_pipeline.resources import PostgresUnavailable, Warehouse, WarehouseE
 from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, generate_sample, write_heap_delivery
 from health_pipeline.scorecard.parser import ConfigError
 from health_pipeline.sources import RawSource
+from health_pipeline.sources.crm_mappings import CrmMappingError
 from health_pipeline.sql import table_exists
 
 
@@ -42,7 +43,8 @@ class Refused(Exception):
 
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
-    RawInputError, WarehouseError, PostgresUnavailable, SchemaChangeError, AuditFailed, SinkError, ConfigError)}
+    RawInputError, WarehouseError, PostgresUnavailable, SchemaChangeError, AuditFailed, SinkError, ConfigError,
+    CrmMappingError)}
 
 
 def _date(value: str) -> dt.date:
@@ -73,7 +75,10 @@ def cmd_generate_sample(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     raw_dir = settings.path("HEALTH_RAW_DIR")
-    source = raw_source(for_dagster=False)
+    try:
+        source = raw_source(for_dagster=False)
+    except ValueError as exc:  # a setting of the source, such as a bad HEALTH_CRM_MAPPING
+        raise Refused(str(exc)) from None
     if source.kind == "folder" and not any(raw_dir.glob("users*")):
         if settings.is_set("HEALTH_RAW_DIR"):
             raise Refused(f"no raw data in HEALTH_RAW_DIR={raw_dir}: {expected_tables()}")

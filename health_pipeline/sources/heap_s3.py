@@ -27,7 +27,8 @@ How it is read:
   and nothing is landed or published.
 
 The accounts and outcomes come from the CRM, not from Heap: they are read from the CRM folder
-(`crm_dir`, else the delivery's own folder when it is local), in the folder layout.
+(`crm_dir`, else the delivery's own folder when it is local), in the folder layout, in our names
+or the CRM's own through the CRM mapping.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from health_pipeline.raw_input import RawInputError, RawTable, locate_table
+from health_pipeline.raw_input import CRM_TABLES, RawInputError, RawTable, locate_table
 from health_pipeline.redaction import redact
 from health_pipeline.sources.base import RawSource
 from health_pipeline.sources.landing import Landing
@@ -52,8 +53,6 @@ MANIFESTS = "manifests"
 _MANIFEST_NAME = re.compile(r"^sync_(\d+)\.json$")
 # Heap's tables that are not events, and the table of the contract each lands as.
 NOT_EVENTS = {"users": "users", "sessions": "sessions", "user_migrations": "user_migrations"}
-# The tables the CRM provides, read from the CRM folder.
-CRM_TABLES = ("accounts", "outcomes")
 
 
 @dataclass(frozen=True)
@@ -299,7 +298,8 @@ class HeapS3Source(RawSource):
         return {"source": self.kind, "location": redact(self.location), **landed}
 
     def table(self, conn: duckdb.DuckDBPyConnection, name: str) -> RawTable | None:
-        return locate_table(conn, self.crm_folder if name in CRM_TABLES else self.readable_dir, name)
+        return locate_table(conn, self.crm_folder if name in CRM_TABLES else self.readable_dir, name,
+                            self.crm_table(name))
 
     def stale_days(self):
         return Landing(self.readable_dir).stale_days()
