@@ -33,6 +33,7 @@ from health_pipeline.resources import PostgresUnavailable, Warehouse, WarehouseE
 from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, generate_sample, write_heap_delivery
 from health_pipeline.scorecard.parser import ConfigError
 from health_pipeline.sources import RawSource
+from health_pipeline.sources.crm_mappings import CrmMappingError
 from health_pipeline.sql import table_exists
 
 
@@ -42,7 +43,8 @@ class Refused(Exception):
 
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
-    RawInputError, WarehouseError, PostgresUnavailable, SchemaChangeError, AuditFailed, SinkError, ConfigError)}
+    RawInputError, WarehouseError, PostgresUnavailable, SchemaChangeError, AuditFailed, SinkError, ConfigError,
+    CrmMappingError)}
 
 
 def _date(value: str) -> dt.date:

@@ -145,8 +145,9 @@ class PostgresUnavailable(RuntimeError):
 
 
 def raw_source(for_dagster: bool = True) -> RawSource:
-    """The raw source HEALTH_SOURCE chooses (else the shape of HEALTH_RAW_DIR), with its settings:
-    as EnvVars for Dagster (the UI names them), or as plain values for the CLI."""
+    """The raw source HEALTH_SOURCE chooses (else the shape of HEALTH_RAW_DIR), with its settings
+    (HEALTH_CRM_MAPPING among them, whichever the source): as EnvVars for Dagster (the UI names
+    them), or as plain values for the CLI."""
     def setting(env_var: str) -> str | dg.EnvVar:
         return settings.path_config(env_var) if for_dagster else str(settings.path(env_var))
 

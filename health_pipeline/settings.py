@@ -166,8 +166,14 @@ def known_gaps() -> list[str]:
 
 
 def raw_source_options() -> dict:
-    """HEALTH_FUTURE_TOLERANCE_HOURS and HEALTH_KNOWN_GAPS as RawSource fields, where set."""
+    """HEALTH_FUTURE_TOLERANCE_HOURS, HEALTH_KNOWN_GAPS, HEALTH_SNAPSHOT_MAX_DROP and
+    HEALTH_CRM_MAPPING as RawSource fields, where set."""
     options = {}
+    if is_set("HEALTH_CRM_MAPPING"):
+        from health_pipeline.sources.crm_mappings import load_mapping
+
+        load_mapping(os.environ["HEALTH_CRM_MAPPING"])  # a bad mapping stops the start, naming every problem
+        options["crm_mapping"] = dg.EnvVar("HEALTH_CRM_MAPPING")
     if is_set("HEALTH_FUTURE_TOLERANCE_HOURS"):
         options["future_tolerance_hours"] = dg.EnvVar.int("HEALTH_FUTURE_TOLERANCE_HOURS")
     if is_set("HEALTH_KNOWN_GAPS"):

@@ -1,5 +1,6 @@
 """What every raw source is: a Dagster resource that brings Heap's tables and the CRM's into the
-raw-input contract (health_pipeline.raw_input) and describes each table for raw_activity to read."""
+raw-input contract (health_pipeline.raw_input) and describes each table for raw_activity to read,
+the CRM's through the CRM mapping when there is one (health_pipeline.sources.crm_mappings)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from health_pipeline.raw_input import RawTable, event_days, locate_table
-
-# The tables the CRM provides, not Heap: a remote source may read them from a local CRM folder.
-CRM_TABLES = ("accounts", "outcomes")
+from health_pipeline.raw_input import CRM_TABLES, CrmTable, RawTable, event_days, locate_table
+from health_pipeline.sources.crm_mappings import load_mapping
 
 
 class RawSource(dg.ConfigurableResource):
@@ -26,6 +25,9 @@ class RawSource(dg.ConfigurableResource):
     # The share of an account's users a new users export may lose against the last accepted
     # snapshot before the run stops (an account missing from the accounts export always stops it).
     snapshot_max_drop: float = 0.5
+    # The CRM's tables in the CRM's own names: a shipped CRM mapping (salesforce, hubspot) or the
+    # path of a mapping file (HEALTH_CRM_MAPPING). Empty: accounts and outcomes use our names.
+    crm_mapping: str = ""
 
     @property
     def kind(self) -> str:
@@ -48,7 +50,14 @@ class RawSource(dg.ConfigurableResource):
 
     def table(self, conn: duckdb.DuckDBPyConnection, name: str) -> RawTable | None:
         """Locate and describe a raw table; None for an absent optional table."""
-        return locate_table(conn, self.readable_dir, name)
+        return locate_table(conn, self.readable_dir, name, self.crm_table(name))
+
+    def crm_table(self, name: str) -> CrmTable | None:
+        """How the CRM mapping reads raw table `name`; None for Heap's tables, for a table the
+        mapping leaves out, and without a mapping."""
+        if not self.crm_mapping or name not in CRM_TABLES:
+            return None
+        return load_mapping(self.crm_mapping).tables.get(name)
 
     def event_days(self) -> tuple[dt.date, dt.date] | None:
         """The first and last UTC day of the raw events readable now; None when there are none."""

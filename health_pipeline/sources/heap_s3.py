@@ -27,7 +27,8 @@ How it is read:
   and nothing is landed or published.
 
 The accounts and outcomes come from the CRM, not from Heap: they are read from the CRM folder
-(`crm_dir`, else the delivery's own folder when it is local), in the folder layout.
+(`crm_dir`, else the delivery's own folder when it is local), in the folder layout, in our names
+or the CRM's own through the CRM mapping.
 """
 
 from __future__ import annotations

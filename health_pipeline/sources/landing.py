@@ -30,8 +30,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from health_pipeline.raw_input import RawInputError, RawTable, locate_table
-from health_pipeline.sources.base import CRM_TABLES, RawSource
+from health_pipeline.raw_input import CRM_TABLES, RawInputError, RawTable, locate_table
+from health_pipeline.sources.base import RawSource
 from health_pipeline.sql import SqlFolder
 
 SQL = SqlFolder(__file__)
@@ -56,7 +56,8 @@ class LandedSource(RawSource):
         return Path(self.crm_dir) if self.crm_dir else self.readable_dir
 
     def table(self, conn: duckdb.DuckDBPyConnection, name: str) -> RawTable | None:
-        return locate_table(conn, self.crm_folder if name in CRM_TABLES else self.readable_dir, name)
+        return locate_table(conn, self.crm_folder if name in CRM_TABLES else self.readable_dir, name,
+                            self.crm_table(name))
 
     def stale_days(self) -> list[dt.date]:
         return Landing(self.readable_dir).stale_days()

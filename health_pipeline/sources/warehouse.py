@@ -48,6 +48,7 @@ import sqlglot
 from sqlglot import exp
 
 from health_pipeline.raw_input import (
+    CRM_TABLES,
     OPTIONAL_COLUMNS,
     OPTIONAL_TABLES,
     RAW_TABLES,
@@ -55,7 +56,6 @@ from health_pipeline.raw_input import (
     check_columns,
 )
 from health_pipeline.redaction import describe_url_problem, redact
-from health_pipeline.sources.base import CRM_TABLES
 from health_pipeline.sources.landing import LandedSource, Landing, LandingBatch, time_kind
 from health_pipeline.sql import SqlFolder
 

@@ -47,7 +47,7 @@ from health_pipeline.publish import (
     table_metadata,
     transaction,
 )
-from health_pipeline.raw_input import RAW_TABLES, RawTable
+from health_pipeline.raw_input import CUSTOMER_OUTCOMES, RAW_TABLES, RawTable
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.sources import RawSource
@@ -59,8 +59,6 @@ SQL = SqlFolder(__file__)
 STAGED_EVENT_BYTES = 200
 CSV_BYTES_PER_EVENT = 100  # a CSV export's row, for the batch plan when there is no parquet metadata
 MAX_MERGE_DEPTH = 32  # merge chains longer than this are treated as cycles
-# The customer outcomes the outcomes export may hold.
-CUSTOMER_OUTCOMES = ("renewed", "churned", "downgraded", "expanded")
 # How a raw row was classified, when not bad input: every other classification is a quarantine reason code.
 LOADED, DUPLICATE, EXCLUDED = "loaded", "duplicate", "excluded"
 
