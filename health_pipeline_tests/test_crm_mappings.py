@@ -10,6 +10,7 @@ CRM names it, and a bad mapping file is refused with every problem, one line eac
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def test_a_crm_export_through_its_shipped_mapping_reads_as_the_same_rows_in_our_
     for table in ("accounts.parquet", "outcomes.parquet"):
         (crm_dir / table).unlink()
     write(accounts, outcomes, crm_dir)
-    theirs = Pipeline(tmp_path / crm, source=FolderSource(raw_dir=str(crm_dir), crm_mapping=crm))
+    theirs = Pipeline(tmp_path / crm, source=functools.partial(FolderSource, raw_dir=str(crm_dir), crm_mapping=crm))
     theirs.materialize(LAST, LAST, selection=RAW_ACTIVITY_ASSETS)
 
     expected = crm_results(ours)
@@ -147,7 +148,7 @@ def test_a_value_the_map_does_not_know_is_judged_as_in_our_names(tmp_path):
         (theirs.raw_dir / f"{table}.parquet").unlink(missing_ok=True)
     salesforce_accounts(types).to_csv(theirs.raw_dir / "Account.csv", index=False)
     opportunities.to_csv(theirs.raw_dir / "Opportunity.csv", index=False)
-    theirs.source = FolderSource(raw_dir=str(theirs.raw_dir), crm_mapping="salesforce")
+    theirs.source = functools.partial(FolderSource, raw_dir=str(theirs.raw_dir), crm_mapping="salesforce")
     theirs.materialize(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
 
     assert theirs.query("SELECT account_id, status FROM raw.accounts ORDER BY ALL").values.tolist() == [
@@ -189,7 +190,8 @@ def test_a_mapping_of_your_own_gives_a_constant_for_a_field_the_crm_lacks(tmp_pa
     (pipeline.raw_dir / "accounts.parquet").unlink()
     salesforce_accounts(["Customer - Direct", "Trial"]).drop(columns="Plan__c").to_csv(
         pipeline.raw_dir / "Account.csv", index=False)
-    pipeline.source = FolderSource(raw_dir=str(pipeline.raw_dir), crm_mapping=str(tmp_path / "ours.yaml"))
+    pipeline.source = functools.partial(FolderSource, raw_dir=str(pipeline.raw_dir),
+                                        crm_mapping=str(tmp_path / "ours.yaml"))
     pipeline.materialize(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
     assert crm_results(pipeline, {"accounts": "SELECT account_id, plan, status, churned_at FROM raw.accounts "
                                               "ORDER BY ALL"}) == {
@@ -207,7 +209,7 @@ def write_parquet_folder(frame: pd.DataFrame, folder: Path, parts: int) -> None:
 def test_the_crm_export_that_does_not_fit_the_mapping_is_refused_naming_the_crms_column(tmp_path, case):
     pipeline = Pipeline(tmp_path)
     crafted(pipeline)
-    pipeline.source = FolderSource(raw_dir=str(pipeline.raw_dir), crm_mapping="salesforce")
+    pipeline.source = functools.partial(FolderSource, raw_dir=str(pipeline.raw_dir), crm_mapping="salesforce")
     accounts = salesforce_accounts(["Customer - Direct", "Customer - Direct"])
     if case == "csv_lacks_a_column":
         path = pipeline.raw_dir / "Account.csv"
