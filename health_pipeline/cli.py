@@ -22,7 +22,7 @@ from health_pipeline.assets.postgres_sync.asset import PostgresSyncFailed
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditFailed
 from health_pipeline.partitions import partition_range_tags
 from health_pipeline.publish import SchemaChangeError
-from health_pipeline.raw_input import OPTIONAL_TABLES, RAW_TABLES, EventDays, RawInputError, event_days
+from health_pipeline.raw_input import OPTIONAL_TABLES, RAW_TABLES, EventDays, RawInputError
 from health_pipeline.recovery import (
     check_warehouse,
     end_run,
@@ -33,10 +33,12 @@ from health_pipeline.recovery import (
     wait_for_the_warehouse,
 )
 from health_pipeline.redaction import redact
-from health_pipeline.resources import PostgresSyncBlocked, PostgresUnavailable, Warehouse, WarehouseError
-from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, extend_sample, generate_sample
+from health_pipeline.resources import PostgresSyncBlocked, PostgresUnavailable, Warehouse, WarehouseError, raw_source
+from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, generate_sample, write_heap_delivery
 from health_pipeline.scorecard.parser import ConfigError
 from health_pipeline.settings import SettingsError
+from health_pipeline.sources import RawSource
+from health_pipeline.sources.crm_mappings import CrmMappingError
 from health_pipeline.sql import table_exists
 
 
@@ -47,7 +49,7 @@ class Refused(Exception):
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
     RawInputError, WarehouseError, PostgresUnavailable, PostgresSyncFailed, PostgresSyncBlocked, SchemaChangeError,
-    AuditFailed, SinkError, ConfigError, SettingsError, ReportFolderError, IncompleteHistory)}
+    AuditFailed, SinkError, ConfigError, SettingsError, ReportFolderError, IncompleteHistory, CrmMappingError)}
 
 
 def _date(value: str) -> dt.date:
@@ -58,10 +60,20 @@ def _date(value: str) -> dt.date:
 
 
 def cmd_generate_sample(args: argparse.Namespace) -> int:
+    if args.layout == "heap-s3" and args.live:
+        raise Refused("--live needs --layout folder: a Heap S3 delivery is written whole")
     spec = SampleSpec.ending(args.end, accounts=args.accounts, days=args.days, seed=args.seed, live=args.live)
-    counts = generate_sample(Path(args.out), spec)
-    print(f"wrote sample raw data for {spec.start} .. {spec.end} to {Path(args.out).resolve()}"
-          f"{' (live: each run adds the days it covers)' if spec.live else ''}: "
+    out = Path(args.out)
+    if args.layout == "heap-s3":
+        folder = out.with_name(f".{out.name}.folder")
+        generate_sample(folder, spec)
+        counts = write_heap_delivery(folder, out)
+        shutil.rmtree(folder)
+    else:
+        counts = generate_sample(out, spec)
+    print(f"wrote sample raw data for {spec.start} .. {spec.end} to {out.resolve()}"
+          f"{' (live: each run adds the days it covers)' if spec.live else ''}"
+          f"{' as a Heap Connect S3 delivery (a local copy of its bucket)' if args.layout == 'heap-s3' else ''}: "
           + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
     return 0
 
@@ -69,7 +81,8 @@ def cmd_generate_sample(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings.load_with_scorecard()  # a bad setting or scorecard stops the run before a sample is written
     raw_dir = settings.path("HEALTH_RAW_DIR")
-    if not any(raw_dir.glob("users*")):
+    source = raw_source(for_dagster=False)
+    if source.kind == "folder" and not any(raw_dir.glob("users*")):
         if settings.is_set("HEALTH_RAW_DIR"):
             raise Refused(f"no raw data in HEALTH_RAW_DIR={raw_dir}: {expected_tables()}")
         spec = SampleSpec.ending(settings.yesterday(), live=True)
@@ -80,8 +93,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         shutil.rmtree(partial, ignore_errors=True)
         generate_sample(partial, spec)
         os.replace(partial, raw_dir)
+    try:
+        # A remote source is landed before the range is chosen: the range follows what it holds.
+        read = source.prepare(print)
+    except RawInputError as exc:
+        raise Refused(str(exc)) from None
+    if "dumps_read" in read:
+        print(f"{source.kind} source: dumps read {read['dumps_read']}")
     job = _load_job()  # after any sample exists: the first partition is the raw data's first day
-    first_day, last_day = _run_range(raw_dir, args.start, args.end)
+    first_day, last_day = _run_range(source, args.start, args.end)
     tags = {**partition_range_tags(first_day, last_day), **process_tags(),
             **({ACCEPT_SNAPSHOT_TAG: "true"} if args.accept_snapshot else {}),
             **({SEND_PAST_TAG: "true"} if args.send_past else {})}
@@ -89,22 +109,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _execute(job, instance, tags, first_day, last_day, args.debug)
 
 
-def _run_range(raw_dir: Path, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
+def _run_range(source: RawSource, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
     """The days to run: as given, else the days the raw events cover (isolated days aside), up to
     yesterday. A day after yesterday, or an --end after the data's last day, is refused at once."""
     yesterday = settings.yesterday()
     for flag, day in (("--start", start), ("--end", end)):
         if day is not None and day > yesterday:
             raise Refused(f"{flag} {day} is after yesterday, {yesterday} (UTC): a day is run once it is over")
-    if added := extend_sample(raw_dir, end or yesterday):  # a live sample: the data now reaches the end
+    if added := source.add_live_sample_days(end or yesterday):  # a live sample: the data now reaches the end
         print(f"live sample: generated {added[0]} .. {added[-1]}")
     first_partition = dt.date.fromisoformat(settings.load().partitions_start)
     try:
-        covered = event_days(raw_dir)
+        covered = source.event_days()
     except RawInputError as exc:
         raise Refused(str(exc)) from None
     if covered is None:
-        raise Refused(f"the raw events in {raw_dir} have no rows: nothing to run")
+        raise Refused(f"the raw events in {source.readable_dir} have no rows: nothing to run")
     for line in _isolated_days(covered, first_partition, yesterday):
         print(line)
     if end is not None and end > covered.last:
@@ -114,8 +134,8 @@ def _run_range(raw_dir: Path, start: dt.date | None, end: dt.date | None) -> tup
     if start is None or end is None:
         start = start or max(covered.first, first_partition)
         end = end or min(covered.last, yesterday)
-        print(f"the raw events in {raw_dir} cover {covered.first} .. {covered.last}: running {start} .. {end} "
-              "(--start and --end choose other days)")
+        print(f"the raw events in {source.readable_dir} cover {covered.first} .. {covered.last}: running "
+              f"{start} .. {end} (--start and --end choose other days)")
     if start < first_partition:
         raise Refused(f"--start {start} is before the first daily partition, {first_partition} "
                       "(HEALTH_PARTITIONS_START, else the raw data's first day)")
@@ -446,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--live", action="store_true",
                      help="a sample that grows: each run first generates the days it covers past the last one")
     gen.add_argument("--out", default=str(DATA_DIR / "raw"), help="output directory (default data/raw)")
+    gen.add_argument("--layout", choices=("folder", "heap-s3"), default="folder",
+                     help="folder: a table per file or folder, as today (default); heap-s3: Heap Connect's S3 "
+                          "delivery, manifests and Avro dumps, as a local copy of its bucket")
     gen.set_defaults(func=cmd_generate_sample)
 
     run = sub.add_parser("run", help="materialize every asset for a range of days in one run")

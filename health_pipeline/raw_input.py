@@ -6,6 +6,11 @@ folders whose names start with `_` or `.` (the Hive and Spark convention for tem
 hidden files). `locate_table` finds a table, checks its structure and describes it as a
 `RawTable`; the SQL that reads its rows is in the raw_activity asset's templates. Headers match
 case-insensitively; ids are read trimmed.
+
+The CRM's tables (accounts, outcomes) may also be read in the CRM's own names through a CRM
+mapping (a `CrmTable`, loaded by health_pipeline.sources.crm_mappings): the table is found by
+the CRM's name for it, each of our columns is read from the CRM's column the mapping names, and
+its values are translated by the mapping's value map, before any rule of the contract applies.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import csv
 import datetime as dt
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -32,6 +37,10 @@ RAW_TABLES: dict[str, tuple[str, ...]] = {
     "outcomes": ("account_id", "outcome_date", "outcome"),
 }
 OPTIONAL_TABLES = {"user_migrations", "outcomes"}
+# The tables the CRM provides, not Heap: they may be read through a CRM mapping.
+CRM_TABLES = ("accounts", "outcomes")
+# The customer outcomes the outcomes table may hold.
+CUSTOMER_OUTCOMES = ("renewed", "churned", "downgraded", "expanded")
 # Optional columns a table is read with when present.
 OPTIONAL_COLUMNS = {"users": ("role",), "accounts": ("churned_at", "crm_account_id"),
                     "outcomes": ("arr_before", "arr_after", "reason")}
@@ -67,6 +76,24 @@ class RawInputError(ValueError):
 
 
 @dataclass(frozen=True)
+class CrmTable:
+    """How a CRM's own table stands for one of ours (accounts, outcomes): the CRM's name for the
+    table, and for each of our columns the CRM's column it is read from, with a value map for an
+    enumeration whose values the CRM writes its own way, or the constant every row has."""
+
+    crm: str  # the CRM, as messages name it: "Salesforce"
+    table: str  # the CRM's table: its file or folder name, such as Account
+    columns: dict[str, str]  # our column -> the CRM's column, as the mapping writes it
+    # our enumeration -> the CRM's value (trimmed, lower-cased) -> ours; other values are kept as written
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    constants: dict[str, str] = field(default_factory=dict)  # our column -> the value of every row
+
+    def shown(self, column: str) -> str:
+        """Our column as the CRM's file holds it, for messages: 'AnnualRevenue' (→ arr)."""
+        return f"'{self.columns[column]}' (→ {column})"
+
+
+@dataclass(frozen=True)
 class RawTable:
     """One raw table as DuckDB should read it: its files, their format and its columns' types."""
 
@@ -76,6 +103,7 @@ class RawTable:
     format: str  # "parquet" or "csv"
     column_types: dict[str, str]  # lower-cased column -> source type
     csv_header: tuple[str, ...] = ()  # a CSV's header as written
+    crm: CrmTable | None = None  # the CRM mapping the table is read through, if any
 
     @property
     def is_csv(self) -> bool:
@@ -93,10 +121,19 @@ class RawTable:
 
     @property
     def params(self) -> dict:
-        """The values the reader binds."""
+        """The values the reader binds, and a CRM mapping's that the `rows` macro binds: a
+        constant as $crm_<column>, a value map as $crm_<column>_from and $crm_<column>_to."""
         if self.is_csv:
-            return {"location": self.files[0], "csv_columns": {c: "VARCHAR" for c in self.csv_header}}
-        return {"location": list(self.files)}
+            params = {"location": self.files[0], "csv_columns": {c: "VARCHAR" for c in self.csv_header}}
+        else:
+            params = {"location": list(self.files)}
+        for column in self.present_columns:
+            if self.is_constant(column):
+                params[f"crm_{column}"] = self.crm.constants[column]
+            elif self.has_value_map(column):
+                params[f"crm_{column}_from"] = list(self.crm.values[column])
+                params[f"crm_{column}_to"] = list(self.crm.values[column].values())
+        return params
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -107,8 +144,23 @@ class RawTable:
     def present_columns(self) -> tuple[str, ...]:
         return tuple(c for c in self.columns if self.has(c))
 
+    def source(self, column: str) -> str | None:
+        """The file's column that `column` is read from: itself, or under a CRM mapping the CRM's
+        column the mapping names (None when it names none)."""
+        return column if self.crm is None else self.crm.columns.get(column)
+
+    def is_constant(self, column: str) -> bool:
+        return self.crm is not None and column in self.crm.constants
+
+    def has_value_map(self, column: str) -> bool:
+        return self.crm is not None and column in self.crm.values
+
+    def _source_type(self, column: str) -> str | None:
+        source = self.source(column)
+        return None if source is None else self.column_types.get(source.lower())
+
     def has(self, column: str) -> bool:
-        return column in self.column_types
+        return self.is_constant(column) or self._source_type(column) is not None
 
     def is_id(self, column: str) -> bool:
         return column in ID_COLUMNS
@@ -121,11 +173,11 @@ class RawTable:
 
     def is_integer(self, column: str) -> bool:
         """An integer column: its values are ids as they are, each with one text form."""
-        return self.column_types.get(column) in INTEGER_COLUMN_TYPES
+        return self._source_type(column) in INTEGER_COLUMN_TYPES
 
     def is_plain_timestamp(self, column: str) -> bool:
         """A TIMESTAMP without time zone: usable as is, and DuckDB can prune row groups by it."""
-        dtype = self.column_types[column]
+        dtype = self._source_type(column) or ""
         return dtype.startswith("TIMESTAMP") and "TIME ZONE" not in dtype
 
     @contextmanager
@@ -137,7 +189,7 @@ class RawTable:
             raise  # not bad input: the warehouse says which setting to raise
         except duckdb.Error as exc:
             if len(self.files) > 1:
-                check_each_file(conn, self.name, self.files)
+                check_each_file(conn, self.name, self.files, self.crm)
             raise RawInputError(f"raw table '{self.name}' ({self.path}) cannot be read: {_first_lines(exc)}") from exc
 
 
@@ -147,32 +199,49 @@ def _first_lines(exc: Exception, lines: int = 3) -> str:
     return " ".join(line.strip() for line in text.splitlines()[:lines] if line.strip())
 
 
-def check_columns(name: str, file: str, types: dict[str, str]) -> None:
+def _required(name: str, crm: CrmTable | None) -> list[tuple[str, str]]:
+    """The columns every file of raw table `name` must have, as the file names them (lower-cased),
+    each with the column of ours it is read as; under a CRM mapping, the CRM's columns it names."""
+    if crm is None:
+        return [(column, column) for column in RAW_TABLES[name]]
+    return [(crm.columns[column].lower(), column) for column in RAW_TABLES[name] if column in crm.columns]
+
+
+def _check_required_present(name: str, file: str, columns: set[str], crm: CrmTable | None) -> None:
+    """Raise a RawInputError if a file of raw table `name`, whose lower-cased columns are
+    `columns`, lacks a required one: named as the contract names it, or as the CRM does."""
+    missing = [column for source, column in _required(name, crm) if source not in columns]
+    if not missing:
+        return
+    has = ", ".join(sorted(columns))
+    if crm is None:
+        raise RawInputError(f"raw table '{name}' ({file}) lacks required column(s) {', '.join(missing)}; it has {has}")
+    raise RawInputError(f"{crm.crm} mapping: {name} needs the CRM's column{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(crm.shown(c) for c in missing)}, which {file} lacks; it has {has}")
+
+
+def check_columns(name: str, file: str, types: dict[str, str], crm: CrmTable | None = None) -> None:
     """Raise a RawInputError if a file of raw table `name` lacks a required column or has one of a
     type its values cannot be read as. `types` maps the file's lower-cased columns to DuckDB types."""
-    missing = [c for c in RAW_TABLES[name] if c not in types]
-    if missing:
-        raise RawInputError(
-            f"raw table '{name}' ({file}) lacks required column(s) {', '.join(missing)}; "
-            f"it has {', '.join(sorted(set(types) - {'filename'}))}"
-        )
-    for column in RAW_TABLES[name]:
+    _check_required_present(name, file, set(types) - {"filename"}, crm)
+    for source, column in _required(name, crm):
         target = VALUE_TYPES.get(column, "VARCHAR")
-        if not READABLE_AS[target].match(types[column]):
+        if not READABLE_AS[target].match(types[source]):
             raise RawInputError(
-                f"raw table '{name}' ({file}) column '{column}' has type {types[column]}, "
-                f"which cannot be read as {target}"
+                f"raw table '{name}' ({file}) column {crm.shown(column) if crm else repr(column)} has type "
+                f"{types[source]}, which cannot be read as {target}"
             )
 
 
-def check_each_file(conn: duckdb.DuckDBPyConnection, name: str, files: tuple[str, ...]) -> None:
+def check_each_file(conn: duckdb.DuckDBPyConnection, name: str, files: tuple[str, ...],
+                    crm: CrmTable | None = None) -> None:
     """Check every parquet file of a folder on its own, to name the one that breaks the whole."""
     for file in files:
         try:
             described = conn.execute("DESCRIBE SELECT * FROM read_parquet($file)", {"file": file}).fetchall()
         except duckdb.Error as exc:
             raise RawInputError(f"raw table '{name}' ({file}) cannot be read: {_first_lines(exc)}") from exc
-        check_columns(name, file, _column_types(name, file, described))
+        check_columns(name, file, _column_types(name, file, described), crm)
 
 
 def _visible(path: Path, root: Path) -> bool:
@@ -180,15 +249,15 @@ def _visible(path: Path, root: Path) -> bool:
     return not any(part.startswith(("_", ".")) for part in path.relative_to(root).parts)
 
 
-def _find(raw_dir: Path, name: str) -> tuple[Path, str, tuple[str, ...]] | None:
-    """Where table `name` is in `raw_dir`: its path, format and files; None if it is absent.
-    A table in more than one format is an error: which one is current would be a guess."""
+def _find(raw_dir: Path, name: str, stem: str) -> tuple[Path, str, tuple[str, ...]] | None:
+    """Where table `name`, written as `stem`, is in `raw_dir`: its path, format and files; None if
+    it is absent. A table in more than one format is an error: which one is current would be a guess."""
     found = []
-    for path, fmt in ((raw_dir / f"{name}.parquet", "parquet"), (raw_dir / f"{name}.csv", "csv")):
+    for path, fmt in ((raw_dir / f"{stem}.parquet", "parquet"), (raw_dir / f"{stem}.csv", "csv")):
         if path.is_file():
             found.append((path, fmt, (str(path),)))
-    # `<name>.parquet/` is a folder of part files, as Spark and many other tools write a table.
-    for folder in (raw_dir / name, raw_dir / f"{name}.parquet"):
+    # `<stem>.parquet/` is a folder of part files, as Spark and many other tools write a table.
+    for folder in (raw_dir / stem, raw_dir / f"{stem}.parquet"):
         if folder.is_dir():
             files = tuple(str(p) for p in sorted(folder.rglob("*.parquet")) if p.is_file() and _visible(p, folder))
             if files:
@@ -222,7 +291,8 @@ def _csv_header(name: str, file: str) -> tuple[str, ...]:
         raise RawInputError(f"raw table '{name}' ({file}) cannot be read: {exc}") from exc
 
 
-def _check_parquet_files(conn: duckdb.DuckDBPyConnection, name: str, files: tuple[str, ...]) -> None:
+def _check_parquet_files(conn: duckdb.DuckDBPyConnection, name: str, files: tuple[str, ...],
+                         crm: CrmTable | None) -> None:
     """Each file has every required column (union_by_name would fill a missing one with NULLs),
     and no column twice when case is ignored (DuckDB would rename the second, 'User_ID_1')."""
     twice = conn.execute(
@@ -237,20 +307,22 @@ def _check_parquet_files(conn: duckdb.DuckDBPyConnection, name: str, files: tupl
         "ORDER BY file_name", {"files": list(files)}
     ).fetchall()
     for file, columns in per_file:
-        if missing := [c for c in RAW_TABLES[name] if c not in columns]:
-            raise RawInputError(f"raw table '{name}' ({file}) lacks required column(s) {', '.join(missing)}; "
-                                f"it has {', '.join(sorted(set(columns) - {'schema'}))}")
+        _check_required_present(name, file, set(columns) - {"schema"}, crm)
 
 
-def locate_table(conn: duckdb.DuckDBPyConnection, raw_dir: Path, name: str) -> RawTable | None:
-    """Locate and describe raw table `name`; None for an absent optional table."""
-    found = _find(raw_dir, name)
+def locate_table(conn: duckdb.DuckDBPyConnection, raw_dir: Path, name: str,
+                 crm: CrmTable | None = None) -> RawTable | None:
+    """Locate and describe raw table `name`; None for an absent optional table. Through a CRM
+    mapping (`crm`), the table is the CRM's, found by the CRM's name for it."""
+    stem = crm.table if crm else name
+    found = _find(raw_dir, name, stem)
     if found is None:
         if name in OPTIONAL_TABLES:
             return None
         raise RawInputError(
-            f"raw table '{name}' not found in {raw_dir}: expected {name}.parquet, {name}.csv "
-            f"or a folder {name}/ or {name}.parquet/ of parquet files"
+            f"raw table '{name}' not found in {raw_dir}: expected {stem}.parquet, {stem}.csv "
+            f"or a folder {stem}/ or {stem}.parquet/ of parquet files"
+            + (f" (the {crm.crm} mapping's {name})" if crm else "")
         )
     path, fmt, files = found
     header = _csv_header(name, files[0]) if fmt == "csv" else ()
@@ -259,21 +331,21 @@ def locate_table(conn: duckdb.DuckDBPyConnection, raw_dir: Path, name: str) -> R
     try:
         described = conn.execute(f"DESCRIBE SELECT * FROM {table.reader}", table.params).fetchall()
         if fmt == "parquet":
-            _check_parquet_files(conn, name, files)
+            _check_parquet_files(conn, name, files, crm)
     except duckdb.OutOfMemoryException:
         raise  # not bad input: the warehouse says which setting to raise
     except duckdb.Error as exc:
         if len(files) > 1:
-            check_each_file(conn, name, files)
+            check_each_file(conn, name, files, crm)
         raise RawInputError(f"raw table '{name}' ({path}) cannot be read: {_first_lines(exc)}") from exc
     types = _column_types(name, str(path), described)
     try:
-        check_columns(name, str(path), types)
+        check_columns(name, str(path), types, crm)
     except RawInputError:
         if len(files) > 1:
-            check_each_file(conn, name, files)
+            check_each_file(conn, name, files, crm)
         raise
-    return RawTable(name, str(path), files, fmt, types, header)
+    return RawTable(name, str(path), files, fmt, types, header, crm)
 
 
 # An event day with no other event day within this many days after it (before the rest of the

@@ -24,6 +24,7 @@ MASK = "***"
 # Settings whose whole value is a secret (the URL carries the password, the key is the key).
 SECRET_SETTINGS = (
     "HEALTH_SYNC_POSTGRES_URL",
+    "HEALTH_SOURCE_URL",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
 )

@@ -21,9 +21,10 @@ from health_pipeline.export_files import (
 )
 from health_pipeline.partitions import daily_partitions
 from health_pipeline.publish import PER_DAY, stage_range, swap_range, table_metadata, transaction
-from health_pipeline.raw_input import RawInputError, event_days
-from health_pipeline.resources import RawSource, Warehouse
+from health_pipeline.raw_input import RawInputError
+from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.sources import RawSource
 from health_pipeline.sql import SqlFolder, scalar, table_exists
 
 SQL = SqlFolder(__file__)
@@ -85,7 +86,7 @@ def unextracted_days(conn: duckdb.DuckDBPyConnection, raw: RawSource,
     if not spans:
         return []
     try:
-        data = event_days(Path(raw.raw_dir))
+        data = raw.event_days()
     except (RawInputError, duckdb.Error):
         return spans
     if data is None:

@@ -17,8 +17,9 @@ from health_pipeline.assets import (
 from health_pipeline.checks import check_specs
 from health_pipeline.partitions import date_range
 from health_pipeline.publish import plan_batches
-from health_pipeline.resources import RawSource, Warehouse
+from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.sources import RawSource
 from health_pipeline.sql import SqlFolder, scalar
 
 SQL = SqlFolder(__file__)

@@ -50,9 +50,10 @@ from health_pipeline.publish import (
     table_metadata,
     transaction,
 )
-from health_pipeline.raw_input import RAW_TABLES, RawTable
-from health_pipeline.resources import RawSource, Warehouse
+from health_pipeline.raw_input import CUSTOMER_OUTCOMES, RAW_TABLES, RawTable
+from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.sources import RawSource
 from health_pipeline.sql import SqlFolder, scalar, table_exists
 
 SQL = SqlFolder(__file__)
@@ -61,8 +62,6 @@ SQL = SqlFolder(__file__)
 STAGED_EVENT_BYTES = 200
 CSV_BYTES_PER_EVENT = 100  # a CSV export's row, for the batch plan when there is no parquet metadata
 MAX_MERGE_DEPTH = 32  # merge chains longer than this are treated as cycles
-# The customer outcomes the outcomes export may hold.
-CUSTOMER_OUTCOMES = ("renewed", "churned", "downgraded", "expanded")
 # How a raw row was classified, when not bad input: every other classification is a quarantine reason code.
 LOADED, DUPLICATE, EXCLUDED = "loaded", "duplicate", "excluded"
 
@@ -556,7 +555,8 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
         run_first_day, last_day = date_range(context.partition_time_window)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         if added := raw_source.add_live_sample_days(last_day):
-            context.log.info(f"live sample: generated {added[0]} .. {added[-1]} in {raw_source.raw_dir}")
+            context.log.info(f"live sample: generated {added[0]} .. {added[-1]}")
+        read = raw_source.prepare(report_progress)
         with warehouse.get_connection(create=True) as conn:
             first_day = extraction_start(conn, raw_source, run_first_day)
             earlier = [(first_day, run_first_day - dt.timedelta(days=1))] if first_day < run_first_day else []
@@ -574,6 +574,15 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
                 SQL.run(conn, "accepted_snapshot", {"accepted_at": now})
             metadata = _metadata(conn, _figures(conn, counts, written, first_day, last_day), first_day, last_day)
         metadata["daily_contact_activity"]["earlier_days_extracted"] = describe_spans(earlier) or "none"
+        # Committed: the days this run extracted are no longer stale (a crash before this line
+        # leaves them stale, and the next run extracts them again: harmless).
+        raw_source.forget_stale_days(first_day, last_day)
+        stale = raw_source.stale_days()
+        metadata["raw_events"] |= {f"source.{name}": value for name, value in read.items()} | {
+            "source.stale_days_left": ", ".join(map(str, stale)) or "none"}
+        if stale := [day for day in stale if day < first_day]:
+            context.log.warning(f"{len(stale)} earlier days changed in the source since a run extracted them "
+                                f"({stale[0]} .. {stale[-1]}): the next `health-pipeline run` starts at {stale[0]}")
         for key, meta in metadata.items():
             yield from materialized(context, meta, asset_key=key)
 
