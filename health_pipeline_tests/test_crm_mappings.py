@@ -230,7 +230,7 @@ def test_the_crm_export_that_does_not_fit_the_mapping_is_refused_naming_the_crms
                     "be read as DOUBLE")
     else:  # the accounts in our names do not stand for the CRM's Account
         expected = (f"raw table 'accounts' not found in {pipeline.raw_dir}: expected Account.parquet, Account.csv "
-                    "or a folder Account/ of parquet files (the Salesforce mapping's accounts)")
+                    "or a folder Account/ or Account.parquet/ of parquet files (the Salesforce mapping's accounts)")
     assert pipeline.failure(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS) == ("RawInputError", expected)
 
 

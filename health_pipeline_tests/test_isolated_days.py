@@ -21,6 +21,7 @@ from health_pipeline import cli
 from health_pipeline import settings as health_settings
 from health_pipeline.raw_input import EventDays, event_days
 from health_pipeline.sample import MANIFEST, SampleSpec, generate_sample
+from health_pipeline.sources import FolderSource
 from health_pipeline_tests.conftest import Pipeline, RawData
 
 START = dt.date(2026, 7, 1)
@@ -127,7 +128,7 @@ def test_an_event_dated_1970_moves_neither_the_first_partition_nor_the_default_d
     the data, and a line says what was left out and why."""
     raw_dir = sample_with_strays(tmp_path, monkeypatch, ["1970-01-01", "2031-05-05", "2031-05-06"])
     assert health_settings.partitions_start() == "2026-06-01"
-    assert cli._run_range(raw_dir, None, None) == (dt.date(2026, 6, 1), dt.date(2026, 6, 6))
+    assert cli._run_range(FolderSource(raw_dir=str(raw_dir)), None, None) == (dt.date(2026, 6, 1), dt.date(2026, 6, 6))
     assert capsys.readouterr().out.splitlines() == [
         "ignoring 1 event on 1970-01-01, isolated from the rest of the data, which starts 2026-06-01: no run reads "
         "it, as the first daily partition comes after",
@@ -142,7 +143,7 @@ def test_an_event_dated_1970_moves_neither_the_first_partition_nor_the_default_d
 def test_an_end_on_an_isolated_day_after_the_data_is_refused(tmp_path, monkeypatch, capsys):
     raw_dir = sample_with_strays(tmp_path, monkeypatch, ["2026-09-01 10:00:00"])
     with pytest.raises(cli.Refused) as refused:
-        cli._run_range(raw_dir, dt.date(2026, 6, 2), dt.date(2026, 9, 1))
+        cli._run_range(FolderSource(raw_dir=str(raw_dir)), dt.date(2026, 6, 2), dt.date(2026, 9, 1))
     assert str(refused.value) == ("--end 2026-09-01 is after the raw events' last day, 2026-06-06 (isolated days "
                                   "aside): there is no data to run after it")
     assert capsys.readouterr().out.splitlines() == [

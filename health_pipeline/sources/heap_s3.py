@@ -37,7 +37,9 @@ import io
 import json
 import os
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +76,9 @@ class Delivery:
 
     def __init__(self, location: str):
         self.location = location
-        self.avro_seconds = 0.0  # spent decoding Avro, the delivery's own cost beyond a parquet export
+        # Seconds spent decoding Avro (summed over the threads that decode), the delivery's own
+        # cost beyond a parquet export's.
+        self.avro_seconds, self.timing = 0.0, threading.Lock()
         if location.startswith("s3://"):
             self.filesystem, self.root = _s3_filesystem(), location.removeprefix("s3://").rstrip("/")
         else:
@@ -132,7 +136,8 @@ class Delivery:
             raise RawInputError(f"Heap delivery: {where} cannot be read as Avro: "
                                 f"{redact(str(exc).splitlines()[0])}") from None
         finally:
-            self.avro_seconds += time.perf_counter() - started
+            with self.timing:
+                self.avro_seconds += time.perf_counter() - started
 
     def shown(self, path: str) -> str:
         return path if self.is_local else f"s3://{path}"
@@ -177,16 +182,22 @@ def land(delivery: Delivery, landing: Landing, log=None) -> dict:
     new = [(m, t) for m, t in new if m.dump_id >= last_full.get(t.name, -1)]
     if not new:
         return {"dumps_read": "none: every dump is landed", "last_dump": manifests[-1].dump_id, "days_changed": "none"}
-    with landing.batch("heap_s3") as batch:
-        for manifest in sorted({m for m, _ in new}, key=lambda m: m.dump_id):
-            tables = [t for m, t in new if m is manifest]
+    dumps = [(m, [t for n, t in new if n is m]) for m in sorted({m for m, _ in new}, key=lambda m: m.dump_id)]
+    # The Avro files of the next dump are decoded on other cores while this one is written.
+    with landing.batch("heap_s3") as batch, ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        def decoding(manifest: Manifest, tables: list[DumpTable]) -> dict:
+            return {url: pool.submit(delivery.read_avro, manifest, url) for t in tables for url in t.files}
+
+        ahead = decoding(*dumps[0])
+        for number, (manifest, tables) in enumerate(dumps):
+            decoded, ahead = ahead, decoding(*dumps[number + 1]) if number + 1 < len(dumps) else {}
             if log:
                 log(f"landing Heap dump {manifest.dump_id}: {len(tables)} tables, "
                     f"{sum(len(t.files) for t in tables):,} files")
             for table in tables:
-                _land_table(delivery, batch, manifest, table)
-    dumps = sorted({m.dump_id for m, _ in new})
-    return {"dumps_read": ", ".join(map(str, dumps)), "last_dump": dumps[-1],
+                _land_table(delivery, batch, manifest, table, {url: decoded[url].result() for url in table.files})
+    ids = [m.dump_id for m, _ in dumps]
+    return {"dumps_read": ", ".join(map(str, ids)), "last_dump": ids[-1],
             "avro_seconds": round(delivery.avro_seconds, 2),
             # A full dump of a table landed before: its rows were replaced.
             "resynced_tables": ", ".join(f"{t.name} (dump {m.dump_id})" for m, t in new
@@ -203,7 +214,8 @@ def _days(days) -> str:
     return ", ".join(map(str, days)) or "none"
 
 
-def _land_table(delivery: Delivery, batch, manifest: Manifest, table: DumpTable) -> None:
+def _land_table(delivery: Delivery, batch, manifest: Manifest, table: DumpTable, decoded: dict) -> None:
+    """Land one table of a dump, its files already decoded (`decoded`: url -> Arrow)."""
     kind = "events" if table.name not in NOT_EVENTS else table.name
     state = batch.state["tables"].setdefault(table.name, {"types": {}})
     if not table.incremental:
@@ -211,7 +223,7 @@ def _land_table(delivery: Delivery, batch, manifest: Manifest, table: DumpTable)
         if kind in ("events", "sessions"):
             batch.replace(_folder(kind, table.name))
     for part, url in enumerate(table.files):
-        rows = _lower_cased(delivery.read_avro(manifest, url), delivery, manifest, url)
+        rows = _lower_cased(decoded[url], delivery, manifest, url)
         landed = ACTIVITY_COLUMNS.get("events" if kind == "events" else kind) or tuple(rows.column_names)
         _check_types(state["types"], rows, landed, table.name, f"{delivery.shown(delivery.file_path(manifest, url))} "
                                                                f"(listed in {manifest.path})")

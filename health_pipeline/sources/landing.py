@@ -185,6 +185,10 @@ class LandingBatch:
             after = kept + _files(self.staging / folder)
             if not before and not after:
                 continue
+            day = Path(folder).name.removeprefix("day=")
+            if not before and day != Path(folder).name and day != "NULL":
+                days.add(day)  # a day landed for the first time: its folder says which, no need to read it
+                continue
             files = {"before": before, "after": after}
             days |= {str(day) for (day,) in SQL.run(
                 self.conn, "changed_days", {name: f for name, f in files.items() if f},
