@@ -554,7 +554,7 @@ def write_heap_delivery(sample_dir: Path, out: Path, bucket: str = DELIVERY_BUCK
     days = sorted(path.stem for path in (sample_dir / "all_events").glob("*.parquet"))
     dumps = [days[i:i + dump_days] for i in range(0, len(days), dump_days)]
     writer = _DeliveryWriter(out, bucket)
-    with duckdb.connect() as conn:
+    with duckdb.connect(config={"enable_progress_bar": False}) as conn:
         conn.execute("SET TimeZone = 'UTC'")
 
         def read(*names: str):
