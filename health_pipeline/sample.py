@@ -554,8 +554,9 @@ def write_heap_delivery(sample_dir: Path, out: Path, bucket: str = DELIVERY_BUCK
     days = sorted(path.stem for path in (sample_dir / "all_events").glob("*.parquet"))
     dumps = [days[i:i + dump_days] for i in range(0, len(days), dump_days)]
     writer = _DeliveryWriter(out, bucket)
-    with duckdb.connect(config={"enable_progress_bar": False}) as conn:
+    with duckdb.connect() as conn:
         conn.execute("SET TimeZone = 'UTC'")
+        conn.execute("SET enable_progress_bar = false")
 
         def read(*names: str):
             return conn.sql("SELECT * FROM read_parquet($files)",
