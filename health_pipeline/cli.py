@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import os
 import shutil
+import signal
 import sys
 import uuid
 from contextlib import contextmanager
@@ -524,6 +525,16 @@ def main(argv: list[str] | None = None) -> int:
     except WarehouseError as exc:  # found outside a run (recover's probe and check, report, export): says why
         print(exc, file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        return output_closed()
+
+
+def output_closed() -> int:
+    """End quietly once standard output is closed (`health-pipeline run | head`), as a command that
+    SIGPIPE killed does (exit 141). Python's recipe, from the `signal` module's note on SIGPIPE:
+    point stdout at /dev/null, so that the flush at exit does not fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":
