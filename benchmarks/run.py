@@ -115,7 +115,8 @@ class Bench:
 
     def pipeline(self, name: str, first: dt.date, last: dt.date, via: str = "dagster",
                  fresh: bool = False, raw_dir: Path | None = None, only: list[str] | None = None) -> dict:
-        """Materialize [first, last] in the warehouse `name` (a fresh one if asked)."""
+        """Materialize [first, last] in the warehouse `name` (a fresh one if asked). A remote
+        source's landing folder is the warehouse's neighbour, and goes with it when fresh."""
         root = self.work / "runs" / name
         if fresh:
             shutil.rmtree(root, ignore_errors=True)
@@ -124,6 +125,7 @@ class Bench:
             "HEALTH_RAW_DIR": str(raw_dir or self.raw_dir),
             "HEALTH_WAREHOUSE": str(root / "warehouse.duckdb"),
             "HEALTH_EXPORT_DIR": str(root / "exports"),
+            "HEALTH_LANDING_DIR": str(root / "landing"),
             "HEALTH_PARTITIONS_START": self.scale.spec().start.isoformat(),
         }
         # DuckDB spills beside the database file unless told otherwise.
@@ -379,6 +381,11 @@ def scenario_raw_stage(bench: Bench) -> dict:
 
 
 SYNC_DAY_SECONDS_TARGET = 10
+# Issue targets for Heap's S3 delivery against the same data as a parquet folder: the raw stage.
+DELIVERY_DAILY_RATIO_TARGET = 1.5
+DELIVERY_BACKFILL_RATIO_TARGET = 1.3
+LAST_SCENARIO = 11
+HISTORY_SCENARIOS = set(range(1, 10))  # the scenarios that read setup()'s warehouses
 
 
 def scenario_postgres(bench: Bench) -> dict:
@@ -414,6 +421,60 @@ def scenario_postgres(bench: Bench) -> dict:
          "backfill_sync_seconds": backfill["seconds"], "day_rows": runs["sync_day"][-1]["counts"],
          "backfill_rows": {table: figures["rows"] for table, figures in counts.items()}},
     )
+
+
+def scenario_heap_delivery(bench: Bench) -> list[dict]:
+    """The raw stage reading Heap's S3 delivery (a local copy, Avro, a dump a day) against the same
+    data as a parquet folder: a backfill of every day but the last into fresh warehouses (the
+    delivery's landing fresh too), then the last day's run, which lands that day's dump first.
+    Each run's seconds include landing; the Avro decoding's own share is the source's
+    `avro_seconds`. The last dump's manifest is held back during the backfill, as the dump a
+    nightly delivery adds."""
+    delivery = bench.work / "delivery"
+    log(f"11: the raw data as Heap's S3 delivery in {delivery} (written unless already there)")
+    written = bench.task({"task": "delivery", "raw_dir": str(bench.raw_dir), "out": str(delivery)})["counts"]
+    last_manifest = delivery / "manifests" / f"sync_{written['dumps']}.json"
+    first, before_last, last = bench.day(1), bench.day(bench.scale.days - 1), bench.day(bench.scale.days)
+    held_back = last_manifest.with_suffix(".held")
+    last_manifest.rename(held_back)
+    try:
+        backfill = alternate({
+            "heap_s3": lambda: bench.pipeline("delivery", first, before_last, via="direct", fresh=True,
+                                              raw_dir=delivery, only=["raw_activity"]),
+            "parquet": lambda: bench.pipeline("folder", first, before_last, via="direct", fresh=True,
+                                              only=["raw_activity"]),
+        }, bench.backfill_reps, "11 raw-stage backfill")
+    finally:
+        held_back.rename(last_manifest)
+    landing = bench.work / "runs" / "delivery" / "landing"
+    before = {path for path in landing.rglob("*") if path.is_file()}
+    state = (landing / "_landing.json").read_text()
+
+    def daily_delivery() -> dict:
+        # The landing as it was before the last dump: its files and state (outside the clock).
+        for path in {p for p in landing.rglob("*") if p.is_file()} - before:
+            path.unlink()
+        (landing / "_landing.json").write_text(state)
+        return bench.pipeline("delivery", last, last, via="direct", raw_dir=delivery, only=["raw_activity"])
+
+    daily = alternate({
+        "heap_s3": daily_delivery,
+        "parquet": lambda: bench.pipeline("folder", last, last, via="direct", only=["raw_activity"]),
+    }, bench.reps, "11 raw-stage daily")
+    results = []
+    for number_title, runs, target in (("backfill", backfill, DELIVERY_BACKFILL_RATIO_TARGET),
+                                       ("daily", daily, DELIVERY_DAILY_RATIO_TARGET)):
+        a, b = median(runs["heap_s3"]), median(runs["parquet"])
+        avro = statistics.median(r["source"].get("avro_seconds", 0.0) for r in runs["heap_s3"])
+        days = bench.scale.days - 1 if number_title == "backfill" else 1
+        results.append(scenario(
+            11, f"Heap S3 delivery vs parquet: raw stage, {number_title}",
+            f"raw_activity reading Heap's S3 delivery (local copy, Avro; landing included) vs the same data as "
+            f"parquet, {days} day{'s' if days > 1 else ''} (direct)",
+            f"ratio <= {target}", ratio(a, b) <= target, {k: summary(v) for k, v in runs.items()},
+            {"ratio": ratio(a, b), "days": days, "avro_seconds": avro, "avro_share": ratio(avro, a),
+             "dumps": written["dumps"]}))
+    return results
 
 
 def scaling_curve(bench: Bench, full_backfill: dict) -> dict:
@@ -543,6 +604,11 @@ def markdown(report: dict) -> str:
             row = (f"raw_activity, {f['days']} days: {_s(meas['raw_stage']['median'])}",
                    f"GROUP BY event_id: {_s(meas['event_id_floor']['median'])} ({f['events']:,} events)",
                    f"{f['ratio']:.1f}x")
+        elif s["number"] == 11:
+            row = (f"Heap S3 delivery, {f['days']} day{'s' if f['days'] > 1 else ''}: "
+                   f"{_s(meas['heap_s3']['median'])} (Avro decoding {_s(f['avro_seconds'])}, "
+                   f"{f['avro_share']:.0%})",
+                   f"parquet: {_s(meas['parquet']['median'])}", f"{f['ratio']:.2f}x")
         elif s["number"] == 8:
             row = (f"report: {_s(f['build_seconds'])} to build {f['pages']:,} pages, {f['size_mb']:.1f} MB "
                    f"({_s(meas['report']['median'])} with the process start; peak RSS "
@@ -630,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="data and warehouses (default data/bench/<scale>)")
     parser.add_argument("--plot", type=Path,
                         help=f"the scaling plot (default {PLOT_PATH.relative_to(PROJECT_ROOT)} at M)")
-    parser.add_argument("--scenarios", type=int, nargs="+", choices=range(1, 11), metavar="N",
+    parser.add_argument("--scenarios", type=int, nargs="+", choices=range(1, LAST_SCENARIO + 1), metavar="N",
                         help="run only these scenarios (default: all); results go to <scale>-scenarios-N.json")
     parser.add_argument("--redraw", action="store_true",
                         help="only rewrite the markdown table and the plot from the saved JSON results")
@@ -658,8 +724,9 @@ def main(argv: list[str] | None = None) -> int:
               "reps": bench.reps, "backfill_reps": bench.backfill_reps,
               "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     report["data"] = bench.raw_data(bench.raw_dir)
-    report["setup"] = setup(bench)
-    wanted = set(args.scenarios or range(1, 11))
+    wanted = set(args.scenarios or range(1, LAST_SCENARIO + 1))
+    if wanted & HISTORY_SCENARIOS:
+        report["setup"] = setup(bench)
     scenarios = []
     if 1 in wanted:
         scenarios.append(scenario_history(bench))
@@ -675,6 +742,8 @@ def main(argv: list[str] | None = None) -> int:
         scenarios.append(scenario_postgres(bench))
     if 10 in wanted:
         scenarios.append(scenario_raw_stage(bench))
+    if 11 in wanted:
+        scenarios += scenario_heap_delivery(bench)
     report["scenarios"] = sorted((s for s in scenarios if s["number"] in wanted), key=lambda s: s["number"])
     if args.scenarios:  # a partial run keeps the full run's results file
         name = f"{scale.name}-scenarios-{'-'.join(map(str, sorted(wanted)))}"

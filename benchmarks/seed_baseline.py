@@ -18,8 +18,8 @@ import datetime as dt
 
 import duckdb
 
-from health_pipeline.resources import RawSource
 from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.sources import FolderSource
 
 # Per contact and account, for the snapshot date in the variable `snapshot_date`.
 SEED_VIEWS_SQL = """
@@ -182,7 +182,7 @@ SHARED_CONTACT_COLUMNS = (
 def define_seed_views(conn: duckdb.DuckDBPyConnection, raw_dir: str, settings: HealthConfig,
                       snapshot_date: dt.date) -> None:
     """Point the seed views at a raw export directory and a snapshot date."""
-    raw = RawSource(raw_dir=raw_dir)
+    raw = FolderSource(raw_dir=raw_dir)
     variables = {
         "snapshot_date": snapshot_date,
         "users_location": list(raw.table(conn, "users").files),

@@ -14,6 +14,7 @@ Tasks:
   ("kind": "event_id") a bare GROUP BY event_id, the cost of exact deduplication alone.
 - verify: compare the seed baseline with the pipeline's tables for one snapshot date.
 - generate: write a scale's raw data with the project's generator, unless it is already there.
+- delivery: write that raw data again as Heap Connect's S3 delivery (Avro, a dump a day).
 - startup: the cost of starting Python and loading the code location, before any run.
 - outcomes: how many outcomes and outcome-lead pairs the backtest of a warehouse had.
 """
@@ -50,9 +51,12 @@ class PlainContext:
         self.partition_keys = [(window.start + dt.timedelta(days=i)).date().isoformat() for i in range(days)]
         self.log = logging.getLogger("health_pipeline")
         self.run = SimpleNamespace(tags={})  # no run tags: a normal run
+        self.source = {}  # what the raw source said it read (source.*), for the benchmark's report
 
     def add_asset_metadata(self, metadata, asset_key=None, partition_key=None) -> None:
-        """A partition's own figures, which only a Dagster run records."""
+        """A partition's own figures, which only a Dagster run records; the source's are kept."""
+        self.source |= {key.removeprefix("source."): getattr(value, "value", value)
+                        for key, value in metadata.items() if key.startswith("source.")}
 
 
 def pipeline(args: dict) -> dict:
@@ -72,8 +76,9 @@ def pipeline(args: dict) -> dict:
         forget_backtest_inputs()
     if args["via"] != "dagster":
         loaded = time.perf_counter()
-        steps = run_direct(first, last, args.get("only"))
-        return {"seconds": time.perf_counter() - loaded, "load_seconds": loaded - started, "steps": steps}
+        steps, source = run_direct(first, last, args.get("only"))
+        return {"seconds": time.perf_counter() - loaded, "load_seconds": loaded - started, "steps": steps,
+                "source": source}
     job = defs.resolve_job_def(HEALTH_JOB)
     os.environ["DAGSTER_HOME"] = str(setting_path("HEALTH_WAREHOUSE").parent / "dagster_home")
     with open_instance() as instance:
@@ -97,11 +102,12 @@ def forget_backtest_inputs() -> None:
         conn.execute("DROP TABLE IF EXISTS export.backtest_inputs")
 
 
-def run_direct(first: dt.date, last: dt.date, only: list[str] | None = None) -> dict:
+def run_direct(first: dt.date, last: dt.date, only: list[str] | None = None) -> tuple[dict, dict]:
     """Call each asset's own function in data-flow order (only the steps in `only`, if given),
-    with resources built from the environment."""
+    with resources built from the environment; return each step's seconds and what the raw source
+    said it read."""
     from health_pipeline.definitions import build_assets
-    from health_pipeline.resources import ExportTarget, PostgresTarget, RawSource, Warehouse
+    from health_pipeline.resources import ExportTarget, PostgresTarget, Warehouse, raw_source
     from health_pipeline.scorecard.parser import load_config
     from health_pipeline.settings import path as setting_path
 
@@ -112,7 +118,7 @@ def run_direct(first: dt.date, last: dt.date, only: list[str] | None = None) -> 
             memory_limit=os.environ.get("HEALTH_DUCKDB_MEMORY_LIMIT") or None,
             threads=int(threads) if threads else None,
         ),
-        "raw_source": RawSource(raw_dir=str(setting_path("HEALTH_RAW_DIR"))),
+        "raw_source": raw_source(for_dagster=False),  # the source HEALTH_SOURCE or the raw location picks
         "export_target": ExportTarget(export_dir=str(setting_path("HEALTH_EXPORT_DIR"))),
         "postgres": PostgresTarget(url=os.environ.get("HEALTH_SYNC_POSTGRES_URL", "")),
     }
@@ -127,7 +133,7 @@ def run_direct(first: dt.date, last: dt.date, only: list[str] | None = None) -> 
         if inspect.isgenerator(result):  # assets yield their check results, then what they wrote
             list(result)
         steps[asset.op.name] = time.perf_counter() - step_started
-    return steps
+    return steps, context.source
 
 
 def seed(args: dict) -> dict:
@@ -232,6 +238,21 @@ def generate(args: dict) -> dict:
     return {"seconds": time.perf_counter() - started, "counts": raw_data(Path(args["out"]), spec)}
 
 
+def delivery(args: dict) -> dict:
+    """Write a scale's raw data again as Heap's S3 delivery, a dump a day, unless it is there."""
+    import json as json_
+    from pathlib import Path
+
+    from health_pipeline.sample import write_heap_delivery
+
+    out, marker = Path(args["out"]), Path(args["out"]) / "delivery.json"
+    if marker.exists():
+        return {"seconds": 0.0, "counts": json_.loads(marker.read_text())}
+    counts = write_heap_delivery(Path(args["raw_dir"]), out, dump_days=1)
+    marker.write_text(json_.dumps(counts))
+    return {"seconds": time.perf_counter() - started, "counts": counts}
+
+
 def outcomes(args: dict) -> dict:
     """How much the backtest had to pair: outcomes, and outcome-lead pairs per lead."""
     import duckdb
@@ -287,7 +308,8 @@ def _duckdb_config() -> dict:
 
 
 TASKS = {"pipeline": pipeline, "seed": seed, "floor": floor, "verify": verify, "generate": generate,
-         "startup": startup, "outcomes": outcomes, "report": report, "postgres_sync": postgres_sync}
+         "startup": startup, "outcomes": outcomes, "report": report, "postgres_sync": postgres_sync,
+         "delivery": delivery}
 
 if __name__ == "__main__":
     request = json.loads(sys.argv[1])

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from health_pipeline import DATA_DIR, settings
+from health_pipeline.assets import IncompleteHistory
 from health_pipeline.assets.alerts.asset import SEND_PAST_TAG
 from health_pipeline.assets.alerts.sinks import SinkError, secret_env_vars
 from health_pipeline.assets.morning_report.site import ReportFolderError, report_root
@@ -21,7 +22,7 @@ from health_pipeline.assets.postgres_sync.asset import PostgresSyncFailed
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditFailed
 from health_pipeline.partitions import partition_range_tags
 from health_pipeline.publish import SchemaChangeError
-from health_pipeline.raw_input import OPTIONAL_TABLES, RAW_TABLES, RawInputError, event_days
+from health_pipeline.raw_input import OPTIONAL_TABLES, RAW_TABLES, EventDays, RawInputError
 from health_pipeline.recovery import (
     check_warehouse,
     end_run,
@@ -29,12 +30,15 @@ from health_pipeline.recovery import (
     process_tags,
     recover,
     stop_cleanly_on_signals,
+    wait_for_the_warehouse,
 )
 from health_pipeline.redaction import redact
-from health_pipeline.resources import PostgresSyncBlocked, PostgresUnavailable, Warehouse, WarehouseError
-from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, extend_sample, generate_sample
+from health_pipeline.resources import PostgresSyncBlocked, PostgresUnavailable, Warehouse, WarehouseError, raw_source
+from health_pipeline.sample import SAMPLE_DAYS, SampleSpec, generate_sample, write_heap_delivery
 from health_pipeline.scorecard.parser import ConfigError
 from health_pipeline.settings import SettingsError
+from health_pipeline.sources import RawSource
+from health_pipeline.sources.crm_mappings import CrmMappingError
 from health_pipeline.sql import table_exists
 
 
@@ -45,7 +49,7 @@ class Refused(Exception):
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
     RawInputError, WarehouseError, PostgresUnavailable, PostgresSyncFailed, PostgresSyncBlocked, SchemaChangeError,
-    AuditFailed, SinkError, ConfigError, SettingsError, ReportFolderError)}
+    AuditFailed, SinkError, ConfigError, SettingsError, ReportFolderError, IncompleteHistory, CrmMappingError)}
 
 
 def _date(value: str) -> dt.date:
@@ -56,10 +60,20 @@ def _date(value: str) -> dt.date:
 
 
 def cmd_generate_sample(args: argparse.Namespace) -> int:
+    if args.layout == "heap-s3" and args.live:
+        raise Refused("--live needs --layout folder: a Heap S3 delivery is written whole")
     spec = SampleSpec.ending(args.end, accounts=args.accounts, days=args.days, seed=args.seed, live=args.live)
-    counts = generate_sample(Path(args.out), spec)
-    print(f"wrote sample raw data for {spec.start} .. {spec.end} to {Path(args.out).resolve()}"
-          f"{' (live: each run adds the days it covers)' if spec.live else ''}: "
+    out = Path(args.out)
+    if args.layout == "heap-s3":
+        folder = out.with_name(f".{out.name}.folder")
+        generate_sample(folder, spec)
+        counts = write_heap_delivery(folder, out)
+        shutil.rmtree(folder)
+    else:
+        counts = generate_sample(out, spec)
+    print(f"wrote sample raw data for {spec.start} .. {spec.end} to {out.resolve()}"
+          f"{' (live: each run adds the days it covers)' if spec.live else ''}"
+          f"{' as a Heap Connect S3 delivery (a local copy of its bucket)' if args.layout == 'heap-s3' else ''}: "
           + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
     return 0
 
@@ -67,7 +81,8 @@ def cmd_generate_sample(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings.load_with_scorecard()  # a bad setting or scorecard stops the run before a sample is written
     raw_dir = settings.path("HEALTH_RAW_DIR")
-    if not any(raw_dir.glob("users*")):
+    source = raw_source(for_dagster=False)
+    if source.kind == "folder" and not any(raw_dir.glob("users*")):
         if settings.is_set("HEALTH_RAW_DIR"):
             raise Refused(f"no raw data in HEALTH_RAW_DIR={raw_dir}: {expected_tables()}")
         spec = SampleSpec.ending(settings.yesterday(), live=True)
@@ -78,41 +93,80 @@ def cmd_run(args: argparse.Namespace) -> int:
         shutil.rmtree(partial, ignore_errors=True)
         generate_sample(partial, spec)
         os.replace(partial, raw_dir)
+    try:
+        # A remote source is landed before the range is chosen: the range follows what it holds.
+        read = source.prepare(print)
+    except RawInputError as exc:
+        raise Refused(str(exc)) from None
+    if "dumps_read" in read:
+        print(f"{source.kind} source: dumps read {read['dumps_read']}")
     job = _load_job()  # after any sample exists: the first partition is the raw data's first day
-    first_day, last_day = _run_range(raw_dir, args.start, args.end)
+    first_day, last_day = _run_range(source, args.start, args.end)
     tags = {**partition_range_tags(first_day, last_day), **process_tags(),
             **({ACCEPT_SNAPSHOT_TAG: "true"} if args.accept_snapshot else {}),
             **({SEND_PAST_TAG: "true"} if args.send_past else {})}
     with open_instance() as instance:
-        for line in recover(instance):
-            print(line)
-        print(f"materializing every asset for {first_day} .. {last_day} in one run "
-              f"(Dagster instance: {instance.root_directory})")
-        return _execute(job, instance, tags, last_day, args.debug)
+        return _execute(job, instance, tags, first_day, last_day, args.debug)
 
 
-def _run_range(raw_dir: Path, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
-    """The days to run: as given, else the days the raw events cover, up to yesterday."""
-    if added := extend_sample(raw_dir, end or settings.yesterday()):
+def _run_range(source: RawSource, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date]:
+    """The days to run: as given, else the days the raw events cover (isolated days aside), up to
+    yesterday. A day after yesterday, or an --end after the data's last day, is refused at once."""
+    yesterday = settings.yesterday()
+    for flag, day in (("--start", start), ("--end", end)):
+        if day is not None and day > yesterday:
+            raise Refused(f"{flag} {day} is after yesterday, {yesterday} (UTC): a day is run once it is over")
+    if added := source.add_live_sample_days(end or yesterday):  # a live sample: the data now reaches the end
         print(f"live sample: generated {added[0]} .. {added[-1]}")
     first_partition = dt.date.fromisoformat(settings.load().partitions_start)
+    try:
+        covered = source.event_days()
+    except RawInputError as exc:
+        raise Refused(str(exc)) from None
+    if covered is None:
+        raise Refused(f"the raw events in {source.readable_dir} have no rows: nothing to run")
+    for line in _isolated_days(covered, first_partition, yesterday):
+        print(line)
+    if end is not None and end > covered.last:
+        aside = " (isolated days aside)" if covered.isolated_after else ""
+        raise Refused(f"--end {end} is after the raw events' last day, {covered.last}{aside}: there is no data to "
+                      "run after it")
     if start is None or end is None:
-        try:
-            covered = event_days(raw_dir)
-        except RawInputError as exc:
-            raise Refused(str(exc)) from None
-        if covered is None:
-            raise Refused(f"the raw events in {raw_dir} have no rows: nothing to run")
-        start = start or max(covered[0], first_partition)
-        end = end or min(covered[1], settings.yesterday())
-        print(f"the raw events in {raw_dir} cover {covered[0]} .. {covered[1]}: running {start} .. {end} "
-              "(--start and --end choose other days)")
+        start = start or max(covered.first, first_partition)
+        end = end or min(covered.last, yesterday)
+        print(f"the raw events in {source.readable_dir} cover {covered.first} .. {covered.last}: running "
+              f"{start} .. {end} (--start and --end choose other days)")
     if start < first_partition:
         raise Refused(f"--start {start} is before the first daily partition, {first_partition} "
                       "(HEALTH_PARTITIONS_START, else the raw data's first day)")
     if end < start:
         raise Refused(f"--end {end} is before --start {start}")
     return start, end
+
+
+def _isolated_days(covered: EventDays, first_partition: dt.date, yesterday: dt.date) -> list[str]:
+    """A line for the isolated days before the data and one for those after it, which a run's
+    days leave out, saying what becomes of their rows."""
+    def ignoring(days: tuple[tuple[dt.date, int], ...], side: str, fate: str) -> str:
+        rows = sum(n for _, n in days)
+        span = f"{days[0][0]}" if len(days) == 1 else f"{days[0][0]} .. {days[-1][0]}"
+        them = "it" if rows == 1 else "them"
+        return (f"ignoring {rows:,} event{'s' if rows > 1 else ''} on {span}, isolated from the rest of the data, "
+                f"which {side}: {fate.format(them=them)}")
+
+    lines = []
+    if before := covered.isolated_before:
+        reachable = [day for day, _ in before if day >= first_partition]
+        fate = (f"the default days leave {{them}} out (a run from --start {reachable[0]} reads {{them}})" if reachable
+                else "no run reads {them}, as the first daily partition comes after")
+        lines.append(ignoring(before, f"starts {covered.first}", fate))
+    if after := covered.isolated_after:
+        fate = "--end cannot reach {them}"
+        if after[-1][0] > yesterday:
+            fate += ("; every run quarantines the rows dated more than HEALTH_FUTURE_TOLERANCE_HOURS (default 24) "
+                     "past its clock as future_time")
+        lines.append(ignoring(after, f"ends {covered.last}", fate))
+    return lines
 
 
 def expected_tables() -> str:
@@ -131,13 +185,17 @@ def _load_job():
     return defs.resolve_job_def(HEALTH_JOB)
 
 
-def _execute(job, instance, tags: dict, last_day: dt.date, debug: bool = False) -> int:
+def _execute(job, instance, tags: dict, first_day: dt.date, last_day: dt.date, debug: bool = False) -> int:
     run_id = str(uuid.uuid4())  # known before the run starts, so an interrupt can end it
     # One line per stage; Dagster's own log (and its stack traces) only with --debug.
     loggers = {"progress": {}, **({"console": {"config": {"log_level": "DEBUG"}}} if debug else {})}
     result = None
     with stop_cleanly_on_signals() as received:
         try:
+            # Dagster's executor waits for a held slot where no signal reaches it: wait here first.
+            wait_for_the_warehouse(instance, _warehouse())
+            print(f"materializing every asset for {first_day} .. {last_day} in one run "
+                  f"(Dagster instance: {instance.root_directory})")
             result = job.execute_in_process(
                 instance=instance, run_id=run_id, tags=tags, run_config={"loggers": loggers}, raise_on_error=False,
             )
@@ -147,8 +205,10 @@ def _execute(job, instance, tags: dict, last_day: dt.date, debug: bool = False) 
         # Dagster maps SIGTERM to SIGINT while a step runs, so which one came is not always known.
         name = received[0].name if received else "SIGINT or SIGTERM"
         run = instance.get_run_by_id(run_id)
-        if run is not None:
-            end_run(instance, run, f"stopped by {name}")
+        if run is None:
+            print(f"stopped by {name} before the run started: nothing was claimed or started", file=sys.stderr)
+            return 130
+        end_run(instance, run, f"stopped by {name}")
         print(f"stopped by {name}: run {run_id} marked failed, its warehouse slot freed; "
               "the step in progress was rolled back", file=sys.stderr)
         return 130  # the shell's code for a command interrupted
@@ -208,18 +268,24 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     """Free what runs that died left behind, and check the warehouse opens."""
+    warehouse = _warehouse()
     with open_instance() as instance:
-        done = recover(instance, tuple(args.run_id))
+        done = recover(instance, warehouse, tuple(args.run_id))
     print("\n".join(done) or "no unfinished run of a dead process")
-    print(check_warehouse(Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))))
+    print(check_warehouse(warehouse))
     return 0
+
+
+def _warehouse() -> Warehouse:
+    """The warehouse HEALTH_WAREHOUSE names, as the CLI opens it outside a run."""
+    return Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
 
 
 def print_summary(snapshot_date: dt.date) -> None:
     """Where the sync table is, the ten accounts most at risk on `snapshot_date`, and who changed band."""
     from health_pipeline.assets.account_health.asset import most_at_risk  # the UI's ranking, from its asset
 
-    warehouse = Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
+    warehouse = _warehouse()
     export_dir = settings.path("HEALTH_EXPORT_DIR").resolve()
     with warehouse.get_connection(read_only=True) as conn:
         at_risk = pd.DataFrame(most_at_risk(conn, snapshot_date), columns=[
@@ -277,7 +343,7 @@ def print_backtest_headline(summary: pd.DataFrame | None) -> None:
 @contextmanager
 def _sync_table_connection():
     """A read-only connection to the warehouse, which must hold a sync table."""
-    warehouse = Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
+    warehouse = _warehouse()
     if not Path(warehouse.database).exists():
         raise Refused(f"no warehouse at {warehouse.database}: run `health-pipeline run` first")
     with warehouse.get_connection(read_only=True) as conn:
@@ -400,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--live", action="store_true",
                      help="a sample that grows: each run first generates the days it covers past the last one")
     gen.add_argument("--out", default=str(DATA_DIR / "raw"), help="output directory (default data/raw)")
+    gen.add_argument("--layout", choices=("folder", "heap-s3"), default="folder",
+                     help="folder: a table per file or folder, as today (default); heap-s3: Heap Connect's S3 "
+                          "delivery, manifests and Avro dumps, as a local copy of its bucket")
     gen.set_defaults(func=cmd_generate_sample)
 
     run = sub.add_parser("run", help="materialize every asset for a range of days in one run")
@@ -452,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     except (Refused, SettingsError) as exc:
         print(exc, file=sys.stderr)
         return 2
+    except WarehouseError as exc:  # found outside a run (recover's probe and check, report, export): says why
+        print(exc, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ step's start, the materializations and check results it reports, its success or 
 the progress lines stages log through `report_progress`. A finished stage's line gives the rows
 it wrote, or what its `skipped` or `deliveries` metadata says instead (alerts: what was sent, is
 pending and failed, per sink). On a terminal each stage is one line, rewritten in place while it
-runs; otherwise every line is printed as it comes, for log files.
+runs; otherwise every line is printed as it comes, for log files (`ConsoleLines`, which the CLI
+also prints its wait for the warehouse with, before a run starts).
 """
 
 from __future__ import annotations
@@ -29,12 +30,25 @@ def report_progress(message: str) -> None:
     context.log.info(PROGRESS_PREFIX + message)
 
 
+class ConsoleLines:
+    """The CLI's lines on standard output: on a terminal, a line that is not final is rewritten in
+    place by the next one; otherwise every line is printed as it comes, for log files."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.rewrite = self.stream.isatty()
+
+    def show(self, text: str, final: bool) -> None:
+        self.stream.write(("\r\033[K" + text + ("\n" if final else "")) if self.rewrite else text + "\n")
+        self.stream.flush()
+
+
 class StageLines(logging.Handler):
     """Turns Dagster's events into one line per stage."""
 
-    def __init__(self, stream, rewrite: bool):
+    def __init__(self, lines: ConsoleLines):
         super().__init__(logging.DEBUG)  # Dagster logs its events at DEBUG
-        self.stream, self.rewrite = stream, rewrite
+        self._line = lines.show
         self.started: dict[str, float] = {}
         self.rows: dict[str, dict[str, int]] = {}  # step -> asset -> rows written
         self.said: dict[str, str] = {}  # step -> what its line says instead of rows: skipped, or its deliveries
@@ -92,10 +106,6 @@ class StageLines(logging.Handler):
         return ": " + ", ".join(f"{asset} {count:,}" + ("" if asset.endswith(" pages") else " rows")
                                 for asset, count in rows.items()) if rows else ""
 
-    def _line(self, text: str, final: bool) -> None:
-        self.stream.write(("\r\033[K" + text + ("\n" if final else "")) if self.rewrite else text + "\n")
-        self.stream.flush()
-
 
 @dg.logger(description="One line per stage, with its rows and time: the CLI's progress.")
 def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
@@ -103,5 +113,5 @@ def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
     logger.handlers.clear()
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
-    logger.addHandler(StageLines(sys.stdout, rewrite=sys.stdout.isatty()))
+    logger.addHandler(StageLines(ConsoleLines()))
     return logger

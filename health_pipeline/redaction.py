@@ -24,6 +24,7 @@ MASK = "***"
 # Settings whose whole value is a secret (the URL carries the password, the key is the key).
 SECRET_SETTINGS = (
     "HEALTH_SYNC_POSTGRES_URL",
+    "HEALTH_SOURCE_URL",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
 )
@@ -39,8 +40,10 @@ _KEYWORD_SECRETS = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|secret|token|x-amz-signature|x-amz-credential|x-amz-security-token|"
     r"aws_secret_access_key|sig|signature)\s*[=:]\s*)(?P<quote>['\"]?)(?P<value>[^\s'\"&;,)]+)",
     re.IGNORECASE)
-_SLACK_HOOK = re.compile(r"(?P<host>hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/)[^\s'\"<>]+",
+_SLACK_HOOK = re.compile(r"(?P<host>hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/)[A-Za-z0-9/_-]+",
                          re.IGNORECASE)
+# What a message shows to say where a password goes, in a URL's form: not a secret.
+PLACEHOLDERS = {"password", MASK}
 
 
 def url_fragments(value: str) -> set[str]:
@@ -84,7 +87,9 @@ def redact(text: object, env_vars: Iterable[str] = ()) -> str:
 
 
 def _masked_userinfo(userinfo: str) -> str:
-    user = userinfo.split(":", 1)[0]
+    user, _, password = userinfo.partition(":")
+    if password in PLACEHOLDERS:
+        return userinfo
     return f"{user}:{MASK}" if ":" in userinfo else MASK if user != MASK else user
 
 

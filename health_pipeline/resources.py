@@ -1,4 +1,4 @@
-"""The Dagster resources: the DuckDB warehouse, the raw exports it reads, the folder it exports to.
+"""The Dagster resources: the DuckDB warehouse, the raw source it reads, the folder it exports to.
 
 `default_resources` is the embedded default that needs no set-up: sample data, a DuckDB file
 and local exports under `data/`, each overridable through its environment variable
@@ -7,7 +7,6 @@ and local exports under `data/`, each overridable through its environment variab
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import time
 from contextlib import contextmanager
@@ -21,8 +20,9 @@ from pydantic import Field
 
 from health_pipeline import settings
 from health_pipeline.progress import report_progress
-from health_pipeline.raw_input import RawTable, locate_table
+from health_pipeline.recovery import record_process
 from health_pipeline.redaction import redact
+from health_pipeline.sources import FolderSource, HeapS3Source, RawSource, WarehouseSource, source_kind
 
 SCHEMAS = ("raw", "core", "export")
 # A second writer gets "Could not set lock on file": retry with exponential backoff (0.1 s,
@@ -72,11 +72,7 @@ class Warehouse(DuckDBResource):
             try:
                 return duckdb.connect(self.database, read_only=read_only, config=config)
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise WarehouseError(f"HEALTH_WAREHOUSE={self.database!r} cannot be opened: "
-                                         f"{str(exc).splitlines()[0]}") from exc
-                holder = re.search(r"lock is held in (.*?) \(PID (\d+)\)", str(exc))
-                who = f"process {holder[2]} ({holder[1]})" if holder else "another process"
+                who = self._lock_holder_named_by(exc)
                 if attempt == LOCK_RETRIES:
                     raise WarehouseError(
                         f"the warehouse {self.database} is in use by {who}, and stayed locked for "
@@ -85,6 +81,36 @@ class Warehouse(DuckDBResource):
                 report_progress(f"waiting for the warehouse, which {who} holds")
                 time.sleep(FIRST_RETRY_SECONDS * 2**attempt)
         raise AssertionError("unreachable")
+
+    def _lock_holder_named_by(self, exc: duckdb.IOException) -> str:
+        """The process DuckDB's "Could not set lock on file" names; any other failure to open the
+        file (permissions, a missing folder) is raised as a WarehouseError."""
+        if "lock" not in str(exc).lower():
+            raise WarehouseError(f"HEALTH_WAREHOUSE={self.database!r} cannot be opened: "
+                                 f"{str(exc).splitlines()[0]}") from exc
+        holder = re.search(r"lock is held in (.*?) \(PID (\d+)\)", str(exc))
+        return f"process {holder[2]} ({holder[1]})" if holder else "another process"
+
+    def lock_holder(self) -> str | None:
+        """The process that has the warehouse file open for writing, or None when no process has.
+
+        A read-only open, closed at once: it writes nothing, and a writer opening in that instant
+        only retries (`_connect`). DuckDB grants the file's lock to one writing process, which
+        holds it from its connection's open to its close."""
+        if self.database == ":memory:" or not Path(self.database).exists():
+            return None
+        try:
+            duckdb.connect(self.database, read_only=True).close()
+        except duckdb.IOException as exc:
+            return self._lock_holder_named_by(exc)
+        return None
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every run that uses the warehouse, whoever launched it (dg launch, dagster asset
+        # materialize, the daemon), records the machine and process it runs in before its first
+        # step claims a warehouse pool slot, so that a later run can tell whether it died (recovery.py).
+        if context.instance is not None and context.run is not None:
+            record_process(context.instance, context.run)
 
     @contextmanager
     def get_connection(self, read_only: bool = False, create: bool = False):
@@ -107,38 +133,6 @@ class Warehouse(DuckDBResource):
             ) from exc
         finally:
             conn.close()
-
-
-class RawSource(dg.ConfigurableResource):
-    """A directory of raw exports in Heap Connect layout (health_pipeline.raw_input).
-
-    Each table is `<name>.parquet`, `<name>.csv`, or a folder `<name>/` or `<name>.parquet/` of parquet files.
-    """
-
-    raw_dir: str
-    # Rows stamped later than this past the run's clock are quarantined as future_time.
-    future_tolerance_hours: int = 24
-    # Days the source is known to have no activity (an outage, a holiday shutdown), YYYY-MM-DD.
-    # Every other day must have events and sessions, or the raw audit fails.
-    known_gaps: list[str] = []
-    # The share of an account's users a new users export may lose against the last accepted
-    # snapshot before the run stops (an account missing from the accounts export always stops it).
-    snapshot_max_drop: float = 0.5
-
-    @property
-    def known_gap_days(self) -> tuple[dt.date, ...]:
-        return tuple(dt.date.fromisoformat(day) for day in self.known_gaps)
-
-    def table(self, conn: duckdb.DuckDBPyConnection, name: str) -> RawTable | None:
-        """Locate and describe a raw table; None for an absent optional table."""
-        return locate_table(conn, Path(self.raw_dir), name)
-
-    def add_live_sample_days(self, through: dt.date) -> list[dt.date]:
-        """In a live sample (health-pipeline generate-sample --live), generate its days up to
-        `through` that are not there yet; return them. Real exports are never touched."""
-        from health_pipeline.sample import extend_sample
-
-        return extend_sample(Path(self.raw_dir), through)
 
 
 class ExportTarget(dg.ConfigurableResource):
@@ -201,11 +195,30 @@ class PostgresSyncBlocked(RuntimeError):
     names the object and what to do; the sync's transaction rolled back."""
 
 
+def raw_source(for_dagster: bool = True) -> RawSource:
+    """The raw source HEALTH_SOURCE chooses (else the shape of HEALTH_RAW_DIR), with its settings
+    (HEALTH_CRM_MAPPING among them, whichever the source): as EnvVars for Dagster (the UI names
+    them), or as plain values for the CLI."""
+    def setting(env_var: str) -> str | dg.EnvVar:
+        return settings.path_config(env_var) if for_dagster else str(settings.path(env_var))
+
+    options = settings.raw_source_options() if for_dagster else settings.raw_source_values()
+    kind = source_kind(str(settings.path("HEALTH_RAW_DIR")), settings.source())
+    crm = {"crm_dir": setting("HEALTH_CRM_DIR")} if settings.is_set("HEALTH_CRM_DIR") else {}
+    if kind == "heap_s3":
+        return HeapS3Source(location=setting("HEALTH_RAW_DIR"), landing_dir=setting("HEALTH_LANDING_DIR"),
+                            **crm, **options)
+    if kind == "warehouse":
+        return WarehouseSource(url=settings.source_url(for_dagster), schema_name=settings.source_schema(),
+                               landing_dir=setting("HEALTH_LANDING_DIR"), **crm, **options)
+    return FolderSource(raw_dir=setting("HEALTH_RAW_DIR"), **options)
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """The embedded default: sample data, a local DuckDB file and local exports."""
     return {
         "warehouse": Warehouse(database=settings.path_config("HEALTH_WAREHOUSE"), **settings.duckdb_limits()),
-        "raw_source": RawSource(raw_dir=settings.path_config("HEALTH_RAW_DIR"), **settings.raw_source_options()),
+        "raw_source": raw_source(),
         "export_target": ExportTarget(export_dir=settings.path_config("HEALTH_EXPORT_DIR")),
         "postgres": PostgresTarget(**settings.postgres_options()),
     }

@@ -522,3 +522,104 @@ def _with_duplicates(rng: np.random.Generator, df: pd.DataFrame) -> pd.DataFrame
     """Repeat about 1% of rows, as Heap re-syncs do."""
     dupes = df[rng.random(len(df)) < DUPLICATE_RATE]
     return pd.concat([df, dupes], ignore_index=True)
+
+
+# --- The same sample as Heap Connect's S3 delivery --------------------------------------------------
+
+DELIVERY_BUCKET = "heap-rs3-sample"
+DUMP_DAYS = 7  # each dump delivers a week of activity, as a weekly Heap Connect sync would
+RESYNCED_EVENT = "share_report"  # its early dumps carry rows of an older definition; a resync replaces them
+OLD_DEFINITION_ID = 10**12  # those rows' event ids start here, clear of the sample's own
+IDENTIFIED_LATER = 5  # every this-many-th user is delivered first with no identity and no role
+
+
+def write_heap_delivery(sample_dir: Path, out: Path, bucket: str = DELIVERY_BUCKET,
+                        dump_days: int = DUMP_DAYS) -> dict[str, int]:
+    """Write the folder sample in `sample_dir` again as Heap Connect's S3 delivery, a local copy of
+    `s3://<bucket>/`, under `out`: one dump per `dump_days` days with `manifests/sync_<id>.json`,
+    each table's Avro files under `sync_<id>/<table>/`, and the CRM's accounts and outcomes beside
+    them. Read back (health_pipeline.sources.heap_s3), it is the same sample, through every rule
+    of the delivery: users first delivered without their identity, and updated by a dump halfway;
+    events delivered again by that dump; share_report's dumps before it holding rows of an older
+    event definition, which a full resync right after it replaces; run_query split over two files
+    a dump. Days are read and written a dump at a time, so memory stays flat at any scale."""
+    import duckdb
+    import polars as pl
+
+    sample_dir, out = Path(sample_dir), Path(out)
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "manifests").mkdir(parents=True)
+    for crm in ("accounts.parquet", "outcomes.parquet"):
+        shutil.copyfile(sample_dir / crm, out / crm)
+    days = sorted(path.stem for path in (sample_dir / "all_events").glob("*.parquet"))
+    dumps = [days[i:i + dump_days] for i in range(0, len(days), dump_days)]
+    writer = _DeliveryWriter(out, bucket)
+    with duckdb.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute("SET enable_progress_bar = false")
+
+        def read(*names: str):
+            return conn.sql("SELECT * FROM read_parquet($files)",
+                            params={"files": [str(sample_dir / name) for name in names]}).pl()
+
+        users = read("users.parquet")
+        later = users.with_row_index("n").filter(pl.col("n") % IDENTIFIED_LATER == 0).drop("n")
+        unknown_yet = pl.col("user_id").is_in(later["user_id"].implode())
+        first_users = users.with_columns(pl.when(unknown_yet).then(None).otherwise(pl.col(c)).alias(c)
+                                         for c in ("identity", "role"))
+        halfway = len(dumps) // 2
+        for number, dump in enumerate(dumps):
+            events = read(*(f"all_events/{day}.parquet" for day in dump))
+            tables = {"sessions": [read(*(f"sessions/{day}.parquet" for day in dump))]}
+            for name in sorted(events["event_table_name"].unique().to_list()):
+                rows = _heap_event_table(events, name)
+                if name == RESYNCED_EVENT and number < halfway:  # the older definition matched more
+                    rows = rows.vstack(rows.head(len(rows) // 4).with_columns(pl.col("event_id") + OLD_DEFINITION_ID))
+                tables[name] = [rows.head(len(rows) // 2), rows.tail(len(rows) - len(rows) // 2)] \
+                    if name == "run_query" else [rows]
+            if number == 0:
+                tables |= {"users": [first_users], "user_migrations": [read("user_migrations.parquet")]}
+            writer.dump(tables, full=number == 0)
+            if number == halfway:
+                again = tables["run_query"][0]
+                writer.dump({"run_query": [again.head(max(1, len(again) // 10))], "users": [later]}, full=False)
+                redelivery = writer.dump_id
+                so_far = read(*(f"all_events/{day}.parquet" for part in dumps[:number + 1] for day in part))
+                writer.dump({RESYNCED_EVENT: [_heap_event_table(so_far, RESYNCED_EVENT)]}, full=True)
+    if (sample_dir / MANIFEST).exists():
+        shutil.copyfile(sample_dir / MANIFEST, out / MANIFEST)
+    return {"dumps": writer.dump_id, "files": writer.files, "redelivery_dump": redelivery,
+            "resync_dump": redelivery + 1, "users": len(users)}
+
+
+def _heap_event_table(events, name: str):
+    """One event's rows as Heap delivers its table: no event_table_name, and properties of its own."""
+    import polars as pl
+
+    return (events.filter(pl.col("event_table_name") == name).drop("event_table_name")
+            .with_columns(pl.lit("web").alias("library"), pl.lit(f"/app/{name}").alias("path")))
+
+
+class _DeliveryWriter:
+    def __init__(self, out: Path, bucket: str):
+        self.out, self.bucket, self.dump_id, self.files = out, bucket, 0, 0
+
+    def dump(self, tables: dict, full: bool) -> None:
+        """Write one dump: each table's parts as Avro (times in milliseconds), then its manifest;
+        `full`: every table of the dump is a full resync (incremental: false)."""
+        import polars as pl
+
+        self.dump_id += 1
+        listed = []
+        for name, parts in tables.items():
+            files = []
+            for i, part in enumerate(parts):
+                key = f"sync_{self.dump_id}/{name}/part-{i:05d}-{self.dump_id:08x}.avro"
+                (self.out / key).parent.mkdir(parents=True, exist_ok=True)
+                part.with_columns(pl.col(pl.Datetime).dt.cast_time_unit("ms")).write_avro(self.out / key, name=name)
+                files.append(f"s3://{self.bucket}/{key}")
+            self.files += len(files)
+            listed.append({"name": name, "columns": parts[0].columns, "files": files, "incremental": not full})
+        manifest = {"dump_id": self.dump_id, "tables": listed}
+        (self.out / "manifests" / f"sync_{self.dump_id}.json").write_text(json.dumps(manifest, indent=2))
+

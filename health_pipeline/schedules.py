@@ -2,7 +2,9 @@
 
 Events can reach the raw export a day or two after they happened. Each daily run therefore
 re-materializes the previous HEALTH_LATE_DAYS days (default 2) along with yesterday, so late
-events are counted. Every stage replaces exactly the days it runs, so the overlap is safe.
+events are counted. Every stage replaces exactly the days it runs, so the overlap is safe. A
+source that lands deliveries knows more: the days a delivery changed since a run extracted them
+(a full resync, rows that arrived weeks late), and the run starts at the earliest of those.
 """
 
 import datetime as dt
@@ -10,6 +12,7 @@ import datetime as dt
 import dagster as dg
 
 from health_pipeline.partitions import daily_partitions, partition_range_tags
+from health_pipeline.sources import RawSource
 
 DAILY_SCHEDULE = "daily_health_refresh"
 DAILY_CRON = "0 2 * * *"
@@ -20,15 +23,18 @@ EXPORT_FRESHNESS = dg.FreshnessPolicy.cron(
 )
 
 
-def refresh_range(tick_day: dt.date, late: int, history_start: dt.date) -> tuple[dt.date, dt.date] | None:
-    """The days a tick on `tick_day` refreshes: yesterday and the `late` days before it.
+def refresh_range(tick_day: dt.date, late: int, history_start: dt.date,
+                  stale_days: tuple[dt.date, ...] = ()) -> tuple[dt.date, dt.date] | None:
+    """The days a tick on `tick_day` refreshes: yesterday and the `late` days before it, from the
+    earliest of `stale_days` (days the source changed since a run extracted them) when earlier.
 
     The range never starts before the first partition; None when yesterday is before it.
     """
     last_day = tick_day - dt.timedelta(days=1)
     if last_day < history_start:
         return None
-    return max(last_day - dt.timedelta(days=late), history_start), last_day
+    first_day = min([last_day - dt.timedelta(days=late), *(d for d in stale_days if d <= last_day)])
+    return max(first_day, history_start), last_day
 
 
 def build_daily_schedule(job, late: int) -> dg.ScheduleDefinition:
@@ -46,9 +52,9 @@ def build_daily_schedule(job, late: int) -> dg.ScheduleDefinition:
             "before it (HEALTH_LATE_DAYS), as one run."
         ),
     )
-    def daily_health_refresh(context: dg.ScheduleEvaluationContext):
+    def daily_health_refresh(context: dg.ScheduleEvaluationContext, raw_source: RawSource):
         tick = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
-        days = refresh_range(tick.astimezone(dt.UTC).date(), late, history_start)
+        days = refresh_range(tick.astimezone(dt.UTC).date(), late, history_start, tuple(raw_source.stale_days()))
         if days is None:
             return dg.SkipReason(f"yesterday is before the first partition, {history_start}")
         # Keyed on the day refreshed, so a retried tick never launches a second run.

@@ -38,6 +38,8 @@ PATH_DEFAULTS = {
     "HEALTH_WAREHOUSE": DATA_DIR / "warehouse.duckdb",
     "HEALTH_RAW_DIR": DATA_DIR / "raw",
     "HEALTH_EXPORT_DIR": DATA_DIR / "exports",
+    # Where a remote source (a Heap S3 delivery) is landed as local parquet for raw_activity to read.
+    "HEALTH_LANDING_DIR": DATA_DIR / "landing",
 }
 
 # The bounds of the numeric settings (limits.Limit): ten years of days is more than any run,
@@ -63,12 +65,57 @@ def is_set(env_var: str) -> bool:
 
 def path(env_var: str) -> Path:
     """The path a path setting resolves to now: the environment variable, else its default."""
-    return Path(os.environ.get(env_var) or PATH_DEFAULTS[env_var])
+    return Path(os.environ.get(env_var) or PATH_DEFAULTS.get(env_var, ""))
 
 
 def path_config(env_var: str) -> str | dg.EnvVar:
     """A path setting as a resource field: an EnvVar when set (the UI names it), else the default."""
     return dg.EnvVar(env_var) if is_set(env_var) else str(PATH_DEFAULTS[env_var])
+
+
+def source() -> str:
+    """HEALTH_SOURCE: folder, heap_s3 or warehouse (health_pipeline.sources); unset, the raw location's
+    shape decides."""
+    from health_pipeline.sources import SOURCES
+
+    chosen = os.environ.get("HEALTH_SOURCE", "").strip()
+    if chosen and chosen not in SOURCES:
+        raise ValueError(f"HEALTH_SOURCE={chosen!r} is not a source; use one of {', '.join(SOURCES)}")
+    return chosen
+
+
+def crm_mapping() -> str:
+    """HEALTH_CRM_MAPPING: a shipped CRM mapping's name or a mapping file, checked whole (every
+    problem of the file, one line each); empty when unset."""
+    from health_pipeline.sources.crm_mappings import load_mapping
+
+    value = os.environ.get("HEALTH_CRM_MAPPING", "").strip()
+    if value:
+        load_mapping(value)
+    return value
+
+
+def _source_url() -> bool:
+    """Whether HEALTH_SOURCE_URL is set, checked (never quoted) when the warehouse source reads it."""
+    if os.environ.get("HEALTH_SOURCE", "").strip() == "warehouse":
+        source_url(for_dagster=False)
+    return is_set("HEALTH_SOURCE_URL")
+
+
+def source_url(for_dagster: bool = True) -> str | dg.EnvVar:
+    """HEALTH_SOURCE_URL: the warehouse the `warehouse` source reads Heap's tables from. It carries
+    the password, so a bad value is described, never quoted (a ValueError); for Dagster it stays an
+    EnvVar."""
+    from health_pipeline.sources.warehouse import check_url
+
+    value = os.environ.get("HEALTH_SOURCE_URL", "")
+    check_url(value)
+    return dg.EnvVar("HEALTH_SOURCE_URL") if for_dagster else value
+
+
+def source_schema() -> str:
+    """HEALTH_SOURCE_SCHEMA: the warehouse schema (a BigQuery dataset) Heap Connect syncs to; default heap."""
+    return os.environ.get("HEALTH_SOURCE_SCHEMA", "").strip() or "heap"
 
 
 def config_path() -> Path:
@@ -78,8 +125,9 @@ def config_path() -> Path:
 
 def partitions_start() -> str:
     """HEALTH_PARTITIONS_START: the first daily partition, YYYY-MM-DD. Unset, it is the first day
-    of the raw data: a sample's first day (from its manifest), else the raw events' first day,
-    else, with no raw data yet, the first day of the sample `health-pipeline run` would generate."""
+    of the raw data: a sample's first day (from its manifest), else the raw events' first day
+    (isolated days before the bulk of the data aside: raw_input.event_days), else, with no raw
+    data yet, the first day of the sample `health-pipeline run` would generate."""
     value = os.environ.get("HEALTH_PARTITIONS_START")
     if not value:
         return raw_first_day().isoformat()
@@ -102,7 +150,7 @@ def raw_first_day() -> dt.date:
         days = event_days(raw_dir)
     except (RawInputError, duckdb.Error):
         days = None  # unreadable raw data fails the run with its reason, not the definitions' load
-    return days[0] if days else SampleSpec.ending(yesterday()).start
+    return days.first if days else SampleSpec.ending(yesterday()).start
 
 
 def yesterday() -> dt.date:
@@ -151,9 +199,11 @@ def known_gaps() -> list[str]:
 
 
 def raw_source_options() -> dict:
-    """HEALTH_FUTURE_TOLERANCE_HOURS, HEALTH_KNOWN_GAPS and HEALTH_SNAPSHOT_MAX_DROP as RawSource
-    fields, where set."""
+    """HEALTH_FUTURE_TOLERANCE_HOURS, HEALTH_KNOWN_GAPS, HEALTH_SNAPSHOT_MAX_DROP and
+    HEALTH_CRM_MAPPING as RawSource fields, where set."""
     loaded, options = load(), {}
+    if loaded.crm_mapping:
+        options["crm_mapping"] = dg.EnvVar("HEALTH_CRM_MAPPING")
     if loaded.future_tolerance_hours is not None:
         options["future_tolerance_hours"] = dg.EnvVar.int("HEALTH_FUTURE_TOLERANCE_HOURS")
     if loaded.known_gaps:
@@ -161,6 +211,12 @@ def raw_source_options() -> dict:
     if loaded.snapshot_max_drop is not None:
         options["snapshot_max_drop"] = loaded.snapshot_max_drop
     return options
+
+
+def raw_source_values() -> dict:
+    """raw_source_options with plain values, for a source the CLI uses outside a run."""
+    return {name: value.get_value() if isinstance(value, dg.EnvVar) else value
+            for name, value in raw_source_options().items()}
 
 
 def postgres_options() -> dict:
@@ -280,6 +336,9 @@ class Settings:
     duckdb_memory_limit: str | None = _parsed_by(_memory_limit)
     duckdb_threads: int | None = _parsed_by(lambda: _number("HEALTH_DUCKDB_THREADS", THREADS))
     postgres: dict = _parsed_by(postgres_options)
+    source: str = _parsed_by(source)
+    source_url_set: bool = _parsed_by(_source_url)
+    crm_mapping: str = _parsed_by(crm_mapping)
 
 
 def load() -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import pytest
 
 from health_pipeline.assets.morning_report.site import REPORT_DIR
 from health_pipeline.definitions import build_assets
-from health_pipeline.partitions import partition_range_tags
-from health_pipeline.resources import ExportTarget, PostgresTarget, RawSource, Warehouse
+from health_pipeline.partitions import daily_partitions, partition_range_tags
+from health_pipeline.resources import ExportTarget, PostgresTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.scorecard.parser import load_config
+from health_pipeline.sources import FolderSource, RawSource
 
 
 @dataclass
@@ -71,6 +73,9 @@ class Pipeline:
     memory_limit: str | None = None
     postgres_url: str = ""  # the sync's PostgreSQL; empty: postgres_sync skips
     postgres_lock_timeout_seconds: int = 10
+    # Another raw source than the folder raw_dir (health_pipeline.sources), made from the options
+    # every source shares: future_tolerance_hours, known_gaps, snapshot_max_drop.
+    source: Callable[..., RawSource] | None = None
 
     @property
     def warehouse(self) -> Warehouse:
@@ -86,8 +91,9 @@ class Pipeline:
 
     @property
     def raw_source(self) -> RawSource:
-        return RawSource(raw_dir=str(self.raw_dir), future_tolerance_hours=self.future_tolerance_hours,
-                         known_gaps=self.known_gaps, snapshot_max_drop=self.snapshot_max_drop)
+        options = {"future_tolerance_hours": self.future_tolerance_hours, "known_gaps": self.known_gaps,
+                   "snapshot_max_drop": self.snapshot_max_drop}
+        return self.source(**options) if self.source else FolderSource(raw_dir=str(self.raw_dir), **options)
 
     def quiet_days(self, first_day: dt.date, last_day: dt.date) -> list[str]:
         """The days in the range on which the raw data has no event or no session (times in UTC)."""
@@ -113,8 +119,10 @@ class Pipeline:
 
     def run(self, first_day: str | dt.date, last_day: str | dt.date, selection=None, tags=None):
         first_day, last_day = (dt.date.fromisoformat(str(d)) for d in (first_day, last_day))
-        if self.sparse:
-            self.known_gaps = sorted(set(self.known_gaps) | set(self.quiet_days(first_day, last_day)))
+        if self.sparse:  # from the first partition: a run also extracts the earlier days no run extracted
+            first_partition = daily_partitions().start.date()
+            self.known_gaps = sorted(set(self.known_gaps)
+                                     | set(self.quiet_days(min(first_partition, first_day), last_day)))
         return dg.materialize(
             build_assets(self.settings),
             resources={

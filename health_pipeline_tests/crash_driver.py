@@ -1,8 +1,14 @@
 """Run `health-pipeline run`, stopping dead at one chosen point so a test can SIGKILL it there.
 
     python -m health_pipeline_tests.crash_driver POINT START END
+    python -m health_pipeline_tests.crash_driver POINT -- COMMAND ARG...
+
+The second form runs another command of the venv in this process instead, such as `dagster asset
+materialize ...` or `dg launch ...`, which execute their run in the process that launched it.
 
 POINT is one of:
+  connect:<n>     just before the n-th warehouse connection opens: a step that holds its pool
+                  slot and not (yet) the warehouse file's lock
   sql:<text>:<n>  just after the n-th warehouse statement containing <text> (1-based), which
                   can be inside a swap's transaction (after its DELETE, before its COMMIT)
   tmp:<n>         when the n-th sync temp file is fully written but not yet renamed into place
@@ -12,12 +18,14 @@ POINT is one of:
                   inside its transaction
 
 At the point it prints "REACHED <point>" and sleeps, holding whatever it holds (locks, open
-transaction, temp file), until it is killed. Paths come from the usual HEALTH_* variables;
+transaction, temp file), until it is killed; with CRASH_DRIVER_RESUME=<file>, until that file
+exists, and then it goes on. Paths come from the usual HEALTH_* variables;
 HEALTH_SAMPLE_DIR stands in for the default raw directory, for the sample case.
 """
 
 import collections
 import os
+import runpy
 import sys
 import time
 from contextlib import contextmanager
@@ -36,7 +44,11 @@ def passing(kind: str, text: str = "") -> None:
     counts[kind, text] += 1
     if POINT == f"{kind}:{text + ':' if text else ''}{counts[kind, text]}":
         print(f"REACHED {POINT}", flush=True)
-        time.sleep(600)
+        resume = Path(os.environ.get("CRASH_DRIVER_RESUME", "/nonexistent"))
+        for _ in range(6000):
+            if resume.exists():
+                return
+            time.sleep(0.1)
 
 
 class WatchedConnection:
@@ -62,6 +74,7 @@ original_connection = Warehouse.get_connection
 
 @contextmanager
 def watched_connection(self, read_only: bool = False, create: bool = False):
+    passing("connect")
     with original_connection(self, read_only, create) as conn:
         yield WatchedConnection(conn)
 
@@ -100,4 +113,8 @@ export_files.os.replace = watched_replace
 sample._with_duplicates = watched_duplicates
 if os.environ.get("HEALTH_SAMPLE_DIR"):
     settings.PATH_DEFAULTS["HEALTH_RAW_DIR"] = Path(os.environ["HEALTH_SAMPLE_DIR"])
-sys.exit(cli.main(["run", "--start", sys.argv[2], "--end", sys.argv[3]]))
+if sys.argv[2] == "--":
+    sys.argv = [str(Path(sys.executable).parent / sys.argv[3]), *sys.argv[4:]]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+else:
+    sys.exit(cli.main(["run", "--start", sys.argv[2], "--end", sys.argv[3]]))

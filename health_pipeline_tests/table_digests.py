@@ -44,11 +44,13 @@ def _text(column: str) -> str:
     return f'CAST("{column}" AS VARCHAR)'
 
 
-def table_digests(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
-    """Per table: its rows and the md5 of its sorted rows as text (every column but the run's
-    own timestamps, or the listed ones)."""
+def table_digests(conn: duckdb.DuckDBPyConnection, only: tuple[str, ...] | None = None) -> dict[str, dict]:
+    """Per table (of TABLES, or `only` of them): its rows and the md5 of its sorted rows as text
+    (every column but the run's own timestamps, or the listed ones)."""
     out = {}
     for table, wanted in TABLES.items():
+        if only is not None and table not in only:
+            continue
         columns = [name for name, *_ in conn.execute(f"DESCRIBE {table}").fetchall()
                    if name not in NOT_COMPARED and (wanted is None or name in wanted)]
         row = " || '|' || ".join(f"coalesce({_text(c)}, '∅')" for c in columns)

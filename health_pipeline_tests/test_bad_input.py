@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
 from health_pipeline.assets.raw_activity.asset import extract as extract_range
 from health_pipeline.raw_input import RawInputError
-from health_pipeline.resources import RawSource, Warehouse
+from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.parser import load_config
+from health_pipeline.sources import FolderSource
 from health_pipeline_tests.conftest import Pipeline, RawData
 
 DAY, NEXT = "2026-08-10", "2026-08-11"
@@ -444,7 +445,7 @@ def test_garbage_rows_are_quarantined_or_named(garbage, fmt, order):
         frames = _write_text_exports(raw_dir, tables, fmt)
         with Warehouse(database=str(Path(tmp) / "w.duckdb")).get_connection(create=True) as conn:
             try:
-                extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_config(), dt.date(2026, 8, 10),
+                extract_range(conn, FolderSource(raw_dir=str(raw_dir)), load_config(), dt.date(2026, 8, 10),
                               dt.date(2026, 8, 11), NOW)
             except RawInputError as exc:
                 # A structural failure must say which table and file.
@@ -532,7 +533,7 @@ def test_deduplication_keeps_the_earliest_valid_copy_of_each_id(events):
         raw_dir = Path(tmp) / "raw"
         _write_text_exports(raw_dir, tables, "parquet")
         with Warehouse(database=str(Path(tmp) / "w.duckdb")).get_connection(create=True) as conn:
-            counts = extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_config(),
+            counts = extract_range(conn, FolderSource(raw_dir=str(raw_dir)), load_config(),
                                    dt.date(2026, 8, 10), dt.date(2026, 8, 11), NOW)
             loaded = {r[0]: r[1:] for r in conn.execute(
                 "SELECT event_id, user_id, CAST(time AS VARCHAR) FROM raw.events").fetchall()}
@@ -576,7 +577,7 @@ def test_typed_times_at_the_edge_of_a_day_land_in_exactly_one_day(tmp_path):
     }).to_parquet(raw_dir / "all_events.parquet", index=False)
     with Warehouse(database=str(tmp_path / "w.duckdb")).get_connection(create=True) as conn:
         for day in (dt.date(2026, 8, 10), dt.date(2026, 8, 11), dt.date(2026, 8, 12)):
-            extract_range(conn, RawSource(raw_dir=str(raw_dir)), load_config(), day, day, NOW)
+            extract_range(conn, FolderSource(raw_dir=str(raw_dir)), load_config(), day, day, NOW)
         filed = conn.execute("SELECT event_id, activity_date FROM raw.events ORDER BY event_id").fetchall()
         exact = conn.execute(f"""
             SELECT event_id, CAST(CAST(time AS TIMESTAMP) AS DATE)

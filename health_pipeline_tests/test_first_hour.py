@@ -231,11 +231,14 @@ def test_a_missing_column_names_the_table_the_file_and_the_column(tmp_path):
 @pytest.mark.slow
 def test_days_without_events_fail_the_audit_once_naming_the_days_and_what_to_do(tmp_path):
     generate_sample(tmp_path / "raw", SPEC)
-    result = run(tmp_path, "--start", "2026-06-05", "--end", "2026-06-08")
+    for table in ("all_events", "sessions"):
+        (tmp_path / "raw" / table / "2026-06-04.parquet").unlink()
+    (tmp_path / "raw" / "all_events" / "2026-06-05.parquet").unlink()
+    result = run(tmp_path, "--start", "2026-06-03", "--end", "2026-06-06")
     line = one_line(result, 1)
     assert line.startswith("raw_activity failed: audit failed, nothing published: raw_events and accounts for "
-                           "2026-06-05 .. 2026-06-08: activity_every_day (")
-    assert "missing_days=2026-06-07 (no events, no sessions), 2026-06-08 (no events, no sessions)" in line
+                           "2026-06-01 .. 2026-06-06: activity_every_day (")
+    assert "missing_days=2026-06-04 (no events, no sessions), 2026-06-05 (no events)" in line
     assert line.endswith("Re-export the missing days, or, if they have no activity on purpose, list them in "
                          "HEALTH_KNOWN_GAPS")
     assert "✗ raw_activity failed after" in result.stdout and "(check activity_every_day)" in result.stdout
@@ -246,6 +249,17 @@ def test_a_start_before_the_first_partition_is_refused_in_one_line(tmp_path):
     line = one_line(run(tmp_path, "--start", "2026-05-30", "--end", "2026-06-02"), 2)
     assert line == ("--start 2026-05-30 is before the first daily partition, 2026-06-01 (HEALTH_PARTITIONS_START, "
                     "else the raw data's first day)")
+
+
+def test_an_end_after_yesterday_or_after_the_data_is_refused_at_once_in_one_line(tmp_path):
+    """Before, `--end 2030-01-01` was refused only by Dagster, minutes later; and an end past the
+    data ran days without events into the audit's failure."""
+    generate_sample(tmp_path / "raw", SPEC)
+    line = one_line(run(tmp_path, "--end", "2030-01-01"), 2)
+    assert line == f"--end 2030-01-01 is after yesterday, {yesterday()} (UTC): a day is run once it is over"
+    line = one_line(run(tmp_path, "--start", "2026-06-02", "--end", "2026-06-07"), 2)
+    assert line == "--end 2026-06-07 is after the raw events' last day, 2026-06-06: there is no data to run after it"
+    assert not (tmp_path / "warehouse.duckdb").exists() and not (tmp_path / "dagster_home").exists()
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from health_pipeline.definitions import build_defs, defs
 from health_pipeline.resources import Warehouse
 from health_pipeline.schedules import DAILY_SCHEDULE, EXPORT_FRESHNESS, refresh_range
 from health_pipeline.settings import late_days
+from health_pipeline.sources import FolderSource
 
 DAGSTER_YAML = DATA_DIR / "dagster_home" / "dagster.yaml"
 
@@ -58,8 +59,10 @@ def test_every_step_that_opens_the_warehouse_is_in_its_pool():
 START = dt.date(2026, 6, 1)  # the first partition (HEALTH_PARTITIONS_START default)
 
 
-def _tick(schedule: dg.ScheduleDefinition, at: dt.datetime):
-    with dg.build_schedule_context(scheduled_execution_time=at) as context:
+def _tick(schedule: dg.ScheduleDefinition, at: dt.datetime, raw_source=None):
+    """A tick at `at`; the schedule asks the raw source which days changed since they were extracted."""
+    source = raw_source or FolderSource(raw_dir=str(DATA_DIR / "raw"))
+    with dg.build_schedule_context(scheduled_execution_time=at, resources={"raw_source": source}) as context:
         return schedule.evaluate_tick(context)
 
 
@@ -114,6 +117,28 @@ def test_refresh_range(tick_day, late, expected):
     assert refresh_range(tick_day, late, START) == expected
 
 
+@pytest.mark.parametrize(("stale", "expected_first"), [
+    ((), dt.date(2026, 7, 12)),
+    ((dt.date(2026, 7, 3), dt.date(2026, 7, 9)), dt.date(2026, 7, 3)),  # a resync changed earlier days
+    ((dt.date(2026, 7, 13),), dt.date(2026, 7, 12)),  # inside the usual range: nothing to add
+    ((dt.date(2026, 5, 20),), START),  # before the first partition: the range starts there
+    ((dt.date(2026, 7, 20),), dt.date(2026, 7, 12)),  # after yesterday: the next days' runs reach it
+])
+def test_the_daily_range_starts_at_the_earliest_day_the_source_changed(stale, expected_first):
+    assert refresh_range(dt.date(2026, 7, 15), 2, START, stale) == (expected_first, dt.date(2026, 7, 14))
+
+
+def test_a_tick_asks_the_source_for_its_stale_days(tmp_path):
+    class Changed(FolderSource):
+        def stale_days(self):
+            return [dt.date(2026, 7, 1)]
+
+    schedule = defs.resolve_schedule_def(DAILY_SCHEDULE)
+    [request] = _tick(schedule, dt.datetime(2026, 7, 15, 2, 0, tzinfo=dt.UTC),
+                      Changed(raw_dir=str(tmp_path))).run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-07-01"
+
+
 @given(tick_day=st.dates(dt.date(2026, 6, 2), dt.date(2030, 1, 1)), late=st.integers(0, 60))
 def test_refresh_range_ends_yesterday_and_covers_late_days_within_history(tick_day, late):
     first_day, last_day = refresh_range(tick_day, late, START)
@@ -132,7 +157,7 @@ def test_only_the_sync_table_carries_the_freshness_policy():
 def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
     """As the UI's "Materialize" on one asset and one partition does: the score stage for 2026-06-03."""
     from health_pipeline.definitions import build_assets
-    from health_pipeline.resources import ExportTarget, PostgresTarget, RawSource
+    from health_pipeline.resources import ExportTarget, PostgresTarget
     from health_pipeline.sample import SampleSpec, generate_sample
     from health_pipeline.scorecard.parser import load_config
     from health_pipeline_tests.conftest import Pipeline, run_records
@@ -150,7 +175,7 @@ def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
         build_assets(settings),
         selection=dg.AssetSelection.assets("account_health"),
         partition_key="2026-06-03",
-        resources={"warehouse": pipeline.warehouse, "raw_source": RawSource(raw_dir=str(pipeline.raw_dir)),
+        resources={"warehouse": pipeline.warehouse, "raw_source": FolderSource(raw_dir=str(pipeline.raw_dir)),
                    "export_target": ExportTarget(export_dir=str(pipeline.export_dir)), "postgres": PostgresTarget()},
         instance=instance,
     )

@@ -117,11 +117,34 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
         columns = [("account_id", "text"), ("snapshot_date", "date")] \
             if path.name in ("synced_table.pg.sql", "new_columns.pg.sql") else ["account_id", "snapshot_date"]
         rendered[path.relative_to(PACKAGE_DIR).as_posix()] = [render(path, **synced, columns=columns)]
+    rendered |= _source_contexts()
     for path in sql_files():
         relative = path.relative_to(PACKAGE_DIR).as_posix()
         if relative not in rendered:  # needs no context: a fixed statement, or only macros
             rendered[relative] = [render(path)]
     return rendered
+
+
+def _source_contexts() -> dict[str, list[str]]:
+    """The raw sources' statements (health_pipeline/sources): the landing's, and the warehouse
+    source's, which are written in DuckDB's dialect before sqlglot writes them for a warehouse."""
+    sources = PACKAGE_DIR / "sources"
+    events = {"event_id": True, "user_id": True, "session_id": False, "time": True}
+    warehouse = {"schema": "heap", "table": "all_events",
+                 "columns": {c: c.upper() for c in RAW_TABLES["all_events"]}}
+    return {
+        "sources/landed_activity.sql": [
+            render(sources / "landed_activity.sql", columns=events, time_kind=kind, file_name="dump-1-{i}",
+                   with_event_table_name=with_name)
+            for kind in ("timestamptz", "timestamp", "epoch", "text") for with_name in (True, False)],
+        "sources/merged_dimension.sql": [render(sources / "merged_dimension.sql", key="user_id", earlier=earlier)
+                                         for earlier in (True, False)],
+        "sources/changed_days.sql": [render(sources / "changed_days.sql", any_before=before, any_after=after)
+                                     for before, after in ((True, True), (True, False), (False, True))],
+        "sources/warehouse_day_digests.sql": [render(sources / "warehouse_day_digests.sql", **warehouse)],
+        "sources/warehouse_rows.sql": [render(sources / "warehouse_rows.sql", **warehouse, part=part)
+                                       for part in ("days", "undated", "whole")],
+    }
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])

@@ -16,10 +16,11 @@ from health_pipeline.assets.score_backtest.asset import BACKTEST_ASSETS
 from health_pipeline.definitions import build_assets
 from health_pipeline.partitions import partition_range_tags
 from health_pipeline.previews import markdown_table
-from health_pipeline.resources import ExportTarget, PostgresTarget, RawSource, Warehouse
+from health_pipeline.resources import ExportTarget, PostgresTarget, Warehouse
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.model import BANDS
 from health_pipeline.scorecard.parser import load_config
+from health_pipeline.sources import FolderSource
 
 DAY = dt.date(2026, 7, 1)
 # CommonMark with GFM's tables and strikethrough, as the UI renders a markdown value.
@@ -118,7 +119,7 @@ def sample_result(tmp_path_factory):
     return dg.materialize(
         build_assets(settings),
         resources={"warehouse": Warehouse(database=str(root / "warehouse.duckdb")),
-                   "raw_source": RawSource(raw_dir=str(root / "raw")),
+                   "raw_source": FolderSource(raw_dir=str(root / "raw")),
                    "export_target": ExportTarget(export_dir=str(root / "exports")),
                    "postgres": PostgresTarget()},
         tags=partition_range_tags(dt.date(2026, 6, 1), dt.date(2026, 6, 12)),

@@ -1,5 +1,6 @@
 """One folder per asset, named after it, holding its module (asset.py) and the .sql files it runs;
-here, what every daily asset shares and the write-audit-publish helpers they all write through."""
+here, what every daily asset shares, the write-audit-publish helpers they all write through, and
+the days of the fact's history that no run extracted (unextracted_days)."""
 
 import datetime as dt
 from collections.abc import Callable
@@ -20,9 +21,13 @@ from health_pipeline.export_files import (
 )
 from health_pipeline.partitions import daily_partitions
 from health_pipeline.publish import PER_DAY, stage_range, swap_range, table_metadata, transaction
+from health_pipeline.raw_input import RawInputError
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
-from health_pipeline.sql import scalar, table_exists
+from health_pipeline.sources import RawSource
+from health_pipeline.sql import SqlFolder, scalar, table_exists
+
+SQL = SqlFolder(__file__)
 
 GROUP = "health"
 
@@ -54,6 +59,45 @@ def refreshed_through(conn: duckdb.DuckDBPyConnection, table: str, last_day: dt.
     latest = scalar(conn, f"SELECT max(snapshot_date) FROM {table} WHERE snapshot_date > $after",
                     {"after": last_day})
     return latest or last_day
+
+
+class IncompleteHistory(Exception):
+    """A windowed asset would read days of the fact that no run extracted; nothing was published."""
+
+
+def unextracted_days(conn: duckdb.DuckDBPyConnection, raw: RawSource,
+                     through: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """The spans of days up to `through` that the fact's history lacks: days that no accepted run
+    of raw_activity processed (raw.history_runs), from the first partition or the raw events'
+    first day, whichever is later.
+
+    The history must be whole, not only the 89 days of the windows: a contact's first session and
+    last activity (first_session_activated_share, days_since_last_active) are over every earlier
+    day. It starts at the first partition, because no run can process a day before it (a later
+    HEALTH_PARTITIONS_START bounds the history on purpose), and at the raw events' first day
+    (isolated days aside), because the export has nothing before it. A declared known gap is held
+    once a run has processed it, like any day. The raw files' footers are read only when some day
+    is unprocessed; unreadable raw files leave every unprocessed day missing."""
+    first_partition = daily_partitions().start.date()
+    if not table_exists(conn, "raw.history_runs"):
+        spans = [(first_partition, through)] if first_partition <= through else []
+    else:
+        spans = SQL.run(conn, "unprocessed_days", {"first_day": first_partition, "last_day": through}).fetchall()
+    if not spans:
+        return []
+    try:
+        data = raw.event_days()
+    except (RawInputError, duckdb.Error):
+        return spans
+    if data is None:
+        return []
+    return [(max(first, data.first), last) for first, last in spans if last >= data.first]
+
+
+def describe_spans(spans: list[tuple[dt.date, dt.date]], most: int = 5) -> str:
+    """Spans of days as text: '2026-06-01 .. 2026-06-04, 2026-06-09', the first `most` of them."""
+    shown = [f"{first}" if first == last else f"{first} .. {last}" for first, last in spans[:most]]
+    return ", ".join(shown) + (f" and {len(spans) - most} more spans" if len(spans) > most else "")
 
 
 def publish_range(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset: str, table: str, date_column: str,
@@ -113,15 +157,15 @@ def publish_export(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset:
 IN_RUN = {"dagster/row_count": "rows_in_run"}
 # What a dated table's run result says that is true of every day of the run.
 EVERY_DAY = ("dagster/column_schema", "dagster/table_name")
-# On the record of a later day a run refreshed: the run's last day, and a link to the run.
+# On the record of another day a run rewrote: the run's last day, and a link to the run.
 REFRESHED_BY = "refreshed_by_the_run_of"
 REFRESHED_BY_RUN = "refreshed_by_run"
 
 
 def materialized(context: dg.AssetExecutionContext, metadata: dict, asset_key: str | None = None):
     """The run's MaterializeResult, which Dagster records on every partition of the run's range,
-    then a record of each later day the run rewrote (a windowed asset's refreshed days; see
-    `record_refreshed`).
+    then a record of each other day the run rewrote (a windowed asset's refreshed days, the days
+    raw_activity extracted before or after the range; see `record_refreshed`).
 
     For a dated table (one with `per_day`, from publish.table_metadata) each of those records
     holds that day's own `dagster/row_count` and figures. The run's records also hold the run's
@@ -158,7 +202,7 @@ def materialized(context: dg.AssetExecutionContext, metadata: dict, asset_key: s
 
 
 def record_refreshed(context: dg.AssetExecutionContext, days: dict[str, dict], asset_key: str | None = None) -> None:
-    """Record each later day the run rewrote (`days`: its partition and its own figures) as a
+    """Record each other day the run rewrote (`days`: its partition and its own figures) as a
     materialization of that partition of `asset_key` (else the context's asset), naming the run's
     last day (`refreshed_by_the_run_of`) and linking the run (`refreshed_by_run`). Call it after
     the run's own result was yielded, which Dagster has recorded by then.

@@ -5,12 +5,21 @@ import datetime as dt
 import dagster as dg
 import duckdb
 
-from health_pipeline.assets import daily_asset, materialized, publish_range
+from health_pipeline.assets import (
+    IncompleteHistory,
+    daily_asset,
+    describe_spans,
+    materialized,
+    publish_range,
+    refreshed_through,
+    unextracted_days,
+)
 from health_pipeline.checks import check_specs
 from health_pipeline.partitions import date_range
 from health_pipeline.publish import plan_batches
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.sources import RawSource
 from health_pipeline.sql import SqlFolder, scalar
 
 SQL = SqlFolder(__file__)
@@ -72,6 +81,20 @@ def keep_recency_checkpoints(conn: duckdb.DuckDBPyConnection, config: HealthConf
     return built
 
 
+def require_whole_history(conn: duckdb.DuckDBPyConnection, raw: RawSource, first_day: dt.date,
+                          last_day: dt.date) -> None:
+    """Fail, before anything is written, if the days this run computes (with the later days it
+    refreshes) would read days of the fact that no run extracted. raw_activity extracts them first
+    in the same run, so this stops only a run without it (contact_metrics materialized alone) from
+    publishing metrics of a truncated history."""
+    through = refreshed_through(conn, "core.contact_metrics", last_day)
+    if missing := unextracted_days(conn, raw, through):
+        raise IncompleteHistory(
+            f"contact_metrics for {first_day} .. {through} reads every earlier day of the fact, and no run extracted "
+            f"{describe_spans(missing)}: materialize raw_activity with it (health-pipeline run does), which "
+            "extracts them first; nothing was published")
+
+
 def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:
     @daily_asset(
         name="contact_metrics",
@@ -84,7 +107,7 @@ def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:
         code_version=config.metrics_version,
         check_specs=check_specs(config, "contact_metrics"),
     )
-    def contact_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    def contact_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse, raw_source: RawSource):
         """One row per counted contact per snapshot date D (contacts who joined on or before D).
 
         Rolling-window usage of one person: sessions_28d/90d, active_days_28d, `<event>_28d` per
@@ -94,6 +117,7 @@ def build_contact_metrics(config: HealthConfig) -> dg.AssetsDefinition:
         """
         first_day, last_day = date_range(context.partition_time_window)
         with warehouse.get_connection() as conn:
+            require_whole_history(conn, raw_source, first_day, last_day)
             checkpoints_built = keep_recency_checkpoints(conn, config)
             meta = yield from publish_range(
                 conn, config, "contact_metrics", "core.contact_metrics", "snapshot_date", first_day, last_day,

@@ -1,10 +1,24 @@
 {#- Macros that read a raw table's columns (a raw_input.RawTable `t`). Every raw value is read
     with TRY_CAST, so a bad value becomes NULL plus a quarantine reason, never a failed run. -#}
 
-{# The table's columns that the pipeline reads, plus source_file and source_row (1-based,
-   within its file). Only those columns: a source column named like a helper cannot collide. #}
+{# Column `c` as the file holds it: its own column, or through a CRM mapping the CRM's column it
+   is read from, or the mapping's constant. A value map translates the CRM's values, matched
+   trimmed and whatever their case; a value it does not know is kept as written, so the column's
+   own rule judges it as it would in our names (an unknown status loads, an unknown outcome is
+   quarantined). #}
+{% macro source(t, c) -%}
+{% if t.is_constant(c) %}CAST($crm_{{ c }} AS VARCHAR)
+{%- elif t.has_value_map(c) %}{% set written %}TRY_CAST({{ t.source(c) | quote }} AS VARCHAR){% endset -%}
+coalesce(map($crm_{{ c }}_from::VARCHAR[], $crm_{{ c }}_to::VARCHAR[])[lower(trim({{ written }}))], {{ written }})
+{%- else %}{{ t.source(c) | quote }}{% endif %}
+{%- endmacro %}
+
+{# The table's columns that the pipeline reads, under our names, plus source_file and source_row
+   (1-based, within its file). Only those columns: a source column named like a helper cannot
+   collide. Every other macro reads this macro's output, so a table read through a CRM mapping
+   (raw_input.CrmTable) meets the same rules as one in our names. #}
 {% macro rows(t) -%}
-(SELECT {% for c in t.present_columns %}{{ c | quote }}, {% endfor %}{{ source_file_column | quote }} AS source_file,
+(SELECT {% for c in t.present_columns %}{{ source(t, c) }} AS {{ c | quote }}, {% endfor %}{{ source_file_column | quote }} AS source_file,
         {% if t.is_csv %}ordinality{% else %}file_row_number + 1{% endif %} AS source_row
  FROM {{ t.reader }}{% if t.is_csv %} WITH ORDINALITY{% endif %})
 {%- endmacro %}

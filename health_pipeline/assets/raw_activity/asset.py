@@ -17,6 +17,9 @@ computed from stored events. raw.events keeps each kept event's day, id, contact
 enough to deduplicate a later run's copies exactly and to audit the result, at a third of the
 cost of storing whole events (docs/performance.md). When a run keeps an earlier copy of an id
 that another run stored on a later day, that day is extracted again in the same transaction.
+A run also extracts, first and in the same transaction, the earlier days of the raw export that no
+run processed (`extraction_start`): the metrics of its days read every earlier day, and would
+otherwise be scored from a truncated history (a warehouse rebuilt with a run of its last days).
 
 Every raw row ends in exactly one place: loaded, dropped as a duplicate, left out as an
 excluded identity (raw.contacts.excluded_reason says why), or set aside in raw.quarantine
@@ -33,7 +36,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from health_pipeline.assets import daily, materialized
+from health_pipeline.assets import daily, describe_spans, materialized, unextracted_days
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditContext, audit, check_specs
 from health_pipeline.partitions import date_range
 from health_pipeline.progress import report_progress
@@ -47,9 +50,10 @@ from health_pipeline.publish import (
     table_metadata,
     transaction,
 )
-from health_pipeline.raw_input import RAW_TABLES, RawTable
-from health_pipeline.resources import RawSource, Warehouse
+from health_pipeline.raw_input import CUSTOMER_OUTCOMES, RAW_TABLES, RawTable
+from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
+from health_pipeline.sources import RawSource
 from health_pipeline.sql import SqlFolder, scalar, table_exists
 
 SQL = SqlFolder(__file__)
@@ -58,8 +62,6 @@ SQL = SqlFolder(__file__)
 STAGED_EVENT_BYTES = 200
 CSV_BYTES_PER_EVENT = 100  # a CSV export's row, for the batch plan when there is no parquet metadata
 MAX_MERGE_DEPTH = 32  # merge chains longer than this are treated as cycles
-# The customer outcomes the outcomes export may hold.
-CUSTOMER_OUTCOMES = ("renewed", "churned", "downgraded", "expanded")
 # How a raw row was classified, when not bad input: every other classification is a quarantine reason code.
 LOADED, DUPLICATE, EXCLUDED = "loaded", "duplicate", "excluded"
 
@@ -526,6 +528,16 @@ def _versions(conn: duckdb.DuckDBPyConnection, history: str) -> dict:
     return {"current_versions": current, "closed_versions": closed}
 
 
+def extraction_start(conn: duckdb.DuckDBPyConnection, raw: RawSource, first_day: dt.date) -> dt.date:
+    """The first day a run of the days from `first_day` extracts: the earliest earlier day that the
+    history lacks (assets.unextracted_days), so that the metrics of its days never read a truncated
+    history, else `first_day`. One range from there keeps the swap of one range: a held day inside
+    it is extracted again, as any rerun may, and the usual gap is a single span anyway (a warehouse
+    rebuilt from its last days, or started with a --start after the data's first day)."""
+    missing = unextracted_days(conn, raw, first_day - dt.timedelta(days=1))
+    return missing[0][0] if missing else first_day
+
+
 def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
     specs = [
         dg.AssetSpec(key, description=row, kinds={"duckdb"}, code_version=config.metrics_version,
@@ -536,15 +548,23 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
     @dg.multi_asset(name="raw_activity", specs=specs, check_specs=check_specs(config, "raw_events", "accounts"),
                     **daily())
     def raw_activity(context: dg.AssetExecutionContext, warehouse: Warehouse, raw_source: RawSource):
-        """Extracts the run's days from the raw sessions and events into the daily fact and
-        snapshots accounts, contacts and identity merges from the current raw exports; bad rows go
-        to the quarantine. Every table is swapped in and audited in one transaction, committed
-        only if the checks pass."""
-        first_day, last_day = date_range(context.partition_time_window)
+        """Extracts the run's days from the raw sessions and events into the daily fact, with the
+        earlier days of the raw export that no run extracted yet, and snapshots accounts, contacts
+        and identity merges from the current raw exports; bad rows go to the quarantine. Every
+        table is swapped in and audited in one transaction, committed only if the checks pass."""
+        run_first_day, last_day = date_range(context.partition_time_window)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         if added := raw_source.add_live_sample_days(last_day):
-            context.log.info(f"live sample: generated {added[0]} .. {added[-1]} in {raw_source.raw_dir}")
+            context.log.info(f"live sample: generated {added[0]} .. {added[-1]}")
+        read = raw_source.prepare(report_progress)
         with warehouse.get_connection(create=True) as conn:
+            first_day = extraction_start(conn, raw_source, run_first_day)
+            earlier = [(first_day, run_first_day - dt.timedelta(days=1))] if first_day < run_first_day else []
+            if earlier:
+                why = (f"extracting {describe_spans(earlier)} first: no run extracted them, and the metrics of "
+                       f"{run_first_day} read every earlier day")
+                context.log.info(why)
+                report_progress(why)
             counts, extraction = stage_extract(conn, raw_source, config, first_day, last_day, now)
             checks = AuditContext(known_gaps=raw_source.known_gap_days, snapshot_max_drop=raw_source.snapshot_max_drop,
                                   accept_snapshot=context.run.tags.get(ACCEPT_SNAPSHOT_TAG) == "true")
@@ -553,6 +573,16 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
                 yield from audit(config, ("raw_events", "accounts"), conn, first_day, last_day, checks)
                 SQL.run(conn, "accepted_snapshot", {"accepted_at": now})
             metadata = _metadata(conn, _figures(conn, counts, written, first_day, last_day), first_day, last_day)
+        metadata["daily_contact_activity"]["earlier_days_extracted"] = describe_spans(earlier) or "none"
+        # Committed: the days this run extracted are no longer stale (a crash before this line
+        # leaves them stale, and the next run extracts them again: harmless).
+        raw_source.forget_stale_days(first_day, last_day)
+        stale = raw_source.stale_days()
+        metadata["raw_events"] |= {f"source.{name}": value for name, value in read.items()} | {
+            "source.stale_days_left": ", ".join(map(str, stale)) or "none"}
+        if stale := [day for day in stale if day < first_day]:
+            context.log.warning(f"{len(stale)} earlier days changed in the source since a run extracted them "
+                                f"({stale[0]} .. {stale[-1]}): the next `health-pipeline run` starts at {stale[0]}")
         for key, meta in metadata.items():
             yield from materialized(context, meta, asset_key=key)
 
