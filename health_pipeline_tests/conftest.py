@@ -186,6 +186,17 @@ class Pipeline:
         return frame.iloc[0].to_dict()
 
 
+def run_records(instance: dg.DagsterInstance, run_id: str, asset: str) -> dict[str, dg.EventLogRecord]:
+    """Per partition, the materialization a run recorded for `asset`: its own days', and those of
+    the later days it refreshed, which are recorded beside the run (assets.record_refreshed)."""
+    def of_the_run(record: dg.EventLogRecord) -> bool:
+        refreshed_by = record.asset_materialization.metadata.get("refreshed_by_run")
+        return record.run_id == run_id or (refreshed_by is not None and refreshed_by.value == run_id)
+
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=10_000).records
+    return dict(sorted((record.partition_key, record) for record in records if of_the_run(record)))
+
+
 def sync_table(database: Path) -> pd.DataFrame:
     """The exported rows, without computed_at (the one column that differs from run to run)."""
     with duckdb.connect(str(database), read_only=True) as conn:

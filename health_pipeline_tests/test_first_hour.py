@@ -34,8 +34,11 @@ from health_pipeline_tests.webserver import (
     finished,
     free_port,
     live_processes_in_group,
+    lower_a_threshold,
     port_open,
+    reload_location,
     run_status,
+    stale_status,
     stop,
     workspace_loaded,
 )
@@ -330,13 +333,6 @@ def dg_dev(clone: Path, env: dict, logs: Path):
         assert not port_open(port), f"port {port} still open"
 
 
-def stale_status(gql: GraphQL, assets: list[str], day: str) -> dict[str, str]:
-    data = gql("""query($keys: [AssetKeyInput!], $days: [String!]!) { assetNodes(assetKeys: $keys) {
-        assetKey { path } staleStatusByPartition(partitions: $days) } }""",
-               keys=[{"path": [a]} for a in assets], days=[day])
-    return {node["assetKey"]["path"][0]: node["staleStatusByPartition"][0] for node in data["assetNodes"]}
-
-
 @pytest.fixture(scope="module")
 def quick_start(tmp_path_factory) -> tuple[Path, dict]:
     """A fresh clone after the quick start's run, exactly as the README has it (pip install aside),
@@ -416,14 +412,12 @@ def test_the_quick_start_then_dg_dev_shows_every_asset_materialized_and_the_sche
         assert gql.wait_for("the scheduled run", lambda: finished(run_status(gql, run_id))) == "SUCCESS", gql.tail()
 
         # A scorecard edit marks the scoring assets' partitions stale ("Unsynced"), and nothing else.
-        scorecard = clone / "health_pipeline" / "scorecard" / "default.yaml"
-        scorecard.write_text(scorecard.read_text().replace('"[1, 50)"', '"[1, 20)"').replace('"[50, 200)"',
-                                                                                            '"[20, 200)"'))
-        gql('mutation { reloadRepositoryLocation(repositoryLocationName: "health_pipeline") { __typename } }')
-        gql.wait_for("the code location to reload", lambda: workspace_loaded(gql))
+        lower_a_threshold(clone / "health_pipeline" / "scorecard" / "default.yaml")
+        reload_location(gql)
         scoring = ["account_health", "sync_export", "band_changes"]
         day = str(first_day + dt.timedelta(days=30))
         statuses = gql.wait_for("the new code version", lambda: (
-            s := stale_status(gql, [*scoring, "contact_metrics", "account_metrics"], day))["account_health"] == "STALE"
+            s := {asset: by_day[day] for asset, by_day in stale_status(
+                gql, [*scoring, "contact_metrics", "account_metrics"], [day]).items()})["account_health"] == "STALE"
             and s)
         assert statuses == {**dict.fromkeys(scoring, "STALE"), "contact_metrics": "FRESH", "account_metrics": "FRESH"}

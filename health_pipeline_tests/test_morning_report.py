@@ -11,6 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 import vl_convert
@@ -24,7 +25,7 @@ from health_pipeline.assets.morning_report.asset import report_dates
 from health_pipeline.assets.morning_report.site import build_report, page_names, report_root
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import load_config
-from health_pipeline_tests.conftest import Pipeline
+from health_pipeline_tests.conftest import Pipeline, run_records
 
 SPEC = SampleSpec(accounts=16, days=45, seed=5)
 FIRST, LAST = dt.date(2026, 6, 1), dt.date(2026, 7, 15)
@@ -372,7 +373,7 @@ def test_a_site_rendered_by_forked_workers_is_the_one_rendered_in_process(report
 def test_a_run_of_an_earlier_day_builds_the_newest_site_again_from_its_rescored_rows(tmp_path):
     """report/latest must show what the sync table holds: a run of an earlier day rescored every
     later day, so it builds the newest day's site again, and records that on its partition."""
-    pipeline = Pipeline(tmp_path)
+    pipeline = Pipeline(tmp_path, instance=dg.DagsterInstance.ephemeral())
     generate_sample(pipeline.raw_dir, SampleSpec(accounts=6, days=20, seed=3))
     first, earlier, last = dt.date(2026, 6, 1), dt.date(2026, 6, 10), dt.date(2026, 6, 19)
     pipeline.materialize(first, last)
@@ -394,8 +395,8 @@ def test_a_run_of_an_earlier_day_builds_the_newest_site_again_from_its_rescored_
         fresh = build_report(conn, load_config(), last, tmp_path / "fresh")
     assert after != before and after == (fresh.folder / page).read_bytes()
     assert os.readlink(report_root(pipeline.export_dir) / "latest") == last.isoformat()
-    records = {e.partition: e.materialization.metadata for e in result.get_asset_materialization_events()
-               if e.asset_key.to_user_string() == "morning_report"}
+    records = {day: record.asset_materialization.metadata
+               for day, record in run_records(pipeline.instance, result.run_id, "morning_report").items()}
     assert sorted(records) == [earlier.isoformat(), last.isoformat()]
     assert records[earlier.isoformat()]["reports_built"].value == earlier.isoformat()
     assert "refreshed_by_the_run_of" not in records[earlier.isoformat()]

@@ -14,7 +14,7 @@ import dagster as dg
 import duckdb
 
 from health_pipeline import settings
-from health_pipeline.assets import REFRESHED_BY, daily_asset
+from health_pipeline.assets import daily_asset, record_refreshed
 from health_pipeline.assets.score_backtest.asset import BACKTEST_ASSETS
 from health_pipeline.assets.sync_export.asset import newest_scored_day
 from health_pipeline.partitions import date_range
@@ -89,9 +89,6 @@ def build_morning_report(config: HealthConfig) -> dg.AssetsDefinition:
             stale = [newest] if days and newest and newest > last_day else []
             refreshed = _build(context, conn, config, export_dir, stale)
         yield dg.MaterializeResult(metadata=site_metadata(sites, days))
-        for site in refreshed:
-            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=site.report_date.isoformat(),
-                                          metadata={**site_metadata([site], days),
-                                                    REFRESHED_BY: last_day.isoformat()})
+        record_refreshed(context, {site.report_date.isoformat(): site_metadata([site], days) for site in refreshed})
 
     return morning_report
