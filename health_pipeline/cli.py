@@ -281,16 +281,19 @@ def _warehouse() -> Warehouse:
     return Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
 
 
+AT_RISK_PRINTED = 10
+
+
 def print_summary(snapshot_date: dt.date) -> None:
-    """Where the sync table is, the ten accounts most at risk on `snapshot_date`, and who changed band."""
-    from health_pipeline.assets.account_health.asset import most_at_risk  # the UI's ranking, from its asset
+    """Where the sync table is; the accounts at risk by their health score on `snapshot_date` and,
+    apart, the onboarding accounts whose activation is red (the lowest scores, and the largest ARR,
+    of each first); and who changed band."""
+    from health_pipeline.assets.morning_report.site import activation_red, arr_of, at_risk_by_health, report_accounts
 
     warehouse = _warehouse()
     export_dir = settings.path("HEALTH_EXPORT_DIR").resolve()
     with warehouse.get_connection(read_only=True) as conn:
-        at_risk = pd.DataFrame(most_at_risk(conn, snapshot_date), columns=[
-            "account_id", "account", "owner", "arr", "segment", "health_score", "health_band", "band_source",
-            "score_reason"]).drop(columns=["account", "arr"])
+        accounts = report_accounts(conn, snapshot_date)
         backtest = backtest_summary(conn)
         moves = conn.execute(
             """
@@ -308,16 +311,33 @@ def print_summary(snapshot_date: dt.date) -> None:
         print("morning report: none built (HEALTH_REPORT_DAYS=0; `health-pipeline report` builds one)")
     elif report.exists():
         print(f"morning report: {report} (open it in a browser; {report_root(export_dir) / 'latest'} is the newest)")
+    at_risk = at_risk_by_health(accounts)
+    red = sorted(activation_red(accounts), key=lambda a: -(a["arr"] or 0))
+    total = arr_of(accounts)
     with pd.option_context("display.max_colwidth", 110, "display.width", 250):
-        print(f"\nthe ten accounts most at risk on {snapshot_date} (by band, worst first, then by score, then by "
-              "ARR; band_source activation: an onboarding account banded by its activation):")
-        print(at_risk.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-"))
+        share = f", {arr_of(at_risk) / total:.1%} of all ARR" if total else ""
+        print(f"\n{len(at_risk)} accounts at risk by their health score on {snapshot_date} (ARR "
+              f"{arr_of(at_risk):,.0f}{share})" + (f"; the {AT_RISK_PRINTED} lowest scores:" if len(at_risk) >
+                                                    AT_RISK_PRINTED else (":" if at_risk else "")))
+        _print_accounts(at_risk[:AT_RISK_PRINTED], ["account_id", "owner", "arr", "segment", "health_score",
+                                                    "score_delta_7d", "score_reason"])
+        print(f"\n{len(red)} onboarding accounts whose activation is red on {snapshot_date}, counted apart from "
+              f"health (ARR {arr_of(red):,.0f})" + (f"; the {AT_RISK_PRINTED} largest:" if len(red) > AT_RISK_PRINTED
+                                                   else (":" if red else "")))
+        _print_accounts(red[:AT_RISK_PRINTED], ["account_id", "owner", "arr", "customer_since", "score_reason"])
         if len(moves):
             print(f"\n{len(moves)} accounts changed band on {snapshot_date}:")
             print(moves.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-"))
         else:
             print(f"\nno account changed band on {snapshot_date}")
         print_backtest_headline(backtest)
+
+
+def _print_accounts(accounts: list[dict], columns: list[str]) -> None:
+    if accounts:
+        frame = pd.DataFrame(accounts, columns=columns)
+        print(frame.to_string(index=False, na_rep="-", formatters={
+            "arr": "{:,.0f}".format, "health_score": "{:.1f}".format, "score_delta_7d": "{:+.1f}".format}))
 
 
 def backtest_summary(conn) -> pd.DataFrame | None:

@@ -138,10 +138,32 @@ def test_the_portfolio_counts_match_the_sync_table(report_run):
     scored = pipeline.query("SELECT count(*) AS n FROM export.account_health WHERE snapshot_date = $d", {"d": LAST})
     assert f'<span class="kpi">{scored.n[0]:,}</span> accounts scored' in text
     bands = pipeline.query("""
-        SELECT health_band, count(*) AS n FROM export.account_health WHERE snapshot_date = $d GROUP BY ALL
+        SELECT health_band, count(*) AS n FROM export.account_health
+        WHERE snapshot_date = $d AND band_source = 'score' GROUP BY ALL
     """, {"d": LAST})
     for band, n in bands.itertuples(index=False):
         assert re.search(rf'band-{band}">{band.replace("_", " ")}</span> <span class="kpi">{n:,}</span>', text)
+
+
+def test_an_owner_page_lists_its_accounts_at_risk_by_score_and_its_red_activations_apart(report_run):
+    pipeline, _, _ = report_run
+    owners = pipeline.query("""
+        SELECT owner,
+               coalesce(list(account_id ORDER BY arr DESC, account_id)
+                            FILTER (WHERE band_source = 'score' AND health_band = 'at_risk'), []) AS at_risk,
+               coalesce(list(account_id ORDER BY arr DESC, account_id)
+                            FILTER (WHERE in_onboarding AND activation_status = 'red'), []) AS red
+        FROM export.account_health WHERE snapshot_date = $d AND owner IS NOT NULL GROUP BY owner
+    """, {"d": LAST})
+    assert any(owners.at_risk.map(len)) and any(owners.red.map(len))
+    for owner, at_risk, red in owners.itertuples(index=False):
+        page = page_of(pipeline, LAST, "owners", owner).read_text(encoding="utf-8")
+        for table, expected in (("at-risk", at_risk), ("activation-red", red)):
+            listed = re.search(rf'<table class="sortable" id="{table}">(.*?)</table>', page, flags=re.S)
+            assert (listed is not None) == bool(len(expected)), (owner, table)
+            if listed:
+                links = re.findall(r'href="\.\./accounts/([^"]+)\.html"', listed.group(1))
+                assert links == [page_of(pipeline, LAST, "accounts", a).stem for a in expected], (owner, table)
 
 
 def test_an_owner_page_has_a_card_per_account_in_the_one_ranking(report_run):

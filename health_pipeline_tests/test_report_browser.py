@@ -134,7 +134,8 @@ def test_the_portfolio_draws_its_charts_and_shows_the_warehouses_counts(site, br
     assert [c["name"] for c in charts] == ["band_shares", "score_histogram"]
     assert all(c["width"] > 100 and c["height"] > 100 and c["marks"] > 3 for c in charts), charts
     bands = dict(pipeline.query("""
-        SELECT health_band, count(*) FROM export.account_health WHERE snapshot_date = $d GROUP BY ALL
+        SELECT health_band, count(*) FROM export.account_health
+        WHERE snapshot_date = $d AND band_source = 'score' GROUP BY ALL
     """, {"d": LAST}).itertuples(index=False))
     shown = {row[0]: int(row[1]) for row in table_rows(v.page, "#band-totals")}
     assert shown == {band.replace("_", " "): bands.get(band, 0) for band in ("healthy", "neutral", "at_risk")}
@@ -148,6 +149,41 @@ def test_the_portfolio_draws_its_charts_and_shows_the_warehouses_counts(site, br
         v.page.set_viewport_size({"width": width, "height": 900})
         assert v.page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
         v.shoot("portfolio", width)
+    v.close()
+
+
+def money(value) -> str:
+    return f"{value:,.0f}"
+
+
+def test_the_portfolio_lists_every_account_at_risk_by_its_score_and_the_red_activations_apart(site, browser):
+    pipeline, latest, _ = site
+    v = visit(browser, (latest / "index.html").as_uri())
+    at_risk = pipeline.query("""
+        SELECT coalesce(account_name, account_id) AS account, owner, arr, health_score, score_delta_7d
+        FROM export.account_health WHERE snapshot_date = $d AND band_source = 'score' AND health_band = 'at_risk'
+        ORDER BY health_score, arr DESC NULLS LAST, account_id
+    """, {"d": LAST})
+    red = pipeline.query("""
+        SELECT coalesce(account_name, account_id) AS account, owner, arr FROM export.account_health
+        WHERE snapshot_date = $d AND in_onboarding AND activation_status = 'red' ORDER BY arr DESC, account_id
+    """, {"d": LAST})
+    assert len(at_risk) and len(red), "the sample has accounts of both kinds"
+    shown = table_rows(v.page, "#at-risk")
+    assert [row[:4] for row in shown] == [[a.account, a.owner, money(a.arr), f"{a.health_score:.1f}"]
+                                          for a in at_risk.itertuples()]
+    assert [row[:3] for row in table_rows(v.page, "#activation-red")] == [
+        [a.account, a.owner, money(a.arr)] for a in red.itertuples()]
+    assert not set(at_risk.account) & set(red.account)  # never counted twice
+    kpi = v.page.locator("#kpi-at-risk").inner_text()
+    assert f"by health score: {len(at_risk)} accounts, {money(at_risk.arr.sum())} ARR" in kpi
+    assert f"onboarding activation: {len(red)} accounts, {money(red.arr.sum())} ARR" in \
+        v.page.locator("#kpi-activation-red").inner_text()
+    heading = v.page.locator("#at-risk thead th").nth(2)  # ARR
+    heading.click()
+    heading.click()
+    assert [row[2] for row in table_rows(v.page, "#at-risk")] == [money(a) for a in sorted(at_risk.arr, reverse=True)]
+    v.assert_clean()
     v.close()
 
 

@@ -102,6 +102,28 @@ def page_names(keys: Iterable) -> dict:
     return {key: name(key) for key in keys}
 
 
+def at_risk_by_health(accounts: Iterable[dict]) -> list[dict]:
+    """The accounts at risk by their health score: established accounts (band_source 'score') in
+    band at_risk, in the order given. An onboarding account banded at_risk by its activation is
+    never one of them (see activation_red)."""
+    return [a for a in accounts if a["band_source"] == "score" and a["health_band"] == "at_risk"]
+
+
+def activation_red(accounts: Iterable[dict]) -> list[dict]:
+    """The onboarding accounts whose activation is red, in the order given: a list and a figure of
+    their own, never counted as at risk by health."""
+    return [a for a in accounts if a["in_onboarding"] and a["activation_status"] == "red"]
+
+
+def arr_of(accounts: Iterable[dict]) -> float:
+    return sum(a["arr"] or 0 for a in accounts)
+
+
+def report_accounts(conn: duckdb.DuckDBPyConnection, report_date: dt.date) -> list[dict]:
+    """Every account in the sync table on `report_date`, in the one "most at risk" ranking."""
+    return _rows(conn, "report_accounts", {"report_date": report_date, "bands": list(BANDS)})
+
+
 def build_report(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_date: dt.date,
                  export_dir: Path) -> Site | None:
     """Build the site for `report_date` from the published tables; None when no account was scored that day."""
@@ -161,7 +183,7 @@ class _ReportData:
         return cls(
             report_date=report_date,
             first_day=first_day,
-            accounts=_rows(conn, "report_accounts", {**day, **bands}),
+            accounts=report_accounts(conn, report_date),
             band_totals=dict(totals),
             band_shares=_rows(conn, "band_shares", {**day, **bands, "first_day": first_day}),
             breakdowns=dict(breakdowns),
@@ -285,22 +307,25 @@ def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bund
     def write(path: str, template: str, **context) -> None:
         pages.append((path, template, {**common, **context, "root": "../" * path.count("/")}))
 
+    at_risk = at_risk_by_health(data.accounts)
+    onboarding_red = sorted(activation_red(data.accounts), key=lambda a: -(a["arr"] or 0))
+    moves = sorted((c for a in data.accounts for c in data.band_changes.get(a["account_id"], [])
+                    if c["snapshot_date"] == data.report_date),
+                   key=lambda c: (c["direction"] != "worse", c["health_score"] is None, c["health_score"]))
     write("index.html", "portfolio.html", data=data, owners=owners, metrics=metrics, breakdowns=BREAKDOWNS,
-          score_points=[{"health_score": a["health_score"], "band": a["health_band"]} for a in data.accounts],
-          onboarding=[a for a in data.accounts if a["in_onboarding"]],
-          arr_at_risk=sum(a["arr"] or 0 for a in data.accounts if a["health_band"] == "at_risk"),
-          arr_total=sum(a["arr"] or 0 for a in data.accounts))
+          score_points=[{"health_score": a["health_score"], "band": a["health_band"]} for a in data.accounts
+                        if a["band_source"] == "score"],
+          onboarding=[a for a in data.accounts if a["in_onboarding"]], at_risk=at_risk, onboarding_red=onboarding_red,
+          moves=moves, arr_at_risk=arr_of(at_risk), arr_total=arr_of(data.accounts))
+    owner_of = {a["account_id"]: a["owner"] for a in data.accounts}
     for owner in owners:
         accounts = by_owner[owner]
-        ids = {a["account_id"] for a in accounts}
-        moves = [c for a in accounts for c in data.band_changes.get(a["account_id"], [])
-                 if c["snapshot_date"] == data.report_date]
-        moves.sort(key=lambda c: (c["direction"] != "worse", c["health_score"]))
-        drops = sorted((a for a in accounts if (a["score_delta_7d"] or 0) < 0), key=lambda a: a["score_delta_7d"])
         write(f"owners/{names['owners'][owner]}.html", "owner.html", owner=owner, accounts=accounts, data=data,
-              moves=moves, drops=drops[:DROPS_SHOWN], account_ids=ids,
-              at_risk=sorted((a for a in accounts if a["health_band"] == "at_risk"),
-                             key=lambda a: -(a["arr"] or 0)))
+              moves=[c for c in moves if owner_of[c["account_id"]] == owner],
+              drops=sorted((a for a in accounts if (a["score_delta_7d"] or 0) < 0),
+                           key=lambda a: a["score_delta_7d"])[:DROPS_SHOWN],
+              at_risk=sorted(at_risk_by_health(accounts), key=lambda a: -(a["arr"] or 0)),
+              onboarding_red=[a for a in onboarding_red if a["owner"] == owner])
     for account in data.accounts:
         write(f"accounts/{names['accounts'][account['account_id']]}.html", "account.html", account=account,
               data=data, cutoffs=_cutoffs(config, account["segment"]))
