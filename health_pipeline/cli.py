@@ -293,7 +293,7 @@ def print_summary(snapshot_date: dt.date) -> None:
     warehouse = _warehouse()
     export_dir = settings.path("HEALTH_EXPORT_DIR").resolve()
     with warehouse.get_connection(read_only=True) as conn:
-        accounts = report_accounts(conn, snapshot_date)
+        accounts = report_accounts(conn, _production(), snapshot_date)
         backtest = backtest_summary(conn)
         moves = conn.execute(
             """

@@ -20,8 +20,8 @@ from markupsafe import escape
 
 from health_pipeline import cli
 from health_pipeline.assets.morning_report import site as site_module
-from health_pipeline.assets.morning_report.asset import report_dates
-from health_pipeline.assets.morning_report.site import build_report, page_names, report_root
+from health_pipeline.assets.morning_report.asset import report_dates, site_metadata
+from health_pipeline.assets.morning_report.site import Site, build_report, page_names, report_root
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import load_config
 from health_pipeline_tests.conftest import Pipeline
@@ -93,6 +93,14 @@ def test_a_run_reports_its_last_day_and_latest_points_at_it(report_run):
     assert meta["pages"].value == 1 + owners + accounts + metrics
     assert meta["pages"].value == len(list(site_of(pipeline, LAST).rglob("*.html")))
     assert meta["build_seconds"].value > 0 and meta["size_mb"].value > 0
+
+
+def test_report_url_is_the_served_address_once_the_base_url_is_set(monkeypatch, tmp_path):
+    """The UI cannot open a file:// link; with HEALTH_REPORT_BASE_URL, report_url is the site's address."""
+    site = Site(LAST, tmp_path / "report" / LAST.isoformat(), 3, 10, 0.5)
+    assert site_metadata([site], 1)["report_url"].value == site.index.as_uri()
+    monkeypatch.setenv("HEALTH_REPORT_BASE_URL", "https://reports.example.test/health/")
+    assert site_metadata([site], 1)["report_url"].value == f"https://reports.example.test/health/{LAST}/index.html"
 
 
 def test_the_site_is_self_contained(report_run):

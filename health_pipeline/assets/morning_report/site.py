@@ -35,6 +35,7 @@ from pathlib import Path
 import duckdb
 import jinja2
 
+from health_pipeline.assets import change_params
 from health_pipeline.contract import activation_column, explanation_column
 from health_pipeline.export_files import discard, remove_orphaned_staging, staging_dir
 from health_pipeline.scorecard.model import BAND_COLOURS, BANDS, HealthConfig
@@ -102,6 +103,14 @@ def page_names(keys: Iterable) -> dict:
     return {key: name(key) for key in keys}
 
 
+def page_url(base_url: str, report_date: dt.date, folder: str | None = None, name: str | None = None) -> str | None:
+    """Where a page of the site of `report_date` is served from `base_url` (HEALTH_REPORT_BASE_URL,
+    the report folder's address): the portfolio, or the page `name` in `folder`; None without a name."""
+    if folder is None:
+        return f"{base_url}/{report_date.isoformat()}/index.html"
+    return f"{base_url}/{report_date.isoformat()}/{folder}/{name}.html" if name else None
+
+
 def at_risk_by_health(accounts: Iterable[dict]) -> list[dict]:
     """The accounts at risk by their health score: established accounts (band_source 'score') in
     band at_risk, in the order given. An onboarding account banded at_risk by its activation is
@@ -119,9 +128,11 @@ def arr_of(accounts: Iterable[dict]) -> float:
     return sum(a["arr"] or 0 for a in accounts)
 
 
-def report_accounts(conn: duckdb.DuckDBPyConnection, report_date: dt.date) -> list[dict]:
-    """Every account in the sync table on `report_date`, in the one "most at risk" ranking."""
-    return _rows(conn, "report_accounts", {"report_date": report_date, "bands": list(BANDS)})
+def report_accounts(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_date: dt.date) -> list[dict]:
+    """Every account in the sync table on `report_date`, in the one "most at risk" ranking, with
+    what changed since the day before and since 7 days before."""
+    return _rows(conn, "report_accounts", {"report_date": report_date, "bands": list(BANDS), **change_params(config)},
+                 config=config)
 
 
 def build_report(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_date: dt.date,
@@ -183,7 +194,7 @@ class _ReportData:
         return cls(
             report_date=report_date,
             first_day=first_day,
-            accounts=report_accounts(conn, report_date),
+            accounts=report_accounts(conn, config, report_date),
             band_totals=dict(totals),
             band_shares=_rows(conn, "band_shares", {**day, **bands, "first_day": first_day}),
             breakdowns=dict(breakdowns),
@@ -247,6 +258,8 @@ def _templates() -> jinja2.Environment:
         money=lambda value: "–" if value is None else f"{value:,.0f}",
         signed_money=lambda value: "–" if value is None else f"{value:+,.0f}",
         owner_name=lambda owner: NO_OWNER if owner is None else owner,
+        # what_changed: null when the earlier day was not scored, empty when nothing it covers moved
+        changed=lambda what: "not scored then" if what is None else what or "nothing",
         finite=_finite,
     )
     env.globals.update(bands=BANDS, band_colours=BAND_COLOURS, explanation_column=explanation_column,
