@@ -373,7 +373,10 @@ def _sync_table_connection():
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Build the morning report of one scored day from the warehouse, without running the pipeline."""
+    """Build the morning report of one scored day from the warehouse, without running the pipeline;
+    with --serve, serve the report folder on 127.0.0.1 instead."""
+    if args.serve:
+        return serve_report(args.port, args.date)
     from health_pipeline.assets.morning_report.site import build_report
     from health_pipeline.assets.sync_export.asset import newest_scored_day
     from health_pipeline.scorecard.parser import ConfigError
@@ -391,6 +394,31 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     print(f"morning report for {args.date}: {site.index.resolve()} ({site.pages:,} pages, "
           f"{site.size_bytes / 1e6:.1f} MB, built in {site.seconds:.1f} s)")
+    return 0
+
+
+def serve_report(port: int, day: dt.date | None) -> int:
+    """Serve the report folder (every date's site) on 127.0.0.1 until interrupted; builds nothing."""
+    from health_pipeline.assets.morning_report.site import LATEST, report_server
+
+    root = report_root(settings.path("HEALTH_EXPORT_DIR"))
+    site = day.isoformat() if day else LATEST
+    if not (root / site / "index.html").exists():
+        raise Refused(f"no morning report at {root / site}: build one first (`health-pipeline report"
+                      f"{' --date ' + site if day else ''}`, or `health-pipeline run`)")
+    try:
+        server = report_server(root, port)
+    except OSError as exc:
+        raise Refused(f"cannot serve the report on 127.0.0.1:{port} ({exc.strerror or exc}): choose another port "
+                      "with --port") from None
+    address = f"http://127.0.0.1:{server.server_address[1]}"
+    print(f"serving {root} at {address}/{site}/index.html (this machine only; Ctrl-C stops). To share the "
+          "report, host that folder on a web server and set HEALTH_REPORT_BASE_URL to its address.", flush=True)
+    with server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
@@ -514,6 +542,9 @@ def main(argv: list[str] | None = None) -> int:
 
     report = sub.add_parser("report", help="build the morning report of one scored day, without running the pipeline")
     report.add_argument("--date", type=_date, help="the snapshot date, YYYY-MM-DD (default: the newest scored)")
+    report.add_argument("--serve", action="store_true",
+                        help="serve the report folder on 127.0.0.1 for a quick look, building nothing (Ctrl-C stops)")
+    report.add_argument("--port", type=int, default=8765, help="the port --serve listens on (default %(default)s)")
     report.set_defaults(func=cmd_report)
 
     from health_pipeline.import_templates import names as template_names
