@@ -120,6 +120,13 @@ class Visit:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(ARTIFACTS / f"{name}_{width}.png"), full_page=True)
 
+    def fits_and_shoot(self, name: str):
+        """At each of WIDTHS, the page needs no sideways scrolling; a screenshot of it at each."""
+        for width in WIDTHS:
+            self.page.set_viewport_size({"width": width, "height": 900})
+            assert self.page.evaluate("document.documentElement.scrollWidth") <= width, f"{name} at {width} px"
+            self.shoot(name, width)
+
     def close(self):
         self.context.close()
 
@@ -151,10 +158,7 @@ def test_the_portfolio_draws_its_charts_and_shows_the_warehouses_counts(site, br
     shown = {row[0]: int(row[1]) for row in table_rows(v.page, "#breakdown-owner")}
     assert shown == dict(owners.itertuples(index=False))
     v.assert_clean()
-    for width in WIDTHS:
-        v.page.set_viewport_size({"width": width, "height": 900})
-        assert v.page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
-        v.shoot("portfolio", width)
+    v.fits_and_shoot("portfolio")
     v.close()
 
 
@@ -208,10 +212,7 @@ def test_links_lead_from_the_portfolio_to_an_owner_and_to_an_account(site, brows
     sparklines = [c for c in v.charts() if c["name"] == "sparkline"]
     assert len(sparklines) == len(accounts) and all(c["width"] > 50 and c["height"] > 10 for c in sparklines)
     v.assert_clean()
-    for width in WIDTHS:
-        v.page.set_viewport_size({"width": width, "height": 900})
-        assert v.page.evaluate("document.documentElement.scrollWidth") <= width
-        v.shoot("owner", width)
+    v.fits_and_shoot("owner")
 
     account_id, name = accounts.iloc[0]
     page = page_of(pipeline, LAST, "accounts", account_id)
@@ -248,10 +249,7 @@ def test_an_account_page_charts_90_days_and_lists_its_contacts(site, browser):
     """, {"d": LAST, "a": account_id}).n[0]
     assert len(table_rows(v.page, "#band-history")) == changes
     v.assert_clean()
-    for width in WIDTHS:
-        v.page.set_viewport_size({"width": width, "height": 900})
-        assert v.page.evaluate("document.documentElement.scrollWidth") <= width
-        v.shoot("account", width)
+    v.fits_and_shoot("account")
     v.close()
 
 
@@ -383,10 +381,7 @@ def test_renewals_and_the_forecast_are_the_ones_the_sync_table_and_the_backtest_
                  for x in v.page.locator("#forecast-interval").inner_text().split(" – "))
     assert 0 <= low <= round(expected(1)) <= high <= renewing.arr.sum()
     v.assert_clean()
-    for width in WIDTHS:
-        v.page.set_viewport_size({"width": width, "height": 900})
-        assert v.page.evaluate("document.documentElement.scrollWidth") <= width
-        v.shoot("portfolio_forecast", width)
+    v.fits_and_shoot("portfolio_forecast")
     v.close()
 
 

@@ -62,6 +62,15 @@ list_position($bands::VARCHAR[], {{ band }}) DESC, {{ score }}, {{ arr }} DESC N
 coalesce(format('{:.10g}', round({{ expr }}, 3)), 'missing')
 {%- endmacro %}
 
+{# The rows of `schema`.account_health for `h`'s account the day before (alias yesterday) and 7
+   days before (alias week_ago), for what_changed; null where it was not scored then. #}
+{% macro yesterday_and_week_ago(h, schema) -%}
+LEFT JOIN {{ schema | quote }}."account_health" yesterday
+       ON yesterday."account_id" = {{ h }}."account_id" AND yesterday."snapshot_date" = {{ h }}."snapshot_date" - 1
+LEFT JOIN {{ schema | quote }}."account_health" week_ago
+       ON week_ago."account_id" = {{ h }}."account_id" AND week_ago."snapshot_date" = {{ h }}."snapshot_date" - 7
+{%- endmacro %}
+
 {# What moved an account between two of its scored days, as one line: the end of its onboarding,
    each activation measure whose colour changed, then the components whose points changed most
    (largest change first, then in the scorecard's order), each with its points and its metric's

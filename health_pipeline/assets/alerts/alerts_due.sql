@@ -64,10 +64,7 @@ changes AS (
            {{ shared.what_changed("h", "yesterday", config) }} AS "since_yesterday",
            {{ shared.what_changed("h", "week_ago", config) }} AS "over_7_days"
     FROM "export"."account_health" h
-    LEFT JOIN "export"."account_health" yesterday
-           ON yesterday."account_id" = h."account_id" AND yesterday."snapshot_date" = h."snapshot_date" - 1
-    LEFT JOIN "export"."account_health" week_ago
-           ON week_ago."account_id" = h."account_id" AND week_ago."snapshot_date" = h."snapshot_date" - 7
+    {{ shared.yesterday_and_week_ago("h", "export") }}
     WHERE h."snapshot_date" BETWEEN $first_day AND $last_day
 ),
 fired AS (

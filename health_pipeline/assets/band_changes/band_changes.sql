@@ -19,8 +19,5 @@ SELECT h.account_id, a.crm_account_id, a.name AS account_name, a.owner, h.snapsh
        h.top_drag, h.score_reason, $computed_at::TIMESTAMP AS computed_at, h.scorecard_version
 FROM core.account_health h
 JOIN accounts_on_day a ON a.account_id = h.account_id AND a.snapshot_date = h.snapshot_date
-LEFT JOIN core.account_health yesterday
-       ON yesterday.account_id = h.account_id AND yesterday.snapshot_date = h.snapshot_date - 1
-LEFT JOIN core.account_health week_ago
-       ON week_ago.account_id = h.account_id AND week_ago.snapshot_date = h.snapshot_date - 7
+{{ shared.yesterday_and_week_ago("h", "core") }}
 WHERE h.snapshot_date BETWEEN $first_day AND $last_day AND h.band_changed

@@ -6,9 +6,6 @@ SELECT h.*,
        {{ shared.what_changed("h", "yesterday", config) }} AS "what_changed",
        {{ shared.what_changed("h", "week_ago", config) }} AS "what_changed_7d"
 FROM "export"."account_health" h
-LEFT JOIN "export"."account_health" yesterday
-       ON yesterday."account_id" = h."account_id" AND yesterday."snapshot_date" = h."snapshot_date" - 1
-LEFT JOIN "export"."account_health" week_ago
-       ON week_ago."account_id" = h."account_id" AND week_ago."snapshot_date" = h."snapshot_date" - 7
+{{ shared.yesterday_and_week_ago("h", "export") }}
 WHERE h."snapshot_date" = $report_date
 ORDER BY {{ shared.most_at_risk_first('h."health_band"', 'h."health_score"', 'h."arr"', 'h."account_id"') }}
