@@ -42,7 +42,7 @@ CRM_TABLES = ("accounts", "outcomes")
 # The customer outcomes the outcomes table may hold.
 CUSTOMER_OUTCOMES = ("renewed", "churned", "downgraded", "expanded")
 # Optional columns a table is read with when present.
-OPTIONAL_COLUMNS = {"users": ("role",), "accounts": ("churned_at", "crm_account_id"),
+OPTIONAL_COLUMNS = {"users": ("role",), "accounts": ("churned_at", "crm_account_id", "renewal_date"),
                     "outcomes": ("arr_before", "arr_after", "reason")}
 
 # Columns read as ids: trimmed, and empty means missing.
@@ -56,6 +56,7 @@ SOURCE_FILE_COLUMN = "__health_pipeline_source_file"
 # column -> what its values are read as; every other column is read as text.
 VALUE_TYPES = {
     "time": "TIMESTAMPTZ", "joindate": "DATE", "customer_since": "DATE", "churned_at": "DATE", "outcome_date": "DATE",
+    "renewal_date": "DATE",
     "arr": "DOUBLE", "arr_before": "DOUBLE", "arr_after": "DOUBLE",
 }
 # The source types a column can be read from. A file whose column has another type (a BOOLEAN

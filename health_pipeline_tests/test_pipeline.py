@@ -250,16 +250,26 @@ def test_health_pipeline_run_prints_sync_table_and_top_risks(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"export.account_health in {tmp_path / 'w.duckdb'}" in result.stdout
     assert f"{tmp_path / 'out' / 'account_health'}/snapshot_date=" in result.stdout
-    table = result.stdout.split("the ten accounts most at risk on 2026-06-10 (by band, worst first, then by score, "
-                                "then by ARR; band_source activation: an onboarding account banded by its "
-                                "activation):\n")[1].splitlines()
-    printed = [line.split()[0] for line in table[1:11]]
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:
-        day = conn.execute("SELECT account_id, health_band, health_score, arr FROM export.account_health"
-                           " WHERE snapshot_date = '2026-06-10'").df().to_dict("records")
-    severity = ["at_risk", "neutral", "healthy"]
-    day.sort(key=lambda r: (severity.index(r["health_band"]), r["health_score"], -r["arr"], r["account_id"]))
-    assert printed == [r["account_id"] for r in day[:10]]
+        day = conn.execute("SELECT account_id, band_source, health_band, in_onboarding, activation_status, "
+                           "health_score, arr FROM export.account_health WHERE snapshot_date = '2026-06-10'"
+                           ).df().to_dict("records")
+    at_risk = sorted((r for r in day if r["band_source"] == "score" and r["health_band"] == "at_risk"),
+                     key=lambda r: (r["health_score"], -r["arr"], r["account_id"]))
+    red = sorted((r for r in day if r["in_onboarding"] and r["activation_status"] == "red"),
+                 key=lambda r: (-r["arr"], r["account_id"]))
+
+    assert at_risk or red, "the sample has accounts at risk"
+
+    def printed(heading: str) -> list[str]:
+        lines = result.stdout.split(heading)[1].split("\n\n")[0].splitlines()
+        return [line.split()[0] for line in lines[2:]]  # after the heading's end and the column names
+
+    arr = sum(r["arr"] for r in at_risk)
+    assert printed(f"{len(at_risk)} accounts at risk by their health score on 2026-06-10 (ARR {arr:,.0f}") == [
+        r["account_id"] for r in at_risk[:10]]
+    assert printed(f"{len(red)} onboarding accounts whose activation is red on 2026-06-10, counted apart from "
+                   "health") == [r["account_id"] for r in red[:10]]
     assert "changed band on 2026-06-10" in result.stdout
 
 

@@ -1,6 +1,7 @@
 """One folder per asset, named after it, holding its module (asset.py) and the .sql files it runs;
-here, what every daily asset shares, the write-audit-publish helpers they all write through, and
-the days of the fact's history that no run extracted (unextracted_days)."""
+here, what every daily asset shares, the write-audit-publish helpers they all write through, the
+days of the fact's history that no run extracted (unextracted_days), and the names _shared.sql's
+what_changed writes (change_params)."""
 
 import datetime as dt
 from collections.abc import Callable
@@ -30,6 +31,21 @@ from health_pipeline.sql import SqlFolder, scalar, table_exists
 SQL = SqlFolder(__file__)
 
 GROUP = "health"
+
+
+def change_params(config: HealthConfig) -> dict:
+    """What _shared.sql's what_changed binds: each component's name and the metric it bins (or
+    'value' where segments bin different metrics under one name), and each onboarding measure's name."""
+    metrics: dict[str, set[str]] = {}
+    for segment in config.segments:
+        for component in segment.scorecard.components:
+            metrics.setdefault(component.name, set()).add(component.metric)
+    return {
+        **{f"change_component_{i}": name for i, name in enumerate(config.components)},
+        **{f"change_metric_{i}": min(metrics[name]) if len(metrics[name]) == 1 else "value"
+           for i, name in enumerate(config.components)},
+        **{f"change_measure_{i}": measure.name for i, measure in enumerate(config.onboarding.measures)},
+    }
 
 
 def daily() -> dict:
