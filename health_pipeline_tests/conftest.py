@@ -34,7 +34,8 @@ class RawData:
 
     def write(self, raw_dir: Path, fmt: str = "parquet") -> Path:
         raw_dir.mkdir(parents=True, exist_ok=True)
-        optional = [c for c in ("churned_at", "crm_account_id", "renewal_date") if any(c in row for row in self.accounts)]
+        optional = [c for c in ("churned_at", "crm_account_id", "renewal_date")
+                    if any(c in row for row in self.accounts)]
         tables = {
             "users": (self.users, ["user_id", "identity", "joindate", "account_id", "role"]),
             "accounts": (self.accounts, ["account_id", "name", "owner", "plan", "arr", "vertical",

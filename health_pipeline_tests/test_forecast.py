@@ -77,7 +77,8 @@ def test_without_enough_outcomes_there_is_no_number():
        st.lists(st.tuples(st.integers(MIN_OUTCOMES, 60), st.floats(0, 1)), min_size=3, max_size=3))
 def test_the_forecast_lies_between_nothing_and_all_of_the_forecast_arr(renewals, outcomes):
     accounts = [renewal(f"A{i}", days, name, arr) for i, (days, name, arr) in enumerate(renewals)]
-    bands = [band(30, name, n, round(n * share)) for name, (n, share) in zip(["healthy", "neutral", "at_risk"], outcomes)]
+    bands = [band(30, name, n, round(n * share))
+             for name, (n, share) in zip(["healthy", "neutral", "at_risk"], outcomes)]
     result = forecast(accounts, bands)
     assert 0 <= result.low <= result.high <= result.forecast_arr * (1 + 1e-9) + 1e-6
     assert 0 <= result.expected <= result.forecast_arr * (1 + 1e-9) + 1e-6

@@ -238,7 +238,8 @@ def test_a_renewal_date_is_versioned_and_the_sync_table_counts_the_days_to_it(tm
     # A1 renews for a year: the new contract's end applies from the next new day, like any attribute.
     portfolio([account("A1", renewal_date="2027-06-08"), account("A2", owner="Ben")]).write(pipeline.raw_dir)
     pipeline.materialize(dt.date(2026, 6, 6), LAST)
-    assert versions(pipeline, "raw.account_history", "account_id", "coalesce(CAST(renewal_date AS VARCHAR), 'none')") == [
+    renewal = "coalesce(CAST(renewal_date AS VARCHAR), 'none')"
+    assert versions(pipeline, "raw.account_history", "account_id", renewal) == [
         ["A1", "2026-06-08", "-", "2026-06-06"], ["A1", "2027-06-08", "2026-06-06", "-"], ["A2", "none", "-", "-"]]
     days = pipeline.query("SELECT account_id, CAST(snapshot_date AS VARCHAR) AS day, CAST(renewal_date AS VARCHAR), "
                           "days_to_renewal FROM export.account_health ORDER BY ALL").values.tolist()

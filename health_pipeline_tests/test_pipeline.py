@@ -224,7 +224,11 @@ def test_dg_check_defs_passes_without_a_superseded_warning():
     result = _validate({})
     assert result.returncode == 0, result.stderr
     assert "All definitions loaded successfully." in result.stdout
-    assert "superseded" not in result.stdout + result.stderr and "Warning" not in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    # dg lists every installed package's scaffolders; one in preview (dagster-pyspark's, with the spark
+    # extra) warns about itself, not about these definitions.
+    warnings = [line for line in output.splitlines() if "Warning" in line and "Scaffolder`" not in line]
+    assert "superseded" not in output and not warnings, warnings
 
 
 def test_bad_config_fails_at_definitions_load(tmp_path):

@@ -12,13 +12,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from health_pipeline.assets import change_params
 from health_pipeline.assets.account_health.asset import (
     account_health_params,
     account_health_sql,
     load_scorecards,
     score_range,
 )
-from health_pipeline.assets import change_params
 from health_pipeline.assets.band_changes.asset import band_changes_sql
 from health_pipeline.contract import account_metric_domains
 from health_pipeline.export_files import export_params
