@@ -129,8 +129,11 @@ def _is_temporary(create: exp.Create) -> bool:
 
 
 def _empty_query(schema: exp.Schema) -> exp.Select:
-    """CREATE TEMP TABLE t (a DATE, …) as the query of no rows with those columns."""
-    columns = [exp.cast(exp.null(), column.args["kind"]).as_(column.this) for column in schema.expressions]
+    """CREATE TEMP TABLE t (a DATE, …) as the query of no rows with those columns (JSON as its text)."""
+    def spark_type(kind: exp.DataType) -> exp.DataType:
+        return exp.DataType.build("TEXT") if kind.is_type(exp.DataType.Type.JSON) else kind
+
+    columns = [exp.cast(exp.null(), spark_type(column.args["kind"])).as_(column.this) for column in schema.expressions]
     return exp.select(*columns).where(exp.false())
 
 

@@ -52,6 +52,15 @@ from health_pipeline.sources import RawSource
 
 LEDGERS = ("raw.sessions", "raw.events")
 FACT = "core.daily_contact_activity"
+# Every template the event stage runs on Spark, besides publish.day_figures' statement for the
+# metadata: each is transpiled without a JVM (test_spark_sql.py) and its rows compared between
+# the engines (test_spark_engine.py).
+SPARK_TEMPLATES = tuple(f"assets/raw_activity/{name}.sql" for name in (
+    "activity_in_range", "kept_copies", "stored_elsewhere", "activity_classified", "activity_loaded",
+    "suspect_rows", "superseded_days", "events_counted", "daily_contact_activity", "quarantine_rows",
+    "quarantine_classified_rows", "quarantine_undated_rows", "event_names_in_another_case",
+)) + tuple(f"checks/{name}.sql" for name in (
+    "raw_ids_and_times", "raw_ids_unique", "raw_times_in_partition", "activity_per_day"))
 
 
 def read_raw(spark: SparkSql, table: RawTable) -> RawTable:
