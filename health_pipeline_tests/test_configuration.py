@@ -267,6 +267,11 @@ BAD_SETTINGS = [
     ("HEALTH_DUCKDB_THREADS", "0", "HEALTH_DUCKDB_THREADS='0' is not a whole number of threads from 1 to 1024"),
     ("HEALTH_WAREHOUSE", "what?.duckdb", "HEALTH_WAREHOUSE='what?.duckdb': DuckDB reads '?' in a path as the start "
                                          "of connection options; choose a path without it"),
+    ("HEALTH_ENGINE", "flink", "HEALTH_ENGINE='flink' is not an engine; use one of duckdb, spark"),
+    # The URL may carry a token: described, never quoted.
+    ("HEALTH_SPARK_REMOTE", "https://me:s3cret@cluster:443",
+     "HEALTH_SPARK_REMOTE is not a URL of the form sc://host:port (a Spark Connect server; Databricks Connect's URL "
+     "takes the same form): its scheme is not sc://"),
 ]
 
 
