@@ -304,6 +304,18 @@ def startup(args: dict) -> dict:
     return {"seconds": time.perf_counter() - started}
 
 
+def spark_startup(args: dict) -> dict:
+    """A local Spark session started and answering one query: the Spark engine's fixed cost."""
+    from health_pipeline.engines.spark import connect
+
+    started_at = time.perf_counter()
+    spark = connect("")
+    spark.execute("SELECT 1").fetchall()
+    seconds = time.perf_counter() - started_at
+    spark.close()
+    return {"seconds": seconds}
+
+
 def _duckdb_config() -> dict:
     config = {}
     if os.environ.get("HEALTH_DUCKDB_MEMORY_LIMIT"):
@@ -315,7 +327,7 @@ def _duckdb_config() -> dict:
 
 TASKS = {"pipeline": pipeline, "seed": seed, "floor": floor, "verify": verify, "generate": generate,
          "startup": startup, "outcomes": outcomes, "report": report, "postgres_sync": postgres_sync,
-         "delivery": delivery}
+         "delivery": delivery, "spark_startup": spark_startup}
 
 if __name__ == "__main__":
     request = json.loads(sys.argv[1])

@@ -9,12 +9,15 @@ staged partitions with dynamic partition overwrite (each day's folder is replace
 has no rows for are left), and a day the run extracted that is now empty is removed. A failed
 check stops the run before `publish`, so the published lake stays as it was.
 
-What plain parquet gives: each day's folder is replaced by a rename, so a reader sees a day whole,
-old or new; but the days of one run are replaced one after the other, and a reader in between
-sees some days new and some old (the `warehouse` pool keeps the pipeline's own readers out), and a
-crash in between leaves the lake so until the run is repeated, which re-running makes whole. A
-table format (Delta Lake, Iceberg) would commit all the days in one transaction, keep the versions
-to roll back to, and delete an empty day in the same commit; this project does not ship one.
+What plain parquet gives: Spark's committer writes every file of the job first, then, day by day,
+deletes the published folder and renames the new one into place (and an emptied day is deleted
+after it). So a reader never sees a day half-written, but may, for an instant, see it missing; the
+days of one run are replaced one after the other, so a reader in between sees some days new and
+some old (the `warehouse` pool keeps the pipeline's own readers out), and a crash in between leaves
+the lake so until the run is repeated, which makes it whole (re-running is always safe). A table
+format (Delta Lake, Iceberg) would commit all the days in one transaction that readers see at once
+or not at all, keep the versions to roll back to, and delete an emptied day in the same commit; it
+needs its JARs on the cluster, and this project does not ship an untested path for one.
 
 The lake is a path that Spark and this process both reach (a local folder, or a shared or mounted
 one for a cluster): DuckDB reads the published fact from it, and removes the days that emptied.
