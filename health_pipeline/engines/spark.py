@@ -117,21 +117,21 @@ class SparkSql:
         return self.register(name, self.session.createDataFrame(table))
 
     def table_exists(self, table: str) -> bool:
-        schema, name = table.split(".")
-        return self.session.catalog.tableExists(view_name_of(schema, name))
+        return self.session.catalog.tableExists(view_of(table))
 
     def table(self, table: str) -> DataFrame:
-        schema, name = table.split(".") if "." in table else ("", table)
-        return self.session.table(view_name_of(schema, name) if schema else name)
+        return self.session.table(view_of(table))
 
     def close(self) -> None:
         self.session.stop()
 
 
-def view_name_of(schema: str, name: str) -> str:
-    """The temp view a warehouse table is on Spark (spark_sql.view_name)."""
+def view_of(table: str) -> str:
+    """The temp view a warehouse table (schema.name) is on Spark (spark_sql.view_name); a temp
+    table's own name."""
     from sqlglot import exp
 
+    schema, name = table.split(".") if "." in table else (None, table)
     return view_name(exp.table_(name, db=schema))
 
 

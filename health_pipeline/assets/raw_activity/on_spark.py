@@ -43,7 +43,7 @@ from health_pipeline.assets.raw_activity.asset import (
 from health_pipeline.checks import AuditContext, audit
 from health_pipeline.engines import EventEngine
 from health_pipeline.engines.lake import PARTITION, Lake
-from health_pipeline.engines.spark import SparkEngineError, SparkSql, failing_as
+from health_pipeline.engines.spark import SparkEngineError, SparkSql, failing_as, view_of
 from health_pipeline.progress import report_progress
 from health_pipeline.publish import swap_range, transaction
 from health_pipeline.raw_input import SOURCE_FILE_COLUMN, RawInputError, RawTable
@@ -143,7 +143,7 @@ class SparkExtraction:
     def _as_published(self, tables) -> None:
         """Each of `tables`, under its warehouse name, as publishing what is staged will leave it."""
         for table in tables:
-            self.spark.register(_view(table), self.lake.as_published(self.spark, table, self.days,
+            self.spark.register(view_of(table), self.lake.as_published(self.spark, table, self.days,
                                                                      self.schemas[table]), materialise=False)
 
     def publish(self) -> None:
@@ -151,11 +151,7 @@ class SparkExtraction:
             self.lake.publish(self.spark, table, self.days, self.schemas[table])
         self.lake.discard_staging()
         for table in (*LEDGERS, FACT):  # the published tables, for the run's metadata
-            self.spark.register(_view(table), self.lake.published(self.spark, table), materialise=False)
-
-
-def _view(table: str) -> str:
-    return table.replace(".", "_")
+            self.spark.register(view_of(table), self.lake.published(self.spark, table), materialise=False)
 
 
 def extract_on_spark(conn: duckdb.DuckDBPyConnection, spark: SparkSql, lake: Lake, tables: dict,
@@ -171,7 +167,7 @@ def extract_on_spark(conn: duckdb.DuckDBPyConnection, spark: SparkSql, lake: Lak
         sessions, events = (replace(a, raw=read_raw(spark, a.raw)) for a in activity_tables(tables))
         for ledger in LEDGERS:
             if (published := lake.published(spark, ledger)) is not None:
-                spark.register(_view(ledger), published, materialise=False)
+                spark.register(view_of(ledger), published, materialise=False)
         SQL.run(spark, "quarantine_rows")
         extraction = SparkExtraction(spark, lake, sessions, events, config, future_limit, [], {})
         figures = extraction.step(first_day, last_day)
