@@ -2,7 +2,8 @@
 pyspark's own JARs on 127.0.0.1 (spark_server.py), one per module: equality is the test.
 
 - The sample run gives the same exports on each engine (computed_at aside), and again after a rerun
-  of a day, which deduplicates against the published ledger.
+  of a day, which deduplicates against the published ledger; so does the sample read as Heap's S3
+  delivery, landed as parquet by the source (health_pipeline.sources) that both engines read.
 - Every statement the event stage runs on Spark gives the same rows on each engine, on the same
   inputs (crafted bad rows, duplicates, copies stored on other days included).
 - Write, audit, publish: a failed check leaves the published lake as it was; a day that became
@@ -12,6 +13,7 @@ pyspark's own JARs on 127.0.0.1 (spark_server.py), one per module: equality is t
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +24,7 @@ import pytest
 
 from health_pipeline.assets.raw_activity import on_spark
 from health_pipeline.assets.raw_activity.asset import (
+    RAW_ACTIVITY_ASSETS,
     SQL,
     _bounds,
     _range,
@@ -35,9 +38,9 @@ from health_pipeline.engines import EventEngine
 from health_pipeline.engines.lake import FOLDERS
 from health_pipeline.engines.spark import connect
 from health_pipeline.publish import day_figures
-from health_pipeline.sample import SampleSpec, generate_sample
+from health_pipeline.sample import SampleSpec, generate_sample, write_heap_delivery
 from health_pipeline.scorecard.parser import load_config
-from health_pipeline.sources import FolderSource
+from health_pipeline.sources import FolderSource, HeapS3Source
 from health_pipeline.sql import PACKAGE_DIR, SqlFolder
 from health_pipeline_tests.conftest import Pipeline
 from health_pipeline_tests.spark_server import SparkConnectServer, require_spark
@@ -112,21 +115,52 @@ def test_the_lake_holds_spark_committed_day_partitions_and_duckdb_reads_the_fact
             parts = list((lake / folder / day).glob("part-*.c000.snappy.parquet"))
             assert parts and all((p.parent / f".{p.name}.crc").is_file() for p in parts), (folder, day)
     assert not (lake / "_staging").exists()
+    with duckdb.connect(str(spark.root / "warehouse.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT table_type FROM information_schema.tables WHERE table_name = "
+                            "'daily_contact_activity'").fetchall() == [("VIEW",)]
+        assert not conn.execute("SELECT * FROM information_schema.tables WHERE table_name = 'events'").fetchall()
+    _assert_same_fact_and_quarantine(duck, spark, duck.raw_dir, spark.raw_dir)
+
+
+def _assert_same_fact_and_quarantine(duck: Pipeline, spark: Pipeline, duck_raw: Path, spark_raw: Path) -> None:
+    """The Spark run's daily fact is DuckDB's, and the activity's bad rows are filed in the
+    warehouse's quarantine as on DuckDB (each row's file named under its own raw folder)."""
     fact = "SELECT * FROM core.daily_contact_activity ORDER BY activity_date, user_id"
+    quarantine = ("SELECT * EXCLUDE (source_file, row_json), replace(source_file, $root, ''), "
+                  "CAST(row_json AS VARCHAR) FROM raw.quarantine ORDER BY ALL")
     with duckdb.connect(str(duck.root / "warehouse.duckdb"), read_only=True) as a, \
             duckdb.connect(str(spark.root / "warehouse.duckdb"), read_only=True) as b:
-        assert b.execute("SELECT table_type FROM information_schema.tables WHERE table_name = "
-                         "'daily_contact_activity'").fetchall() == [("VIEW",)]
-        assert not b.execute("SELECT * FROM information_schema.tables WHERE table_name = 'events'").fetchall()
         expected = a.execute(fact).df()
         assert len(expected) > 0
         pd.testing.assert_frame_equal(b.execute(fact).df()[list(expected.columns)], expected)
-        # The activity's bad rows are filed in the warehouse's quarantine, as on DuckDB.
-        quarantine = ("SELECT * EXCLUDE (source_file, row_json), replace(source_file, $root, ''), "
-                      "CAST(row_json AS VARCHAR) FROM raw.quarantine ORDER BY ALL")
-        expected = a.execute(quarantine, {"root": str(duck.raw_dir)}).fetchall()
+        expected = a.execute(quarantine, {"root": str(duck_raw)}).fetchall()
         assert any(partition_date for partition_date, *_ in expected)  # the sample has bad activity rows
-        assert b.execute(quarantine, {"root": str(spark.raw_dir)}).fetchall() == expected
+        assert b.execute(quarantine, {"root": str(spark_raw)}).fetchall() == expected
+
+
+def test_the_event_stage_reads_a_heap_delivery_landed_as_parquet_as_duckdb_does(server, tmp_path):
+    """The Spark engine reads the raw source where it lands, as DuckDB does: here Heap's S3
+    delivery (a local copy of the bucket), landed as day folders of parquet per event table
+    (all_events/<table>/day=<day>/), with events delivered again, users updated by a later dump
+    and a full resync of one table. The stages after the fact read it alike on both engines
+    (test_the_sample_run_gives_identical_exports_on_each_engine), so the raw stage is compared."""
+    generate_sample(tmp_path / "folder", SPEC)
+    write_heap_delivery(tmp_path / "folder", tmp_path / "delivery")
+
+    def delivery(root: Path):  # each run lands the delivery in its own folder
+        return functools.partial(HeapS3Source, location=str(tmp_path / "delivery"), landing_dir=str(root / "landing"))
+
+    duck = Pipeline(tmp_path / "duckdb", source=delivery(tmp_path / "duckdb"))
+    spark = _spark_pipeline(tmp_path / "spark", server, source=delivery(tmp_path / "spark"))
+    for pipeline in (duck, spark):
+        pipeline.materialize(SPEC.start, SPEC.end, selection=RAW_ACTIVITY_ASSETS)
+    assert {p.parent.parent.name for p in (tmp_path / "spark" / "landing" / "all_events").glob("*/day=*/*.parquet")} \
+        >= {"run_query", "share_report"}
+    _assert_same_fact_and_quarantine(duck, spark, tmp_path / "duckdb" / "landing", tmp_path / "spark" / "landing")
+    published = {folder: sorted(p.name for p in (tmp_path / "spark" / "lake" / folder).glob("activity_date=*"))
+                 for folder in FOLDERS.values()}
+    assert published == dict.fromkeys(FOLDERS.values(), [f"activity_date={SPEC.start + dt.timedelta(days=n)}"
+                                                          for n in range(SPEC.days)])
 
 
 def test_a_failed_check_leaves_the_lake_as_it_was_and_a_day_that_became_empty_is_removed(server, tmp_path):
