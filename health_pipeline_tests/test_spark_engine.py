@@ -167,16 +167,16 @@ def test_a_failed_check_leaves_the_lake_as_it_was_and_a_day_that_became_empty_is
     spark = _spark_pipeline(tmp_path, server)
     generate_sample(spark.raw_dir, replace(SPEC, days=4))
     last = SPEC.start + dt.timedelta(days=3)
-    spark.materialize(SPEC.start, last)
+    spark.materialize(SPEC.start, last, selection=RAW_ACTIVITY_ASSETS)  # the lake is all it looks at
     published = _lake_files(spark)
     for table in ("sessions", "all_events"):  # the export loses its last day
         (spark.raw_dir / table / f"{last}.parquet").unlink()
-    cls, message = spark.failure(last, last)
+    cls, message = spark.failure(last, last, selection=RAW_ACTIVITY_ASSETS)
     assert cls == "AuditFailed" and "activity_every_day" in message
     assert _lake_files(spark) == published
     assert not (tmp_path / "lake" / "_staging").exists()
     spark.known_gaps = [str(last)]  # declared: the day is now empty, and removed from the lake
-    spark.materialize(last, last)
+    spark.materialize(last, last, selection=RAW_ACTIVITY_ASSETS)
     for folder in FOLDERS.values():
         days = sorted(p.name for p in (tmp_path / "lake" / folder).glob("activity_date=*"))
         assert days == [f"activity_date={SPEC.start + dt.timedelta(days=n)}" for n in range(3)], folder
