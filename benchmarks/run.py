@@ -114,9 +114,11 @@ class Bench:
         return result
 
     def pipeline(self, name: str, first: dt.date, last: dt.date, via: str = "dagster",
-                 fresh: bool = False, raw_dir: Path | None = None, only: list[str] | None = None) -> dict:
-        """Materialize [first, last] in the warehouse `name` (a fresh one if asked). A remote
-        source's landing folder is the warehouse's neighbour, and goes with it when fresh."""
+                 fresh: bool = False, raw_dir: Path | None = None, only: list[str] | None = None,
+                 engine: str = "duckdb") -> dict:
+        """Materialize [first, last] in the warehouse `name` (a fresh one if asked), its event stage
+        on `engine`. A remote source's landing folder and the Spark engine's lake are the
+        warehouse's neighbours, and go with it when fresh."""
         root = self.work / "runs" / name
         if fresh:
             shutil.rmtree(root, ignore_errors=True)
@@ -127,6 +129,8 @@ class Bench:
             "HEALTH_EXPORT_DIR": str(root / "exports"),
             "HEALTH_LANDING_DIR": str(root / "landing"),
             "HEALTH_PARTITIONS_START": self.scale.spec().start.isoformat(),
+            "HEALTH_ENGINE": engine,
+            "HEALTH_LAKE_DIR": str(root / "lake"),
         }
         # DuckDB spills beside the database file unless told otherwise.
         return self.task({"task": "pipeline", "via": via, "first": first.isoformat(), "last": last.isoformat(),
@@ -384,7 +388,8 @@ SYNC_DAY_SECONDS_TARGET = 10
 # Issue targets for Heap's S3 delivery against the same data as a parquet folder: the raw stage.
 DELIVERY_DAILY_RATIO_TARGET = 1.5
 DELIVERY_BACKFILL_RATIO_TARGET = 1.3
-LAST_SCENARIO = 11
+LAST_SCENARIO = 12
+OPT_IN_SCENARIOS = {12}  # run only when asked for: it needs the spark extra and Java
 HISTORY_SCENARIOS = set(range(1, 10))  # the scenarios that read setup()'s warehouses
 
 
@@ -475,6 +480,43 @@ def scenario_heap_delivery(bench: Bench) -> list[dict]:
             {"ratio": ratio(a, b), "days": days, "avro_seconds": avro, "avro_share": ratio(avro, a),
              "dumps": written["dumps"]}))
     return results
+
+
+# A day's events the paper estimate sizes a cluster for, and the time it has to extract them in.
+BILLION = 1_000_000_000
+ESTIMATE_HOURS = 1
+
+
+def scenario_engines(bench: Bench) -> dict:
+    """The event stage (raw_activity) over the first days on Spark local (every core of this
+    machine) and on DuckDB, each in a fresh warehouse (and lake): events per second per core for
+    both; Spark's fixed start-up cost (a local session started and answering one query, measured
+    on its own), which its run includes and its rate leaves out; and, from that rate, the cores a
+    billion events a day would need to be extracted in an hour, on paper (a cluster's network,
+    object store and skew are not in it)."""
+    first, last = bench.day(1), bench.day(min(RAW_STAGE_DAYS, bench.scale.days))
+    events = sum(_events_on(bench.raw_dir, first + dt.timedelta(days=n)) for n in range((last - first).days + 1))
+    runs = alternate({
+        "duckdb": lambda: bench.pipeline("engine_duckdb", first, last, via="direct", fresh=True,
+                                         only=["raw_activity"]),
+        "spark": lambda: bench.pipeline("engine_spark", first, last, via="direct", fresh=True,
+                                        only=["raw_activity"], engine="spark"),
+    }, bench.reps, "12 event stage")
+    startup = [bench.task({"task": "spark_startup"}) for _ in range(bench.reps)]
+    cores = os.cpu_count() or 1
+    duck, spark, fixed = median(runs["duckdb"]), median(runs["spark"]), median(startup)
+    duck_rate, spark_rate = events / duck / cores, events / max(spark - fixed, 1e-9) / cores
+    return scenario(
+        12, "Event stage: Spark local vs DuckDB",
+        f"raw_activity over days 1-{(last - first).days + 1} (direct, fresh) with HEALTH_ENGINE=spark (local, "
+        f"{cores} cores) vs duckdb", "reported", None,
+        {**{k: summary(v) for k, v in runs.items()}, "spark_startup": summary(startup)},
+        {"events": events, "days": (last - first).days + 1, "cores": cores, "ratio": ratio(spark, duck),
+         "duckdb_events_per_second_per_core": duck_rate, "spark_events_per_second_per_core": spark_rate,
+         "spark_startup_seconds": fixed,
+         "spark_peak_rss_mb": max(r["peak_rss_mb"] for r in runs["spark"]),
+         "cores_for_a_billion_a_day": BILLION / (spark_rate * ESTIMATE_HOURS * 3600)},
+    )
 
 
 def scaling_curve(bench: Bench, full_backfill: dict) -> dict:
@@ -609,6 +651,13 @@ def markdown(report: dict) -> str:
                    f"{_s(meas['heap_s3']['median'])} (Avro decoding {_s(f['avro_seconds'])}, "
                    f"{f['avro_share']:.0%})",
                    f"parquet: {_s(meas['parquet']['median'])}", f"{f['ratio']:.2f}x")
+        elif s["number"] == 12:
+            row = (f"Spark: {_s(meas['spark']['median'])} ({f['spark_events_per_second_per_core']:,.0f} events/s per "
+                   f"core past its start-up of {_s(f['spark_startup_seconds'])})",
+                   f"DuckDB: {_s(meas['duckdb']['median'])} ({f['duckdb_events_per_second_per_core']:,.0f} events/s "
+                   f"per core), {f['events']:,} events",
+                   f"{f['ratio']:.1f}x; a billion events a day in {ESTIMATE_HOURS} h: about "
+                   f"{f['cores_for_a_billion_a_day']:,.0f} Spark cores on paper")
         elif s["number"] == 8:
             row = (f"report: {_s(f['build_seconds'])} to build {f['pages']:,} pages, {f['size_mb']:.1f} MB "
                    f"({_s(meas['report']['median'])} with the process start; peak RSS "
@@ -697,7 +746,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path,
                         help=f"the scaling plot (default {PLOT_PATH.relative_to(PROJECT_ROOT)} at M)")
     parser.add_argument("--scenarios", type=int, nargs="+", choices=range(1, LAST_SCENARIO + 1), metavar="N",
-                        help="run only these scenarios (default: all); results go to <scale>-scenarios-N.json")
+                        help="run only these scenarios (default: all but 12, the Spark engine, which needs the spark "
+                             "extra and Java); results go to <scale>-scenarios-N.json")
     parser.add_argument("--redraw", action="store_true",
                         help="only rewrite the markdown table and the plot from the saved JSON results")
     args = parser.parse_args(argv)
@@ -724,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
               "reps": bench.reps, "backfill_reps": bench.backfill_reps,
               "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     report["data"] = bench.raw_data(bench.raw_dir)
-    wanted = set(args.scenarios or range(1, LAST_SCENARIO + 1))
+    wanted = set(args.scenarios or set(range(1, LAST_SCENARIO + 1)) - OPT_IN_SCENARIOS)
     if wanted & HISTORY_SCENARIOS:
         report["setup"] = setup(bench)
     scenarios = []
@@ -744,6 +794,8 @@ def main(argv: list[str] | None = None) -> int:
         scenarios.append(scenario_raw_stage(bench))
     if 11 in wanted:
         scenarios += scenario_heap_delivery(bench)
+    if 12 in wanted:
+        scenarios.append(scenario_engines(bench))
     report["scenarios"] = sorted((s for s in scenarios if s["number"] in wanted), key=lambda s: s["number"])
     if args.scenarios:  # a partial run keeps the full run's results file
         name = f"{scale.name}-scenarios-{'-'.join(map(str, sorted(wanted)))}"

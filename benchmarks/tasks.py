@@ -106,9 +106,13 @@ def run_direct(first: dt.date, last: dt.date, only: list[str] | None = None) -> 
     """Call each asset's own function in data-flow order (only the steps in `only`, if given),
     with resources built from the environment; return each step's seconds and what the raw source
     said it read."""
+    import dagster as dg
+
     from health_pipeline.definitions import build_assets
+    from health_pipeline.engines import EventEngine
     from health_pipeline.resources import ExportTarget, PostgresTarget, Warehouse, raw_source
     from health_pipeline.scorecard.parser import load_config
+    from health_pipeline.settings import engine_options
     from health_pipeline.settings import path as setting_path
 
     threads = os.environ.get("HEALTH_DUCKDB_THREADS")
@@ -121,6 +125,8 @@ def run_direct(first: dt.date, last: dt.date, only: list[str] | None = None) -> 
         "raw_source": raw_source(for_dagster=False),  # the source HEALTH_SOURCE or the raw location picks
         "export_target": ExportTarget(export_dir=str(setting_path("HEALTH_EXPORT_DIR"))),
         "postgres": PostgresTarget(url=os.environ.get("HEALTH_SYNC_POSTGRES_URL", "")),
+        "engine": EventEngine(**{name: value.get_value() if isinstance(value, dg.EnvVar) else value
+                                 for name, value in engine_options().items()}),
     }
     context, steps = PlainContext(_window(first, last)), {}
     for asset in build_assets(load_config()):
@@ -298,6 +304,18 @@ def startup(args: dict) -> dict:
     return {"seconds": time.perf_counter() - started}
 
 
+def spark_startup(args: dict) -> dict:
+    """A local Spark session started and answering one query: the Spark engine's fixed cost."""
+    from health_pipeline.engines.spark import connect
+
+    started_at = time.perf_counter()
+    spark = connect("")
+    spark.execute("SELECT 1").fetchall()
+    seconds = time.perf_counter() - started_at
+    spark.close()
+    return {"seconds": seconds}
+
+
 def _duckdb_config() -> dict:
     config = {}
     if os.environ.get("HEALTH_DUCKDB_MEMORY_LIMIT"):
@@ -309,7 +327,7 @@ def _duckdb_config() -> dict:
 
 TASKS = {"pipeline": pipeline, "seed": seed, "floor": floor, "verify": verify, "generate": generate,
          "startup": startup, "outcomes": outcomes, "report": report, "postgres_sync": postgres_sync,
-         "delivery": delivery}
+         "delivery": delivery, "spark_startup": spark_startup}
 
 if __name__ == "__main__":
     request = json.loads(sys.argv[1])

@@ -21,6 +21,8 @@ from health_pipeline.assets.alerts.sinks import SinkError, secret_env_vars
 from health_pipeline.assets.morning_report.site import ReportFolderError, report_root
 from health_pipeline.assets.postgres_sync.asset import PostgresSyncFailed
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditFailed
+from health_pipeline.engines import EngineMismatch
+from health_pipeline.engines.spark import SparkEngineError
 from health_pipeline.partitions import partition_range_tags
 from health_pipeline.publish import SchemaChangeError
 from health_pipeline.raw_input import OPTIONAL_TABLES, RAW_TABLES, EventDays, RawInputError
@@ -50,7 +52,8 @@ class Refused(Exception):
 # The failures whose message already says what is wrong and what to do: printed alone, no traceback.
 KNOWN_FAILURES = {cls.__name__ for cls in (
     RawInputError, WarehouseError, PostgresUnavailable, PostgresSyncFailed, PostgresSyncBlocked, SchemaChangeError,
-    AuditFailed, SinkError, ConfigError, SettingsError, ReportFolderError, IncompleteHistory, CrmMappingError)}
+    AuditFailed, SinkError, ConfigError, SettingsError, ReportFolderError, IncompleteHistory, CrmMappingError,
+    EngineMismatch, SparkEngineError)}
 
 
 def _date(value: str) -> dt.date:

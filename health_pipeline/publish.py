@@ -230,8 +230,8 @@ def day_figures(conn: duckdb.DuckDBPyConnection, table: str, date_column: str, f
     for day, of_value, n in conn.execute(
         f"""
         WITH "days" AS (SELECT CAST("d" AS DATE) AS "day"
-                        FROM generate_series(CAST($first_day AS TIMESTAMP), CAST($last_day AS TIMESTAMP),
-                                             INTERVAL 1 DAY) AS "t"("d")),
+                        FROM unnest(generate_series(CAST($first_day AS TIMESTAMP), CAST($last_day AS TIMESTAMP),
+                                                    INTERVAL 1 DAY)) AS "t"("d")),
              "rows_per_value" AS (SELECT {quote(date_column)} AS "day", {value} AS "value", count(*) AS "n"
                                   FROM {table} WHERE {quote(date_column)} BETWEEN $first_day AND $last_day
                                   GROUP BY ALL)

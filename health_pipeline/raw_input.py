@@ -105,6 +105,7 @@ class RawTable:
     column_types: dict[str, str]  # lower-cased column -> source type
     csv_header: tuple[str, ...] = ()  # a CSV's header as written
     crm: CrmTable | None = None  # the CRM mapping the table is read through, if any
+    view: str = ""  # a view of the files that another engine registered (the Spark engine's reader)
 
     @property
     def is_csv(self) -> bool:
@@ -112,7 +113,9 @@ class RawTable:
 
     @property
     def reader(self) -> str:
-        """A DuckDB table function over the table's files, bound by `params`."""
+        """A DuckDB table function over the table's files, bound by `params`; or the engine's view of them."""
+        if self.view:
+            return f'"{self.view}"'
         if self.is_csv:
             # The dialect is fixed (RFC 4180) and nothing is sniffed: odd values must not change
             # how a file splits, and a ragged row fails with its line number.
@@ -124,7 +127,9 @@ class RawTable:
     def params(self) -> dict:
         """The values the reader binds, and a CRM mapping's that the `rows` macro binds: a
         constant as $crm_<column>, a value map as $crm_<column>_from and $crm_<column>_to."""
-        if self.is_csv:
+        if self.view:
+            params = {}
+        elif self.is_csv:
             params = {"location": self.files[0], "csv_columns": {c: "VARCHAR" for c in self.csv_header}}
         else:
             params = {"location": list(self.files)}

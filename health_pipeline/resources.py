@@ -1,4 +1,5 @@
-"""The Dagster resources: the DuckDB warehouse, the raw source it reads, the folder it exports to.
+"""The Dagster resources: the DuckDB warehouse, the raw source it reads, the folder it exports to,
+the PostgreSQL it syncs to, and the engine of the event stage (health_pipeline.engines).
 
 `default_resources` is the embedded default that needs no set-up: sample data, a DuckDB file
 and local exports under `data/`, each overridable through its environment variable
@@ -19,6 +20,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from health_pipeline import settings
+from health_pipeline.engines import EventEngine
 from health_pipeline.progress import report_progress
 from health_pipeline.recovery import record_process
 from health_pipeline.redaction import redact
@@ -221,4 +223,5 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "raw_source": raw_source(),
         "export_target": ExportTarget(export_dir=settings.path_config("HEALTH_EXPORT_DIR")),
         "postgres": PostgresTarget(**settings.postgres_options()),
+        "engine": EventEngine(**settings.engine_options()),
     }

@@ -46,6 +46,8 @@ PATH_DEFAULTS = {
     "HEALTH_EXPORT_DIR": DATA_DIR / "exports",
     # Where a remote source (a Heap S3 delivery) is landed as local parquet for raw_activity to read.
     "HEALTH_LANDING_DIR": DATA_DIR / "landing",
+    # Where the Spark engine keeps the event ledger and the daily fact, as day-partitioned parquet.
+    "HEALTH_LAKE_DIR": DATA_DIR / "lake",
 }
 
 # The bounds of the numeric settings (limits.Limit): ten years of days is more than any run,
@@ -88,6 +90,38 @@ def source() -> str:
     if chosen and chosen not in SOURCES:
         raise ValueError(f"HEALTH_SOURCE={chosen!r} is not a source; use one of {', '.join(SOURCES)}")
     return chosen
+
+
+def engine() -> str:
+    """HEALTH_ENGINE: what runs the event stage, duckdb (the default) or spark (health_pipeline.engines)."""
+    from health_pipeline.engines import ENGINES
+
+    chosen = os.environ.get("HEALTH_ENGINE", "").strip().lower() or "duckdb"
+    if chosen not in ENGINES:
+        raise ValueError(f"HEALTH_ENGINE={chosen!r} is not an engine; use one of {', '.join(ENGINES)}")
+    return chosen
+
+
+def spark_remote() -> str:
+    """HEALTH_SPARK_REMOTE: the Spark Connect URL (sc://host:port, which Databricks Connect and a
+    self-hosted Spark Connect server answer) the Spark engine runs on; empty: a local session. It
+    may carry a token, so a bad value is described, never quoted."""
+    from health_pipeline.engines import SPARK_REMOTE_FORM, spark_remote_problem
+
+    value = os.environ.get("HEALTH_SPARK_REMOTE", "").strip()
+    if value and (problem := spark_remote_problem(value)):
+        raise ValueError(f"HEALTH_SPARK_REMOTE is not a URL of the form {SPARK_REMOTE_FORM}: {problem}")
+    return value
+
+
+def engine_options() -> dict:
+    """HEALTH_ENGINE, HEALTH_SPARK_REMOTE and HEALTH_LAKE_DIR as EventEngine fields, where set."""
+    loaded, options = load(), {"lake_dir": path_config("HEALTH_LAKE_DIR")}
+    if is_set("HEALTH_ENGINE"):
+        options["name"] = dg.EnvVar("HEALTH_ENGINE")
+    if loaded.spark_remote:
+        options["spark_remote"] = dg.EnvVar("HEALTH_SPARK_REMOTE")
+    return options
 
 
 def crm_mapping() -> str:
@@ -408,6 +442,9 @@ class Settings:
     source: str = _parsed_by(source)
     source_url_set: bool = _parsed_by(_source_url)
     crm_mapping: str = _parsed_by(crm_mapping)
+    engine: str = _parsed_by(engine)
+    spark_remote: str = _parsed_by(spark_remote)
+    lake_dir: Path = _parsed_by(_directory("HEALTH_LAKE_DIR", "the Spark engine's lake"))
 
 
 def load() -> Settings:

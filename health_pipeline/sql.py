@@ -24,6 +24,11 @@ def quote(identifier: str) -> str:
     return '"' + str(identifier).replace('"', '""') + '"'
 
 
+def literal(text: str) -> str:
+    """A string literal, for the one place a value cannot be a parameter: a view's definition."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(PACKAGE_DIR),
     undefined=jinja2.StrictUndefined,
@@ -32,6 +37,7 @@ _templates = jinja2.Environment(
     lstrip_blocks=True,
 )
 _templates.filters["quote"] = quote
+_templates.filters["literal"] = literal
 # The column-naming rules, so a template names a configured column as every other asset does.
 _templates.globals.update(
     event_count_column=contract.event_count_column,
@@ -73,8 +79,16 @@ def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params=None):
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    if not isinstance(conn, duckdb.DuckDBPyConnection):  # the Spark engine's (engines.spark.SparkSql)
+        return conn.table_exists(table)
     schema, name = table.split(".")
     return scalar(
         conn, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = $schema AND table_name = $name",
         {"schema": schema, "name": name},
     ) > 0
+
+
+def column_type(conn: duckdb.DuckDBPyConnection, table: str, column: str) -> str | None:
+    """The type of `table`'s column `column` (schema.table, or a temp table's name), None without it."""
+    described = {name: dtype for name, dtype, *_ in conn.execute(f"DESCRIBE {table}").fetchall()}
+    return described.get(column)

@@ -14,6 +14,7 @@ import pytest
 
 from health_pipeline.assets.morning_report.site import REPORT_DIR
 from health_pipeline.definitions import build_assets
+from health_pipeline.engines import EventEngine
 from health_pipeline.partitions import daily_partitions, partition_range_tags
 from health_pipeline.resources import ExportTarget, PostgresTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
@@ -77,6 +78,7 @@ class Pipeline:
     # Another raw source than the folder raw_dir (health_pipeline.sources), made from the options
     # every source shares: future_tolerance_hours, known_gaps, snapshot_max_drop.
     source: Callable[..., RawSource] | None = None
+    engine: EventEngine = field(default_factory=EventEngine)  # the event stage's: DuckDB unless given
 
     @property
     def warehouse(self) -> Warehouse:
@@ -132,6 +134,7 @@ class Pipeline:
                 "export_target": ExportTarget(export_dir=str(self.export_dir)),
                 "postgres": PostgresTarget(url=self.postgres_url,
                                            lock_timeout_seconds=self.postgres_lock_timeout_seconds),
+                "engine": self.engine,
             },
             tags={**partition_range_tags(first_day, last_day), **(tags or {})},
             selection=selection,

@@ -281,6 +281,11 @@ BAD_SETTINGS = [
     ("HEALTH_REPORT_CURRENCY", "usd", "HEALTH_REPORT_CURRENCY='usd' is not a currency code of three capital "
                                       "letters, such as USD, EUR or GBP"),
     ("HEALTH_REPORT_PERSONAL_DATA", "no", "HEALTH_REPORT_PERSONAL_DATA='no' is not one of show, hide"),
+    ("HEALTH_ENGINE", "flink", "HEALTH_ENGINE='flink' is not an engine; use one of duckdb, spark"),
+    # The URL may carry a token: described, never quoted.
+    ("HEALTH_SPARK_REMOTE", "https://me:s3cret@cluster:443",
+     "HEALTH_SPARK_REMOTE is not a URL of the form sc://host:port (a Spark Connect server; Databricks Connect's URL "
+     "takes the same form): its scheme is not sc://"),
 ]
 
 

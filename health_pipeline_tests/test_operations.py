@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from health_pipeline import DATA_DIR
 from health_pipeline.definitions import build_defs, defs
+from health_pipeline.engines import EventEngine
 from health_pipeline.resources import Warehouse
 from health_pipeline.schedules import DAILY_SCHEDULE, EXPORT_FRESHNESS, refresh_range
 from health_pipeline.settings import late_days
@@ -176,7 +177,8 @@ def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
         selection=dg.AssetSelection.assets("account_health"),
         partition_key="2026-06-03",
         resources={"warehouse": pipeline.warehouse, "raw_source": FolderSource(raw_dir=str(pipeline.raw_dir)),
-                   "export_target": ExportTarget(export_dir=str(pipeline.export_dir)), "postgres": PostgresTarget()},
+                   "export_target": ExportTarget(export_dir=str(pipeline.export_dir)), "postgres": PostgresTarget(),
+                   "engine": EventEngine()},
         instance=instance,
     )
     assert result.success

@@ -82,6 +82,8 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
             for scores in ("core.account_health", 'scratch."candidate".account_health')],
         "assets/account_metrics/account_metrics.sql": [account_metrics_sql(config)],
         "assets/account_health/account_health.sql": [account_health_sql(config, with_history=h) for h in (True, False)],
+        f"{raw}fact_in_the_lake.sql": [render(PACKAGE_DIR / f"{raw}fact_in_the_lake.sql",
+                                              files="/lake/it's/daily_contact_activity/*/*.parquet")],
     }
     rendered[f"{raw}activity_classified.sql"] = [
         render(PACKAGE_DIR / f"{raw}activity_classified.sql", activity=a, any_stored=any_stored,
@@ -89,7 +91,7 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
         for a in activities for any_stored in (True, False)
         for rows, view in (("_in_range", "_classified"), ("_suspect", "_suspect_classified"))]
     for name in ("activity_in_range", "kept_copies", "activity_loaded", "quarantine_undated_rows",
-                 "superseded_copies", "suspect_rows"):
+                 "superseded_copies", "superseded_days", "suspect_rows"):
         rendered[f"{raw}{name}.sql"] = [render(PACKAGE_DIR / f"{raw}{name}.sql", activity=a) for a in activities]
     rendered[f"{raw}stored_elsewhere.sql"] = [
         render(PACKAGE_DIR / f"{raw}stored_elsewhere.sql", activity=a, stored=stored, same_id_type=same)

@@ -14,6 +14,7 @@ from markdown_it import MarkdownIt
 from health_pipeline.assets.account_health.asset import score_preview
 from health_pipeline.assets.score_backtest.asset import BACKTEST_ASSETS
 from health_pipeline.definitions import build_assets
+from health_pipeline.engines import EventEngine
 from health_pipeline.partitions import partition_range_tags
 from health_pipeline.previews import markdown_table
 from health_pipeline.resources import ExportTarget, PostgresTarget, Warehouse
@@ -121,7 +122,7 @@ def sample_result(tmp_path_factory):
         resources={"warehouse": Warehouse(database=str(root / "warehouse.duckdb")),
                    "raw_source": FolderSource(raw_dir=str(root / "raw")),
                    "export_target": ExportTarget(export_dir=str(root / "exports")),
-                   "postgres": PostgresTarget()},
+                   "postgres": PostgresTarget(), "engine": EventEngine()},
         tags=partition_range_tags(dt.date(2026, 6, 1), dt.date(2026, 6, 12)),
         instance=dg.DagsterInstance.ephemeral(),
     )

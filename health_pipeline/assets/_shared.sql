@@ -2,8 +2,8 @@
 
 {# One row per snapshot date in [$first_day, $last_day]. #}
 {% macro snapshot_dates() -%}
-SELECT CAST(generate_series AS DATE) AS snapshot_date
-FROM generate_series($first_day::TIMESTAMP, $last_day::TIMESTAMP, INTERVAL 1 DAY)
+SELECT CAST(d AS DATE) AS snapshot_date
+FROM unnest(generate_series($first_day::TIMESTAMP, $last_day::TIMESTAMP, INTERVAL 1 DAY)) AS t(d)
 {%- endmacro %}
 
 {# True when a version of raw.account_history or raw.contact_history (alias `version`) is the

@@ -48,7 +48,8 @@ def _params(first_day: dt.date, last_day: dt.date) -> dict:
 
 def check_raw_required_columns(conn: duckdb.DuckDBPyConnection, first_day, last_day) -> dg.AssetCheckResult:
     """raw.events and raw.sessions have every column the later assets read."""
-    present = SQL.run(conn, "raw_columns").fetchall()
+    present = {(table, name) for table in RAW_COLUMNS if table_exists(conn, table)
+               for name, *_ in conn.execute(f"DESCRIBE {table}").fetchall()}
     missing = [f"{table}.{column}" for table, columns in RAW_COLUMNS.items() for column in columns
                if (table, column) not in present]
     return _result(len(missing), {

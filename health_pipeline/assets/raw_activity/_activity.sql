@@ -24,6 +24,15 @@ SELECT * FROM {{ (activity.name ~ "_in_range") | quote }} WHERE {{ is_valid(acti
 to_json(struct_pack({% for c in activity.columns %}{{ c | quote }} := CAST({{ row }}{{ c | quote }} AS VARCHAR){{ ", " if not loop.last }}{% endfor %}))
 {%- endmacro %}
 
+{# True when a stored copy (alias `stored`, of raw.<table>) on a day outside [$range_start,
+   $range_end) is a later copy of a loaded row of the range (alias `loaded`, of <table>_loaded):
+   the range's copy is the one to keep. #}
+{% macro superseded(activity, stored="s", loaded="l") -%}
+{{ stored }}.{{ activity.id_column | quote }} = {{ loaded }}.{{ activity.id_column | quote }}
+  AND {{ stored }}.activity_date NOT BETWEEN CAST($range_start AS DATE) AND CAST($range_end AS DATE) - 1
+  AND {{ stored }}."time" > {{ loaded }}."time"
+{%- endmacro %}
+
 {# The outcomes of a staged row that are not bad input: everything else is a quarantine reason. #}
 {% macro is_quarantined(outcome) -%}
 {{ outcome }} NOT IN ('loaded', 'duplicate', 'excluded')

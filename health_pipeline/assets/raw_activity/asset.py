@@ -38,6 +38,7 @@ import duckdb
 
 from health_pipeline.assets import daily, describe_spans, materialized, unextracted_days
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG, AuditContext, audit, check_specs
+from health_pipeline.engines import EngineMismatch, EventEngine
 from health_pipeline.partitions import date_range
 from health_pipeline.progress import report_progress
 from health_pipeline.publish import (
@@ -54,7 +55,7 @@ from health_pipeline.raw_input import CUSTOMER_OUTCOMES, RAW_TABLES, RawTable
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.sources import RawSource
-from health_pipeline.sql import SqlFolder, scalar, table_exists
+from health_pipeline.sql import SqlFolder, column_type, scalar, table_exists
 
 SQL = SqlFolder(__file__)
 # A staged raw event (its columns as text, its file and row) takes about this many bytes in
@@ -183,8 +184,8 @@ def stage_classified(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, b
     with activity.raw.reading(conn):
         SQL.run(conn, "activity_in_range", params, activity=activity, shape_only=shape_only)
     SQL.run(conn, "kept_copies", activity=activity)
-    same_id_type = stored and (_column_type(conn, "raw", activity.name, activity.id_column)
-                               == _column_type(conn, "main", f"{activity.name}_in_range", activity.id_column))
+    same_id_type = stored and (column_type(conn, f"raw.{activity.name}", activity.id_column)
+                               == column_type(conn, f"{activity.name}_in_range", activity.id_column))
     SQL.run(conn, "stored_elsewhere", _range(bounds) if stored else {}, activity=activity, stored=stored,
             same_id_type=same_id_type)
     any_stored = bool(scalar(conn, f"SELECT count(*) FROM {activity.name}_stored_elsewhere"))
@@ -194,12 +195,6 @@ def stage_classified(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, b
     SQL.run(conn, "suspect_rows", activity=activity)
     SQL.run(conn, "activity_classified", activity=activity, any_stored=any_stored,
             rows=f"{activity.name}_suspect", view=f"{activity.name}_suspect_classified")
-
-
-def _column_type(conn: duckdb.DuckDBPyConnection, schema: str, table: str, column: str) -> str | None:
-    return scalar(conn, "SELECT any_value(data_type) FROM duckdb_columns() "
-                        "WHERE schema_name = $schema AND table_name = $table AND column_name = $column",
-                  {"schema": schema, "table": table, "column": column})
 
 
 def outcome_counts(name: str, outcomes: dict) -> dict:
@@ -324,20 +319,32 @@ def events_per_day(conn: duckdb.DuckDBPyConnection, events: RawTable) -> int:
     return int(rows // max(1, days or 1))
 
 
+def stage_inputs(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: HealthConfig) -> tuple[dict, dict]:
+    """Locate the raw tables, and read the dimension exports: stage the snapshots, the identity
+    map, whose activity counts (activity_attribution) and the dimensions' bad rows
+    (quarantine_rows). Nothing is written yet. Returns the raw tables and the figures."""
+    tables = {name: raw.table(conn, name) for name in RAW_TABLES}
+    SQL.run(conn, "quarantine_rows")
+    # Created outside the swap's transaction, as publish.transaction explains.
+    for bookkeeping in ("accepted_snapshots", "account_history", "contact_history", "history_runs"):
+        SQL.run(conn, bookkeeping)
+    report_progress("reading accounts, users, identity merges and outcomes")
+    return tables, stage_dimensions(conn, tables, config)
+
+
+def future_limit(raw: RawSource, now: dt.datetime) -> dt.datetime:
+    """The latest time a raw row may have without being quarantined as future_time."""
+    return now + dt.timedelta(hours=raw.future_tolerance_hours)
+
+
 def stage_extract(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: HealthConfig,
                   first_day: dt.date, last_day: dt.date, now: dt.datetime) -> tuple[dict, Extraction]:
     """Read the dimension exports and the range's sessions and stage what the range's tables will
     hold, except the events, which the swap extracts batch by batch (the returned Extraction).
     Nothing is written yet. `now` is the run's clock (UTC, naive) for the future-time rule.
     Returns the figures the asset reports, and the extraction."""
-    tables = {name: raw.table(conn, name) for name in RAW_TABLES}
-    SQL.run(conn, "quarantine_rows")
-    # Created outside the swap's transaction, as publish.transaction explains.
-    for bookkeeping in ("accepted_snapshots", "account_history", "contact_history", "history_runs"):
-        SQL.run(conn, bookkeeping)
-    bounds = _bounds(first_day, last_day, now + dt.timedelta(hours=raw.future_tolerance_hours))
-    report_progress("reading accounts, users, identity merges and outcomes")
-    counts = stage_dimensions(conn, tables, config)
+    tables, counts = stage_inputs(conn, raw, config)
+    bounds = _bounds(first_day, last_day, future_limit(raw, now))
     sessions, events = activity_tables(tables)
     report_progress(f"reading raw {sessions.raw.name} ({len(sessions.raw.files):,} files)")
     counts |= stage_sessions(conn, sessions, bounds)
@@ -389,8 +396,7 @@ def swap_staged(conn: duckdb.DuckDBPyConnection, extraction: Extraction, first_d
     stage_extract staged, record the snapshots in the history, extract the range's events batch by
     batch, and extract again the days outside the range whose stored copies lost to earlier ones
     in it. Returns the rows written per table, the events' counts and the days extracted again."""
-    written = {table: replace_table(conn, table, staged) for table, staged in SNAPSHOTS.items()}
-    written |= record_history(conn, first_day, last_day, now)
+    written = swap_dimensions(conn, first_day, last_day, now)
     for table, (date_column, staged) in DATED.items():
         written[table] = swap_range(conn, table, date_column, first_day, last_day, staged)
     bounds = _range(_bounds(first_day, last_day, now))
@@ -411,17 +417,30 @@ def swap_staged(conn: duckdb.DuckDBPyConnection, extraction: Extraction, first_d
     for day in written["days_extracted_again"]:
         report_progress(f"extracting {day} again: a copy stored there lost to an earlier one")
         extraction.batch(conn, day, day)
-    if table_exists(conn, "core.contact_recency"):
-        SQL.run(conn, "contact_recency_forgotten", {"first_day": first_day})
     for table in ("raw.events", "core.daily_contact_activity"):  # a range each, so the zone maps prune
         written[table] = sum(
             scalar(conn, f"SELECT count(*) FROM {table} WHERE activity_date BETWEEN $f AND $l", {"f": f, "l": last})
             for f, last in [(first_day, last_day), *((day, day) for day in written["days_extracted_again"])])
-    written["raw.quarantine"] = scalar(
-        conn, "SELECT count(*) FROM raw.quarantine WHERE partition_date BETWEEN $f AND $l OR partition_date IS NULL",
-        {"f": first_day, "l": last_day})
     written["events_outcomes"], written["events_misspelled"] = outcomes, misspelled
-    return written
+    return written | facts_rewritten(conn, first_day, last_day)
+
+
+def swap_dimensions(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: dt.date,
+                    now: dt.datetime) -> dict:
+    """Inside a `transaction`: replace the snapshots with the staged ones and record them in the
+    history; return the rows written per table."""
+    written = {table: replace_table(conn, table, staged) for table, staged in SNAPSHOTS.items()}
+    return written | record_history(conn, first_day, last_day, now)
+
+
+def facts_rewritten(conn: duckdb.DuckDBPyConnection, first_day: dt.date, last_day: dt.date) -> dict:
+    """Inside a `transaction`, once the fact is rewritten from `first_day` on: forget the month-end
+    checkpoints that read the old days; return the quarantine's rows of the range."""
+    if table_exists(conn, "core.contact_recency"):
+        SQL.run(conn, "contact_recency_forgotten", {"first_day": first_day})
+    return {"raw.quarantine": scalar(
+        conn, "SELECT count(*) FROM raw.quarantine WHERE partition_date BETWEEN $f AND $l OR partition_date IS NULL",
+        {"f": first_day, "l": last_day})}
 
 
 def _add(total: dict, more: dict) -> None:
@@ -467,8 +486,11 @@ def _figures(conn: duckdb.DuckDBPyConnection, counts: dict, written: dict, first
     return counts
 
 
-def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date, last_day: dt.date) -> dict:
-    """Each table's own figures: rows written, schema, and what it says about the input."""
+def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date, last_day: dt.date,
+              lake=None) -> dict:
+    """Each table's own figures: rows written, schema, and what it says about the input. The
+    ledger's and the fact's come from `lake` when the Spark engine keeps them (engines.spark.SparkSql)."""
+    lake = lake or conn
     days = {"first_day": str(first_day), "last_day": str(last_day)}
     per_reason = {k: v for k, v in counts.items() if k.startswith("quarantined.")}
     events = {k: v for k, v in counts.items() if k.startswith("events_")}
@@ -478,15 +500,15 @@ def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date,
     sessions["sessions_superseded_on_later_days"] = counts["written.sessions_superseded_on_later_days"]
     again = counts["written.days_extracted_again"]
     return {
-        "daily_contact_activity": _also_on(again, conn, "core.daily_contact_activity", table_metadata(
-            conn, "core.daily_contact_activity", written["core.daily_contact_activity"],
+        "daily_contact_activity": _also_on(again, lake, "core.daily_contact_activity", table_metadata(
+            lake, "core.daily_contact_activity", written["core.daily_contact_activity"],
             ("activity_date", first_day, last_day), **days,
             other_days_refreshed=", ".join(map(str, again)) or "none",
-            **{k: events[k] for k in ("events_batch_days", "events_batches", "events_batch_plan")})),
-        "raw_events": _also_on(again, conn, "raw.events", table_metadata(
-            conn, "raw.events", written["raw.events"], ("activity_date", first_day, last_day), **events, **days,
+            **{k: events[k] for k in ("events_batch_days", "events_batches", "events_batch_plan") if k in events})),
+        "raw_events": _also_on(again, lake, "raw.events", table_metadata(
+            lake, "raw.events", written["raw.events"], ("activity_date", first_day, last_day), **events, **days,
             event_names_in_another_case=counts["event_names_in_another_case"])),
-        "raw_sessions": table_metadata(conn, "raw.sessions", written["raw.sessions"],
+        "raw_sessions": table_metadata(lake, "raw.sessions", written["raw.sessions"],
                                        ("activity_date", first_day, last_day), **sessions, **days),
         "accounts": table_metadata(conn, "raw.accounts", written["raw.accounts"],
                                    accounts_duplicates_dropped=counts["accounts_duplicates_dropped"],
@@ -548,17 +570,21 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
 
     @dg.multi_asset(name="raw_activity", specs=specs, check_specs=check_specs(config, "raw_events", "accounts"),
                     **daily())
-    def raw_activity(context: dg.AssetExecutionContext, warehouse: Warehouse, raw_source: RawSource):
+    def raw_activity(context: dg.AssetExecutionContext, warehouse: Warehouse, raw_source: RawSource,
+                     engine: EventEngine):
         """Extracts the run's days from the raw sessions and events into the daily fact, with the
         earlier days of the raw export that no run extracted yet, and snapshots accounts, contacts
         and identity merges from the current raw exports; bad rows go to the quarantine. Every
-        table is swapped in and audited in one transaction, committed only if the checks pass."""
+        table is swapped in and audited in one transaction, committed only if the checks pass. On
+        the Spark engine (HEALTH_ENGINE=spark), the events are extracted there and the ledger and
+        the fact published in the lake only when the checks pass (on_spark)."""
         run_first_day, last_day = date_range(context.partition_time_window)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         if added := raw_source.add_live_sample_days(last_day):
             context.log.info(f"live sample: generated {added[0]} .. {added[-1]}")
         read = raw_source.prepare(report_progress)
         with warehouse.get_connection(create=True) as conn:
+            check_fact_kind(conn, engine)
             first_day = extraction_start(conn, raw_source, run_first_day)
             earlier = [(first_day, run_first_day - dt.timedelta(days=1))] if first_day < run_first_day else []
             if earlier:
@@ -566,14 +592,19 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
                        f"{run_first_day} read every earlier day")
                 context.log.info(why)
                 report_progress(why)
-            counts, extraction = stage_extract(conn, raw_source, config, first_day, last_day, now)
             checks = AuditContext(known_gaps=raw_source.known_gap_days, snapshot_max_drop=raw_source.snapshot_max_drop,
                                   accept_snapshot=context.run.tags.get(ACCEPT_SNAPSHOT_TAG) == "true")
-            with transaction(conn, {table: staged for table, (_, staged) in DATED.items()}):
-                written = swap_staged(conn, extraction, first_day, last_day, now)
-                yield from audit(config, ("raw_events", "accounts"), conn, first_day, last_day, checks)
-                SQL.run(conn, "accepted_snapshot", {"accepted_at": now})
-            metadata = _metadata(conn, _figures(conn, counts, written, first_day, last_day), first_day, last_day)
+            if engine.on_spark:
+                from health_pipeline.assets.raw_activity.on_spark import run_on_spark
+
+                metadata = yield from run_on_spark(conn, engine, raw_source, config, first_day, last_day, now, checks)
+            else:
+                counts, extraction = stage_extract(conn, raw_source, config, first_day, last_day, now)
+                with transaction(conn, {table: staged for table, (_, staged) in DATED.items()}):
+                    written = swap_staged(conn, extraction, first_day, last_day, now)
+                    yield from audit(config, ("raw_events", "accounts"), conn, first_day, last_day, checks)
+                    SQL.run(conn, "accepted_snapshot", {"accepted_at": now})
+                metadata = _metadata(conn, _figures(conn, counts, written, first_day, last_day), first_day, last_day)
         metadata["daily_contact_activity"]["earlier_days_extracted"] = describe_spans(earlier) or "none"
         # Committed: the days this run extracted are no longer stale (a crash before this line
         # leaves them stale, and the next run extracts them again: harmless).
@@ -588,3 +619,19 @@ def build_raw_activity(config: HealthConfig) -> dg.AssetsDefinition:
             yield from materialized(context, meta, asset_key=key)
 
     return raw_activity
+
+
+def check_fact_kind(conn: duckdb.DuckDBPyConnection, engine: EventEngine) -> None:
+    """Refuse a warehouse whose daily fact the other engine built: DuckDB keeps it (and the ledger)
+    as tables in the warehouse, Spark in the lake, of which the warehouse has a view."""
+    kind = scalar(conn, "SELECT any_value(table_type) FROM information_schema.tables "
+                        "WHERE table_schema = 'core' AND table_name = 'daily_contact_activity'")
+    if engine.on_spark and kind == "BASE TABLE":
+        raise EngineMismatch(
+            f"HEALTH_ENGINE=spark, but the warehouse holds the daily fact and the event ledger that DuckDB built; the "
+            f"Spark engine keeps them in the lake ({engine.lake_dir}). Give the Spark engine a warehouse of its own "
+            "(HEALTH_WAREHOUSE) and run the history again there, or run with HEALTH_ENGINE=duckdb")
+    if not engine.on_spark and kind == "VIEW":
+        raise EngineMismatch(
+            "the warehouse reads its daily fact from the lake the Spark engine keeps: run with HEALTH_ENGINE=spark "
+            "(and the same HEALTH_LAKE_DIR), or give the DuckDB engine a warehouse of its own (HEALTH_WAREHOUSE)")
