@@ -275,9 +275,10 @@ def test_a_bad_mapping_file_is_refused_at_startup_with_every_problem_on_a_line_o
     path = tmp_path / "acme.yaml"
     path.write_text(BAD_MAPPING)
     accounts_columns = ("account_id, name, owner, plan, arr, vertical, customer_since, status, churned_at, "
-                        "crm_account_id")
+                        "crm_account_id, seats_purchased")
     expected = [f"CRM mapping {path}: {problem}" for problem in [
-        "acounts: is not a key here (crm, accounts, outcomes); did you mean accounts?",
+        "acounts: is not a key here (crm, accounts, outcomes, csm_pulse, tickets, nps_responses, invoices); "
+        "did you mean accounts?",
         "accounts.colums: is not a key here (table, columns, values, constants); did you mean columns?",
         "accounts.table: must name the CRM's table, a file or folder name such as Account",
         f"accounts.columns.arrr: is not a column of accounts ({accounts_columns}); did you mean arr?",
@@ -307,8 +308,10 @@ def test_a_bad_mapping_file_is_refused_at_startup_with_every_problem_on_a_line_o
     ("crm: Acme\naccounts:\n  table: Account\n  table: Accounts\n", "line 4, column 3: the key 'table' is given twice"),
     ("crm: Acme\naccounts:\n  table: Account\n columns: {}\n", "line 4, column 2: expected <block end>, but found "
                                                                 "'<block mapping start>'"),
-    ("- crm: Acme\n", "<file>: must be a mapping with the keys crm, accounts, outcomes"),
-    ("crm: Acme\n", "<file>: maps none of the CRM's tables (accounts, outcomes)"),
+    ("- crm: Acme\n", "<file>: must be a mapping with the keys crm, accounts, outcomes, csm_pulse, tickets, "
+                    "nps_responses, invoices"),
+    ("crm: Acme\n", "<file>: maps none of the CRM's tables (accounts, outcomes, csm_pulse, tickets, "
+                  "nps_responses, invoices)"),
 ])
 def test_a_mapping_file_that_is_not_a_mapping_is_refused_naming_why(tmp_path, text, problem):
     path = tmp_path / "acme.yaml"

@@ -7,4 +7,7 @@ CREATE TABLE IF NOT EXISTS raw.account_history (
     crm_account_id VARCHAR
 );
 -- A history recorded before accounts could carry their CRM's id gains the column.
-ALTER TABLE raw.account_history ADD COLUMN IF NOT EXISTS crm_account_id VARCHAR
+ALTER TABLE raw.account_history ADD COLUMN IF NOT EXISTS crm_account_id VARCHAR;
+
+-- And seats_purchased, from when accounts could carry it: license utilisation's denominator.
+ALTER TABLE raw.account_history ADD COLUMN IF NOT EXISTS seats_purchased DOUBLE
