@@ -9,6 +9,10 @@ D + 1 too, which must not leak into D.
 from __future__ import annotations
 
 import datetime as dt
+import math
+
+import pandas as pd
+import pytest
 
 from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
 from health_pipeline_tests.conftest import Pipeline, RawData
@@ -173,3 +177,154 @@ def test_nps_responses_need_a_user_id_or_an_account_id_column(tmp_path):
     assert cls == "RawInputError"
     assert message.startswith("raw table 'nps_responses' (") and "lacks required column(s) user_id or account_id" \
         in message
+
+
+# --- the metrics, by hand ---------------------------------------------------------------------------
+
+def crafted() -> RawData:
+    """ACME (seats 4; its power contacts: Ada active, Cy quiet), QUIET (one contact, no usage, no
+    seats count) and EMPTY (no contacts), with activity only on D - 3 and D + 1."""
+    data = RawData()
+    data.accounts = [account("ACME", seats_purchased=4.0), account("QUIET", seats_purchased=0.0),
+                     account("EMPTY")]
+    user = lambda uid, aid, role="analyst": dict(  # noqa: E731
+        user_id=uid, identity=f"{uid}@x.com", joindate="2026-01-01", account_id=aid, role=role)
+    data.users = [user("ada", "ACME", "admin"), user("bo", "ACME"), user("cy", "ACME", "champion"),
+                  user("zed", "ACME", "executive"), user("moe", "ACME", "admin"), user("dee", "QUIET"),
+                  dict(user_id="anon", identity=None, joindate="2026-01-01", account_id=None, role=None)]
+    data.migrations = [dict(from_user_id="anon", to_user_id="bo", time="2026-01-02 00:00:00")]
+    for n, (uid, offset) in enumerate([("ada", -3), ("bo", -3), ("dee", -3), ("ada", 1)]):
+        data.sessions.append(dict(session_id=f"s{n}", user_id=uid, time=at(offset, "09:00:00")))
+        name = "view_dashboard" if uid == "dee" else "run_query"
+        data.events.append(dict(event_id=f"e{n}", user_id=uid, session_id=f"s{n}", time=at(offset, "09:01:00"),
+                                event_table_name=name))
+    data.signals = {
+        "csm_pulse": [
+            pulse("ACME", day(-40), "green"),
+            pulse("ACME", day(-29), "red"),  # counts on D (29 days old), not on D + 1 (30 days)
+            pulse("QUIET", day(1), "green"),  # from D + 1 on only
+        ],
+        "tickets": [
+            ticket("t1", "ACME", at(-27, "00:00:00"), priority="urgent"),  # open, high, opened in W28
+            ticket("t2", "ACME", at(-28, "12:00:00"), closed_at=at(0)),  # closed on D: not open; 28 days
+            ticket("t3", "ACME", at(-100), closed_at=at(-89), status="closed"),  # closed on W90's first day: 11 days
+            ticket("t4", "ACME", at(-100), closed_at=at(-90, "23:00:00"), status="closed"),  # closed before W90
+            ticket("t5", "ACME", at(-5), status="solved"),  # closed when, unknown: never open
+            ticket("t6", "ACME", at(1, "00:00:00"), priority="high"),  # opened D + 1
+            ticket("t7", "ACME", at(-3), closed_at=at(1), priority="high", status="pending"),  # open at D's end
+        ],
+        "nps_responses": [
+            response("ada", None, at(-89, "00:00:00"), 10),  # first instant of W90: promoter
+            response("ada", None, at(-90, "23:59:59"), 0),  # just before W90
+            response(None, "ACME", at(0, "23:59:59"), 6),  # detractor, the last instant of D
+            response(None, "ACME", at(1, "00:00:00"), 0),  # D + 1
+            response("anon", None, at(-10), 8),  # passive: counts for bo (merged), so for ACME
+            response("ada", None, at(-1), 9),  # promoter
+        ],
+        "invoices": [
+            invoice("i1", "ACME", day(-1)),  # overdue by 1 day
+            invoice("i2", "ACME", day(-10), paid_at=day(0)),  # paid on D: not overdue on D
+            invoice("i3", "ACME", day(-30), paid_at=day(1), amount=50.0),  # overdue by 30 days on D
+            invoice("i4", "ACME", day(0), amount=7.0),  # due on D: not overdue yet
+            invoice("i5", "QUIET", day(1)),  # QUIET's first invoice falls due after D
+        ],
+    }
+    return data
+
+
+@pytest.fixture(scope="module")
+def crafted_run(tmp_path_factory) -> Pipeline:
+    """Two runs: up to D - 10, then (after Zed moved to another account, Moe left the users
+    export and Cy became a viewer) D and D + 1. The changes apply from D - 9."""
+    pipeline = Pipeline(tmp_path_factory.mktemp("signals"), sparse=True)
+    data = crafted()
+    data.write(pipeline.raw_dir)
+    pipeline.materialize(day(-10), day(-10))
+    data.accounts.append(account("OTHER"))
+    data.users = [u | ({"account_id": "OTHER"} if u["user_id"] == "zed" else {})
+                  | ({"role": "viewer"} if u["user_id"] == "cy" else {})
+                  for u in data.users if u["user_id"] != "moe"]
+    data.write(pipeline.raw_dir)
+    pipeline.materialize(day(0), day(1))
+    return pipeline
+
+
+def metrics(pipeline: Pipeline, account_id: str, offset: int = 0) -> dict:
+    return pipeline.row("core.account_metrics", "account_id", account_id, day(offset))
+
+
+def is_null(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def test_the_pulse_counts_for_its_days_and_its_age_is_kept(crafted_run):
+    acme = metrics(crafted_run, "ACME")
+    assert (acme["pulse_score"], acme["days_since_pulse"], acme["pulse_sentiment"]) == (0, 29, "red")
+    later = metrics(crafted_run, "ACME", 1)  # 30 days old: no longer counts
+    assert is_null(later["pulse_score"]) and later["days_since_pulse"] == 30 and is_null(later["pulse_sentiment"])
+    quiet = metrics(crafted_run, "QUIET")
+    assert is_null(quiet["pulse_score"]) and is_null(quiet["days_since_pulse"])
+    quiet_later = metrics(crafted_run, "QUIET", 1)
+    assert (quiet_later["pulse_score"], quiet_later["days_since_pulse"], quiet_later["pulse_sentiment"]) == (
+        2, 0, "green")
+
+
+def test_tickets_open_opened_and_time_to_close(crafted_run):
+    acme = metrics(crafted_run, "ACME")
+    assert acme["open_tickets"] == 2  # t1, t7 (t2 closed on D, t5 solved without a date)
+    assert acme["open_high_priority_tickets"] == 2  # t1 urgent, t7 high
+    assert acme["tickets_opened_28d"] == 3  # t1 at D-27 00:00, t5, t7 (t2 opened D-28)
+    assert acme["median_days_to_close_90d"] == pytest.approx(19.5)  # t2 28 days, t3 11 days (t4 closed D-90)
+    later = metrics(crafted_run, "ACME", 1)
+    # D+1: t7 closed (after 4 days) and t6 opened, so t1 and t6 are open; W28 is [D-26, D+1] now: t5, t6, t7.
+    assert (later["open_tickets"], later["open_high_priority_tickets"], later["tickets_opened_28d"]) == (2, 2, 3)
+    assert later["median_days_to_close_90d"] == pytest.approx(16)  # t2 28, t7 4 (t3 closed D-89: out of W90 now)
+    quiet = metrics(crafted_run, "QUIET")
+    assert (quiet["open_tickets"], quiet["tickets_opened_28d"]) == (0, 0) and is_null(quiet["median_days_to_close_90d"])
+
+
+def test_nps_over_ninety_days(crafted_run):
+    acme = metrics(crafted_run, "ACME")
+    # 10 (D-89 00:00), 8 (anon -> bo), 9, 6 (D 23:59:59): 2 promoters, 1 detractor of 4.
+    assert (acme["nps_90d"], acme["nps_responses_90d"]) == (25.0, 4)
+    later = metrics(crafted_run, "ACME", 1)  # the D-89 promoter leaves W90, D+1's detractor enters
+    assert (later["nps_90d"], later["nps_responses_90d"]) == (-25.0, 4)
+    empty = metrics(crafted_run, "EMPTY")
+    assert is_null(empty["nps_90d"]) and empty["nps_responses_90d"] == 0
+
+
+def test_overdue_invoices(crafted_run):
+    acme = metrics(crafted_run, "ACME")
+    assert (acme["overdue_amount"], acme["days_overdue"]) == (150.0, 30)  # i1 100 (1 day), i3 50 (30 days)
+    later = metrics(crafted_run, "ACME", 1)  # i3 paid on D+1; i4 now overdue by a day
+    assert (later["overdue_amount"], later["days_overdue"]) == (107.0, 2)
+    quiet, quiet_later = metrics(crafted_run, "QUIET"), metrics(crafted_run, "QUIET", 1)
+    assert is_null(quiet["overdue_amount"]) and is_null(quiet["days_overdue"])  # nothing due yet
+    assert (quiet_later["overdue_amount"], quiet_later["days_overdue"]) == (0.0, 0)  # due today
+    assert is_null(metrics(crafted_run, "EMPTY")["overdue_amount"])
+
+
+def test_license_utilisation_and_heaps_rules(crafted_run):
+    acme, quiet, empty = (metrics(crafted_run, a) for a in ("ACME", "QUIET", "EMPTY"))
+    assert acme["license_utilisation"] == 0.5  # ada and bo active, 4 seats
+    assert is_null(quiet["license_utilisation"]) and is_null(empty["license_utilisation"])  # 0 seats; none known
+    assert (acme["is_active_28d"], acme["at_most_one_kpi_user_28d"], acme["is_inactive_90d"]) == (True, False, False)
+    # QUIET's one contact viewed a dashboard, which is not usage.
+    assert (quiet["is_active_28d"], quiet["at_most_one_kpi_user_28d"], quiet["is_inactive_90d"]) == (
+        False, True, True)
+    assert (empty["is_active_28d"], empty["at_most_one_kpi_user_28d"]) == (False, True)
+
+
+def test_power_contacts_active_and_left(crafted_run):
+    acme = metrics(crafted_run, "ACME")
+    # Ada (admin) is active; Cy is a viewer now; Zed moved to OTHER and Moe left the export on D-9.
+    assert (acme["has_active_power_contact"], acme["power_contacts_active_28d"]) == (True, 1)
+    assert acme["power_contacts_left_90d"] == 2  # Zed and Moe; Cy's change of role is not leaving
+    assert metrics(crafted_run, "ACME", -10)["power_contacts_left_90d"] == 0  # before they left
+    assert not metrics(crafted_run, "QUIET")["has_active_power_contact"]
+
+
+def test_the_sync_table_carries_the_signals(crafted_run):
+    row = crafted_run.row("export.account_health", "account_id", "ACME", day(0))
+    assert (row["pulse_sentiment"], row["pulse_score"], row["pulse_value"], row["pulse_points"]) == ("red", 0, 0, 0)
+    assert (row["open_tickets"], row["overdue_amount"], row["nps_90d"]) == (2, 150.0, 25.0)

@@ -1,6 +1,6 @@
 {% import "assets/_shared.sql" as shared %}
 -- The sync table: one row per scored account per snapshot date in [$first_day, $last_day],
--- with the account's attributes in force that day, every column of core.account_health, every account metric,
+-- with the account's attributes in force that day, every column of core.account_health, every account metric and its context,
 -- computed_at and scorecard_version, in the documented order (contract.sync_table_columns).
 WITH snapshot_dates AS (
     {{ shared.snapshot_dates() }}
@@ -11,6 +11,7 @@ accounts_on_day AS (
 SELECT a.account_id, a.crm_account_id, a.name AS account_name, a.owner, a.plan, a.status, a.arr, a.vertical,
        a.customer_since, h.* EXCLUDE (account_id, scorecard_version),
        {% for metric in config.account_metrics %}m.{{ metric | quote }}, {% endfor %}
+       {% for column in account_context %}m.{{ column | quote }}, {% endfor %}
        $computed_at::TIMESTAMP AS computed_at, h.scorecard_version
 FROM core.account_health h
 JOIN core.account_metrics m ON m.account_id = h.account_id AND m.snapshot_date = h.snapshot_date
