@@ -15,10 +15,13 @@ import pandas as pd
 import pytest
 
 from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
-from health_pipeline_tests.conftest import Pipeline, RawData
+from health_pipeline.sample import SampleSpec, generate_sample
+from health_pipeline.scorecard.parser import load_config
+from health_pipeline_tests.conftest import Pipeline, RawData, sync_table
 from health_pipeline_tests.test_history import FIRST, account, portfolio
 
 D = dt.date(2026, 8, 31)
+SETTINGS = load_config()
 
 
 def day(offset: int) -> str:
@@ -328,3 +331,36 @@ def test_the_sync_table_carries_the_signals(crafted_run):
     row = crafted_run.row("export.account_health", "account_id", "ACME", day(0))
     assert (row["pulse_sentiment"], row["pulse_score"], row["pulse_value"], row["pulse_points"]) == ("red", 0, 0, 0)
     assert (row["open_tickets"], row["overdue_amount"], row["nps_90d"]) == (2, 150.0, 25.0)
+
+
+# --- a pulse in the score ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_one_red_pulse_lowers_one_accounts_score_on_the_days_it_counts_and_nothing_else(tmp_path):
+    spec = SampleSpec(accounts=12, days=45, seed=5)
+    pipeline = Pipeline(tmp_path)
+    generate_sample(pipeline.raw_dir, spec)
+    (pipeline.raw_dir / "csm_pulse.parquet").unlink()  # no pulse at all: the score of every account is usage's
+    pipeline.materialize(spec.start, spec.end)
+    before = sync_table(pipeline.root / "warehouse.duckdb").set_index(["account_id", "snapshot_date"])
+    assert before["pulse_sentiment"].isna().all() and before["pulse_points"].isna().all()
+
+    pulse_day = spec.start + dt.timedelta(days=20)
+    healthy = before.xs(pd.Timestamp(pulse_day), level="snapshot_date")
+    healthy = healthy[(healthy["health_band"] == "healthy") & (healthy["status"] == "paying")]
+    chosen = healthy.index[0]
+    pd.DataFrame([pulse(chosen, pulse_day, "red", note="budget cut", author="Ana")]).astype(
+        {"pulse_date": "datetime64[s]"}).to_parquet(pipeline.raw_dir / "csm_pulse.parquet", index=False)
+    pipeline.materialize(spec.start, spec.end)
+    after = sync_table(pipeline.root / "warehouse.duckdb").set_index(["account_id", "snapshot_date"])
+
+    counted = [pd.Timestamp(pulse_day + dt.timedelta(days=n)) for n in range(SETTINGS.pulse_days)
+               if pulse_day + dt.timedelta(days=n) <= spec.end]
+    same = after["health_score"].eq(before["health_score"]) | (after["health_score"].isna()
+                                                               & before["health_score"].isna())
+    moved = after.index[~same]
+    assert sorted(moved) == [(chosen, day) for day in counted]
+    assert (after.loc[moved, "health_score"] < before.loc[moved, "health_score"]).all()
+    assert (after.loc[moved, "pulse_sentiment"] == "red").all() and (after.loc[moved, "pulse_points"] == 0).all()
+    assert after.drop(index=moved)["pulse_sentiment"].isna().all()
+    assert (after.loc[moved, "days_since_pulse"].tolist() == list(range(len(counted))))
