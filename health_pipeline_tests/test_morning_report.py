@@ -183,6 +183,21 @@ def test_a_card_counts_the_power_contacts_as_the_sync_table_does(report_run):
         assert f"Power contacts active in the last 28 days: {active} of {total}" in card
 
 
+def test_an_account_page_shows_the_pulse_and_the_tickets_the_sync_table_carries(report_run):
+    pipeline, _, _ = report_run
+    rows = pipeline.query("""
+        SELECT account_id, pulse_sentiment, days_since_pulse, open_tickets, open_high_priority_tickets
+        FROM export.account_health WHERE snapshot_date = $d
+    """, {"d": LAST})
+    assert rows["pulse_sentiment"].notna().any() and (rows["open_tickets"] > 0).any()  # the sample has both
+    for account_id, sentiment, days, tickets, high in rows.itertuples(index=False):
+        page = page_of(pipeline, LAST, "accounts", account_id).read_text(encoding="utf-8")
+        shown = re.search(r'<p id="signals">(.*?)</p>', page)
+        parts = ([f"CSM pulse <strong>{sentiment}</strong>, {days} days ago"] if isinstance(sentiment, str) else []) \
+            + ([f"{tickets} open tickets, {high} high priority"] if tickets else [])
+        assert (shown.group(1) if shown else None) == (" · ".join(parts) or None), account_id
+
+
 def test_report_days_are_the_runs_latest(monkeypatch, tmp_path):
     assert report_dates(FIRST, LAST, 1) == [LAST]
     assert report_dates(FIRST, LAST, 3) == [LAST - dt.timedelta(days=2), LAST - dt.timedelta(days=1), LAST]
