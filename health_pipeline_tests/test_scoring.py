@@ -33,7 +33,8 @@ SCORECARD = SETTINGS.scorecard
 DOMAINS = account_metric_domains(SETTINGS.tracked_events)
 # Every kind of rule the signals brought, on top of the default file: Power and Value groups,
 # components on the new metrics and on Heap's flags, band overrides, onboarding that ends on
-# green activation, and another footprint cut-off (docs/scorecard.md shows the same blocks).
+# green activation, and another footprint cut-off (docs/scorecard.md shows the first of these
+# blocks; the rest give every new metric a component or an override test).
 SIGNALS_BLOCKS = """
 onboarding: {ends_on_green: true}
 digital_footprint: {broad_from: 3}
@@ -74,6 +75,34 @@ scorecard:
       metric: open_high_priority_tickets
       higher_is_better: false
       bins: [{range: "[0, 1)", points: 4}, {range: "[1, inf)", points: 0}]
+    one_kpi_user:
+      group: usage
+      metric: at_most_one_kpi_user_28d
+      higher_is_better: false
+      bins: [{range: "[0, 1)", points: 4}, {range: "[1, 1]", points: 0}]
+    pulse_age:
+      group: sentiment
+      metric: days_since_pulse
+      higher_is_better: false
+      missing: neutral
+      bins: [{range: "[0, 30)", points: 4}, {range: "[30, 90)", points: 2}, {range: "[90, inf)", points: 0}]
+    tickets_opened:
+      group: sentiment
+      metric: tickets_opened_28d
+      higher_is_better: false
+      bins: [{range: "[0, 3)", points: 4}, {range: "[3, inf)", points: 0}]
+    time_to_close:
+      group: sentiment
+      metric: median_days_to_close_90d
+      higher_is_better: false
+      missing: exclude
+      bins: [{range: "[0, 2)", points: 4}, {range: "[2, 7)", points: 2}, {range: "[7, inf)", points: 0}]
+    overdue_amount:
+      group: value
+      metric: overdue_amount
+      higher_is_better: false
+      missing: zero
+      bins: [{range: "[0, 1)", points: 4}, {range: "[1, inf)", points: 0}]
 band_overrides:
   - name: red_pulse
     when: {pulse_score: {lt: 1}, days_since_pulse: {lt: 14}}
@@ -84,6 +113,9 @@ band_overrides:
   - name: gone_quiet
     when: {is_inactive_90d: {gte: 1}, contacts_total: {gt: 0}}
     band_at_most: at_risk
+  - name: swamped
+    when: {open_tickets: {gte: 5}, nps_responses_90d: {gt: 0}}
+    band_at_most: neutral
 """
 
 

@@ -54,9 +54,11 @@ def invoice(invoice_id, account_id, due_date, paid_at=None, amount=100.0) -> dic
 
 def bad_signals() -> RawData:
     """The two accounts of test_history's portfolio, a third with an unreadable ARR (it loads), a
-    row without an id, and one bad row of each kind per signal table, beside rows that load."""
+    fourth with a negative seats count (it loads), a row without an id, and one bad row of each
+    kind per signal table, beside rows that load."""
     data = portfolio([account("A1", seats_purchased=4), account("A2", owner="Ben", seats_purchased="many"),
-                      account("A3", arr="$5", seats_purchased=-1), account(None, name="No id")])
+                      account("A3", arr="$5", seats_purchased=-1), account("A4", seats_purchased=-1),
+                      account(None, name="No id")])
     data.users.append(dict(user_id="qa", identity="qa@garbage.io", joindate="2026-01-01", account_id="A1",
                            role="admin"))
     data.signals = {
@@ -124,7 +126,7 @@ def test_each_bad_signal_row_goes_to_the_quarantine_with_its_reason(tmp_path):
                                  "WHERE source_table <> 'users' ORDER BY ALL")
     assert quarantined.values.tolist() == [
         ["accounts", 2, "unparseable_seats_purchased"], ["accounts", 3, "unparseable_arr"],
-        ["accounts", 4, "null_id"],
+        ["accounts", 4, "negative_seats_purchased"], ["accounts", 5, "null_id"],
         ["csm_pulse", 3, "conflicting_duplicate"], ["csm_pulse", 4, "unknown_account"],
         ["csm_pulse", 5, "unknown_sentiment"], ["csm_pulse", 6, "unknown_sentiment"],
         ["csm_pulse", 7, "unparseable_pulse_date"], ["csm_pulse", 8, "null_pulse_date"],
@@ -144,9 +146,10 @@ def test_each_bad_signal_row_goes_to_the_quarantine_with_its_reason(tmp_path):
         ["tickets", 10, "unparseable_closed_at"], ["tickets", 11, "unknown_priority"],
         ["tickets", 12, "unknown_status"],
     ]
-    # A3's row is in the quarantine (its ARR) but loads; its negative seats count loads as NULL.
+    # A3's row is in the quarantine (its ARR, the first problem) but loads; A3's and A4's negative
+    # seats counts load as NULL.
     seats = pipeline.query("SELECT account_id, coalesce(seats_purchased, -9) FROM raw.accounts ORDER BY 1")
-    assert seats.values.tolist() == [["A1", 4.0], ["A2", -9], ["A3", -9]]
+    assert seats.values.tolist() == [["A1", 4.0], ["A2", -9], ["A3", -9], ["A4", -9]]
     assert pipeline.query("SELECT account_id, CAST(pulse_date AS VARCHAR), sentiment, note, author "
                           "FROM raw.csm_pulse").values.tolist() == [["A1", "2026-06-02", "red", "budget", "Ana"]]
     tickets = pipeline.query("SELECT ticket_id, coalesce(priority, '-'), coalesce(status, '-'), closed_at IS NULL "
@@ -186,17 +189,19 @@ def test_nps_responses_need_a_user_id_or_an_account_id_column(tmp_path):
 
 def crafted() -> RawData:
     """ACME (seats 4; its power contacts: Ada active, Cy quiet), QUIET (one contact, no usage, no
-    seats count) and EMPTY (no contacts), with activity only on D - 3 and D + 1."""
+    seats count), SOLO (one seat, one contact who ran a query on D - 27, W28's first day) and EMPTY
+    (no contacts), with activity only on D - 27, D - 3 and D + 1."""
     data = RawData()
     data.accounts = [account("ACME", seats_purchased=4.0), account("QUIET", seats_purchased=0.0),
-                     account("EMPTY")]
+                     account("SOLO", seats_purchased=1.0), account("EMPTY")]
     user = lambda uid, aid, role="analyst": dict(  # noqa: E731
         user_id=uid, identity=f"{uid}@x.com", joindate="2026-01-01", account_id=aid, role=role)
     data.users = [user("ada", "ACME", "admin"), user("bo", "ACME"), user("cy", "ACME", "champion"),
                   user("zed", "ACME", "executive"), user("moe", "ACME", "admin"), user("dee", "QUIET"),
+                  user("sol", "SOLO"),
                   dict(user_id="anon", identity=None, joindate="2026-01-01", account_id=None, role=None)]
     data.migrations = [dict(from_user_id="anon", to_user_id="bo", time="2026-01-02 00:00:00")]
-    for n, (uid, offset) in enumerate([("ada", -3), ("bo", -3), ("dee", -3), ("ada", 1)]):
+    for n, (uid, offset) in enumerate([("ada", -3), ("bo", -3), ("dee", -3), ("ada", 1), ("sol", -27)]):
         data.sessions.append(dict(session_id=f"s{n}", user_id=uid, time=at(offset, "09:00:00")))
         name = "view_dashboard" if uid == "dee" else "run_query"
         data.events.append(dict(event_id=f"e{n}", user_id=uid, session_id=f"s{n}", time=at(offset, "09:01:00"),
@@ -237,10 +242,16 @@ def crafted() -> RawData:
 
 @pytest.fixture(scope="module")
 def crafted_run(tmp_path_factory) -> Pipeline:
-    """Two runs: up to D - 10, then (after Zed moved to another account, Moe left the users
-    export and Cy became a viewer) D and D + 1. The changes apply from D - 9."""
+    """Three runs: D - 90 with Pat, another admin of ACME, who then left the users export (from
+    D - 89); D - 10; then (after Zed moved to another account, Moe left the users export and Cy
+    became a viewer) D and D + 1. Those changes apply from D - 9."""
     pipeline = Pipeline(tmp_path_factory.mktemp("signals"), sparse=True)
     data = crafted()
+    pat = dict(user_id="pat", identity="pat@x.com", joindate="2026-01-01", account_id="ACME", role="admin")
+    data.users.append(pat)
+    data.write(pipeline.raw_dir)
+    pipeline.materialize(day(-90), day(-90))
+    data.users.remove(pat)
     data.write(pipeline.raw_dir)
     pipeline.materialize(day(-10), day(-10))
     data.accounts.append(account("OTHER"))
@@ -318,12 +329,24 @@ def test_license_utilisation_and_heaps_rules(crafted_run):
     assert (empty["is_active_28d"], empty["at_most_one_kpi_user_28d"]) == (False, True)
 
 
+def test_heaps_rules_and_utilisation_at_the_edge_of_w28(crafted_run):
+    solo, later = metrics(crafted_run, "SOLO"), metrics(crafted_run, "SOLO", 1)
+    # Sol's one query on D - 27 is in W28 on D (its first day), out of it on D + 1.
+    assert (solo["is_active_28d"], solo["at_most_one_kpi_user_28d"], solo["license_utilisation"]) == (True, True, 1.0)
+    assert (later["is_active_28d"], later["at_most_one_kpi_user_28d"], later["license_utilisation"]) == (
+        False, True, 0.0)
+    assert not solo["is_inactive_90d"] and not later["is_inactive_90d"]
+
+
 def test_power_contacts_active_and_left(crafted_run):
     acme = metrics(crafted_run, "ACME")
-    # Ada (admin) is active; Cy is a viewer now; Zed moved to OTHER and Moe left the export on D-9.
+    # Ada (admin) is active; Cy is a viewer now; Zed moved to OTHER and Moe left the export on D-9;
+    # Pat left it on D-89, W90's first day.
     assert (acme["has_active_power_contact"], acme["power_contacts_active_28d"]) == (True, 1)
-    assert acme["power_contacts_left_90d"] == 2  # Zed and Moe; Cy's change of role is not leaving
-    assert metrics(crafted_run, "ACME", -10)["power_contacts_left_90d"] == 0  # before they left
+    assert acme["power_contacts_left_90d"] == 3  # Pat, Zed and Moe; Cy's change of role is not leaving
+    assert metrics(crafted_run, "ACME", 1)["power_contacts_left_90d"] == 2  # Pat's leaving is out of W90
+    assert metrics(crafted_run, "ACME", -10)["power_contacts_left_90d"] == 1  # Pat; Zed and Moe are still there
+    assert metrics(crafted_run, "ACME", -90)["power_contacts_left_90d"] == 0  # Pat is still there
     assert not metrics(crafted_run, "QUIET")["has_active_power_contact"]
 
 
