@@ -662,6 +662,7 @@ def write_heap_delivery(sample_dir: Path, out: Path, bucket: str = DELIVERY_BUCK
     writer = _DeliveryWriter(out, bucket)
     with duckdb.connect() as conn:
         conn.execute("SET TimeZone = 'UTC'")
+        conn.execute("SET enable_progress_bar = false")
 
         def read(*names: str):
             return conn.sql("SELECT * FROM read_parquet($files)",

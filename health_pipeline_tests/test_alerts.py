@@ -247,8 +247,9 @@ def test_a_slow_sink_times_out_and_its_alerts_stay_pending(tmp_path, monkeypatch
     pipeline = alerting_pipeline(tmp_path, mailbox.port, timeout_seconds=0.2)
     try:
         pipeline.materialize(LAST - dt.timedelta(days=13), LAST, tags=SEND_PAST)
-        slack = pipeline.query("SELECT DISTINCT status, last_error FROM export.alert_deliveries WHERE sink = 'slack'")
-        assert slack.status.tolist() == ["pending"] and "timed out" in slack.last_error[0]
+        slack = pipeline.query("SELECT status, last_error FROM export.alert_deliveries WHERE sink = 'slack'")
+        assert set(slack.status) == {"pending"}
+        assert all("timed out" in error for error in slack.last_error)  # each names its message, then the cause
     finally:
         webhook.close()
         mailbox.close()
