@@ -199,6 +199,38 @@ def test_a_mapping_of_your_own_gives_a_constant_for_a_field_the_crm_lacks(tmp_pa
         "accounts": [("A1", "standard", "paying", None), ("A2", "standard", "trial", None)]}
 
 
+def test_a_mapping_of_your_own_reads_the_signal_tables_and_seats_in_the_crms_names(tmp_path):
+    """The Salesforce mapping plus a seats field on Account and a custom object of health checks
+    (Health_Check__c) read as csm_pulse: the value map turns Salesforce's picklist into sentiments,
+    and a value it does not know is judged as in our names (quarantined as unknown_sentiment)."""
+    mapping = yaml.safe_load(SALESFORCE_MAPPING.read_text())
+    mapping["accounts"]["columns"]["seats_purchased"] = "Licenses__c"
+    mapping["csm_pulse"] = {"table": "Health_Check__c",
+                            "columns": {"account_id": "Account__c", "pulse_date": "Check_Date__c",
+                                        "sentiment": "Status__c", "author": "CreatedBy.Name"},
+                            "values": {"sentiment": {"On Track": "green", "Watch": "yellow", "At Risk": "red"}}}
+    (tmp_path / "ours.yaml").write_text(yaml.safe_dump(mapping))
+    pipeline = Pipeline(tmp_path)
+    crafted(pipeline)
+    (pipeline.raw_dir / "accounts.parquet").unlink()
+    salesforce_accounts(["Customer - Direct", "Trial"]).assign(Licenses__c=[10, None]).to_csv(
+        pipeline.raw_dir / "Account.csv", index=False)
+    pd.DataFrame({"Account__c": ["A1", "A2", "A2"], "Check_Date__c": ["2026-08-01", "2026-08-02", "2026-08-03"],
+                  "Status__c": [" at risk ", "On Track", "Unsure"], "CreatedBy.Name": "Ana"}).to_csv(
+        pipeline.raw_dir / "Health_Check__c.csv", index=False)
+    pipeline.source = functools.partial(FolderSource, raw_dir=str(pipeline.raw_dir),
+                                        crm_mapping=str(tmp_path / "ours.yaml"))
+    pipeline.materialize(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
+    assert crm_results(pipeline, {
+        "seats": "SELECT account_id, seats_purchased FROM raw.accounts ORDER BY ALL",
+        "pulses": "SELECT account_id, CAST(pulse_date AS VARCHAR), sentiment, note, author FROM raw.csm_pulse "
+                  "ORDER BY ALL",
+        "quarantine": "SELECT source_table, source_row, reason FROM raw.quarantine WHERE source_table = 'csm_pulse'",
+    }) == {"seats": [("A1", 10.0), ("A2", None)],
+           "pulses": [("A1", "2026-08-01", "red", None, "Ana"), ("A2", "2026-08-02", "green", None, "Ana")],
+           "quarantine": [("csm_pulse", 3, "unknown_sentiment")]}
+
+
 def write_parquet_folder(frame: pd.DataFrame, folder: Path, parts: int) -> None:
     folder.mkdir()
     for i in range(parts):
