@@ -21,7 +21,7 @@ from markupsafe import escape
 from health_pipeline import cli
 from health_pipeline.assets.morning_report import site as site_module
 from health_pipeline.assets.morning_report.asset import report_dates
-from health_pipeline.assets.morning_report.site import build_report, page_names, report_root
+from health_pipeline.assets.morning_report.site import _templates, build_report, page_names, report_root
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import load_config
 from health_pipeline_tests.conftest import Pipeline
@@ -89,7 +89,7 @@ def test_a_run_reports_its_last_day_and_latest_points_at_it(report_run):
         "SELECT count(*), count(DISTINCT owner) FROM export.account_health WHERE snapshot_date = $d",
         {"d": LAST}).iloc[0]
     metrics = len(list((site_of(pipeline, LAST) / "metrics").glob("*.html")))
-    assert metrics == 6  # every metric the default scorecard bins
+    assert metrics == 7  # every metric the default scorecard bins, pulse_score the seventh
     assert meta["pages"].value == 1 + owners + accounts + metrics
     assert meta["pages"].value == len(list(site_of(pipeline, LAST).rglob("*.html")))
     assert meta["build_seconds"].value > 0 and meta["size_mb"].value > 0
@@ -194,8 +194,32 @@ def test_an_account_page_shows_the_pulse_and_the_tickets_the_sync_table_carries(
         page = page_of(pipeline, LAST, "accounts", account_id).read_text(encoding="utf-8")
         shown = re.search(r'<p id="signals">(.*?)</p>', page)
         parts = ([f"CSM pulse <strong>{sentiment}</strong>, {days} days ago"] if isinstance(sentiment, str) else []) \
-            + ([f"{tickets} open tickets, {high} high priority"] if tickets else [])
+            + ([f"{tickets} open ticket{'s' if tickets != 1 else ''}, {high} high priority"] if tickets else [])
         assert (shown.group(1) if shown else None) == (" · ".join(parts) or None), account_id
+
+
+def test_a_move_in_what_changed_shows_the_pulse_and_the_tickets_beside_its_reason():
+    """The owner page's moves table (the sample's moves have no pulse or ticket that day, so
+    crafted rows): the same line as the account page, under the reason; nothing without either."""
+    def account(account_id, **signals):
+        return dict(account_id=account_id, account_name=account_id, pulse_sentiment=None, days_since_pulse=None,
+                    open_tickets=0, open_high_priority_tickets=0) | signals
+
+    def move(account_id, reason):
+        return dict(account_id=account_id, from_band="healthy", to_band="at_risk", direction="worse",
+                    health_score=40.0, score_delta_7d=-20.0, top_drag="pulse", score_reason=reason)
+
+    accounts = {"A": account("A", pulse_sentiment="red", days_since_pulse=3, open_tickets=2,
+                             open_high_priority_tickets=1),
+                "B": account("B", open_tickets=1), "C": account("C")}
+    macros = _templates().get_template("macros.html").make_module({"pages": {"accounts": {k: k for k in accounts}}})
+    table = str(macros.moves_table([move(k, f"why {k}") for k in accounts], accounts, "../", "moves"))
+    reasons = re.findall(r'<td class="reason">(.*?)</td>', table)
+    assert reasons == [
+        'why A<br><span class="signals">CSM pulse <strong>red</strong>, 3 days ago · 2 open tickets, '
+        '1 high priority</span>',
+        'why B<br><span class="signals">1 open ticket, 0 high priority</span>',
+        "why C"]
 
 
 def test_report_days_are_the_runs_latest(monkeypatch, tmp_path):
