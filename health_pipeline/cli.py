@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import os
 import shutil
+import signal
 import sys
 import uuid
 from contextlib import contextmanager
@@ -281,16 +282,19 @@ def _warehouse() -> Warehouse:
     return Warehouse(database=str(settings.path("HEALTH_WAREHOUSE")))
 
 
+AT_RISK_PRINTED = 10
+
+
 def print_summary(snapshot_date: dt.date) -> None:
-    """Where the sync table is, the ten accounts most at risk on `snapshot_date`, and who changed band."""
-    from health_pipeline.assets.account_health.asset import most_at_risk  # the UI's ranking, from its asset
+    """Where the sync table is; the accounts at risk by their health score on `snapshot_date` and,
+    apart, the onboarding accounts whose activation is red (the lowest scores, and the largest ARR,
+    of each first); and who changed band."""
+    from health_pipeline.assets.morning_report.site import activation_red, arr_of, at_risk_by_health, report_accounts
 
     warehouse = _warehouse()
     export_dir = settings.path("HEALTH_EXPORT_DIR").resolve()
     with warehouse.get_connection(read_only=True) as conn:
-        at_risk = pd.DataFrame(most_at_risk(conn, snapshot_date), columns=[
-            "account_id", "account", "owner", "arr", "segment", "health_score", "health_band", "band_source",
-            "score_reason"]).drop(columns=["account", "arr"])
+        accounts = report_accounts(conn, _production(), snapshot_date)
         backtest = backtest_summary(conn)
         moves = conn.execute(
             """
@@ -308,16 +312,33 @@ def print_summary(snapshot_date: dt.date) -> None:
         print("morning report: none built (HEALTH_REPORT_DAYS=0; `health-pipeline report` builds one)")
     elif report.exists():
         print(f"morning report: {report} (open it in a browser; {report_root(export_dir) / 'latest'} is the newest)")
+    at_risk = at_risk_by_health(accounts)
+    red = sorted(activation_red(accounts), key=lambda a: -(a["arr"] or 0))
+    total = arr_of(accounts)
     with pd.option_context("display.max_colwidth", 110, "display.width", 250):
-        print(f"\nthe ten accounts most at risk on {snapshot_date} (by band, worst first, then by score, then by "
-              "ARR; band_source activation: an onboarding account banded by its activation):")
-        print(at_risk.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-"))
+        share = f", {arr_of(at_risk) / total:.1%} of all ARR" if total else ""
+        print(f"\n{len(at_risk)} accounts at risk by their health score on {snapshot_date} (ARR "
+              f"{arr_of(at_risk):,.0f}{share})" + (f"; the {AT_RISK_PRINTED} lowest scores:" if len(at_risk) >
+                                                    AT_RISK_PRINTED else (":" if at_risk else "")))
+        _print_accounts(at_risk[:AT_RISK_PRINTED], ["account_id", "owner", "arr", "segment", "health_score",
+                                                    "score_delta_7d", "score_reason"])
+        print(f"\n{len(red)} onboarding accounts whose activation is red on {snapshot_date}, counted apart from "
+              f"health (ARR {arr_of(red):,.0f})" + (f"; the {AT_RISK_PRINTED} largest:" if len(red) > AT_RISK_PRINTED
+                                                   else (":" if red else "")))
+        _print_accounts(red[:AT_RISK_PRINTED], ["account_id", "owner", "arr", "customer_since", "score_reason"])
         if len(moves):
             print(f"\n{len(moves)} accounts changed band on {snapshot_date}:")
             print(moves.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-"))
         else:
             print(f"\nno account changed band on {snapshot_date}")
         print_backtest_headline(backtest)
+
+
+def _print_accounts(accounts: list[dict], columns: list[str]) -> None:
+    if accounts:
+        frame = pd.DataFrame(accounts, columns=columns)
+        print(frame.to_string(index=False, na_rep="-", formatters={
+            "arr": "{:,.0f}".format, "health_score": "{:.1f}".format, "score_delta_7d": "{:+.1f}".format}))
 
 
 def backtest_summary(conn) -> pd.DataFrame | None:
@@ -353,7 +374,10 @@ def _sync_table_connection():
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Build the morning report of one scored day from the warehouse, without running the pipeline."""
+    """Build the morning report of one scored day from the warehouse, without running the pipeline;
+    with --serve, serve the report folder on 127.0.0.1 instead."""
+    if args.serve:
+        return serve_report(args.port, args.date)
     from health_pipeline.assets.morning_report.site import build_report
     from health_pipeline.assets.sync_export.asset import newest_scored_day
     from health_pipeline.scorecard.parser import ConfigError
@@ -371,6 +395,31 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     print(f"morning report for {args.date}: {site.index.resolve()} ({site.pages:,} pages, "
           f"{site.size_bytes / 1e6:.1f} MB, built in {site.seconds:.1f} s)")
+    return 0
+
+
+def serve_report(port: int, day: dt.date | None) -> int:
+    """Serve the report folder (every date's site) on 127.0.0.1 until interrupted; builds nothing."""
+    from health_pipeline.assets.morning_report.site import LATEST, report_server
+
+    root = report_root(settings.path("HEALTH_EXPORT_DIR"))
+    site = day.isoformat() if day else LATEST
+    if not (root / site / "index.html").exists():
+        raise Refused(f"no morning report at {root / site}: build one first (`health-pipeline report"
+                      f"{' --date ' + site if day else ''}`, or `health-pipeline run`)")
+    try:
+        server = report_server(root, port)
+    except OSError as exc:
+        raise Refused(f"cannot serve the report on 127.0.0.1:{port} ({exc.strerror or exc}): choose another port "
+                      "with --port") from None
+    address = f"http://127.0.0.1:{server.server_address[1]}"
+    print(f"serving {root} at {address}/{site}/index.html (this machine only; Ctrl-C stops). To share the "
+          "report, host that folder on a web server and set HEALTH_REPORT_BASE_URL to its address.", flush=True)
+    with server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
@@ -494,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
 
     report = sub.add_parser("report", help="build the morning report of one scored day, without running the pipeline")
     report.add_argument("--date", type=_date, help="the snapshot date, YYYY-MM-DD (default: the newest scored)")
+    report.add_argument("--serve", action="store_true",
+                        help="serve the report folder on 127.0.0.1 for a quick look, building nothing (Ctrl-C stops)")
+    report.add_argument("--port", type=int, default=8765, help="the port --serve listens on (default %(default)s)")
     report.set_defaults(func=cmd_report)
 
     from health_pipeline.import_templates import names as template_names
@@ -524,6 +576,16 @@ def main(argv: list[str] | None = None) -> int:
     except WarehouseError as exc:  # found outside a run (recover's probe and check, report, export): says why
         print(exc, file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        return output_closed()
+
+
+def output_closed() -> int:
+    """End quietly once standard output is closed (`health-pipeline run | head`), as a command that
+    SIGPIPE killed does (exit 141). Python's recipe, from the `signal` module's note on SIGPIPE:
+    point stdout at /dev/null, so that the flush at exit does not fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -93,8 +93,8 @@ def sync_table_columns(config) -> list[str]:
     for a configuration."""
     return [
         "account_id", "crm_account_id", "account_name", "owner", "plan", "status", "arr", "vertical", "customer_since",
-        "snapshot_date", "segment", "health_score", "health_band", "band_source", "in_onboarding",
-        "activation_status", *(activation_column(m.name) for m in config.onboarding.measures),
+        "renewal_date", "snapshot_date", "days_to_renewal", "segment", "health_score", "health_band", "band_source",
+        "in_onboarding", "activation_status", *(activation_column(m.name) for m in config.onboarding.measures),
         "top_drag", "missing_components", "score_reason",
         *(explanation_column(c, s) for c in config.components for s in EXPLANATION_SUFFIXES),
         *TREND_COLUMNS, *config.account_metrics, *ACCOUNT_CONTEXT, "computed_at", "scorecard_version",

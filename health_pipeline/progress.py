@@ -7,7 +7,8 @@ the progress lines stages log through `report_progress`. A finished stage's line
 it wrote, or what its `skipped` or `deliveries` metadata says instead (alerts: what was sent, is
 pending and failed, per sink). On a terminal each stage is one line, rewritten in place while it
 runs; otherwise every line is printed as it comes, for log files (`ConsoleLines`, which the CLI
-also prints its wait for the warehouse with, before a run starts).
+also prints its wait for the warehouse with, before a run starts). Once nobody reads the lines (a
+closed pipe), they stop, and the run goes on.
 """
 
 from __future__ import annotations
@@ -39,8 +40,15 @@ class ConsoleLines:
         self.rewrite = self.stream.isatty()
 
     def show(self, text: str, final: bool) -> None:
-        self.stream.write(("\r\033[K" + text + ("\n" if final else "")) if self.rewrite else text + "\n")
-        self.stream.flush()
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(("\r\033[K" + text + ("\n" if final else "")) if self.rewrite else text + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            # The reader is gone (`health-pipeline run | head`): the run goes on without its lines, and
+            # the CLI ends quietly when it next writes (cli.main). Raised here, it would fail the step.
+            self.stream = None
 
 
 class StageLines(logging.Handler):

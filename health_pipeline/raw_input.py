@@ -56,7 +56,8 @@ HIGH_PRIORITIES = ("high", "urgent")
 TICKET_STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 CLOSED_STATUSES = ("solved", "closed")
 # Optional columns a table is read with when present.
-OPTIONAL_COLUMNS = {"users": ("role",), "accounts": ("churned_at", "crm_account_id", "seats_purchased"),
+OPTIONAL_COLUMNS = {"users": ("role",),
+                    "accounts": ("churned_at", "crm_account_id", "renewal_date", "seats_purchased"),
                     "outcomes": ("arr_before", "arr_after", "reason"),
                     "csm_pulse": ("note", "author"), "tickets": ("closed_at", "priority", "status"),
                     "nps_responses": ("user_id", "account_id"), "invoices": ("paid_at", "amount")}
@@ -76,6 +77,7 @@ ABSENT = "absent"  # the format of an optional table the source does not have (R
 # column -> what its values are read as; every other column is read as text.
 VALUE_TYPES = {
     "time": "TIMESTAMPTZ", "joindate": "DATE", "customer_since": "DATE", "churned_at": "DATE", "outcome_date": "DATE",
+    "renewal_date": "DATE",
     "arr": "DOUBLE", "arr_before": "DOUBLE", "arr_after": "DOUBLE", "seats_purchased": "DOUBLE",
     "pulse_date": "DATE", "opened_at": "TIMESTAMPTZ", "closed_at": "TIMESTAMPTZ", "responded_at": "TIMESTAMPTZ",
     "score": "DOUBLE", "due_date": "DATE", "paid_at": "DATE", "amount": "DOUBLE",

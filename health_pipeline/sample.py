@@ -12,7 +12,9 @@ fate is drawn, with noise, from its engagement trajectory: churn grows sharply w
 usage and breadth over the previous four weeks and with a low current level; growth favours
 expansion. "churning" accounts, whose usage stops, churn at their next contract date or cancel a
 few weeks later. A churned account's users stop showing up from its churn date, and the account
-gets status 'churned' and `churned_at`; trial accounts have no contract and no outcomes.
+gets status 'churned' and `churned_at`; trial accounts have no contract and no outcomes. A paying
+account's `renewal_date` is the end of its contract running at the window's end: the first
+anniversary after it.
 
 The planted signal is a decline in usage and breadth. The planted non-signal is seats (the
 pipeline's contacts_total): neither the fate draw nor the contract cadence reads the plan or
@@ -32,6 +34,7 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import math
 import shutil
@@ -251,6 +254,11 @@ def _population(spec: SampleSpec) -> tuple[np.random.Generator, _Population]:
         [churn_date.get(a) for a in accounts["account_id"]], dtype=pd.ArrowDtype(pa.date32())
     )
     accounts["status"] = np.where(accounts["churned_at"].notna(), "churned", accounts["status"])
+    # The end of the contract running at the window's end, where one runs: a paying account's.
+    accounts["renewal_date"] = pd.array(
+        [_renewal_date(since, CONTRACT_MONTHS[plan], spec) if status == "paying" else None
+         for since, plan, status in zip(accounts["customer_since"], accounts["plan"], accounts["status"])],
+        dtype=pd.ArrowDtype(pa.date32()))
     account_index = {a: i for i, a in enumerate(accounts["account_id"])}
     user_account = users["account_id"].map(account_index).fillna(-1).astype(int).to_numpy()
     # The sample day from which each user's account has churned (never, if it has not).
@@ -431,29 +439,35 @@ def _sample_time(spec: SampleSpec, day: float) -> pd.Timestamp:
 
 def _monthly(since: dt.date, first: dt.date, last: dt.date) -> list[dt.date]:
     """The monthly anniversaries of `since` in [first, last], on or after `since`."""
-    dates, year, month = [], first.year, first.month
-    while (year, month) <= (last.year, last.month):
-        date = dt.date(year, month, min(since.day, calendar.monthrange(year, month)[1]))
-        if first <= date <= last and date >= since:
-            dates.append(date)
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return dates
+    dates = itertools.takewhile(lambda date: date <= last, itertools.chain([since], _contract_dates(since, 1)))
+    return [date for date in dates if date >= first]
 
 
-def _contract_days(since: dt.date, months: int, spec: SampleSpec) -> list[int]:
-    """Sample days of the contract anniversaries of `since` every `months`, from the warm-up on."""
-    days, k = [], 1
+def _contract_dates(since: dt.date, months: int):
+    """The contract anniversaries of `since`, every `months` months, forever."""
+    k = 1
     while True:
         total = since.month - 1 + k * months
         year, month = since.year + total // 12, total % 12 + 1
         # The 31st renews on the last day of shorter months.
-        date = dt.date(year, month, min(since.day, calendar.monthrange(year, month)[1]))
+        yield dt.date(year, month, min(since.day, calendar.monthrange(year, month)[1]))
+        k += 1
+
+
+def _contract_days(since: dt.date, months: int, spec: SampleSpec) -> list[int]:
+    """Sample days of the contract anniversaries of `since` every `months`, from the warm-up on."""
+    days = []
+    for date in _contract_dates(since, months):
         day = (date - spec.start).days
         if day >= spec.days:
             return days
         if day >= OUTCOME_WARMUP_DAYS:
             days.append(day)
-        k += 1
+
+
+def _renewal_date(since: dt.date, months: int, spec: SampleSpec) -> dt.date:
+    """The first contract anniversary after the window: the end of the contract running at its end."""
+    return next(date for date in _contract_dates(since, months) if date > spec.end)
 
 
 def _fate(

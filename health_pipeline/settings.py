@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 DEFAULT_LATE_DAYS = 2
 DEFAULT_BACKTEST_LEAD_DAYS = (30, 60, 90)
 DEFAULT_REPORT_DAYS = 1
+DEFAULT_REPORT_CURRENCY = "USD"
+# How the report writes ARR in a currency: its symbol before the amount where it has a common one,
+# else the code and a space ("CHF 1,200").
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "AUD": "A$", "CAD": "C$"}
+PERSONAL_DATA_CHOICES = ("show", "hide")
+CRM_ID_PLACEHOLDER = "{crm_account_id}"
 DEFAULT_CONFIG_PATH = Path(__file__).parent / "scorecard" / "default.yaml"
 
 PATH_DEFAULTS = {
@@ -168,6 +174,29 @@ def late_days() -> int:
 def report_days() -> int:
     """HEALTH_REPORT_DAYS: how many of a run's latest days get a morning report (default 1; 0: none)."""
     return load().report_days
+
+
+def report_base_url() -> str:
+    """HEALTH_REPORT_BASE_URL: where the report folder (`<export dir>/report/`) is served, without a
+    trailing slash; empty when unset (the report's links are then file paths)."""
+    return load().report_base_url
+
+
+def report_currency() -> str:
+    """HEALTH_REPORT_CURRENCY: the ISO 4217 code of the ARR figures (default USD)."""
+    return load().report_currency
+
+
+def report_personal_data() -> bool:
+    """HEALTH_REPORT_PERSONAL_DATA: whether the report shows contacts' emails and names (show, the
+    default) or only their user ids (hide), for a site shared widely."""
+    return load().report_personal_data == "show"
+
+
+def crm_url_template() -> str:
+    """HEALTH_CRM_URL_TEMPLATE: a CRM record's URL with {crm_account_id} where the account's CRM id
+    goes; empty when unset (alerts then link no CRM record)."""
+    return load().crm_url_template
 
 
 def backtest_lead_days() -> tuple[int, ...]:
@@ -313,6 +342,42 @@ def _directory(env_var: str, holds: str) -> Callable[[], Path]:
     return parse
 
 
+def _web_url(env_var: str, form: str) -> str:
+    """An http(s) URL setting, stripped; empty when unset. It is no secret, but like every URL it is
+    described, never quoted, when it is wrong."""
+    value = os.environ.get(env_var, "").strip()
+    if value and (problem := url_problem(env_var, value, ("https", "http"), form)):
+        raise ValueError(problem)
+    return value
+
+
+def _report_base_url() -> str:
+    return _web_url("HEALTH_REPORT_BASE_URL", "https://host/path").rstrip("/")
+
+
+def _crm_url_template() -> str:
+    value = _web_url("HEALTH_CRM_URL_TEMPLATE", f"https://host/path/{CRM_ID_PLACEHOLDER}")
+    if value and value.count(CRM_ID_PLACEHOLDER) != 1:
+        raise ValueError(f"HEALTH_CRM_URL_TEMPLATE must hold {CRM_ID_PLACEHOLDER} once, where the account's CRM id "
+                         "goes, such as https://acme.my.salesforce.com/{crm_account_id}")
+    return value
+
+
+def _report_currency() -> str:
+    value = os.environ.get("HEALTH_REPORT_CURRENCY", "").strip() or DEFAULT_REPORT_CURRENCY
+    if not (len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()):
+        raise ValueError(f"HEALTH_REPORT_CURRENCY={value!r} is not a currency code of three capital letters, "
+                         "such as USD, EUR or GBP")
+    return value
+
+
+def _report_personal_data() -> str:
+    value = os.environ.get("HEALTH_REPORT_PERSONAL_DATA", "").strip() or PERSONAL_DATA_CHOICES[0]
+    if value not in PERSONAL_DATA_CHOICES:
+        raise ValueError(f"HEALTH_REPORT_PERSONAL_DATA={value!r} is not one of {', '.join(PERSONAL_DATA_CHOICES)}")
+    return value
+
+
 def _parsed_by(parse: Callable[[], object]):
     return field(metadata={"parse": parse})
 
@@ -328,6 +393,10 @@ class Settings:
     partitions_start: str = _parsed_by(partitions_start)
     late_days: int = _parsed_by(lambda: _number("HEALTH_LATE_DAYS", DAYS_BACK, DEFAULT_LATE_DAYS))
     report_days: int = _parsed_by(lambda: _number("HEALTH_REPORT_DAYS", DAYS_BACK, DEFAULT_REPORT_DAYS))
+    report_base_url: str = _parsed_by(_report_base_url)
+    report_currency: str = _parsed_by(_report_currency)
+    report_personal_data: str = _parsed_by(_report_personal_data)
+    crm_url_template: str = _parsed_by(_crm_url_template)
     backtest_lead_days: tuple[int, ...] = _parsed_by(_lead_days)
     future_tolerance_hours: int | None = _parsed_by(lambda: _number("HEALTH_FUTURE_TOLERANCE_HOURS",
                                                                     TOLERANCE_HOURS))

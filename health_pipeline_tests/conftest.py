@@ -37,7 +37,7 @@ class RawData:
 
     def write(self, raw_dir: Path, fmt: str = "parquet") -> Path:
         raw_dir.mkdir(parents=True, exist_ok=True)
-        optional = [c for c in ("churned_at", "crm_account_id", "seats_purchased")
+        optional = [c for c in ("churned_at", "crm_account_id", "renewal_date", "seats_purchased")
                     if any(c in row for row in self.accounts)]
         tables = {
             "users": (self.users, ["user_id", "identity", "joindate", "account_id", "role"]),
@@ -190,6 +190,17 @@ class Pipeline:
         )
         assert len(frame) == 1, f"expected one {table} row for {key}={value} on {snapshot_date}"
         return frame.iloc[0].to_dict()
+
+
+def run_records(instance: dg.DagsterInstance, run_id: str, asset: str) -> dict[str, dg.EventLogRecord]:
+    """Per partition, the materialization a run recorded for `asset`: its own days', and those of
+    the later days it refreshed, which are recorded beside the run (assets.record_refreshed)."""
+    def of_the_run(record: dg.EventLogRecord) -> bool:
+        refreshed_by = record.asset_materialization.metadata.get("refreshed_by_run")
+        return record.run_id == run_id or (refreshed_by is not None and refreshed_by.value == run_id)
+
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=10_000).records
+    return dict(sorted((record.partition_key, record) for record in records if of_the_run(record)))
 
 
 def sync_table(database: Path) -> pd.DataFrame:

@@ -44,13 +44,17 @@ def _text(column: str) -> str:
     return f'CAST("{column}" AS VARCHAR)'
 
 
-def table_digests(conn: duckdb.DuckDBPyConnection, only: tuple[str, ...] | None = None) -> dict[str, dict]:
+def table_digests(conn: duckdb.DuckDBPyConnection, only: tuple[str, ...] | None = None,
+                  recorded: dict[str, dict] | None = None) -> dict[str, dict]:
     """Per table (of TABLES, or `only` of them): its rows and the md5 of its sorted rows as text
-    (every column but the run's own timestamps, or the listed ones)."""
+    (every column but the run's own timestamps, or the listed ones; with `recorded` digests, the
+    columns each was recorded with, so that a column added since leaves the comparison alone)."""
     out = {}
     for table, wanted in TABLES.items():
         if only is not None and table not in only:
             continue
+        if recorded is not None:
+            wanted = recorded[table]["columns"]
         columns = [name for name, *_ in conn.execute(f"DESCRIBE {table}").fetchall()
                    if name not in NOT_COMPARED and (wanted is None or name in wanted)]
         row = " || '|' || ".join(f"coalesce({_text(c)}, '∅')" for c in columns)

@@ -27,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from health_pipeline.assets.alerts.asset import SEND_PAST_TAG
-from health_pipeline.assets.alerts.messages import SLACK_ALERTS_PER_MESSAGE, messages
+from health_pipeline.assets.alerts.messages import SLACK_ACCOUNTS_PER_MESSAGE, messages
 from health_pipeline.progress import ConsoleLines, StageLines
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import ConfigError, load_config
@@ -355,14 +355,26 @@ def crafted_pipeline(tmp_path: Path, smtp_port: int | None, accounts: dict[str, 
             CREATE TABLE export.account_health (
                 account_id VARCHAR, snapshot_date DATE, owner VARCHAR, account_name VARCHAR, health_score DOUBLE,
                 health_band VARCHAR, top_drag VARCHAR, score_reason VARCHAR, score_delta_7d DOUBLE,
-                activation_status VARCHAR, in_onboarding BOOLEAN);
+                activation_status VARCHAR, in_onboarding BOOLEAN, crm_account_id VARCHAR, band_source VARCHAR);
         """)
+        explanations(conn, pipeline.settings)
         conn.executemany("INSERT INTO raw.accounts VALUES (?, ?)",
                          [[account, owner] for account, (owner, _) in accounts.items()])
-        conn.executemany("INSERT INTO export.account_health VALUES "
-                         "(?, ?, ?, ?, 30.0, 'at_risk', 'usage', 'usage fell', -20.0, NULL, false)",
+        conn.executemany("INSERT INTO export.account_health BY NAME SELECT ? AS account_id, ? AS snapshot_date, "
+                         "? AS owner, ? AS account_name, 30.0 AS health_score, 'at_risk' AS health_band, "
+                         "'usage' AS top_drag, 'usage fell' AS score_reason, -20.0 AS score_delta_7d, "
+                         "false AS in_onboarding, 'score' AS band_source",
                          [[account, DAY, owner, name] for account, (owner, name) in accounts.items()])
     return pipeline
+
+
+def explanations(conn: duckdb.DuckDBPyConnection, config) -> None:
+    """The sync table's columns that say what changed: each component's value and points, each
+    activation colour."""
+    columns = [f"{c}_{suffix} DOUBLE" for c in config.components for suffix in ("value", "points", "points_possible")]
+    columns += [f"activation_{m.name} VARCHAR" for m in config.onboarding.measures]
+    for column in columns:
+        conn.execute(f"ALTER TABLE export.account_health ADD COLUMN {column}")
 
 
 def run_alerts(pipeline: Pipeline):
@@ -472,7 +484,7 @@ def test_an_owner_with_more_alerts_than_a_slack_message_holds_gets_them_in_parts
             "Health alerts for Ana Ruiz on 2026-07-30 (part 3 of 3): 22 accounts"]
         assert [slack_limits(body) for body in webhook.bodies] == [(200, b"ok")] * 3
         sections = [block["text"]["text"] for b in bodies for block in b["blocks"][1:]]
-        assert [re.search(r"\((A\d{3})\): score dropped", text)[1] for text in sections[1:]] == sorted(accounts)[1:]
+        assert [re.search(r"\((A\d{3})\): score fell", text)[1] for text in sections[1:]] == sorted(accounts)[1:]
         # Cut after 2,999 characters, 8 into the 120th repeat, inside "&amp;": the broken escape goes too.
         assert sections[0] == "Harlow Brothers " + "Smith &amp; &lt;Sons&gt; " * 119 + "Smith …"
         statuses = pipeline.query("SELECT account_id, status, attempts, last_error FROM export.alert_deliveries "
@@ -548,7 +560,7 @@ def test_any_owner_and_names_make_one_line_headers_and_slack_parts_within_its_li
     rows = [{"account_id": f"A{n:03}", "snapshot_date": DAY, "kind": "score_drop", "owner": owner,
              "account_name": name, "detail": "score fell 20.0 points in 7 days", "health_band": "at_risk",
              "health_score": 30.0, "top_drag": None, "score_reason": name} for n, name in enumerate(names)]
-    parts = messages(rows, SLACK_ALERTS_PER_MESSAGE)
+    parts = messages(rows, SLACK_ACCOUNTS_PER_MESSAGE)
     assert [alert for part in parts for alert in part.alerts] == rows
     assert [(part.part, part.parts) for part in parts] == [(n, len(parts)) for n in range(1, len(parts) + 1)]
     for part in parts:
@@ -558,3 +570,40 @@ def test_any_owner_and_names_make_one_line_headers_and_slack_parts_within_its_li
         mail["Subject"], mail["To"] = part.subject, "ana@example.test"
         parsed = email.message_from_bytes(mail.as_bytes(), policy=policy.default)
         assert parsed.keys() == ["Subject", "To"]
+
+
+def test_an_account_is_one_sentence_saying_what_changed_with_links_to_its_page_and_crm_record(
+        tmp_path, servers, monkeypatch):
+    """Two alerts of one account on one day (its band moved down and its score fell) are one
+    sentence: what happened, the score now, what changed since the day before (the components
+    whose points moved, largest first, with their values), then its report page and CRM record."""
+    webhook, mailbox = servers
+    monkeypatch.setenv("HEALTH_REPORT_BASE_URL", "https://reports.example.test/health/")
+    monkeypatch.setenv("HEALTH_CRM_URL_TEMPLATE", "https://acme.my.salesforce.com/lightning/{crm_account_id}/view")
+    pipeline = crafted_pipeline(tmp_path, mailbox.port, {"A1": ("Ana Ruiz", "Acme")})
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+        conn.execute("""
+            UPDATE export.account_health SET crm_account_id = '001 A&B', usage_level_value = 20,
+                usage_level_points = 1, usage_level_points_possible = 4, breadth_value = 0.3, breadth_points = 2,
+                breadth_points_possible = 4, feature_depth_value = 2, feature_depth_points = 4,
+                feature_depth_points_possible = 4;
+            INSERT INTO export.account_health BY NAME
+            SELECT * REPLACE (snapshot_date - 1 AS snapshot_date, 50.0 AS health_score, 'neutral' AS health_band,
+                              NULL AS score_delta_7d, 700 AS usage_level_value, 4 AS usage_level_points,
+                              0.45 AS breadth_value, 3 AS breadth_points)
+            FROM export.account_health;
+        """)
+    run_alerts(pipeline)
+    sentence = ("Acme (A1): band moved down, neutral → at risk and score fell 20.0 points in 7 days; now at risk at "
+                "30.0/100; since yesterday: usage_level 4 → 1 of 4 points (usage_28d 700 → 20); breadth 3 → 2 of 4 "
+                "points (breadth_28d 0.45 → 0.3).")
+    page = "https://reports.example.test/health/2026-07-30/accounts/A1.html"
+    crm = "https://acme.my.salesforce.com/lightning/001%20A%26B/view"
+    [mail] = mailbox.messages()
+    assert mail.get_body(("plain",)).get_content().replace("\r\n", "\n") == (
+        f"Health alerts for Ana Ruiz on 2026-07-30: 1 account\n\n- {sentence} report: {page} CRM record: {crm}\n")
+    assert f'<li>{sentence} <a href="{page}">report</a> <a href="{crm}">CRM record</a></li>' in \
+        mail.get_body(("html",)).get_content()
+    [body] = [json.loads(body) for body in webhook.bodies]
+    assert [block["text"]["text"] for block in body["blocks"][1:]] == [f"{sentence} <{page}|report> <{crm}|CRM record>"]
+    assert pipeline.query("SELECT kind FROM export.alerts ORDER BY kind").kind.tolist() == ["band_down", "score_drop"]

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from health_pipeline.sample import SampleSpec, generate_sample
-from health_pipeline_tests.conftest import Pipeline, RawData
+from health_pipeline_tests.conftest import Pipeline, RawData, run_records
 
 FIRST_PARTITION = dt.date(2026, 6, 1)  # HEALTH_PARTITIONS_START in the tests
 START = dt.date(2026, 7, 1)  # the crafted export's first day: a month after the first partition
@@ -52,7 +52,7 @@ def metrics_of(pipeline: Pipeline, snapshot_date: dt.date) -> dict:
 def test_a_run_extracts_first_the_earlier_days_that_no_run_extracted(tmp_path):
     """Days 0-1 are run (day 1 is a known gap: held, though it has no activity), then day 5 alone:
     its run extracts days 2-4 too, in the same transaction, and its metrics count days 0-5."""
-    pipeline = Pipeline(tmp_path, known_gaps=[str(day(1))])
+    pipeline = Pipeline(tmp_path, known_gaps=[str(day(1))], instance=dg.DagsterInstance.ephemeral())
     every_day(START, day(9), quiet=(day(1),)).write(pipeline.raw_dir)
     pipeline.materialize(day(0), day(1))
     result = pipeline.materialize(day(5), day(5))
@@ -63,16 +63,16 @@ def test_a_run_extracts_first_the_earlier_days_that_no_run_extracted(tmp_path):
     u1 = metrics_of(pipeline, day(5))
     assert (u1["active_days_28d"], u1["usage_28d"], u1["sessions_90d"]) == (5, 5, 5)  # days 0, 2, 3, 4, 5
     assert u1["first_session_date"].date() == day(0)
-    # Each extracted day is recorded on its own partition, by the run of day 5; nothing is scored there.
-    records = {e.partition: e.materialization.metadata for e in result.get_asset_materialization_events()
-               if e.asset_key == dg.AssetKey("daily_contact_activity")}
-    assert sorted(records) == [str(day(n)) for n in range(2, 6)]
+    # Each extracted day is recorded on its own partition, beside the run of day 5 (which records
+    # day 5 alone); nothing is scored there.
+    recorded = run_records(pipeline.instance, result.run_id, "daily_contact_activity")
+    records = {partition: record.asset_materialization.metadata for partition, record in recorded.items()}
+    assert {partition: record.run_id for partition, record in recorded.items()} == {
+        **{str(day(n)): "" for n in range(2, 5)}, str(day(5)): result.run_id}
     assert all(records[str(day(n))]["refreshed_by_the_run_of"].value == str(day(5)) for n in range(2, 5))
     assert records[str(day(2))]["dagster/row_count"].value == 1
     assert records[str(day(5))]["earlier_days_extracted"].value == f"{day(2)} .. {day(4)}"
-    scored = {e.partition for e in result.get_asset_materialization_events()
-              if e.asset_key == dg.AssetKey("account_health")}
-    assert scored == {str(day(5))}
+    assert list(run_records(pipeline.instance, result.run_id, "account_health")) == [str(day(5))]
 
 
 def test_the_history_starts_at_the_first_partition_when_the_raw_data_starts_earlier(tmp_path):

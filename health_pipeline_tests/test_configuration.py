@@ -268,6 +268,20 @@ BAD_SETTINGS = [
     ("HEALTH_DUCKDB_THREADS", "0", "HEALTH_DUCKDB_THREADS='0' is not a whole number of threads from 1 to 1024"),
     ("HEALTH_WAREHOUSE", "what?.duckdb", "HEALTH_WAREHOUSE='what?.duckdb': DuckDB reads '?' in a path as the start "
                                          "of connection options; choose a path without it"),
+    ("HEALTH_REPORT_BASE_URL", "reports.example.com/health",
+     "HEALTH_REPORT_BASE_URL is not a URL of the form https://host/path: it has no scheme: it must start with "
+     "https:// or http://"),
+    ("HEALTH_REPORT_BASE_URL", "file:///srv/report", "HEALTH_REPORT_BASE_URL is not a URL of the form "
+                                                     "https://host/path: its scheme is not https:// or http://"),
+    ("HEALTH_CRM_URL_TEMPLATE", "https://acme.my.salesforce.com/",
+     "HEALTH_CRM_URL_TEMPLATE must hold {crm_account_id} once, where the account's CRM id goes, such as "
+     "https://acme.my.salesforce.com/{crm_account_id}"),
+    ("HEALTH_CRM_URL_TEMPLATE", "acme.my.salesforce.com/{crm_account_id}",
+     "HEALTH_CRM_URL_TEMPLATE is not a URL of the form https://host/path/{crm_account_id}: it has no scheme: it "
+     "must start with https:// or http://"),
+    ("HEALTH_REPORT_CURRENCY", "usd", "HEALTH_REPORT_CURRENCY='usd' is not a currency code of three capital "
+                                      "letters, such as USD, EUR or GBP"),
+    ("HEALTH_REPORT_PERSONAL_DATA", "no", "HEALTH_REPORT_PERSONAL_DATA='no' is not one of show, hide"),
 ]
 
 

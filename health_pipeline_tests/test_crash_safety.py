@@ -246,6 +246,46 @@ def test_sigterm_stops_a_run_cleanly_and_frees_its_slot(clean, tmp_path):
     assert_same(state(tmp_path), expected)
 
 
+# An instance that does not capture step output: a step's lines go straight to the CLI's stdout,
+# not through the `tail` process Dagster otherwise mirrors them with.
+UNCAPTURED = """
+compute_logs:
+  module: dagster._core.storage.noop_compute_log_manager
+  class: NoOpComputeLogManager
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step_output", ["captured", "uncaptured"])
+def test_a_closed_stdout_ends_the_cli_quietly_after_the_run_completes(clean, tmp_path, step_output):
+    """`health-pipeline run | head`: the reader goes away while raw_activity runs. The run goes on to
+    a clean finish, and the CLI exits as a command SIGPIPE killed (141) with nothing on stderr;
+    before, print_summary's BrokenPipeError was a traceback (exit 1), and without captured step
+    output the step's progress line failed raw_activity and left its warehouse slot held."""
+    clean_root, expected = clean
+    shutil.copytree(clean_root / "raw", tmp_path / "raw")
+    home = home_for(tmp_path)
+    if step_output == "uncaptured":
+        with open(home / "dagster.yaml", "a") as config:
+            config.write(UNCAPTURED)
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        cli = subprocess.Popen([str(CLI), "run", "--start", START, "--end", END], env=env_for(tmp_path),
+                               stdout=subprocess.PIPE, stderr=stderr, text=True)
+        try:
+            for line in cli.stdout:
+                if line.startswith("raw_activity"):
+                    break
+            cli.stdout.close()  # as `head` does once it has its lines
+            assert cli.wait(timeout=300) == 128 + signal.SIGPIPE
+        finally:
+            cli.kill()
+    assert (tmp_path / "stderr.txt").read_text() == ""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert [r.status for r in instance.get_runs()] == [dg.DagsterRunStatus.SUCCESS]
+        assert instance.event_log_storage.get_concurrency_info("warehouse").claimed_slots == []
+    assert_same(state(tmp_path), expected)
+
+
 @pytest.mark.slow
 def test_recover_ends_a_dead_run_and_checks_the_warehouse(clean, tmp_path):
     clean_root, _ = clean

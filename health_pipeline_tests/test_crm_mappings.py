@@ -56,6 +56,7 @@ def salesforce(accounts: pd.DataFrame, outcomes: pd.DataFrame, crm_dir: Path) ->
         "Id": accounts["account_id"], "Name": accounts["name"], "Owner.Name": accounts["owner"],
         "Plan__c": accounts["plan"].str.title(), "AnnualRevenue": accounts["arr"], "Industry": accounts["vertical"],
         "Customer_Since__c": accounts["customer_since"], "Type": status, "Churn_Date__c": accounts["churned_at"],
+        "Renewal_Date__c": accounts["renewal_date"],
     }).to_csv(crm_dir / "Account.csv", index=False)
     pd.DataFrame({
         "AccountId": outcomes["account_id"], "CloseDate": outcomes["outcome_date"],
@@ -76,6 +77,7 @@ def hubspot(accounts: pd.DataFrame, outcomes: pd.DataFrame, crm_dir: Path) -> No
         "plan": accounts["plan"], "annualrevenue": accounts["arr"], "industry": accounts["vertical"],
         "hs_lifecyclestage_customer_date": iso(accounts["customer_since"]),
         "lifecyclestage": accounts["status"].map(HUBSPOT_STATUS), "churn_date": accounts["churned_at"],
+        "renewal_date": accounts["renewal_date"],
     }).to_parquet(crm_dir / "companies" / "part-00000.parquet", index=False)
     pd.DataFrame({
         "associated_company_id": outcomes["account_id"], "closedate": iso(outcomes["outcome_date"]),
@@ -308,7 +310,7 @@ def test_a_bad_mapping_file_is_refused_at_startup_with_every_problem_on_a_line_o
     path = tmp_path / "acme.yaml"
     path.write_text(BAD_MAPPING)
     accounts_columns = ("account_id, name, owner, plan, arr, vertical, customer_since, status, churned_at, "
-                        "crm_account_id, seats_purchased")
+                        "crm_account_id, renewal_date, seats_purchased")
     expected = [f"CRM mapping {path}: {problem}" for problem in [
         "acounts: is not a key here (crm, accounts, outcomes, csm_pulse, tickets, nps_responses, invoices); "
         "did you mean accounts?",

@@ -230,6 +230,25 @@ def test_the_crms_account_id_passes_through_to_every_sync_output_as_of_the_day(t
         "account_id", "crm_account_id"]
 
 
+@pytest.mark.slow
+def test_a_renewal_date_is_versioned_and_the_sync_table_counts_the_days_to_it(tmp_path):
+    pipeline = Pipeline(tmp_path)
+    portfolio([account("A1", renewal_date="2026-06-08"), account("A2", owner="Ben")]).write(pipeline.raw_dir)
+    pipeline.materialize(FIRST, dt.date(2026, 6, 5))
+    # A1 renews for a year: the new contract's end applies from the next new day, like any attribute.
+    portfolio([account("A1", renewal_date="2027-06-08"), account("A2", owner="Ben")]).write(pipeline.raw_dir)
+    pipeline.materialize(dt.date(2026, 6, 6), LAST)
+    renewal = "coalesce(CAST(renewal_date AS VARCHAR), 'none')"
+    assert versions(pipeline, "raw.account_history", "account_id", renewal) == [
+        ["A1", "2026-06-08", "-", "2026-06-06"], ["A1", "2027-06-08", "2026-06-06", "-"], ["A2", "none", "-", "-"]]
+    days = pipeline.query("SELECT account_id, CAST(snapshot_date AS VARCHAR) AS day, CAST(renewal_date AS VARCHAR), "
+                          "days_to_renewal FROM export.account_health ORDER BY ALL").values.tolist()
+    assert [row for row in days if row[0] == "A1"] == [
+        ["A1", f"2026-06-0{n}", "2026-06-08", 8 - n] for n in range(1, 6)] + [
+        ["A1", f"2026-06-{n:02}", "2027-06-08", 367 - (n - 6)] for n in range(6, 11)]
+    assert all(pd.isna(row[2]) and pd.isna(row[3]) for row in days if row[0] == "A2")
+
+
 def test_an_accounts_export_without_crm_ids_leaves_the_column_empty(five_days):
     exported = five_days.query("SELECT count(*) AS n, count(crm_account_id) AS with_id FROM export.account_health")
     assert exported.n[0] > 0 and exported.with_id[0] == 0

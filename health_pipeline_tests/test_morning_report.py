@@ -9,8 +9,12 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 import vl_convert
@@ -20,16 +24,17 @@ from markupsafe import escape
 
 from health_pipeline import cli
 from health_pipeline.assets.morning_report import site as site_module
-from health_pipeline.assets.morning_report.asset import report_dates
-from health_pipeline.assets.morning_report.site import _templates, build_report, page_names, report_root
+from health_pipeline.assets.morning_report.asset import report_dates, site_metadata
+from health_pipeline.assets.morning_report.site import Site, Style, _templates, build_report, page_names, report_root
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import load_config
-from health_pipeline_tests.conftest import Pipeline
+from health_pipeline_tests.conftest import Pipeline, run_records
 
 SPEC = SampleSpec(accounts=16, days=45, seed=5)
 FIRST, LAST = dt.date(2026, 6, 1), dt.date(2026, 7, 15)
 HOSTILE_NAME = "<script>alert(1)</script>"
 HOSTILE_OWNER = '"><img src=x onerror=alert(2)> & Co'
+BIN = Path(sys.executable).parent
 
 
 TWIN_OWNERS = ("Bob", "bob")
@@ -95,6 +100,14 @@ def test_a_run_reports_its_last_day_and_latest_points_at_it(report_run):
     assert meta["build_seconds"].value > 0 and meta["size_mb"].value > 0
 
 
+def test_report_url_is_the_served_address_once_the_base_url_is_set(monkeypatch, tmp_path):
+    """The UI cannot open a file:// link; with HEALTH_REPORT_BASE_URL, report_url is the site's address."""
+    site = Site(LAST, tmp_path / "report" / LAST.isoformat(), 3, 10, 0.5)
+    assert site_metadata([site], 1)["report_url"].value == site.index.as_uri()
+    monkeypatch.setenv("HEALTH_REPORT_BASE_URL", "https://reports.example.test/health/")
+    assert site_metadata([site], 1)["report_url"].value == f"https://reports.example.test/health/{LAST}/index.html"
+
+
 def test_the_site_is_self_contained(report_run):
     """Every script, stylesheet and link is relative and inside the site; nothing names a host."""
     pipeline, _, _ = report_run
@@ -138,10 +151,32 @@ def test_the_portfolio_counts_match_the_sync_table(report_run):
     scored = pipeline.query("SELECT count(*) AS n FROM export.account_health WHERE snapshot_date = $d", {"d": LAST})
     assert f'<span class="kpi">{scored.n[0]:,}</span> accounts scored' in text
     bands = pipeline.query("""
-        SELECT health_band, count(*) AS n FROM export.account_health WHERE snapshot_date = $d GROUP BY ALL
+        SELECT health_band, count(*) AS n FROM export.account_health
+        WHERE snapshot_date = $d AND band_source = 'score' GROUP BY ALL
     """, {"d": LAST})
     for band, n in bands.itertuples(index=False):
         assert re.search(rf'band-{band}">{band.replace("_", " ")}</span> <span class="kpi">{n:,}</span>', text)
+
+
+def test_an_owner_page_lists_its_accounts_at_risk_by_score_and_its_red_activations_apart(report_run):
+    pipeline, _, _ = report_run
+    owners = pipeline.query("""
+        SELECT owner,
+               coalesce(list(account_id ORDER BY arr DESC, account_id)
+                            FILTER (WHERE band_source = 'score' AND health_band = 'at_risk'), []) AS at_risk,
+               coalesce(list(account_id ORDER BY arr DESC, account_id)
+                            FILTER (WHERE in_onboarding AND activation_status = 'red'), []) AS red
+        FROM export.account_health WHERE snapshot_date = $d AND owner IS NOT NULL GROUP BY owner
+    """, {"d": LAST})
+    assert any(owners.at_risk.map(len)) and any(owners.red.map(len))
+    for owner, at_risk, red in owners.itertuples(index=False):
+        page = page_of(pipeline, LAST, "owners", owner).read_text(encoding="utf-8")
+        for table, expected in (("at-risk", at_risk), ("activation-red", red)):
+            listed = re.search(rf'<table class="sortable" id="{table}">(.*?)</table>', page, flags=re.S)
+            assert (listed is not None) == bool(len(expected)), (owner, table)
+            if listed:
+                links = re.findall(r'href="\.\./accounts/([^"]+)\.html"', listed.group(1))
+                assert links == [page_of(pipeline, LAST, "accounts", a).stem for a in expected], (owner, table)
 
 
 def test_an_owner_page_has_a_card_per_account_in_the_one_ranking(report_run):
@@ -200,25 +235,31 @@ def test_an_account_page_shows_the_pulse_and_the_tickets_the_sync_table_carries(
 
 def test_a_move_in_what_changed_shows_the_pulse_and_the_tickets_beside_its_reason():
     """The owner page's moves table (the sample's moves have no pulse or ticket that day, so
-    crafted rows): the same line as the account page, under the reason; nothing without either."""
+    crafted rows): the same line as the account page, under the reason and not under what changed;
+    nothing without either."""
     def account(account_id, **signals):
         return dict(account_id=account_id, account_name=account_id, pulse_sentiment=None, days_since_pulse=None,
                     open_tickets=0, open_high_priority_tickets=0) | signals
 
     def move(account_id, reason):
         return dict(account_id=account_id, from_band="healthy", to_band="at_risk", direction="worse",
-                    health_score=40.0, score_delta_7d=-20.0, top_drag="pulse", score_reason=reason)
+                    health_score=40.0, score_delta_7d=-20.0, what_changed=f"{account_id} moved",
+                    score_reason=reason)
 
     accounts = {"A": account("A", pulse_sentiment="red", days_since_pulse=3, open_tickets=2,
                              open_high_priority_tickets=1),
                 "B": account("B", open_tickets=1), "C": account("C")}
-    macros = _templates().get_template("macros.html").make_module({"pages": {"accounts": {k: k for k in accounts}}})
+    macros = _templates(Style()).get_template("macros.html").make_module(
+        {"pages": {"accounts": {k: k for k in accounts}}})
     table = str(macros.moves_table([move(k, f"why {k}") for k in accounts], accounts, "../", "moves"))
     reasons = re.findall(r'<td class="reason">(.*?)</td>', table)
     assert reasons == [
+        "A moved",
         'why A<br><span class="signals">CSM pulse <strong>red</strong>, 3 days ago · 2 open tickets, '
         '1 high priority</span>',
+        "B moved",
         'why B<br><span class="signals">1 open ticket, 0 high priority</span>',
+        "C moved",
         "why C"]
 
 
@@ -411,7 +452,7 @@ def test_a_site_rendered_by_forked_workers_is_the_one_rendered_in_process(report
 def test_a_run_of_an_earlier_day_builds_the_newest_site_again_from_its_rescored_rows(tmp_path):
     """report/latest must show what the sync table holds: a run of an earlier day rescored every
     later day, so it builds the newest day's site again, and records that on its partition."""
-    pipeline = Pipeline(tmp_path)
+    pipeline = Pipeline(tmp_path, instance=dg.DagsterInstance.ephemeral())
     generate_sample(pipeline.raw_dir, SampleSpec(accounts=6, days=20, seed=3))
     first, earlier, last = dt.date(2026, 6, 1), dt.date(2026, 6, 10), dt.date(2026, 6, 19)
     pipeline.materialize(first, last)
@@ -433,11 +474,59 @@ def test_a_run_of_an_earlier_day_builds_the_newest_site_again_from_its_rescored_
         fresh = build_report(conn, load_config(), last, tmp_path / "fresh")
     assert after != before and after == (fresh.folder / page).read_bytes()
     assert os.readlink(report_root(pipeline.export_dir) / "latest") == last.isoformat()
-    records = {e.partition: e.materialization.metadata for e in result.get_asset_materialization_events()
-               if e.asset_key.to_user_string() == "morning_report"}
+    records = {day: record.asset_materialization.metadata
+               for day, record in run_records(pipeline.instance, result.run_id, "morning_report").items()}
     assert sorted(records) == [earlier.isoformat(), last.isoformat()]
     assert records[earlier.isoformat()]["reports_built"].value == earlier.isoformat()
     assert "refreshed_by_the_run_of" not in records[earlier.isoformat()]
     assert records[last.isoformat()]["reports_built"].value == last.isoformat()
     assert records[last.isoformat()]["refreshed_by_the_run_of"].value == earlier.isoformat()
     assert records[last.isoformat()]["report"].value == str(site_of(pipeline, last) / "index.html")
+
+
+def test_with_personal_data_hidden_no_page_shows_a_contacts_email_or_name(report_run, monkeypatch, tmp_path):
+    pipeline, _, _ = report_run
+    contacts = pipeline.query("SELECT DISTINCT user_id, identity FROM export.contact_usage WHERE snapshot_date = $d "
+                              "AND identity IS NOT NULL", {"d": LAST})
+    monkeypatch.setenv("HEALTH_REPORT_PERSONAL_DATA", "hide")
+    with pipeline.warehouse.get_connection(read_only=True) as conn:
+        site = build_report(conn, load_config(), LAST, tmp_path).folder
+    text = "".join(page.read_text(encoding="utf-8") for page in site.rglob("*.html"))
+    assert len(contacts) and not [i for i in contacts.identity if str(escape(i)) in text]
+    shown = [u for u in contacts.user_id if f'<th scope="row">{escape(u)}' in text]
+    assert shown, "contacts are listed by their user ids"
+
+
+def test_arr_is_written_in_the_configured_currency(report_run, monkeypatch, tmp_path):
+    pipeline, _, _ = report_run
+    total = pipeline.query("SELECT sum(arr) AS arr FROM export.account_health WHERE snapshot_date = $d",
+                           {"d": LAST}).arr[0]
+    for currency, written in (("USD", f"${total:,.0f}"), ("EUR", f"€{total:,.0f}"), ("CHF", f"CHF {total:,.0f}")):
+        monkeypatch.setenv("HEALTH_REPORT_CURRENCY", currency)
+        with pipeline.warehouse.get_connection(read_only=True) as conn:
+            site = build_report(conn, load_config(), LAST, tmp_path / currency).folder
+        assert f'<span class="kpi">{written}</span> ARR' in (site / "index.html").read_text(encoding="utf-8")
+    assert Style("USD").money(-1234.4, signed=True) == "−$1,234" and Style("GBP").money(0, signed=True) == "+£0"
+
+
+def test_report_serve_serves_the_folder_on_localhost_until_stopped(report_run, tmp_path):
+    pipeline, _, _ = report_run
+    env = {**os.environ, "HEALTH_WAREHOUSE": str(pipeline.root / "warehouse.duckdb"),
+           "HEALTH_EXPORT_DIR": str(pipeline.export_dir)}
+    served = subprocess.Popen([str(BIN / "health-pipeline"), "report", "--serve", "--port", "0"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = served.stdout.readline()
+        url = re.search(r" at (http://127\.0\.0\.1:\d+/latest/index\.html) ", line)[1]
+        assert line.startswith(f"serving {report_root(pipeline.export_dir)} at {url} (this machine only")
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert f"<h1>Portfolio health on {LAST}</h1>" in response.read().decode()
+    finally:
+        served.terminate()
+        served.wait(timeout=30)
+    empty = {**env, "HEALTH_EXPORT_DIR": str(tmp_path / "none")}
+    refused = subprocess.run([str(BIN / "health-pipeline"), "report", "--serve"], env=empty, capture_output=True,
+                             text=True, timeout=120)
+    assert (refused.returncode, refused.stderr) == (2, (
+        f"no morning report at {tmp_path / 'none' / 'report' / 'latest'}: build one first (`health-pipeline report`, "
+        "or `health-pipeline run`)\n"))

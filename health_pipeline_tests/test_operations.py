@@ -160,7 +160,7 @@ def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
     from health_pipeline.resources import ExportTarget, PostgresTarget
     from health_pipeline.sample import SampleSpec, generate_sample
     from health_pipeline.scorecard.parser import load_config
-    from health_pipeline_tests.conftest import Pipeline
+    from health_pipeline_tests.conftest import Pipeline, run_records
 
     pipeline = Pipeline(tmp_path)
     generate_sample(pipeline.raw_dir, SampleSpec(accounts=6, days=5, seed=1))
@@ -170,23 +170,32 @@ def test_rerunning_one_asset_for_one_day_replaces_only_that_day(tmp_path):
         conn.execute("UPDATE core.account_health SET health_score = 0 WHERE snapshot_date = '2026-06-03'")
 
     settings = load_config()
+    instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         build_assets(settings),
         selection=dg.AssetSelection.assets("account_health"),
         partition_key="2026-06-03",
         resources={"warehouse": pipeline.warehouse, "raw_source": FolderSource(raw_dir=str(pipeline.raw_dir)),
                    "export_target": ExportTarget(export_dir=str(pipeline.export_dir)), "postgres": PostgresTarget()},
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance,
     )
     assert result.success
-    # The run's own day, and the later days whose trend reads it, refreshed in the same run.
+    # The run records its own day; the later days whose trend reads it, refreshed in the same
+    # run, are recorded beside it, so a backfill counts only the days it targeted.
     events = result.get_asset_materialization_events()
-    assert sorted({e.partition for e in events}) == ["2026-06-03", "2026-06-04", "2026-06-05"]
-    assert {e.asset_key for e in events} == {dg.AssetKey("account_health")}
+    assert [(e.asset_key, e.partition) for e in events] == [(dg.AssetKey("account_health"), "2026-06-03")]
+    recorded = run_records(instance, result.run_id, "account_health")
+    assert {day: record.run_id for day, record in recorded.items()} == {
+        "2026-06-03": result.run_id, "2026-06-04": "", "2026-06-05": ""}
     customers = (pd.read_parquet(pipeline.raw_dir / "accounts.parquet")["status"] != "churned").sum()
-    # One record a day, each with the day's own rows and accounts per band; a later day's names the run.
-    records = {e.partition: e.materialization.metadata for e in events}
-    assert len(records) == len(events) == 3
+    # One record a day, each with the day's own rows and accounts per band; a later day's names the
+    # run, links it, and carries the code and data versions of the run's own day (what "Unsynced" reads).
+    records = {day: record.asset_materialization.metadata for day, record in recorded.items()}
+    lineage = recorded["2026-06-03"].asset_materialization.tags
+    assert lineage["dagster/code_version"] == settings.scoring_version and lineage["dagster/data_version"]
+    for day in ("2026-06-04", "2026-06-05"):
+        assert recorded[day].asset_materialization.tags == lineage
+        assert records[day]["refreshed_by_run"].value == result.run_id
     bands = pipeline.query("SELECT CAST(snapshot_date AS VARCHAR) AS day, health_band, count(*) AS n "
                            "FROM core.account_health WHERE snapshot_date >= '2026-06-03' GROUP BY ALL")
     for day, metadata in records.items():

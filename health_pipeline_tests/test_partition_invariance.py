@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from health_pipeline.sample import SampleSpec, generate_sample
-from health_pipeline_tests.conftest import Pipeline, RawData, export_files
+from health_pipeline_tests.conftest import Pipeline, RawData, export_files, run_records
 from health_pipeline_tests.test_bad_input import DAY, NEXT, event, valid
 
 SPEC = SampleSpec(accounts=5, days=12, seed=8)
@@ -68,7 +68,7 @@ def one_backfill(raw_dir, tmp_path_factory) -> dict:
 
 
 def run_in_pieces(raw_dir: Path, spans: list[tuple[dt.date, dt.date]]) -> Pipeline:
-    pipeline = Pipeline(Path(tempfile.mkdtemp(prefix="pieces-")), sparse=True)
+    pipeline = Pipeline(Path(tempfile.mkdtemp(prefix="pieces-")), sparse=True, instance=dg.DagsterInstance.ephemeral())
     shutil.copytree(raw_dir, pipeline.raw_dir)
     for first, last in spans:
         pipeline.materialize(first, last)
@@ -90,12 +90,10 @@ def test_a_rerun_of_an_earlier_day_records_the_later_days_it_refreshed(raw_dir):
     pipeline = run_in_pieces(raw_dir, [(DAYS[0], DAYS[-1])])
     try:
         result = pipeline.materialize(DAYS[2], DAYS[2])
-        refreshed = {e.partition for e in result.get_asset_materialization_events()
-                     if e.asset_key == dg.AssetKey("contact_metrics")}
-        assert refreshed == {d.isoformat() for d in DAYS[2:]}
-        daily = {e.partition for e in result.get_asset_materialization_events()
-                 if e.asset_key == dg.AssetKey("daily_contact_activity")}
-        assert daily == {DAYS[2].isoformat()}  # a day's fact depends on that day alone
+        refreshed = run_records(pipeline.instance, result.run_id, "contact_metrics")
+        assert list(refreshed) == [d.isoformat() for d in DAYS[2:]]
+        daily = run_records(pipeline.instance, result.run_id, "daily_contact_activity")
+        assert list(daily) == [DAYS[2].isoformat()]  # a day's fact depends on that day alone
     finally:
         shutil.rmtree(pipeline.root)
 
@@ -143,7 +141,7 @@ def test_an_event_id_on_two_days_is_counted_once_whatever_the_order(tmp_path, or
 def test_a_superseded_copy_refreshes_its_days_fact_in_the_same_run(tmp_path):
     """NEXT is run while the export starts on it; then DAY arrives, with an earlier copy of event 1,
     and is run. (Had the export held DAY already, the run of NEXT would have extracted it first.)"""
-    pipeline = Pipeline(tmp_path, sparse=True)
+    pipeline = Pipeline(tmp_path, sparse=True, instance=dg.DagsterInstance.ephemeral())
     data = re_synced_copy()
     dataclasses.replace(data, events=[e for e in data.events if not e["time"].startswith(DAY)],
                         sessions=[s for s in data.sessions if not s["time"].startswith(DAY)]).write(pipeline.raw_dir)
@@ -152,16 +150,16 @@ def test_a_superseded_copy_refreshes_its_days_fact_in_the_same_run(tmp_path):
     result = pipeline.materialize(DAY, DAY)
     meta = Pipeline.raw_activity_metadata(result)
     assert meta["events_superseded_on_later_days"] == 1
-    daily = {(e.asset_key.to_user_string(), e.partition) for e in result.get_asset_materialization_events()}
-    assert ("daily_contact_activity", NEXT) in daily
+    records = {(asset, day): record.asset_materialization.metadata
+               for asset in ("daily_contact_activity", "raw_events")
+               for day, record in run_records(pipeline.instance, result.run_id, asset).items()}
+    assert ("daily_contact_activity", NEXT) in records
     # NEXT was extracted again from its raw file: its copy of event 1 is now a duplicate.
     fact = pipeline.query("SELECT CAST(activity_date AS VARCHAR) AS day, events FROM core.daily_contact_activity "
                           "WHERE user_id = 'u1' ORDER BY ALL")
     assert list(map(tuple, fact.values)) == [(DAY, 1), (NEXT, 1)]
     assert meta["other_days_refreshed"] == NEXT
     # Its record holds its own figures, and the run's totals count it.
-    records = {(e.asset_key.to_user_string(), e.partition): e.materialization.metadata
-               for e in result.get_asset_materialization_events()}
     for asset, table in (("daily_contact_activity", "core.daily_contact_activity"), ("raw_events", "raw.events")):
         rows = dict(pipeline.query(f"SELECT CAST(activity_date AS VARCHAR), count(*) FROM {table} GROUP BY ALL").values)
         assert records[(asset, NEXT)]["dagster/row_count"].value == rows[NEXT]

@@ -24,7 +24,7 @@ from health_pipeline.resources import PostgresSyncBlocked
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import load_config
 from health_pipeline.settings import DEFAULT_CONFIG_PATH
-from health_pipeline_tests.conftest import Pipeline
+from health_pipeline_tests.conftest import Pipeline, run_records
 from health_pipeline_tests.postgres_server import PASSWORD, free_port, require_binaries, start_server
 from health_pipeline_tests.test_crash_safety import END, START, env_for, kill_at, run_cli
 
@@ -137,7 +137,7 @@ def sync_metadata(result) -> dict:
 
 @pytest.mark.slow
 def test_upsert_rerun_and_an_overlapping_range(tmp_path, database):
-    pipeline = sample_pipeline(tmp_path, database)
+    pipeline = sample_pipeline(tmp_path, database, instance=dg.DagsterInstance.ephemeral())
     first = pipeline.run(FIRST, FIRST + dt.timedelta(days=9))
     assert first.success, pipeline.failure_of(first)
     assert_synced_equals_export(pipeline, database)
@@ -146,12 +146,18 @@ def test_upsert_rerun_and_an_overlapping_range(tmp_path, database):
     assert meta["account_health_inserted"].value == meta["account_health_rows"].value == rows > 0
     assert meta["account_health_updated"].value == meta["account_health_deleted"].value == 0
 
-    rerun = pipeline.run(FIRST, FIRST + dt.timedelta(days=9), selection=["postgres_sync"])
+    # A run of earlier days syncs the later days the exports hold too, and records them as theirs.
+    rerun = pipeline.run(FIRST, FIRST + dt.timedelta(days=4), selection=["postgres_sync"])
     meta = sync_metadata(rerun)
     assert meta["account_health_rows"].value == rows
     for table in SYNCED:  # every row already there, unchanged: nothing written
         assert [meta[f"{table}_{what}"].value for what in ("inserted", "updated", "deleted")] == [0, 0, 0]
     assert_synced_equals_export(pipeline, database)
+    days = [(FIRST + dt.timedelta(days=n)).isoformat() for n in range(10)]
+    recorded = run_records(pipeline.instance, rerun.run_id, "postgres_sync")
+    assert list(recorded) == days
+    assert {day: (by := record.asset_materialization.metadata.get("refreshed_by_the_run_of")) and by.value
+            for day, record in recorded.items()} == {day: None if day <= days[4] else days[4] for day in days}
 
     overlap = pipeline.run(FIRST + dt.timedelta(days=5), LAST)
     assert overlap.success, pipeline.failure_of(overlap)

@@ -10,13 +10,18 @@ Without /usr/bin/chromium these tests are skipped, unless HEALTH_REQUIRE_BROWSER
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
+import threading
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from health_pipeline.assets.morning_report.site import report_root
+from health_pipeline.assets.alerts.asset import with_links
+from health_pipeline.assets.morning_report import forecast as forecast_module
+from health_pipeline.assets.morning_report.site import build_report, report_root, report_server
 from health_pipeline_tests.conftest import Pipeline
 from health_pipeline_tests.test_morning_report import (
     FIRST,
@@ -65,7 +70,8 @@ def browser():
 class Visit:
     """One page in a fresh context: everything the browser requested, logged or failed."""
 
-    def __init__(self, browser, url: str, width: int = WIDTHS[0]):
+    def __init__(self, browser, url: str, width: int = WIDTHS[0], site: str = "file://"):
+        self.site = site  # where the site's own requests go: its folder, or the server serving it
         self.context = browser.new_context(viewport={"width": width, "height": 900})
         self.requests, self.outside, self.problems, self.dialogs = [], [], [], []
         self.context.route("**/*", self._only_the_site)
@@ -81,7 +87,7 @@ class Visit:
     def _only_the_site(self, route):
         url = route.request.url
         self.requests.append(url)
-        if url.startswith("file://"):
+        if url.startswith(self.site):
             route.continue_()
         else:
             self.outside.append(url)
@@ -114,12 +120,19 @@ class Visit:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(ARTIFACTS / f"{name}_{width}.png"), full_page=True)
 
+    def fits_and_shoot(self, name: str):
+        """At each of WIDTHS, the page needs no sideways scrolling; a screenshot of it at each."""
+        for width in WIDTHS:
+            self.page.set_viewport_size({"width": width, "height": 900})
+            assert self.page.evaluate("document.documentElement.scrollWidth") <= width, f"{name} at {width} px"
+            self.shoot(name, width)
+
     def close(self):
         self.context.close()
 
 
-def visit(browser, url: str, width: int = WIDTHS[0]) -> Visit:
-    return Visit(browser, url, width)
+def visit(browser, url: str, width: int = WIDTHS[0], site: str = "file://") -> Visit:
+    return Visit(browser, url, width, site)
 
 
 def table_rows(page, selector: str) -> list[list[str]]:
@@ -134,7 +147,8 @@ def test_the_portfolio_draws_its_charts_and_shows_the_warehouses_counts(site, br
     assert [c["name"] for c in charts] == ["band_shares", "score_histogram"]
     assert all(c["width"] > 100 and c["height"] > 100 and c["marks"] > 3 for c in charts), charts
     bands = dict(pipeline.query("""
-        SELECT health_band, count(*) FROM export.account_health WHERE snapshot_date = $d GROUP BY ALL
+        SELECT health_band, count(*) FROM export.account_health
+        WHERE snapshot_date = $d AND band_source = 'score' GROUP BY ALL
     """, {"d": LAST}).itertuples(index=False))
     shown = {row[0]: int(row[1]) for row in table_rows(v.page, "#band-totals")}
     assert shown == {band.replace("_", " "): bands.get(band, 0) for band in ("healthy", "neutral", "at_risk")}
@@ -144,10 +158,43 @@ def test_the_portfolio_draws_its_charts_and_shows_the_warehouses_counts(site, br
     shown = {row[0]: int(row[1]) for row in table_rows(v.page, "#breakdown-owner")}
     assert shown == dict(owners.itertuples(index=False))
     v.assert_clean()
-    for width in WIDTHS:
-        v.page.set_viewport_size({"width": width, "height": 900})
-        assert v.page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
-        v.shoot("portfolio", width)
+    v.fits_and_shoot("portfolio")
+    v.close()
+
+
+def money(value) -> str:
+    """ARR as the report writes it in the default currency, USD."""
+    return f"{'−' if value < 0 else ''}${abs(value):,.0f}"
+
+
+def test_the_portfolio_lists_every_account_at_risk_by_its_score_and_the_red_activations_apart(site, browser):
+    pipeline, latest, _ = site
+    v = visit(browser, (latest / "index.html").as_uri())
+    at_risk = pipeline.query("""
+        SELECT coalesce(account_name, account_id) AS account, owner, arr, health_score, score_delta_7d
+        FROM export.account_health WHERE snapshot_date = $d AND band_source = 'score' AND health_band = 'at_risk'
+        ORDER BY health_score, arr DESC NULLS LAST, account_id
+    """, {"d": LAST})
+    red = pipeline.query("""
+        SELECT coalesce(account_name, account_id) AS account, owner, arr FROM export.account_health
+        WHERE snapshot_date = $d AND in_onboarding AND activation_status = 'red' ORDER BY arr DESC, account_id
+    """, {"d": LAST})
+    assert len(at_risk) and len(red), "the sample has accounts of both kinds"
+    shown = table_rows(v.page, "#at-risk")
+    assert [row[:4] for row in shown] == [[a.account, a.owner, money(a.arr), f"{a.health_score:.1f}"]
+                                          for a in at_risk.itertuples()]
+    assert [row[:3] for row in table_rows(v.page, "#activation-red")] == [
+        [a.account, a.owner, money(a.arr)] for a in red.itertuples()]
+    assert not set(at_risk.account) & set(red.account)  # never counted twice
+    kpi = v.page.locator("#kpi-at-risk").inner_text()
+    assert f"by health score: {len(at_risk)} accounts, {money(at_risk.arr.sum())} ARR" in kpi
+    assert f"onboarding activation: {len(red)} accounts, {money(red.arr.sum())} ARR" in \
+        v.page.locator("#kpi-activation-red").inner_text()
+    heading = v.page.locator("#at-risk thead th").nth(2)  # ARR
+    heading.click()
+    heading.click()
+    assert [row[2] for row in table_rows(v.page, "#at-risk")] == [money(a) for a in sorted(at_risk.arr, reverse=True)]
+    v.assert_clean()
     v.close()
 
 
@@ -165,10 +212,7 @@ def test_links_lead_from_the_portfolio_to_an_owner_and_to_an_account(site, brows
     sparklines = [c for c in v.charts() if c["name"] == "sparkline"]
     assert len(sparklines) == len(accounts) and all(c["width"] > 50 and c["height"] > 10 for c in sparklines)
     v.assert_clean()
-    for width in WIDTHS:
-        v.page.set_viewport_size({"width": width, "height": 900})
-        assert v.page.evaluate("document.documentElement.scrollWidth") <= width
-        v.shoot("owner", width)
+    v.fits_and_shoot("owner")
 
     account_id, name = accounts.iloc[0]
     page = page_of(pipeline, LAST, "accounts", account_id)
@@ -205,10 +249,7 @@ def test_an_account_page_charts_90_days_and_lists_its_contacts(site, browser):
     """, {"d": LAST, "a": account_id}).n[0]
     assert len(table_rows(v.page, "#band-history")) == changes
     v.assert_clean()
-    for width in WIDTHS:
-        v.page.set_viewport_size({"width": width, "height": 900})
-        assert v.page.evaluate("document.documentElement.scrollWidth") <= width
-        v.shoot("account", width)
+    v.fits_and_shoot("account")
     v.close()
 
 
@@ -285,3 +326,136 @@ def test_opening_the_site_copied_elsewhere_works(site, browser, tmp_path):
     assert all(url.startswith(copy.as_uri()) for url in v.requests)
     v.assert_clean()
     v.close()
+
+
+def nearest(days: int, leads: list[int]) -> int:
+    return min(leads, key=lambda lead: (abs(lead - days), lead))
+
+
+def test_renewals_and_the_forecast_are_the_ones_the_sync_table_and_the_backtest_give(site, browser, tmp_path,
+                                                                                     monkeypatch):
+    """The portfolio's renewals of the next 90 days, and the forecast's figures, against a
+    computation of their own from export.account_health and export.backtest_bands. The sample's
+    few outcomes calibrate no band at the shipped minimum, so the page says so; with a minimum of
+    one outcome, the expected churned ARR is each renewal's ARR times its band's churn rate at the
+    lead nearest its days to renewal."""
+    pipeline, latest, _ = site
+    renewing = pipeline.query("""
+        SELECT account_id, coalesce(account_name, account_id) AS account, days_to_renewal AS days, arr,
+               health_band AS band
+        FROM export.account_health WHERE snapshot_date = $d AND days_to_renewal BETWEEN 0 AND 90
+        ORDER BY days_to_renewal, arr DESC, account_id
+    """, {"d": LAST})
+    bands = pipeline.query("""
+        SELECT lead_days, health_band, outcomes, churned FROM export.backtest_bands
+        WHERE scorecard_version = $version
+    """, {"version": pipeline.settings.scoring_version})  # the whole scorecard's version, as the report reads it
+    assert len(renewing) and len(bands), "the sample renews accounts and has outcomes"
+    leads = sorted(set(bands.lead_days))
+    rates = {(r.lead_days, r.health_band): (r.outcomes, r.churned) for r in bands.itertuples()}
+
+    def expected(minimum: int) -> float | None:
+        calibrated = [a.arr * rates[key][1] / rates[key][0] for a in renewing.itertuples()
+                      if (key := (nearest(a.days, leads), a.band)) in rates and rates[key][0] >= minimum]
+        return sum(calibrated) if calibrated else None
+
+    v = visit(browser, (latest / "index.html").as_uri())
+    assert [row[0] for row in table_rows(v.page, "#renewals")] == renewing.account.tolist()
+    assert [row[3] for row in table_rows(v.page, "#renewals")] == [f"{d:,}" for d in renewing.days]
+    windows = {row[0]: row[1:3] for row in table_rows(v.page, "#renewal-windows")}
+    for days in (30, 60, 90):
+        within = renewing[renewing.days <= days]
+        assert windows[f"{days} days"] == [str(len(within)), money(within.arr.sum())]
+    at_risk = renewing[renewing.band == "at_risk"].arr.sum()
+    assert v.page.locator("#forecast-naive").inner_text() == money(at_risk)
+    shown = v.page.locator("#forecast-expected").inner_text()
+    assert expected(10) is None and shown.startswith("No forecast: too few outcomes.")
+    v.close()
+
+    monkeypatch.setattr(forecast_module, "MIN_OUTCOMES", 1)
+    with pipeline.warehouse.get_connection(read_only=True) as conn:
+        calibrated = build_report(conn, pipeline.settings, LAST, tmp_path).folder
+    v = visit(browser, (calibrated / "index.html").as_uri())
+    assert v.page.locator("#forecast-expected").inner_text() == money(expected(1))
+    low, high = (float(x.replace("$", "").replace(",", "").replace("−", "-"))
+                 for x in v.page.locator("#forecast-interval").inner_text().split(" – "))
+    assert 0 <= low <= round(expected(1)) <= high <= renewing.arr.sum()
+    v.assert_clean()
+    v.fits_and_shoot("portfolio_forecast")
+    v.close()
+
+
+def points_text(value) -> str:
+    """A number as the sentences write it (_shared.sql's number): up to three decimals, or 'missing'."""
+    return "missing" if value is None or pd.isna(value) else f"{round(float(value), 3):.10g}"
+
+
+def what_changed(now: dict, before: dict, config) -> str:
+    """What moved between two scored days, computed here from the sync table's component points:
+    the components whose points changed, largest change first, ties in the scorecard's order (the
+    sample's default scorecard is one scorecard, so each component bins one metric)."""
+    metric = {c.name: c.metric for c in config.scorecard.components}
+    moved = []
+    for order, c in enumerate(config.components):
+        after, earlier = now[f"{c}_points"], before[f"{c}_points"]
+        if pd.isna(after) != pd.isna(earlier) or (not pd.isna(after) and after != earlier):
+            shift = abs((0 if pd.isna(after) else after) - (0 if pd.isna(earlier) else earlier))
+            moved.append((-shift, order, f"{c} {points_text(earlier)} → {points_text(after)} of "
+                                         f"{points_text(now[f'{c}_points_possible'])} points ({metric[c]} "
+                                         f"{points_text(before[f'{c}_value'])} → {points_text(now[f'{c}_value'])})"))
+    return "; ".join(text for *_, text in sorted(moved)[:3])
+
+
+def test_what_changed_is_the_components_whose_points_moved(site, browser):
+    """The account pages of established accounts (banded by their score, so no activation colour
+    or onboarding's end enters) scored on the last day, the day before and 7 days before say what
+    moved: checked against the component points."""
+    pipeline, latest, _ = site
+    days = pipeline.query("SELECT * FROM export.account_health WHERE snapshot_date IN ($d, $d - 1, $d - 7)",
+                          {"d": LAST})
+    rows = {(r["account_id"], r["snapshot_date"].date()): r for r in days.to_dict("records")}
+    moved = [account_id for (account_id, day) in rows if day == LAST and all(
+        rows.get((account_id, LAST - dt.timedelta(days=ago)), {}).get("band_source") == "score" for ago in (0, 1, 7))]
+    assert moved
+    checked = 0
+    for account_id in moved:
+        v = visit(browser, page_of(pipeline, LAST, "accounts", account_id).as_uri())
+        since = {ago: what_changed(rows[account_id, LAST], rows[account_id, LAST - dt.timedelta(days=ago)],
+                                   pipeline.settings) or "nothing" for ago in (1, 7)}
+        assert v.page.locator("p.changes").inner_text() == (
+            f"What changed since yesterday: {since[1]}; over 7 days: {since[7]}.")
+        checked += since[7] != "nothing"
+        v.assert_clean()
+        v.close()
+    assert checked, "some account's points moved over the week"
+
+
+def test_the_served_site_opens_and_an_alerts_link_leads_to_the_accounts_page(site, browser, monkeypatch):
+    """health-pipeline report --serve's server, on 127.0.0.1: the newest site opens, charts drawn;
+    with HEALTH_REPORT_BASE_URL set to its address, the link an alert carries opens the account's page."""
+    pipeline, latest, hostile = site
+    server = report_server(latest.parent, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    address = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        v = visit(browser, f"{address}/latest/index.html", site=address)
+        assert v.page.locator("h1").inner_text() == f"Portfolio health on {LAST}"
+        assert all(c["width"] > 100 for c in v.charts())
+        v.goto_link("Ana Ruiz")
+        assert v.page.locator("h1").inner_text() == "Ana Ruiz: your morning"
+        v.assert_clean()
+        v.close()
+
+        # An alert of the account named like a script, whose page has a digest name.
+        monkeypatch.setenv("HEALTH_REPORT_BASE_URL", address)
+        alert = {"account_id": hostile, "snapshot_date": LAST, "crm_account_id": None}
+        with pipeline.warehouse.get_connection(read_only=True) as conn:
+            [linked] = with_links(conn, [alert])
+        assert linked["report_url"] == f"{address}/{LAST}/accounts/{page_of(pipeline, LAST, 'accounts', hostile).name}"
+        v = visit(browser, linked["report_url"], site=address)
+        assert v.page.locator("h1").inner_text() == HOSTILE_NAME
+        v.assert_clean()
+        v.close()
+    finally:
+        server.shutdown()
+        server.server_close()

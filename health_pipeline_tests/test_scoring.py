@@ -12,6 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from health_pipeline.assets import change_params
 from health_pipeline.assets.account_health.asset import (
     account_health_params,
     account_health_sql,
@@ -541,12 +542,21 @@ def test_trend_and_band_changes_across_days():
         assert (d29["previous_score_28d"], d29["score_delta_28d"]) == (100.0, -100.0)   # day 1
         assert math.isnan(health(conn, 28)["previous_score_28d"])  # day 0 was never scored
 
-        moves = conn.execute(band_changes_sql(), {**export_params(day(1), day(35)), "bands": list(BANDS)}).df()
+        moves = conn.execute(band_changes_sql(SETTINGS), {**export_params(day(1), day(35)), "bands": list(BANDS),
+                                                          **change_params(SETTINGS)}).df()
         assert list(zip(moves["snapshot_date"].dt.date, moves["from_band"], moves["to_band"], moves["direction"])) == [
             (day(11), "healthy", "neutral", "worse"), (day(21), "neutral", "at_risk", "worse")]
         # MID: usage_level, usage_trend and feature_depth each cost 20 points; BAD: all five do.
         # Ties go to the first name.
         assert list(moves["top_drag"]) == ["feature_depth", "breadth"]
+        # What moved, since the day before: every component that lost points, the largest loss first,
+        # ties in the scorecard's order; a metric gone missing scores its missing policy (zero).
+        assert list(moves["what_changed"]) == [
+            "usage_level 4 → 0 of 4 points (usage_28d 700 → 0); usage_trend 4 → 0 of 4 points (usage_change_pct "
+            "0.5 → -0.6); feature_depth 4 → 0 of 4 points (features_adopted_28d 2 → 0)",
+            "breadth 4 → 0 of 4 points (breadth_28d 0.7 → 0); concentration 4 → 0 of 4 points (top_user_share_28d "
+            "0.3 → missing)"]
+        assert list(moves["what_changed_7d"]) == list(moves["what_changed"])  # days 4 and 14 score as 10 and 20
 
 
 def test_rescoring_part_of_the_range_reads_earlier_scores_from_the_table():

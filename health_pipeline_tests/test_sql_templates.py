@@ -109,7 +109,8 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
         render(PACKAGE_DIR / f"{raw}stored_elsewhere.sql", activity=a, stored=stored, same_id_type=same)
         for a in activities for stored in (True, False) for same in (True, False)]
     for name in ("contact_metrics/contact_metrics", "contact_metrics/contact_recency_checkpoint",
-                 "sync_export/sync_export", "contact_usage/contact_usage"):
+                 "sync_export/sync_export", "contact_usage/contact_usage", "band_changes/band_changes",
+                 "alerts/alerts_due", "morning_report/report_accounts"):
         rendered[f"assets/{name}.sql"] = [render(PACKAGE_DIR / f"assets/{name}.sql", config=config)]
     for name in ("raw_ids_and_times", "raw_ids_unique", "raw_times_in_partition"):
         rendered[f"checks/{name}.sql"] = [render(PACKAGE_DIR / f"checks/{name}.sql", table=t, id_column=i)

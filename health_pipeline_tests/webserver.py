@@ -156,3 +156,47 @@ def run_status(gql: GraphQL, run_id: str) -> str:
 
 def finished(status: str) -> str | None:
     return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+
+def reload_location(gql: GraphQL) -> None:
+    """The UI's "Reload" of the code location, as after an edit to the code or the scorecard."""
+    gql('mutation { reloadRepositoryLocation(repositoryLocationName: "health_pipeline") { __typename } }')
+    gql.wait_for("the code location to reload", lambda: workspace_loaded(gql))
+
+
+def lower_a_threshold(scorecard: Path) -> None:
+    """A scorecard edit that changes the scoring assets' code version: usage_level's bins move."""
+    scorecard.write_text(scorecard.read_text().replace('"[1, 50)"', '"[1, 20)"').replace('"[50, 200)"', '"[20, 200)"'))
+
+
+def stale_status(gql: GraphQL, assets: list[str], days: list[str]) -> dict[str, dict[str, str]]:
+    """Per asset and day, what the UI shows of that partition: FRESH, STALE ("Unsynced") or MISSING."""
+    data = gql("""query($keys: [AssetKeyInput!], $days: [String!]!) { assetNodes(assetKeys: $keys) {
+        assetKey { path } staleStatusByPartition(partitions: $days) } }""",
+               keys=[{"path": [a]} for a in assets], days=days)
+    return {node["assetKey"]["path"][0]: dict(zip(days, node["staleStatusByPartition"])) for node in data["assetNodes"]}
+
+
+def launch_backfill(gql: GraphQL, assets: list[str], days: list[str]) -> str:
+    """A backfill of `assets` for `days`, launched as the Lineage page's "Materialize all" dialog
+    launches one (launchPartitionBackfill with the asset selection and the partition keys)."""
+    launched = gql("""mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
+        __typename ... on LaunchBackfillSuccess { backfillId } ... on Error { message } } }""",
+                   p={"assetSelection": [{"path": [a]} for a in assets], "partitionNames": days,
+                      "fromFailure": False, "tags": []})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return launched["backfillId"]
+
+
+def backfill(gql: GraphQL, backfill_id: str) -> dict:
+    """A backfill as its page shows it: its status, its runs, and per asset the days it targeted and did."""
+    return gql("""query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill {
+        status runs { runId status tags { key value } }
+        assetBackfillData { assetBackfillStatuses { ... on AssetPartitionsStatusCounts {
+            assetKey { path } numPartitionsTargeted numPartitionsMaterialized numPartitionsFailed } } } } } }""",
+               id=backfill_id)["partitionBackfillOrError"]
+
+
+def backfill_done(gql: GraphQL, backfill_id: str) -> dict | None:
+    found = backfill(gql, backfill_id)
+    return found if found["status"] not in ("REQUESTED", "CANCELING", "FAILING") else None

@@ -1,6 +1,7 @@
 """One folder per asset, named after it, holding its module (asset.py) and the .sql files it runs;
-here, what every daily asset shares, the write-audit-publish helpers they all write through, and
-the days of the fact's history that no run extracted (unextracted_days)."""
+here, what every daily asset shares, the write-audit-publish helpers they all write through, the
+days of the fact's history that no run extracted (unextracted_days), and the names _shared.sql's
+what_changed writes (change_params)."""
 
 import datetime as dt
 from collections.abc import Callable
@@ -30,6 +31,21 @@ from health_pipeline.sql import SqlFolder, scalar, table_exists
 SQL = SqlFolder(__file__)
 
 GROUP = "health"
+
+
+def change_params(config: HealthConfig) -> dict:
+    """What _shared.sql's what_changed binds: each component's name and the metric it bins (or
+    'value' where segments bin different metrics under one name), and each onboarding measure's name."""
+    metrics: dict[str, set[str]] = {}
+    for segment in config.segments:
+        for component in segment.scorecard.components:
+            metrics.setdefault(component.name, set()).add(component.metric)
+    return {
+        **{f"change_component_{i}": name for i, name in enumerate(config.components)},
+        **{f"change_metric_{i}": min(metrics[name]) if len(metrics[name]) == 1 else "value"
+           for i, name in enumerate(config.components)},
+        **{f"change_measure_{i}": measure.name for i, measure in enumerate(config.onboarding.measures)},
+    }
 
 
 def daily() -> dict:
@@ -157,20 +173,22 @@ def publish_export(conn: duckdb.DuckDBPyConnection, config: HealthConfig, asset:
 IN_RUN = {"dagster/row_count": "rows_in_run"}
 # What a dated table's run result says that is true of every day of the run.
 EVERY_DAY = ("dagster/column_schema", "dagster/table_name")
+# On the record of another day a run rewrote: the run's last day, and a link to the run.
 REFRESHED_BY = "refreshed_by_the_run_of"
+REFRESHED_BY_RUN = "refreshed_by_run"
 
 
 def materialized(context: dg.AssetExecutionContext, metadata: dict, asset_key: str | None = None):
     """The run's MaterializeResult, which Dagster records on every partition of the run's range,
-    then a materialization of each other day the run rewrote (a windowed asset's refreshed days,
-    the days raw_activity extracted before or after the range).
+    then a record of each other day the run rewrote (a windowed asset's refreshed days, the days
+    raw_activity extracted before or after the range; see `record_refreshed`).
 
     For a dated table (one with `per_day`, from publish.table_metadata) each of those records
     holds that day's own `dagster/row_count` and figures. The run's records also hold the run's
     totals under their own names (`rows_in_run`, `<figure>_in_run`, over every day it wrote) and
     the table's schema and name; its other metadata (its batch plan, counts it has no day's split
     of, files written, the previews of its last day) goes on its last day's record only, which
-    for a one-day run is the whole run. Another day's record names the run (`refreshed_by_the_run_of`).
+    for a one-day run is the whole run.
 
     The day's figures go on the record Dagster writes anyway (`add_asset_metadata`), not on a
     second materialization per partition: every event is a write to the instance's storage."""
@@ -195,6 +213,33 @@ def materialized(context: dg.AssetExecutionContext, metadata: dict, asset_key: s
                                    asset_key=asset_key, partition_key=partition)
     yield dg.MaterializeResult(asset_key=asset_key, metadata={
         **{key: metadata[key] for key in EVERY_DAY if key in metadata}, **totals})
-    for partition in sorted(set(days) - set(context.partition_keys)):
-        yield dg.AssetMaterialization(asset_key=asset_key or context.asset_key, partition=partition,
-                                      metadata={**own(partition), REFRESHED_BY: last})
+    record_refreshed(context, {partition: own(partition)
+                               for partition in sorted(set(days) - set(context.partition_keys))}, asset_key)
+
+
+def record_refreshed(context: dg.AssetExecutionContext, days: dict[str, dict], asset_key: str | None = None) -> None:
+    """Record each other day the run rewrote (`days`: its partition and its own figures) as a
+    materialization of that partition of `asset_key` (else the context's asset), naming the run's
+    last day (`refreshed_by_the_run_of`) and linking the run (`refreshed_by_run`). Call it after
+    the run's own result was yielded, which Dagster has recorded by then.
+
+    Each carries the lineage tags Dagster recorded on the run's last day (code version, data
+    version, the inputs' versions): the day was computed by the same code from the same inputs,
+    so the UI's "Unsynced" judges it by the scorecard that actually scored it.
+
+    They are reported beside the run, not by it: Dagster counts every materialization a
+    backfill's run records as a partition the backfill did, so three days that refreshed fourteen
+    later ones showed 566% completed. An AssetObservation would not count, but Dagster judges
+    staleness by materializations alone, so a day rescored by a later scorecard would stay
+    "Unsynced" and show its old figures."""
+    if not days:
+        return
+    key = dg.AssetKey(asset_key) if asset_key else context.asset_key
+    last = max(context.partition_keys)
+    [run_record] = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[last]), limit=1).records
+    lineage = run_record.asset_materialization.tags
+    by_the_run = {REFRESHED_BY: last, REFRESHED_BY_RUN: dg.MetadataValue.dagster_run(context.run.run_id)}
+    for partition, metadata in days.items():
+        context.instance.report_runless_asset_event(dg.AssetMaterialization(
+            asset_key=key, partition=partition, tags=lineage, metadata={**metadata, **by_the_run}))

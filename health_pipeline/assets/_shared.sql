@@ -56,3 +56,46 @@ list_contains($power_roles::VARCHAR[], lower(trim({{ role }})))
 {% macro most_at_risk_first(band, score, arr, account_id) -%}
 list_position($bands::VARCHAR[], {{ band }}) DESC, {{ score }}, {{ arr }} DESC NULLS LAST, {{ account_id }}
 {%- endmacro %}
+
+{# A number in a sentence: up to three decimals, or 'missing'. #}
+{% macro number(expr) -%}
+coalesce(format('{:.10g}', round({{ expr }}, 3)), 'missing')
+{%- endmacro %}
+
+{# The rows of `schema`.account_health for `h`'s account the day before (alias yesterday) and 7
+   days before (alias week_ago), for what_changed; null where it was not scored then. #}
+{% macro yesterday_and_week_ago(h, schema) -%}
+LEFT JOIN {{ schema | quote }}."account_health" yesterday
+       ON yesterday."account_id" = {{ h }}."account_id" AND yesterday."snapshot_date" = {{ h }}."snapshot_date" - 1
+LEFT JOIN {{ schema | quote }}."account_health" week_ago
+       ON week_ago."account_id" = {{ h }}."account_id" AND week_ago."snapshot_date" = {{ h }}."snapshot_date" - 7
+{%- endmacro %}
+
+{# What moved an account between two of its scored days, as one line: the end of its onboarding,
+   each activation measure whose colour changed, then the components whose points changed most
+   (largest change first, then in the scorecard's order), each with its points and its metric's
+   value before and after; at most three, '; '-separated. Empty when none of these changed; null
+   when `before` joined no row (the account was not scored that day). `now` and `before` alias two rows with account_health's columns; the
+   caller binds change_params(config) (health_pipeline.assets). #}
+{% macro what_changed(now, before, config) -%}
+CASE WHEN {{ before }}."snapshot_date" IS NOT NULL THEN array_to_string(list_transform(list_slice(list_sort(list_filter([
+    {'tier': 0, 'shift': 0.0, 'order': 0, 'text': CASE WHEN {{ before }}."band_source" = 'activation' AND {{ now }}."band_source" = 'score'
+                                THEN 'onboarding over: banded by the health score' END},
+    {% for m in config.onboarding.measures %}
+    {% set colour = activation_column(m.name) | quote %}
+    {'tier': 1, 'shift': 0.0, 'order': {{ loop.index0 }}, 'text': CASE WHEN {{ before }}.{{ colour }} <> {{ now }}.{{ colour }}
+                                THEN format('{} {} → {}', $change_measure_{{ loop.index0 }}, {{ before }}.{{ colour }},
+                                            {{ now }}.{{ colour }}) END},
+    {% endfor %}
+    {% for component in config.components %}
+    {% set points, value = explanation_column(component, "points") | quote, explanation_column(component, "value") | quote %}
+    {'tier': 2, 'shift': -abs(coalesce({{ now }}.{{ points }}, 0) - coalesce({{ before }}.{{ points }}, 0)),
+     'order': {{ loop.index0 }}, 'text': CASE WHEN {{ now }}.{{ points }} IS DISTINCT FROM {{ before }}.{{ points }} THEN format(
+                 '{} {} → {} of {} points ({} {} → {})', $change_component_{{ loop.index0 }},
+                 {{ number(before ~ "." ~ points) }}, {{ number(now ~ "." ~ points) }},
+                 {{ number(now ~ "." ~ explanation_column(component, "points_possible") | quote) }},
+                 $change_metric_{{ loop.index0 }}, {{ number(before ~ "." ~ value) }}, {{ number(now ~ "." ~ value) }}) END}
+    {{- "," if not loop.last }}
+    {% endfor %}
+], lambda change: change.text IS NOT NULL)), 1, 3), lambda change: change.text), '; ') END
+{%- endmacro %}

@@ -4,11 +4,6 @@
     (scorecard_tables.sql). The segment rule's values, component names and measure thresholds
     are parameters; the template only writes one column per component and measure. -#}
 
-{# A number in a sentence: up to three decimals, or 'missing'. #}
-{% macro number(expr) -%}
-coalesce(format('{:.10g}', round({{ expr }}, 3)), 'missing')
-{%- endmacro %}
-
 {# SQL for a segment attribute, over the account (a) and its metrics (m). #}
 {% set attribute_sql = {
     "plan": "a.plan",
@@ -188,8 +183,8 @@ with_band AS (
                {% for m in measures %}
                WHEN {{ activation_column(m.name) | quote }} = activation_status THEN format(
                    '{} = {} (green from {}, yellow from {})', $measure_{{ loop.index0 }}_name,
-                   {{ number(m.metric | quote) }}, {{ number("$measure_%d_green" % loop.index0) }},
-                   {{ number("$measure_%d_yellow" % loop.index0) }})
+                   {{ shared.number(m.metric | quote) }}, {{ shared.number("$measure_%d_green" % loop.index0) }},
+                   {{ shared.number("$measure_%d_yellow" % loop.index0) }})
                {% endfor %}
            END AS activation_detail
     FROM with_status w JOIN scorecard_segments c ON c.segment = w.segment
@@ -226,7 +221,7 @@ scores AS MATERIALIZED (
                                              health_band, health_score)
                ELSE format('{} {:.1f}/100: biggest drag {} (-{:.1f} points; {} = {}{})',
                            health_band, health_score, drag.component, round(drag.lost, 1), drag.metric,
-                           {{ number("drag.value") }}, coalesce(' in ' || drag.bin, ''))
+                           {{ shared.number("drag.value") }}, coalesce(' in ' || drag.bin, ''))
            END || CASE WHEN missing_components <> '' THEN '; missing: ' || missing_components ELSE '' END
                AS score_reason,
            {% for component in config.components %}{% set outer = loop %}

@@ -8,6 +8,8 @@
 --   score_drop           the 7-day score change fell to -$score_drop_points or below, from above;
 --   onboarding_red       an onboarding account's activation turned red;
 --   power_contact_quiet  a power contact's last activity is exactly $quiet_days days ago.
+-- what_changed says what moved the account since the day before or, where nothing did, over the
+-- 7 days before (shared.what_changed).
 WITH snapshot_dates AS (
     {{ shared.snapshot_dates() }}
 ),
@@ -57,6 +59,14 @@ quiet_power_contacts AS (
       AND CAST(u."last_seen_at" AS DATE) = u."snapshot_date" - $quiet_days
     GROUP BY ALL
 ),
+changes AS (
+    SELECT h."account_id", h."snapshot_date",
+           {{ shared.what_changed("h", "yesterday", config) }} AS "since_yesterday",
+           {{ shared.what_changed("h", "week_ago", config) }} AS "over_7_days"
+    FROM "export"."account_health" h
+    {{ shared.yesterday_and_week_ago("h", "export") }}
+    WHERE h."snapshot_date" BETWEEN $first_day AND $last_day
+),
 fired AS (
     SELECT "account_id", "snapshot_date", 'band_down' AS "kind",
            replace("band_the_day_before", '_', ' ') || ' → ' || replace("band", '_', ' ') AS "detail"
@@ -79,7 +89,10 @@ fired AS (
            'no activity for ' || CAST($quiet_days AS VARCHAR) || ' days from power contact(s) ' || "contacts"
     FROM quiet_power_contacts
 )
-SELECT f."account_id", f."snapshot_date", f."kind", h."owner", h."account_name", h."health_score",
-       h."health_band", h."top_drag", h."score_reason", f."detail"
+SELECT f."account_id", f."snapshot_date", f."kind", h."owner", h."account_name", h."crm_account_id",
+       h."health_score", h."health_band", h."score_delta_7d", h."top_drag", h."score_reason", f."detail",
+       CASE WHEN c."since_yesterday" <> '' THEN 'since yesterday: ' || c."since_yesterday"
+            WHEN c."over_7_days" <> '' THEN 'over 7 days: ' || c."over_7_days" END AS "what_changed"
 FROM fired f
 JOIN "export"."account_health" h USING ("account_id", "snapshot_date")
+JOIN changes c USING ("account_id", "snapshot_date")

@@ -16,13 +16,15 @@ the CLI prints as the stage's line, counts per sink the alerts sent, still pendi
 
 import datetime as dt
 import time
+import urllib.parse
 from collections import Counter
 
 import dagster as dg
 import duckdb
 
 from health_pipeline import settings
-from health_pipeline.assets import daily_asset, materialized
+from health_pipeline.assets import change_params, daily_asset, materialized
+from health_pipeline.assets.morning_report.site import page_names, page_url
 from health_pipeline.partitions import date_range
 from health_pipeline.publish import write_range
 from health_pipeline.redaction import redact
@@ -31,7 +33,7 @@ from health_pipeline.scorecard.model import ALERT_KINDS, BANDS, HealthConfig
 from health_pipeline.sql import SqlFolder
 
 from .messages import Message, messages
-from .sinks import ALERTS_PER_MESSAGE, SENDERS, SinkError
+from .sinks import ACCOUNTS_PER_MESSAGE, SENDERS, SinkError
 
 SQL = SqlFolder(__file__)
 SEND_PAST_TAG = "health/send_past"
@@ -48,8 +50,9 @@ def record_alerts(conn: duckdb.DuckDBPyConnection, config: HealthConfig, first_d
     rules = config.alerts
     params = {"first_day": first_day, "last_day": last_day, "score_drop_points": rules.score_drop_points,
               "quiet_days": rules.power_contact_quiet_days, "power_roles": list(config.power_roles),
-              "min_days_in_band": rules.min_days_in_new_band, "bands": list(BANDS)}
-    meta = write_range(conn, "export.alerts", "snapshot_date", first_day, last_day, SQL.render("alerts_due"), params)
+              "min_days_in_band": rules.min_days_in_new_band, "bands": list(BANDS), **change_params(config)}
+    meta = write_range(conn, "export.alerts", "snapshot_date", first_day, last_day,
+                       SQL.render("alerts_due", config=config), params)
     SQL.run(conn, "alert_deliveries")
     if rules.sinks:
         SQL.run(conn, "deliveries_recorded", {"sinks": list(rules.sinks), "send_from": send_from(today, send_past),
@@ -67,8 +70,8 @@ def deliver(conn: duckdb.DuckDBPyConnection, config: HealthConfig, log=None) -> 
         sink_settings = getattr(config.alerts, sink)
         cursor = SQL.run(conn, "pending_messages", {"sink": sink, "bands": list(BANDS), "kinds": list(ALERT_KINDS)})
         columns = [c[0] for c in cursor.description]
-        rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
-        for message in messages(rows, ALERTS_PER_MESSAGE.get(sink)):
+        rows = with_links(conn, [dict(zip(columns, row)) for row in cursor.fetchall()])
+        for message in messages(rows, ACCOUNTS_PER_MESSAGE.get(sink)):
             try:
                 SENDERS[sink](sink_settings, message, config.alerts.timeout_seconds)
             except SinkError as failure:
@@ -81,6 +84,30 @@ def deliver(conn: duckdb.DuckDBPyConnection, config: HealthConfig, log=None) -> 
                 counts["messages"] += 1
             counts.update(statuses)
     return results
+
+
+def with_links(conn: duckdb.DuckDBPyConnection, alerts: list[dict]) -> list[dict]:
+    """The alerts, each with the links its sentence ends with where they are configured: the
+    account's page in the morning report of its day (HEALTH_REPORT_BASE_URL; the page's name as that
+    day's site names it) and its CRM record (HEALTH_CRM_URL_TEMPLATE, where it has a crm_account_id)."""
+    base_url, crm_template = settings.report_base_url(), settings.crm_url_template()
+    pages = {}
+    if base_url:
+        for day in {a["snapshot_date"] for a in alerts}:
+            ids = conn.execute("SELECT account_id FROM export.account_health WHERE snapshot_date = $d",
+                               {"d": day}).fetchall()
+            pages[day] = page_names(account_id for (account_id,) in ids)
+    return [{**a,
+             "report_url": page_url(base_url, a["snapshot_date"], "accounts", pages[a["snapshot_date"]].get(
+                 a["account_id"])) if base_url else None,
+             "crm_url": crm_url(crm_template, a["crm_account_id"])} for a in alerts]
+
+
+def crm_url(template: str, crm_account_id: str | None) -> str | None:
+    """The account's record in the CRM: the template with its id, percent-encoded, in place."""
+    if not template or not crm_account_id:
+        return None
+    return template.replace(settings.CRM_ID_PLACEHOLDER, urllib.parse.quote(crm_account_id, safe=""))
 
 
 def _mark(conn: duckdb.DuckDBPyConnection, sink: str, message: Message, max_attempts: int,

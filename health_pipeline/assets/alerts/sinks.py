@@ -27,7 +27,7 @@ from health_pipeline import settings
 from health_pipeline.redaction import redact
 from health_pipeline.scorecard.model import Alerts, EmailSink, SlackSink
 
-from .messages import SLACK_ALERTS_PER_MESSAGE, Message, clipped, one_line
+from .messages import SLACK_ACCOUNTS_PER_MESSAGE, Message, clipped, one_line
 
 ANSWER_CHARS = 500  # of a sink's answer kept in an error: enough for Slack's or an SMTP server's reason
 HTTP_TRY_AGAIN = (408, 429)  # the 4xx answers about the sink's state (a timeout, a rate limit), not the message
@@ -142,5 +142,5 @@ def send_email(sink: EmailSink, message: Message, timeout: float) -> None:
 
 
 SENDERS = {"slack": send_slack, "email": send_email}
-# The most alerts one message may carry, for a sink that limits a message's size.
-ALERTS_PER_MESSAGE = {"slack": SLACK_ALERTS_PER_MESSAGE}
+# The most accounts one message may carry, for a sink that limits a message's size.
+ACCOUNTS_PER_MESSAGE = {"slack": SLACK_ACCOUNTS_PER_MESSAGE}

@@ -14,14 +14,14 @@ import dagster as dg
 import duckdb
 
 from health_pipeline import settings
-from health_pipeline.assets import REFRESHED_BY, daily_asset
+from health_pipeline.assets import daily_asset, record_refreshed
 from health_pipeline.assets.score_backtest.asset import BACKTEST_ASSETS
 from health_pipeline.assets.sync_export.asset import newest_scored_day
 from health_pipeline.partitions import date_range
 from health_pipeline.resources import ExportTarget, Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 
-from .site import Site, build_report
+from .site import Site, build_report, page_url
 
 
 def report_dates(first_day: dt.date, last_day: dt.date, days: int) -> list[dt.date]:
@@ -31,6 +31,7 @@ def report_dates(first_day: dt.date, last_day: dt.date, days: int) -> list[dt.da
 
 
 def site_metadata(sites: list[Site], days: int) -> dict[str, dg.MetadataValue]:
+    base_url = settings.report_base_url()
     meta = {
         "report_days": dg.MetadataValue.int(days),
         "reports_built": dg.MetadataValue.text(", ".join(str(site.report_date) for site in sites) or "none"),
@@ -39,7 +40,9 @@ def site_metadata(sites: list[Site], days: int) -> dict[str, dg.MetadataValue]:
         newest = sites[-1]
         meta.update({
             "report": dg.MetadataValue.path(str(newest.index)),
-            "report_url": dg.MetadataValue.url(newest.index.as_uri()),
+            # Browsers refuse a file:// link from a web page (the UI): a served site's address opens.
+            "report_url": dg.MetadataValue.url(page_url(base_url, newest.report_date) if base_url
+                                               else newest.index.as_uri()),
             "pages": dg.MetadataValue.int(newest.pages),
             "size_mb": dg.MetadataValue.float(round(newest.size_bytes / 1e6, 2)),
             "build_seconds": dg.MetadataValue.float(round(newest.seconds, 2)),
@@ -89,9 +92,6 @@ def build_morning_report(config: HealthConfig) -> dg.AssetsDefinition:
             stale = [newest] if days and newest and newest > last_day else []
             refreshed = _build(context, conn, config, export_dir, stale)
         yield dg.MaterializeResult(metadata=site_metadata(sites, days))
-        for site in refreshed:
-            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=site.report_date.isoformat(),
-                                          metadata={**site_metadata([site], days),
-                                                    REFRESHED_BY: last_day.isoformat()})
+        record_refreshed(context, {site.report_date.isoformat(): site_metadata([site], days) for site in refreshed})
 
     return morning_report

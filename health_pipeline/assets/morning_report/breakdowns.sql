@@ -1,8 +1,11 @@
 -- The portfolio on $report_date broken down by vertical, plan, owner and segment: per value, its
--- accounts and ARR, the share of its paying accounts with any activity in the last 28 days, and the
--- share of its accounts (and of its ARR) at risk.
+-- accounts and ARR, the share of its paying accounts with any activity in the last 28 days, the
+-- share of its accounts (and of its ARR) at risk by their health score, and its onboarding accounts
+-- whose activation is red (counted apart: their band comes from activation, not the score).
 WITH accounts_today AS (
-    SELECT "vertical", "plan", "owner", "segment", "arr", "health_band",
+    SELECT "vertical", "plan", "owner", "segment", "arr",
+           "band_source" = 'score' AND "health_band" = 'at_risk' AS "is_at_risk_by_health",
+           "in_onboarding" AND "activation_status" = 'red' AS "is_activation_red",
            "status" = 'paying' AS "is_paying",
            "active_users_28d" > 0 AS "is_active_28d"
     FROM "export"."account_health"
@@ -21,8 +24,9 @@ grouped AS (
            sum("arr") AS "arr",
            count(*) FILTER (WHERE "is_paying") AS "paying_accounts",
            count(*) FILTER (WHERE "is_paying" AND "is_active_28d") AS "paying_active_28d",
-           count(*) FILTER (WHERE "health_band" = 'at_risk') AS "at_risk",
-           coalesce(sum("arr") FILTER (WHERE "health_band" = 'at_risk'), 0) AS "arr_at_risk"
+           count(*) FILTER (WHERE "is_at_risk_by_health") AS "at_risk",
+           coalesce(sum("arr") FILTER (WHERE "is_at_risk_by_health"), 0) AS "arr_at_risk",
+           count(*) FILTER (WHERE "is_activation_red") AS "activation_red"
     FROM accounts_today
     GROUP BY GROUPING SETS (("vertical"), ("plan"), ("owner"), ("segment"))
 )

@@ -30,17 +30,21 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import duckdb
 import jinja2
 
+from health_pipeline import settings
+from health_pipeline.assets import change_params
 from health_pipeline.contract import activation_column, explanation_column
 from health_pipeline.export_files import discard, remove_orphaned_staging, staging_dir
 from health_pipeline.scorecard.model import BAND_COLOURS, BANDS, HealthConfig
 from health_pipeline.sql import SqlFolder, table_exists
 
 from .charts import chart_specs
+from .forecast import BOOTSTRAP_SAMPLES, HORIZON_DAYS, MIN_OUTCOMES, WINDOWS, forecast, renewals_within
 
 SQL = SqlFolder(__file__)
 HERE = Path(__file__).resolve().parent
@@ -102,6 +106,52 @@ def page_names(keys: Iterable) -> dict:
     return {key: name(key) for key in keys}
 
 
+def report_server(root: Path, port: int) -> ThreadingHTTPServer:
+    """An HTTP server of the report folder `root` (every date's site and `latest`) on 127.0.0.1
+    only, for a quick look from this machine; `serve_forever` runs it. Port 0 picks a free one."""
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, format, *args):  # noqa: A002 (http.server's name): quiet, the CLI says where it is
+            pass
+
+    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+
+
+def page_url(base_url: str, report_date: dt.date, folder: str | None = None, name: str | None = None) -> str | None:
+    """Where a page of the site of `report_date` is served from `base_url` (HEALTH_REPORT_BASE_URL,
+    the report folder's address): the portfolio, or the page `name` in `folder`; None without a name."""
+    if folder is None:
+        return f"{base_url}/{report_date.isoformat()}/index.html"
+    return f"{base_url}/{report_date.isoformat()}/{folder}/{name}.html" if name else None
+
+
+def at_risk_by_health(accounts: Iterable[dict]) -> list[dict]:
+    """The accounts at risk by their health score: established accounts (band_source 'score') in
+    band at_risk, in the order given. An onboarding account banded at_risk by its activation is
+    never one of them (see activation_red)."""
+    return [a for a in accounts if a["band_source"] == "score" and a["health_band"] == "at_risk"]
+
+
+def activation_red(accounts: Iterable[dict]) -> list[dict]:
+    """The onboarding accounts whose activation is red, in the order given: a list and a figure of
+    their own, never counted as at risk by health."""
+    return [a for a in accounts if a["in_onboarding"] and a["activation_status"] == "red"]
+
+
+def arr_of(accounts: Iterable[dict]) -> float:
+    return sum(a["arr"] or 0 for a in accounts)
+
+
+def report_accounts(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_date: dt.date) -> list[dict]:
+    """Every account in the sync table on `report_date`, in the one "most at risk" ranking, with
+    what changed since the day before and since 7 days before."""
+    return _rows(conn, "report_accounts", {"report_date": report_date, "bands": list(BANDS), **change_params(config)},
+                 config=config)
+
+
 def build_report(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_date: dt.date,
                  export_dir: Path) -> Site | None:
     """Build the site for `report_date` from the published tables; None when no account was scored that day."""
@@ -161,7 +211,7 @@ class _ReportData:
         return cls(
             report_date=report_date,
             first_day=first_day,
-            accounts=_rows(conn, "report_accounts", {**day, **bands}),
+            accounts=report_accounts(conn, config, report_date),
             band_totals=dict(totals),
             band_shares=_rows(conn, "band_shares", {**day, **bands, "first_day": first_day}),
             breakdowns=dict(breakdowns),
@@ -207,8 +257,28 @@ def _finite(value):
     return value
 
 
+@dataclass(frozen=True)
+class Style:
+    """How a site writes what its settings decide: ARR's currency (HEALTH_REPORT_CURRENCY) and
+    whether contacts show by email and name or only by user id (HEALTH_REPORT_PERSONAL_DATA)."""
+
+    currency: str = settings.DEFAULT_REPORT_CURRENCY
+    personal_data: bool = True
+
+    @classmethod
+    def from_settings(cls) -> Style:
+        return cls(settings.report_currency(), settings.report_personal_data())
+
+    def money(self, value, signed: bool = False) -> str:
+        if value is None:
+            return "–"
+        symbol = settings.CURRENCY_SYMBOLS.get(self.currency, f"{self.currency} ")
+        sign = ("+" if value >= 0 else "−") if signed else ("−" if value < 0 else "")
+        return f"{sign}{symbol}{abs(value):,.0f}"
+
+
 @functools.cache
-def _templates() -> jinja2.Environment:
+def _templates(style: Style) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
@@ -220,16 +290,39 @@ def _templates() -> jinja2.Environment:
     env.filters.update(
         band=lambda band: "no band" if band is None else band.replace("_", " "),
         number=_number,
+        value=_value,
         percent=lambda share, digits=0: "–" if share is None else f"{100 * share:.{digits}f}%",
         signed=lambda value: "–" if value is None else f"{value:+.1f}",
-        money=lambda value: "–" if value is None else f"{value:,.0f}",
-        signed_money=lambda value: "–" if value is None else f"{value:+,.0f}",
+        money=style.money,
+        signed_money=lambda value: style.money(value, signed=True),
+        # A contact by email or name where personal data is shown, else by user id only.
+        contact=lambda c: (c["identity"] or c["user_id"]) if style.personal_data else c["user_id"],
+        renewal=_renewal,
         owner_name=lambda owner: NO_OWNER if owner is None else owner,
+        # what_changed: null when the earlier day was not scored, empty when nothing it covers moved
+        changed=lambda what: "not scored then" if what is None else what or "nothing",
         finite=_finite,
     )
     env.globals.update(bands=BANDS, band_colours=BAND_COLOURS, explanation_column=explanation_column,
                        activation_column=activation_column)
     return env
+
+
+def _renewal(days) -> str:
+    """Days to renewal in words: in N days, today, N days ago; '–' when unknown."""
+    if days is None:
+        return "–"
+    if days == 0:
+        return "today"
+    return f"in {days:,} day{'' if days == 1 else 's'}" if days > 0 else f"{-days:,} day{'' if days == -1 else 's'} ago"
+
+
+def _value(value) -> str:
+    """A metric's value or points as the scorecard writes it (as in score_reason): a whole number
+    without decimals, else at most three; '–' when missing."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{round(float(value), 3):,.3f}".rstrip("0").rstrip(".")
 
 
 def _number(value, digits: int = 1) -> str:
@@ -285,58 +378,66 @@ def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bund
     def write(path: str, template: str, **context) -> None:
         pages.append((path, template, {**common, **context, "root": "../" * path.count("/")}))
 
+    at_risk = at_risk_by_health(data.accounts)
+    onboarding_red = sorted(activation_red(data.accounts), key=lambda a: -(a["arr"] or 0))
+    moves = sorted((c for a in data.accounts for c in data.band_changes.get(a["account_id"], [])
+                    if c["snapshot_date"] == data.report_date),
+                   key=lambda c: (c["direction"] != "worse", c["health_score"] is None, c["health_score"]))
+    outlook = forecast(data.accounts, [{"lead_days": row["lead_days"], "health_band": b["band"], **b}
+                                       for row in data.backtest for b in row["bands"] if b["band"]])
     write("index.html", "portfolio.html", data=data, owners=owners, metrics=metrics, breakdowns=BREAKDOWNS,
-          score_points=[{"health_score": a["health_score"], "band": a["health_band"]} for a in data.accounts],
-          onboarding=[a for a in data.accounts if a["in_onboarding"]],
-          arr_at_risk=sum(a["arr"] or 0 for a in data.accounts if a["health_band"] == "at_risk"),
-          arr_total=sum(a["arr"] or 0 for a in data.accounts))
+          outlook=outlook, windows=[(days, renewals_within(outlook.renewals, days)) for days in WINDOWS],
+          horizon=HORIZON_DAYS, min_outcomes=MIN_OUTCOMES, bootstrap_samples=BOOTSTRAP_SAMPLES,
+          score_points=[{"health_score": a["health_score"], "band": a["health_band"]} for a in data.accounts
+                        if a["band_source"] == "score"],
+          onboarding=[a for a in data.accounts if a["in_onboarding"]], at_risk=at_risk, onboarding_red=onboarding_red,
+          moves=moves, arr_at_risk=arr_of(at_risk), arr_total=arr_of(data.accounts))
+    owner_of = {a["account_id"]: a["owner"] for a in data.accounts}
     for owner in owners:
         accounts = by_owner[owner]
-        ids = {a["account_id"] for a in accounts}
-        moves = [c for a in accounts for c in data.band_changes.get(a["account_id"], [])
-                 if c["snapshot_date"] == data.report_date]
-        moves.sort(key=lambda c: (c["direction"] != "worse", c["health_score"]))
-        drops = sorted((a for a in accounts if (a["score_delta_7d"] or 0) < 0), key=lambda a: a["score_delta_7d"])
         write(f"owners/{names['owners'][owner]}.html", "owner.html", owner=owner, accounts=accounts, data=data,
-              moves=moves, drops=drops[:DROPS_SHOWN], account_ids=ids,
-              at_risk=sorted((a for a in accounts if a["health_band"] == "at_risk"),
-                             key=lambda a: -(a["arr"] or 0)))
+              moves=[c for c in moves if owner_of[c["account_id"]] == owner],
+              drops=sorted((a for a in accounts if (a["score_delta_7d"] or 0) < 0),
+                           key=lambda a: a["score_delta_7d"])[:DROPS_SHOWN],
+              at_risk=sorted(at_risk_by_health(accounts), key=lambda a: -(a["arr"] or 0)),
+              onboarding_red=[a for a in onboarding_red if a["owner"] == owner],
+              renewals=[a for a in outlook.renewals if a["owner"] == owner], horizon=HORIZON_DAYS)
     for account in data.accounts:
         write(f"accounts/{names['accounts'][account['account_id']]}.html", "account.html", account=account,
               data=data, cutoffs=_cutoffs(config, account["segment"]))
     for metric, sections in metrics.items():
         write(f"metrics/{names['metrics'][metric]}.html", "metric.html", metric=metric, sections=sections,
               metrics=metrics)
-    _render(folder, pages)
+    _render(folder, pages, Style.from_settings())
     return len(pages)
 
 
 # Rendering is pure Python (Jinja2 escaping every value), so it takes one core whatever DuckDB
 # has; a large site is split over forked workers, which inherit the pages instead of pickling them.
 PAGES_PER_WORKER = 500
-_inherited: tuple[Path, list] = (Path(), [])  # the pages a forked worker renders from
+_inherited: tuple[Path, list, Style] = (Path(), [], Style())  # what a forked worker renders from
 
 
-def _render(folder: Path, pages: list[tuple[str, str, dict]]) -> None:
+def _render(folder: Path, pages: list[tuple[str, str, dict]], style: Style) -> None:
     global _inherited
     workers = min(os.cpu_count() or 1, len(pages) // PAGES_PER_WORKER)
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        _render_share(folder, pages, range(len(pages)))
+        _render_share(folder, pages, style, range(len(pages)))
         return
-    _inherited = (folder, pages)
+    _inherited = (folder, pages, style)
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             list(pool.map(_render_inherited, [range(i, len(pages), workers) for i in range(workers)]))
     finally:
-        _inherited = (Path(), [])
+        _inherited = (Path(), [], Style())
 
 
 def _render_inherited(share: range) -> None:
     _render_share(*_inherited, share)
 
 
-def _render_share(folder: Path, pages: list[tuple[str, str, dict]], share: range) -> None:
-    env = _templates()
+def _render_share(folder: Path, pages: list[tuple[str, str, dict]], style: Style, share: range) -> None:
+    env = _templates(style)
     for index in share:
         path, template, context = pages[index]
         target = folder / path

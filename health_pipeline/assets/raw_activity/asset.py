@@ -89,7 +89,8 @@ TABLES = {
     "raw_sessions": ("raw.sessions", "One row per session of a counted contact, deduplicated by session_id, in UTC: "
                                      "activity_date, session_id, user_id (the contact), time."),
     "accounts": ("raw.accounts", "One row per account of the current accounts export that loaded (the snapshot "
-                                 "every run refreshes): name, owner, plan, arr, vertical, customer_since, status."),
+                                 "every run refreshes): name, owner, plan, arr, vertical, customer_since, status, "
+                                 "churned_at, crm_account_id, renewal_date, seats_purchased."),
     "contacts": ("raw.contacts", "One row per contact (a user id not merged into another) of the current users export, "
                                  "with its account, joindate, role and excluded_reason (internal, test or no "
                                  "identity; such contacts are kept but not counted)."),
@@ -410,7 +411,7 @@ SNAPSHOTS = {"raw.accounts": "accounts_snapshot", "raw.contacts": "contacts_snap
 HISTORIES = {
     "raw.account_history": ("accounts_snapshot", "account_id",
                             ("name", "owner", "plan", "arr", "vertical", "customer_since", "status", "churned_at",
-                             "crm_account_id", "seats_purchased")),
+                             "crm_account_id", "renewal_date", "seats_purchased")),
     "raw.contact_history": ("contacts_snapshot", "user_id",
                             ("identity", "joindate", "account_id", "role", "excluded_reason")),
 }

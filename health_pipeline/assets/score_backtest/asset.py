@@ -4,9 +4,11 @@ For every outcome in raw.outcomes and every lead time L (HEALTH_BACKTEST_LEAD_DA
 60 and 90 days), backtest_pairs.sql reads what account_health said on outcome_date − L;
 health_pipeline.backtest computes the figures docs/metrics.md defines ("Backtest"). One step
 writes four tables, each its own asset: the summary, churn per band, the predictive power of
-every metric and component, and the churned accounts the score called healthy. They are not
-partitioned: each run recomputes them over all of history, after the day's scores, and also
-writes them as CSV files and one plot under `<export dir>/backtest/`.
+every metric and component, and the churned accounts the score called healthy. Each run
+recomputes them over all of history, after the range's scores, and also writes them as CSV files
+and one plot under `<export dir>/backtest/`. They are partitioned by day like every other asset,
+only so that a backfill of any selection is one run: a day's partition records the run that
+covered that day, and the newest record is the current backtest.
 """
 
 import datetime as dt
@@ -22,8 +24,9 @@ import duckdb
 import pyarrow as pa
 
 from health_pipeline import settings
-from health_pipeline.assets import GROUP
+from health_pipeline.assets import daily
 from health_pipeline.export_files import discard, staging_dir, write_atomically
+from health_pipeline.partitions import date_range
 from health_pipeline.previews import markdown_table
 from health_pipeline.publish import replace_table, table_metadata, transaction
 from health_pipeline.resources import ExportTarget, Warehouse
@@ -188,16 +191,16 @@ def power_markdown(metric_power: "pd.DataFrame") -> str:
 def build_score_backtest(config: HealthConfig) -> dg.AssetsDefinition:
     lead_days = settings.backtest_lead_days()
     specs = [
-        dg.AssetSpec(key, description=row, kinds={"duckdb"}, code_version=config.scoring_version, group_name=GROUP,
+        dg.AssetSpec(key, description=row, kinds={"duckdb"}, code_version=config.scoring_version,
                      deps=["account_health", "account_metrics", "account_history", "outcomes"],
                      metadata={"dagster/table_name": table})
         for key, (table, row) in TABLES.items()
     ]
 
-    # Single-run like every other asset, so a range materialized from the CLI or a UI backfill runs
-    # it once, after the range's scores.
-    @dg.multi_asset(name="score_backtest", specs=specs, pool=Warehouse.POOL,
-                    backfill_policy=dg.BackfillPolicy.single_run())
+    # The daily partitions and single-run policy every asset shares: Dagster puts assets into one
+    # backfill run only when both are the same, so unpartitioned, the backtest and the morning
+    # report after it took a run each.
+    @dg.multi_asset(name="score_backtest", specs=specs, **daily())
     def score_backtest(context: dg.AssetExecutionContext, warehouse: Warehouse, export_target: ExportTarget):
         """Backtests the health score against every customer outcome: for each outcome and lead
         time L, what the score said L days before it. Recomputed over all of history when the
@@ -220,15 +223,18 @@ def build_score_backtest(config: HealthConfig) -> dg.AssetsDefinition:
             metadata = {key: table_metadata(conn, table, scalar(conn, f"SELECT count(*) FROM {table}"))
                         for key, (table, _) in TABLES.items()}
         plot = out_dir / PLOT if (out_dir / PLOT).exists() else None
-        metadata["backtest_summary"] |= {
+        # What the run found goes on its last day's record only; every day shows the tables' rows.
+        last_day = date_range(context.partition_time_window)[1].isoformat()
+        context.add_asset_metadata({
             "lead_days": ", ".join(map(str, lead_days)),
             "pairs": len(pairs),
             "recomputed": since is None,
             **({"inputs_unchanged_since": str(since)} if since is not None else {}),
             "summary": dg.MetadataValue.md(summary_markdown(summary)),
             **({"plot": dg.MetadataValue.path(str(plot.resolve()))} if plot else {}),
-        }
-        metadata["backtest_metric_power"]["most_predictive"] = dg.MetadataValue.md(power_markdown(power))
+        }, asset_key="backtest_summary", partition_key=last_day)
+        context.add_asset_metadata({"most_predictive": dg.MetadataValue.md(power_markdown(power))},
+                                   asset_key="backtest_metric_power", partition_key=last_day)
         for key, meta in metadata.items():
             yield dg.MaterializeResult(asset_key=key, metadata=meta)
 
