@@ -27,7 +27,30 @@ ACCOUNT_METRICS: dict[str, tuple[float, float]] = {
     "power_contacts_active_28d": (0, INF),
     "days_since_power_contact_active": (0, INF),
     "first_session_activated_share": (0, 1),
+    # Heap's account-health rules as flags (1 true, 0 false): is_inactive_90d above, and these two.
+    "is_active_28d": (0, 1),
+    "at_most_one_kpi_user_28d": (0, 1),
+    # Power: the budget holders' and champions' relationship beyond their activity counts above.
+    "has_active_power_contact": (0, 1),
+    "power_contacts_left_90d": (0, INF),
+    # Value: the seats bought in use (over 1 when more users are active than seats were bought).
+    "license_utilisation": (0, INF),
+    # Sentiment: the CSM's pulse (red 0, yellow 1, green 2 while it counts), tickets and NPS.
+    "days_since_pulse": (0, INF),
+    "pulse_score": (0, 2),
+    "open_tickets": (0, INF),
+    "open_high_priority_tickets": (0, INF),
+    "tickets_opened_28d": (0, INF),
+    "median_days_to_close_90d": (0, INF),
+    "nps_90d": (-100, 100),
+    "nps_responses_90d": (0, INF),
+    # Billing.
+    "overdue_amount": (0, INF),
+    "days_overdue": (0, INF),
 }
+# Columns of the account rollup that are not metrics (no scorecard bins them), which the sync
+# table carries after the metrics: the latest pulse's sentiment while it counts.
+ACCOUNT_CONTEXT = ("pulse_sentiment",)
 
 
 def event_count_column(event: str) -> str:
@@ -74,5 +97,5 @@ def sync_table_columns(config) -> list[str]:
         "in_onboarding", "activation_status", *(activation_column(m.name) for m in config.onboarding.measures),
         "top_drag", "missing_components", "score_reason",
         *(explanation_column(c, s) for c in config.components for s in EXPLANATION_SUFFIXES),
-        *TREND_COLUMNS, *config.account_metrics, "computed_at", "scorecard_version",
+        *TREND_COLUMNS, *config.account_metrics, *ACCOUNT_CONTEXT, "computed_at", "scorecard_version",
     ]

@@ -7,7 +7,8 @@ hidden files). `locate_table` finds a table, checks its structure and describes 
 `RawTable`; the SQL that reads its rows is in the raw_activity asset's templates. Headers match
 case-insensitively; ids are read trimmed.
 
-The CRM's tables (accounts, outcomes) may also be read in the CRM's own names through a CRM
+The CRM's tables (accounts, outcomes, and the optional signals: csm_pulse, tickets,
+nps_responses, invoices) may also be read in the CRM's own names through a CRM
 mapping (a `CrmTable`, loaded by health_pipeline.sources.crm_mappings): the table is found by
 the CRM's name for it, each of our columns is read from the CRM's column the mapping names, and
 its values are translated by the mapping's value map, before any rule of the contract applies.
@@ -35,29 +36,51 @@ RAW_TABLES: dict[str, tuple[str, ...]] = {
     "user_migrations": ("from_user_id", "to_user_id", "time"),
     # Renewals, churns, downgrades and expansions from the CRM: what the backtest checks the score against.
     "outcomes": ("account_id", "outcome_date", "outcome"),
+    # The signals beyond product usage, from the CRM, the CS tool, the help desk, surveys and billing.
+    "csm_pulse": ("account_id", "pulse_date", "sentiment"),
+    "tickets": ("ticket_id", "account_id", "opened_at"),
+    "nps_responses": ("responded_at", "score"),  # and user_id or account_id (ONE_OF_COLUMNS)
+    "invoices": ("invoice_id", "account_id", "due_date"),
 }
-OPTIONAL_TABLES = {"user_migrations", "outcomes"}
-# The tables the CRM provides, not Heap: they may be read through a CRM mapping.
-CRM_TABLES = ("accounts", "outcomes")
+SIGNAL_TABLES = ("csm_pulse", "tickets", "nps_responses", "invoices")
+OPTIONAL_TABLES = {"user_migrations", "outcomes", *SIGNAL_TABLES}
+# The tables the CRM (or another business system) provides, not Heap: they may be read through a
+# CRM mapping, and a remote source reads them from the CRM's folder.
+CRM_TABLES = ("accounts", "outcomes", *SIGNAL_TABLES)
 # The customer outcomes the outcomes table may hold.
 CUSTOMER_OUTCOMES = ("renewed", "churned", "downgraded", "expanded")
+# The values of the signals' enumerations; any other value is quarantined with a reason.
+PULSE_SENTIMENTS = ("green", "yellow", "red")  # best to worst
+TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
+HIGH_PRIORITIES = ("high", "urgent")
+TICKET_STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
+CLOSED_STATUSES = ("solved", "closed")
 # Optional columns a table is read with when present.
-OPTIONAL_COLUMNS = {"users": ("role",), "accounts": ("churned_at", "crm_account_id", "renewal_date"),
-                    "outcomes": ("arr_before", "arr_after", "reason")}
+OPTIONAL_COLUMNS = {"users": ("role",),
+                    "accounts": ("churned_at", "crm_account_id", "renewal_date", "seats_purchased"),
+                    "outcomes": ("arr_before", "arr_after", "reason"),
+                    "csm_pulse": ("note", "author"), "tickets": ("closed_at", "priority", "status"),
+                    "nps_responses": ("user_id", "account_id"), "invoices": ("paid_at", "amount")}
+# A table that needs at least one of these optional columns (each row names one of them).
+ONE_OF_COLUMNS = {"nps_responses": ("user_id", "account_id")}
 
 # Columns read as ids: trimmed, and empty means missing.
 INTEGER_COLUMN_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
-ID_COLUMNS = {"account_id", "user_id", "session_id", "event_id", "from_user_id", "to_user_id"}
+ID_COLUMNS = {"account_id", "user_id", "session_id", "event_id", "from_user_id", "to_user_id", "ticket_id",
+              "invoice_id"}
 # Columns with a small set of values, matched case-insensitively: read trimmed and lower-cased.
-ENUM_COLUMNS = {"status", "plan", "role", "outcome"}
+ENUM_COLUMNS = {"status", "plan", "role", "outcome", "sentiment", "priority"}
 # The loader's own column for the file a row came from; a source column cannot take this name.
 SOURCE_FILE_COLUMN = "__health_pipeline_source_file"
+ABSENT = "absent"  # the format of an optional table the source does not have (RawTable.absent)
 
 # column -> what its values are read as; every other column is read as text.
 VALUE_TYPES = {
     "time": "TIMESTAMPTZ", "joindate": "DATE", "customer_since": "DATE", "churned_at": "DATE", "outcome_date": "DATE",
     "renewal_date": "DATE",
-    "arr": "DOUBLE", "arr_before": "DOUBLE", "arr_after": "DOUBLE",
+    "arr": "DOUBLE", "arr_before": "DOUBLE", "arr_after": "DOUBLE", "seats_purchased": "DOUBLE",
+    "pulse_date": "DATE", "opened_at": "TIMESTAMPTZ", "closed_at": "TIMESTAMPTZ", "responded_at": "TIMESTAMPTZ",
+    "score": "DOUBLE", "due_date": "DATE", "paid_at": "DATE", "amount": "DOUBLE",
 }
 # The source types a column can be read from. A file whose column has another type (a BOOLEAN
 # time, an epoch BIGINT time, a LIST arr) is structurally wrong: no row of it can be read.
@@ -101,11 +124,17 @@ class RawTable:
     name: str
     path: str  # the file, or the folder of parquet files, as the user named it
     files: tuple[str, ...]
-    format: str  # "parquet" or "csv"
+    format: str  # "parquet", "csv", or ABSENT
     column_types: dict[str, str]  # lower-cased column -> source type
     csv_header: tuple[str, ...] = ()  # a CSV's header as written
     crm: CrmTable | None = None  # the CRM mapping the table is read through, if any
     view: str = ""  # a view of the files that another engine registered (the Spark engine's reader)
+
+    @classmethod
+    def absent(cls, name: str) -> RawTable:
+        """An optional table the source does not have, read as no rows: the statements that read
+        it need no branch of their own, and every column reads as missing."""
+        return cls(name, "", (), ABSENT, {})
 
     @property
     def is_csv(self) -> bool:
@@ -114,6 +143,8 @@ class RawTable:
     @property
     def reader(self) -> str:
         """A DuckDB table function over the table's files, bound by `params`; or the engine's view of them."""
+        if self.format == ABSENT:
+            return f"(SELECT NULL::VARCHAR AS {SOURCE_FILE_COLUMN}, NULL::BIGINT AS file_row_number WHERE false)"
         if self.view:
             return f'"{self.view}"'
         if self.is_csv:
@@ -127,6 +158,8 @@ class RawTable:
     def params(self) -> dict:
         """The values the reader binds, and a CRM mapping's that the `rows` macro binds: a
         constant as $crm_<column>, a value map as $crm_<column>_from and $crm_<column>_to."""
+        if self.format == ABSENT:
+            return {}
         if self.view:
             params = {}
         elif self.is_csv:
@@ -217,13 +250,18 @@ def _check_required_present(name: str, file: str, columns: set[str], crm: CrmTab
     """Raise a RawInputError if a file of raw table `name`, whose lower-cased columns are
     `columns`, lacks a required one: named as the contract names it, or as the CRM does."""
     missing = [column for source, column in _required(name, crm) if source not in columns]
+    either = ONE_OF_COLUMNS.get(name, ())
+    sources = [(column if crm is None else crm.columns.get(column, "")).lower() for column in either]
+    if not missing and either and not set(sources) & columns:
+        missing = [" or ".join(either)]
     if not missing:
         return
     has = ", ".join(sorted(columns))
     if crm is None:
         raise RawInputError(f"raw table '{name}' ({file}) lacks required column(s) {', '.join(missing)}; it has {has}")
+    shown = [crm.shown(c) if c in crm.columns else c for c in missing]
     raise RawInputError(f"{crm.crm} mapping: {name} needs the CRM's column{'s' if len(missing) > 1 else ''} "
-                        f"{', '.join(crm.shown(c) for c in missing)}, which {file} lacks; it has {has}")
+                        f"{', '.join(shown)}, which {file} lacks; it has {has}")
 
 
 def check_columns(name: str, file: str, types: dict[str, str], crm: CrmTable | None = None) -> None:

@@ -19,6 +19,14 @@ anniversary after it.
 The planted signal is a decline in usage and breadth. The planted non-signal is seats (the
 pipeline's contacts_total): neither the fate draw nor the contract cadence reads the plan or
 the users, so seats say nothing about an outcome.
+
+The CRM's signals (`csm_pulse`, `tickets`, `nps_responses`, `invoices`, and the accounts'
+`seats_purchased`) are drawn from a stream of their own, after the outcomes. Their planted
+answer: a CSM who checks in on an account every three to five weeks senses a churn coming
+(CHURN_FORESIGHT_DAYS ahead) and records mostly red pulses then, and such an account often
+stops paying its invoices on time (UNPAID_FORESIGHT_DAYS ahead). Their planted non-signal is
+support tickets: each account opens them at a rate of its own that no fate reads (NPS answers
+are drawn without regard to fate too).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import math
 import shutil
@@ -36,6 +45,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from health_pipeline.raw_input import CRM_TABLES
 
 # The first day of the sample tests and benchmarks pin; the CLI's sample ends yesterday instead.
 SAMPLE_START = dt.date(2026, 6, 1)
@@ -88,6 +99,19 @@ ENGAGED_LEVEL = 0.7  # intensity at or above which the current level adds no chu
 CANCEL_AFTER_DAYS = (14, 36)  # a churning account without a contract date left cancels this long after stopping
 CHURN_REASONS = ("low usage", "moved to a competitor", "budget cuts", "champion left", "no longer needed")
 DOWNGRADE_REASONS = ("budget cuts", "reduced usage", "fewer teams using it", "consolidating tools")
+# The CRM's signals
+SIGNALS_STREAM = 3  # drawn after the outcomes, from a stream of their own: nothing else moves
+CHURN_FORESIGHT_DAYS = 60  # how far ahead a churn shows in pulses
+UNPAID_FORESIGHT_DAYS = 90  # and in invoices paid late or not at all
+PULSE_EVERY_DAYS = (21, 36)  # a CSM's check-ins, every three to five weeks
+PULSE_ODDS = {True: (0.1, 0.3, 0.6), False: (0.65, 0.28, 0.07)}  # churn ahead? -> green, yellow, red
+LATE_PAYMENT_ODDS = {True: 0.7, False: 0.05}  # churn ahead? -> an invoice paid late or not at all
+INVOICE_HISTORY_DAYS = 60  # monthly invoices fall due from this long before the window on
+TICKET_RATES = (0.01, 0.12)  # each account's tickets a day, drawn once; no fate reads it
+TICKET_PRIORITIES = (("low", 0.3), ("normal", 0.45), ("high", 0.2), ("urgent", 0.05))
+NPS_SHARE = 0.3  # the users who answer the survey once in the window
+NPS_WEIGHTS = np.array([1, 1, 1, 1, 2, 3, 4, 6, 8, 7, 6], dtype=float)  # scores 0..10
+SIGNAL_TABLES = ("csm_pulse", "tickets", "nps_responses", "invoices")
 OUTCOMES_SCHEMA = pa.schema(
     [
         ("account_id", pa.string()),
@@ -141,8 +165,8 @@ def intensity(archetype: np.ndarray, progress: float, onboard_at: np.ndarray) ->
 
 
 def generate_sample(out: Path, spec: SampleSpec = SampleSpec()) -> dict[str, int]:
-    """Write users, accounts, user_migrations, outcomes, sessions/ and all_events/ under `out`,
-    and the spec as `_sample.json` (the loader skips names starting with `_`)."""
+    """Write users, accounts, user_migrations, outcomes, the CRM's signal tables, sessions/ and
+    all_events/ under `out`, and the spec as `_sample.json` (the loader skips names starting with `_`)."""
     out = Path(out)
     for stale in ("sessions", "all_events"):
         shutil.rmtree(out / stale, ignore_errors=True)
@@ -152,9 +176,12 @@ def generate_sample(out: Path, spec: SampleSpec = SampleSpec()) -> dict[str, int
     rng, population = _population(spec)
     accounts, users, migrations, outcomes = (population.accounts, population.users, population.migrations,
                                              population.outcomes)
+    signals = _signals(spec, population)
     accounts.drop(columns=["archetype", "onboard_at", "feature_affinity"]).to_parquet(
         out / "accounts.parquet", index=False
     )
+    for name, table in signals.items():
+        table.to_parquet(out / f"{name}.parquet", index=False)
     users[["user_id", "identity", "joindate", "account_id", "role"]].to_parquet(
         out / "users.parquet", index=False
     )
@@ -165,6 +192,7 @@ def generate_sample(out: Path, spec: SampleSpec = SampleSpec()) -> dict[str, int
     )
     counts = {
         "accounts": len(accounts), "users": len(users), "outcomes": len(outcomes), "sessions": 0, "events": 0,
+        **{name: len(table) for name, table in signals.items()},
     }
     first_ids = (1, 1)
     for day in range(spec.days):
@@ -340,6 +368,79 @@ def _outcomes(spec: SampleSpec, accounts: pd.DataFrame) -> pd.DataFrame:
     dates = [spec.start + dt.timedelta(days=int(d)) for d in outcomes["day"]]
     outcomes.insert(1, "outcome_date", np.array(dates, dtype=object))  # object even when empty
     return outcomes.drop(columns="day").sort_values(["outcome_date", "account_id"], ignore_index=True)
+
+
+def _signals(spec: SampleSpec, population: _Population) -> dict[str, pd.DataFrame]:
+    """The CRM's signal tables of every contracted account, up to its churn, and each account's
+    seats_purchased (added to population.accounts): see the module's docstring for what they plant."""
+    rng = np.random.default_rng([spec.seed, SIGNALS_STREAM])
+    accounts, users = population.accounts, population.users
+    identified = users[users["identity"].notna() & users["account_id"].notna()]
+    seats = identified.groupby("account_id").size()
+    accounts["seats_purchased"] = np.ceil(
+        accounts["account_id"].map(seats).fillna(1).to_numpy() * rng.uniform(1.0, 1.6, len(accounts)))
+    rows: dict[str, list] = {name: [] for name in SIGNAL_TABLES}
+    for account in accounts.itertuples(index=False):
+        if account.status == "trial":  # no contract: no CSM check-ins, no invoices
+            continue
+        first = max(0, (account.customer_since - spec.start).days)
+        end = spec.days if pd.isna(account.churned_at) else min(spec.days, (account.churned_at - spec.start).days)
+
+        def churn_ahead(day: int, foresight: int = CHURN_FORESIGHT_DAYS) -> bool:
+            return 0 <= end - day <= foresight and end < spec.days
+
+        day = first + int(rng.integers(0, PULSE_EVERY_DAYS[1]))
+        while day < end:
+            sentiment = rng.choice(("green", "yellow", "red"), p=PULSE_ODDS[churn_ahead(day)])
+            rows["csm_pulse"].append((account.account_id, spec.start + dt.timedelta(days=day), str(sentiment),
+                                      None, account.owner))
+            day += int(rng.integers(*PULSE_EVERY_DAYS))
+        for due in _monthly(account.customer_since, spec.start - dt.timedelta(days=INVOICE_HISTORY_DAYS), spec.end):
+            due_day = (due - spec.start).days
+            if due_day >= end:
+                break
+            if rng.random() < LATE_PAYMENT_ODDS[churn_ahead(due_day, UNPAID_FORESIGHT_DAYS)]:
+                paid = None if rng.random() < 0.5 else due + dt.timedelta(days=int(rng.integers(25, 61)))
+            else:
+                paid = due + dt.timedelta(days=int(rng.integers(-5, 11)))
+            rows["invoices"].append((f"INV-{account.account_id}-{due:%Y%m}", account.account_id, due,
+                                     paid if paid is not None and paid <= spec.end else None,
+                                     round(float(account.arr) / 12, 2)))
+        for opened in np.sort(rng.uniform(first, end, rng.poisson(rng.uniform(*TICKET_RATES) * max(0, end - first)))):
+            closed = opened + rng.exponential(3.0)
+            rows["tickets"].append((
+                f"T-{account.account_id}-{len(rows['tickets']) + 1}", account.account_id, _sample_time(spec, opened),
+                _sample_time(spec, closed) if closed < spec.days else None,
+                str(rng.choice([p for p, _ in TICKET_PRIORITIES], p=[w for _, w in TICKET_PRIORITIES])),
+                "closed" if closed < spec.days else "open"))
+    answering = identified[rng.random(len(identified)) < NPS_SHARE]
+    days = rng.uniform(0, spec.days, len(answering))
+    scores = rng.choice(len(NPS_WEIGHTS), size=len(answering), p=NPS_WEIGHTS / NPS_WEIGHTS.sum())
+    until = population.user_churn_day[answering.index.to_numpy()]
+    rows["nps_responses"] = [(user, _sample_time(spec, day), int(score)) for user, day, score, stop, joined
+                             in zip(answering["user_id"], days, scores, until, answering["joindate_idx"])
+                             if joined <= day < stop]
+    columns = {"csm_pulse": ["account_id", "pulse_date", "sentiment", "note", "author"],
+               "invoices": ["invoice_id", "account_id", "due_date", "paid_at", "amount"],
+               "tickets": ["ticket_id", "account_id", "opened_at", "closed_at", "priority", "status"],
+               "nps_responses": ["user_id", "responded_at", "score"]}
+    tables = {name: pd.DataFrame(rows[name], columns=columns[name]) for name in SIGNAL_TABLES}
+    for name, column in (("csm_pulse", "pulse_date"), ("invoices", "due_date"), ("invoices", "paid_at")):
+        tables[name][column] = pd.array(tables[name][column], dtype=pd.ArrowDtype(pa.date32()))
+    for name, column in (("tickets", "opened_at"), ("tickets", "closed_at"), ("nps_responses", "responded_at")):
+        tables[name][column] = pd.to_datetime(tables[name][column])
+    return tables
+
+
+def _sample_time(spec: SampleSpec, day: float) -> pd.Timestamp:
+    """The instant `day` (fractional) sample days after the window's first midnight, to the second."""
+    return (pd.Timestamp(spec.start) + pd.to_timedelta(day, "D")).floor("s")
+
+
+def _monthly(since: dt.date, first: dt.date, last: dt.date) -> list[dt.date]:
+    """The monthly anniversaries of `since` in [first, last], on or after `since`."""
+    dates = itertools.takewhile(lambda date: date <= last, itertools.chain([since], _contract_dates(since, 1)))
+    return [date for date in dates if date >= first]
 
 
 def _contract_dates(since: dt.date, months: int):
@@ -555,7 +656,7 @@ def write_heap_delivery(sample_dir: Path, out: Path, bucket: str = DELIVERY_BUCK
                         dump_days: int = DUMP_DAYS) -> dict[str, int]:
     """Write the folder sample in `sample_dir` again as Heap Connect's S3 delivery, a local copy of
     `s3://<bucket>/`, under `out`: one dump per `dump_days` days with `manifests/sync_<id>.json`,
-    each table's Avro files under `sync_<id>/<table>/`, and the CRM's accounts and outcomes beside
+    each table's Avro files under `sync_<id>/<table>/`, and the CRM's tables beside
     them. Read back (health_pipeline.sources.heap_s3), it is the same sample, through every rule
     of the delivery: users first delivered without their identity, and updated by a dump halfway;
     events delivered again by that dump; share_report's dumps before it holding rows of an older
@@ -567,8 +668,9 @@ def write_heap_delivery(sample_dir: Path, out: Path, bucket: str = DELIVERY_BUCK
     sample_dir, out = Path(sample_dir), Path(out)
     shutil.rmtree(out, ignore_errors=True)
     (out / "manifests").mkdir(parents=True)
-    for crm in ("accounts.parquet", "outcomes.parquet"):
-        shutil.copyfile(sample_dir / crm, out / crm)
+    for crm in CRM_TABLES:
+        if (sample_dir / f"{crm}.parquet").exists():
+            shutil.copyfile(sample_dir / f"{crm}.parquet", out / f"{crm}.parquet")
     days = sorted(path.stem for path in (sample_dir / "all_events").glob("*.parquet"))
     dumps = [days[i:i + dump_days] for i in range(0, len(days), dump_days)]
     writer = _DeliveryWriter(out, bucket)

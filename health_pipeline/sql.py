@@ -45,6 +45,7 @@ _templates.globals.update(
     event_users_metric=contract.event_users_metric,
     explanation_column=contract.explanation_column,
     activation_column=contract.activation_column,
+    account_context=contract.ACCOUNT_CONTEXT,
     source_file_column=SOURCE_FILE_COLUMN,
 )
 

@@ -32,10 +32,13 @@ class RawData:
     events: list[dict] = field(default_factory=list)
     migrations: list[dict] = field(default_factory=list)
     outcomes: list[dict] | None = None  # the optional outcomes table, written when given
+    # The optional signal tables (csm_pulse, tickets, nps_responses, invoices), each written when
+    # given, with the columns its rows name.
+    signals: dict[str, list[dict]] = field(default_factory=dict)
 
     def write(self, raw_dir: Path, fmt: str = "parquet") -> Path:
         raw_dir.mkdir(parents=True, exist_ok=True)
-        optional = [c for c in ("churned_at", "crm_account_id", "renewal_date")
+        optional = [c for c in ("churned_at", "crm_account_id", "renewal_date", "seats_purchased")
                     if any(c in row for row in self.accounts)]
         tables = {
             "users": (self.users, ["user_id", "identity", "joindate", "account_id", "role"]),
@@ -48,6 +51,8 @@ class RawData:
         if self.outcomes is not None:
             tables["outcomes"] = (self.outcomes, ["account_id", "outcome_date", "outcome", "arr_before", "arr_after",
                                                   "reason"])
+        for name, rows in self.signals.items():
+            tables[name] = (rows, list(dict.fromkeys(column for row in rows for column in row)))
         for name, (rows, columns) in tables.items():
             frame = pd.DataFrame(rows, columns=columns)
             if fmt == "csv":

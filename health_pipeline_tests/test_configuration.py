@@ -91,7 +91,8 @@ def component(raw: dict, name: str) -> dict:
     (lambda r: r.update(segment=[]), "segment", "unknown key; did you mean 'segments'?"),
     (lambda r: r.update(alert={"timeout_seconds": 5}), "alert", "unknown key; did you mean 'alerts'?"),
     (lambda r: r.update(colour="red"), "colour", "unknown key; known: events, exclude_identities, power_roles, "
-                                                 "onboarding, scorecard, segments, alerts"),
+                                                 "signals, onboarding, scorecard, digital_footprint, segments, "
+                                                 "band_overrides, alerts"),
 ])
 def test_an_unknown_key_is_refused_with_the_nearest_known_one(tmp_path, edit, field, reason):
     path = write(tmp_path, edited(edit))
@@ -366,7 +367,7 @@ def test_health_pipeline_check_says_what_it_checked(tmp_path):
         "first daily partition 2026-06-01; late days 3, report days 1, "
         "backtest lead days 30, 60, 90; PostgreSQL sync off",
         f"scorecard {DEFAULT_CONFIG_PATH}: 3 tracked events; segments enterprise, light_footprint, default; "
-        "6 components; 3 onboarding measures; alerts to no sink",
+        "7 components; 3 onboarding measures; alerts to no sink",
         "no problems found",
     ]
 

@@ -100,7 +100,8 @@ def crm_results(pipeline: Pipeline, queries: dict = CRM_RESULTS) -> dict:
 
 @pytest.mark.parametrize("crm, write", [("salesforce", salesforce), ("hubspot", hubspot)])
 def test_a_crm_export_through_its_shipped_mapping_reads_as_the_same_rows_in_our_names(sample, tmp_path, crm, write):
-    accounts = pd.read_parquet(sample / "accounts.parquet")
+    # The shipped mappings map no seats_purchased: neither side has it.
+    accounts = pd.read_parquet(sample / "accounts.parquet").drop(columns="seats_purchased")
     outcomes = pd.read_parquet(sample / "outcomes.parquet")
     assert set(accounts["status"]) == {"paying", "trial", "churned"}
     assert set(outcomes["outcome"]) == {"renewed", "expanded", "churned"}
@@ -200,6 +201,38 @@ def test_a_mapping_of_your_own_gives_a_constant_for_a_field_the_crm_lacks(tmp_pa
         "accounts": [("A1", "standard", "paying", None), ("A2", "standard", "trial", None)]}
 
 
+def test_a_mapping_of_your_own_reads_the_signal_tables_and_seats_in_the_crms_names(tmp_path):
+    """The Salesforce mapping plus a seats field on Account and a custom object of health checks
+    (Health_Check__c) read as csm_pulse: the value map turns Salesforce's picklist into sentiments,
+    and a value it does not know is judged as in our names (quarantined as unknown_sentiment)."""
+    mapping = yaml.safe_load(SALESFORCE_MAPPING.read_text())
+    mapping["accounts"]["columns"]["seats_purchased"] = "Licenses__c"
+    mapping["csm_pulse"] = {"table": "Health_Check__c",
+                            "columns": {"account_id": "Account__c", "pulse_date": "Check_Date__c",
+                                        "sentiment": "Status__c", "author": "CreatedBy.Name"},
+                            "values": {"sentiment": {"On Track": "green", "Watch": "yellow", "At Risk": "red"}}}
+    (tmp_path / "ours.yaml").write_text(yaml.safe_dump(mapping))
+    pipeline = Pipeline(tmp_path)
+    crafted(pipeline)
+    (pipeline.raw_dir / "accounts.parquet").unlink()
+    salesforce_accounts(["Customer - Direct", "Trial"]).assign(Licenses__c=[10, None]).to_csv(
+        pipeline.raw_dir / "Account.csv", index=False)
+    pd.DataFrame({"Account__c": ["A1", "A2", "A2"], "Check_Date__c": ["2026-08-01", "2026-08-02", "2026-08-03"],
+                  "Status__c": [" at risk ", "On Track", "Unsure"], "CreatedBy.Name": "Ana"}).to_csv(
+        pipeline.raw_dir / "Health_Check__c.csv", index=False)
+    pipeline.source = functools.partial(FolderSource, raw_dir=str(pipeline.raw_dir),
+                                        crm_mapping=str(tmp_path / "ours.yaml"))
+    pipeline.materialize(DAY, NEXT, selection=RAW_ACTIVITY_ASSETS)
+    assert crm_results(pipeline, {
+        "seats": "SELECT account_id, seats_purchased FROM raw.accounts ORDER BY ALL",
+        "pulses": "SELECT account_id, CAST(pulse_date AS VARCHAR), sentiment, note, author FROM raw.csm_pulse "
+                  "ORDER BY ALL",
+        "quarantine": "SELECT source_table, source_row, reason FROM raw.quarantine WHERE source_table = 'csm_pulse'",
+    }) == {"seats": [("A1", 10.0), ("A2", None)],
+           "pulses": [("A1", "2026-08-01", "red", None, "Ana"), ("A2", "2026-08-02", "green", None, "Ana")],
+           "quarantine": [("csm_pulse", 3, "unknown_sentiment")]}
+
+
 def write_parquet_folder(frame: pd.DataFrame, folder: Path, parts: int) -> None:
     folder.mkdir()
     for i in range(parts):
@@ -277,9 +310,10 @@ def test_a_bad_mapping_file_is_refused_at_startup_with_every_problem_on_a_line_o
     path = tmp_path / "acme.yaml"
     path.write_text(BAD_MAPPING)
     accounts_columns = ("account_id, name, owner, plan, arr, vertical, customer_since, status, churned_at, "
-                        "crm_account_id, renewal_date")
+                        "crm_account_id, renewal_date, seats_purchased")
     expected = [f"CRM mapping {path}: {problem}" for problem in [
-        "acounts: is not a key here (crm, accounts, outcomes); did you mean accounts?",
+        "acounts: is not a key here (crm, accounts, outcomes, csm_pulse, tickets, nps_responses, invoices); "
+        "did you mean accounts?",
         "accounts.colums: is not a key here (table, columns, values, constants); did you mean columns?",
         "accounts.table: must name the CRM's table, a file or folder name such as Account",
         f"accounts.columns.arrr: is not a column of accounts ({accounts_columns}); did you mean arr?",
@@ -309,8 +343,10 @@ def test_a_bad_mapping_file_is_refused_at_startup_with_every_problem_on_a_line_o
     ("crm: Acme\naccounts:\n  table: Account\n  table: Accounts\n", "line 4, column 3: the key 'table' is given twice"),
     ("crm: Acme\naccounts:\n  table: Account\n columns: {}\n", "line 4, column 2: expected <block end>, but found "
                                                                 "'<block mapping start>'"),
-    ("- crm: Acme\n", "<file>: must be a mapping with the keys crm, accounts, outcomes"),
-    ("crm: Acme\n", "<file>: maps none of the CRM's tables (accounts, outcomes)"),
+    ("- crm: Acme\n", "<file>: must be a mapping with the keys crm, accounts, outcomes, csm_pulse, tickets, "
+                    "nps_responses, invoices"),
+    ("crm: Acme\n", "<file>: maps none of the CRM's tables (accounts, outcomes, csm_pulse, tickets, "
+                  "nps_responses, invoices)"),
 ])
 def test_a_mapping_file_that_is_not_a_mapping_is_refused_naming_why(tmp_path, text, problem):
     path = tmp_path / "acme.yaml"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -247,6 +248,27 @@ def test_a_renewal_date_is_versioned_and_the_sync_table_counts_the_days_to_it(tm
         ["A1", f"2026-06-0{n}", "2026-06-08", 8 - n] for n in range(1, 6)] + [
         ["A1", f"2026-06-{n:02}", "2027-06-08", 367 - (n - 6)] for n in range(6, 11)]
     assert all(pd.isna(row[2]) and pd.isna(row[3]) for row in days if row[0] == "A2")
+
+
+@pytest.mark.slow
+def test_an_older_account_history_gains_renewal_date_and_seats_purchased_and_versions_both(tmp_path):
+    pipeline = Pipeline(tmp_path)
+    portfolio([account("A1", renewal_date="2026-06-08", seats_purchased=4), account("A2", owner="Ben")]).write(
+        pipeline.raw_dir)
+    pipeline.materialize(FIRST, dt.date(2026, 6, 5))
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:  # as recorded before accounts carried either
+        conn.execute("ALTER TABLE raw.account_history DROP COLUMN renewal_date")
+        conn.execute("ALTER TABLE raw.account_history DROP COLUMN seats_purchased")
+    portfolio([account("A1", renewal_date="2027-06-08", seats_purchased=6), account("A2", owner="Ben")]).write(
+        pipeline.raw_dir)
+    pipeline.materialize(dt.date(2026, 6, 6), LAST)
+    both = ("coalesce(CAST(renewal_date AS VARCHAR), 'none') || ' ' || "
+            "coalesce(CAST(seats_purchased AS VARCHAR), 'none')")
+    assert versions(pipeline, "raw.account_history", "account_id", both) == [
+        ["A1", "none none", "-", "2026-06-06"], ["A1", "2027-06-08 6.0", "2026-06-06", "-"],
+        ["A2", "none none", "-", "-"]]
+    assert pipeline.query("SELECT days_to_renewal FROM export.account_health WHERE account_id = 'A1' "
+                          "AND snapshot_date = $last", {"last": LAST}).days_to_renewal.tolist() == [363]
 
 
 def test_an_accounts_export_without_crm_ids_leaves_the_column_empty(five_days):

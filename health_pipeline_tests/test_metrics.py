@@ -188,18 +188,21 @@ def test_scores_by_hand(crafted_run: Pipeline):
     assert pd.isna(acme["concentration_points"]) and pd.isna(acme["power_contacts_points"])
     assert (acme["usage_level_value"], acme["usage_level_bin"]) == (4, "[1, 50)")
     assert acme["health_score"] == 81.3 and acme["health_band"] == "healthy"
-    # usage_level lost 100 x 40 x 3/8 / 80 = 18.75 score points.
-    assert acme["top_drag"] == "usage_level" and acme["missing_components"] == ""
-    assert acme["score_reason"] == "healthy 81.3/100: biggest drag usage_level (-18.8 points; usage_28d = 4 in [1, 50))"
+    # usage_level lost 100 x 40 x 3/8 / 80 = 18.75 score points. No CSM pulse: the pulse is
+    # excluded with its group, and named as missing.
+    assert acme["top_drag"] == "usage_level" and acme["missing_components"] == "pulse"
+    assert acme["score_reason"] == ("healthy 81.3/100: biggest drag usage_level (-18.8 points; usage_28d = 4 in "
+                                    "[1, 50)); missing: pulse")
 
     empty = crafted_run.row("export.account_health", "account_id", "EMPTY", str(D))
     # No contacts: light_footprint. usage 0 + trend null (neutral: 2) = 2 of 8; breadth null (zero)
     # 0 of 4; depth 0 of 4. 40 x 2/8 / 80 -> 12.5. usage_level, breadth and feature_depth each
     # cost 25 points; ties go to the first name.
     assert empty["health_score"] == 12.5 and empty["health_band"] == "at_risk"
-    assert empty["top_drag"] == "breadth" and empty["missing_components"] == "breadth,usage_trend"
+    assert empty["top_drag"] == "breadth" and empty["missing_components"] == "breadth,pulse,usage_trend"
     assert empty["score_reason"] == (
-        "at_risk 12.5/100: biggest drag breadth (-25.0 points; breadth_28d = missing); missing: breadth,usage_trend"
+        "at_risk 12.5/100: biggest drag breadth (-25.0 points; breadth_28d = missing); "
+        "missing: breadth,pulse,usage_trend"
     )
 
 

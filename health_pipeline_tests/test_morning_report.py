@@ -25,7 +25,7 @@ from markupsafe import escape
 from health_pipeline import cli
 from health_pipeline.assets.morning_report import site as site_module
 from health_pipeline.assets.morning_report.asset import report_dates, site_metadata
-from health_pipeline.assets.morning_report.site import Site, Style, build_report, page_names, report_root
+from health_pipeline.assets.morning_report.site import Site, Style, _templates, build_report, page_names, report_root
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import load_config
 from health_pipeline_tests.conftest import Pipeline, run_records
@@ -94,7 +94,7 @@ def test_a_run_reports_its_last_day_and_latest_points_at_it(report_run):
         "SELECT count(*), count(DISTINCT owner) FROM export.account_health WHERE snapshot_date = $d",
         {"d": LAST}).iloc[0]
     metrics = len(list((site_of(pipeline, LAST) / "metrics").glob("*.html")))
-    assert metrics == 6  # every metric the default scorecard bins
+    assert metrics == 7  # every metric the default scorecard bins, pulse_score the seventh
     assert meta["pages"].value == 1 + owners + accounts + metrics
     assert meta["pages"].value == len(list(site_of(pipeline, LAST).rglob("*.html")))
     assert meta["build_seconds"].value > 0 and meta["size_mb"].value > 0
@@ -216,6 +216,51 @@ def test_a_card_counts_the_power_contacts_as_the_sync_table_does(report_run):
     for account_id, _, active, total in accounts.itertuples(index=False):
         card = re.search(rf'id="account-{account_id}">(.*?)</article>', page, flags=re.S).group(1)
         assert f"Power contacts active in the last 28 days: {active} of {total}" in card
+
+
+def test_an_account_page_shows_the_pulse_and_the_tickets_the_sync_table_carries(report_run):
+    pipeline, _, _ = report_run
+    rows = pipeline.query("""
+        SELECT account_id, pulse_sentiment, days_since_pulse, open_tickets, open_high_priority_tickets
+        FROM export.account_health WHERE snapshot_date = $d
+    """, {"d": LAST})
+    assert rows["pulse_sentiment"].notna().any() and (rows["open_tickets"] > 0).any()  # the sample has both
+    for account_id, sentiment, days, tickets, high in rows.itertuples(index=False):
+        page = page_of(pipeline, LAST, "accounts", account_id).read_text(encoding="utf-8")
+        shown = re.search(r'<p id="signals">(.*?)</p>', page)
+        parts = ([f"CSM pulse <strong>{sentiment}</strong>, {days} days ago"] if isinstance(sentiment, str) else []) \
+            + ([f"{tickets} open ticket{'s' if tickets != 1 else ''}, {high} high priority"] if tickets else [])
+        assert (shown.group(1) if shown else None) == (" · ".join(parts) or None), account_id
+
+
+def test_a_move_in_what_changed_shows_the_pulse_and_the_tickets_beside_its_reason():
+    """The owner page's moves table (the sample's moves have no pulse or ticket that day, so
+    crafted rows): the same line as the account page, under the reason and not under what changed;
+    nothing without either."""
+    def account(account_id, **signals):
+        return dict(account_id=account_id, account_name=account_id, pulse_sentiment=None, days_since_pulse=None,
+                    open_tickets=0, open_high_priority_tickets=0) | signals
+
+    def move(account_id, reason):
+        return dict(account_id=account_id, from_band="healthy", to_band="at_risk", direction="worse",
+                    health_score=40.0, score_delta_7d=-20.0, what_changed=f"{account_id} moved",
+                    score_reason=reason)
+
+    accounts = {"A": account("A", pulse_sentiment="red", days_since_pulse=3, open_tickets=2,
+                             open_high_priority_tickets=1),
+                "B": account("B", open_tickets=1), "C": account("C")}
+    macros = _templates(Style()).get_template("macros.html").make_module(
+        {"pages": {"accounts": {k: k for k in accounts}}})
+    table = str(macros.moves_table([move(k, f"why {k}") for k in accounts], accounts, "../", "moves"))
+    reasons = re.findall(r'<td class="reason">(.*?)</td>', table)
+    assert reasons == [
+        "A moved",
+        'why A<br><span class="signals">CSM pulse <strong>red</strong>, 3 days ago · 2 open tickets, '
+        '1 high priority</span>',
+        "B moved",
+        'why B<br><span class="signals">1 open ticket, 0 high priority</span>',
+        "C moved",
+        "why C"]
 
 
 def test_report_days_are_the_runs_latest(monkeypatch, tmp_path):

@@ -285,5 +285,6 @@ def test_an_empty_raw_dir_is_one_line_that_lists_the_expected_tables(tmp_path):
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
         f"no raw data in HEALTH_RAW_DIR={tmp_path / 'raw'}: expected the tables users, accounts, sessions, "
-        "all_events, user_migrations (optional), outcomes (optional), each as <name>.parquet, <name>.csv or a "
+        "all_events, user_migrations (optional), outcomes (optional), csm_pulse (optional), tickets (optional), "
+        "nps_responses (optional), invoices (optional), each as <name>.parquet, <name>.csv or a "
         "folder <name>/ or <name>.parquet/ of parquet files (docs/sources.md: Pointing it at real data)"]

@@ -167,6 +167,18 @@ def test_the_planted_signal_is_found_and_the_planted_non_signal_is_not(planted):
     assert summary["auc_ci_low"] > 0.5 and summary["n_churned"] >= 20
 
 
+@pytest.mark.slow
+def test_the_crms_planted_signals_are_found_and_its_noise_is_not(planted):
+    """Red pulses and overdue invoices come before the sample's churns; its tickets carry nothing."""
+    at_30 = power(planted, 30)
+    for signal, direction in (("pulse_score", "lower_values_churn"), ("days_overdue", "higher_values_churn"),
+                              ("overdue_amount", "higher_values_churn")):
+        assert at_30.loc[signal, "auc_ci_low"] > 0.5, at_30.loc[signal]
+        assert at_30.loc[signal, "direction"] == direction
+    tickets = at_30.loc["tickets_opened_28d"]
+    assert tickets["auc_ci_low"] < 0.5 < tickets["auc_ci_high"], tickets
+
+
 def _cli(*args: str, root: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HEALTH_WAREHOUSE": str(root / "warehouse.duckdb"),
            "HEALTH_EXPORT_DIR": str(root / "exports"), "HEALTH_RAW_DIR": str(root / "raw"), **(env or {})}

@@ -22,8 +22,9 @@ from health_pipeline.assets.account_health.asset import (
 from health_pipeline.assets.band_changes.asset import band_changes_sql
 from health_pipeline.contract import account_metric_domains
 from health_pipeline.export_files import export_params
-from health_pipeline.scorecard.model import BANDS, Measure
-from health_pipeline.scorecard.parser import ConfigError, load_config
+from health_pipeline.scorecard.fit import load_text
+from health_pipeline.scorecard.model import BANDS, HealthConfig, Measure
+from health_pipeline.scorecard.parser import ConfigError, load_config, merge_overrides
 from health_pipeline.scorecard.reference import assess, digital_footprint, score, segment_for
 from health_pipeline.settings import DEFAULT_CONFIG_PATH
 from health_pipeline.sql import PACKAGE_DIR, SqlFolder
@@ -31,6 +32,105 @@ from health_pipeline.sql import PACKAGE_DIR, SqlFolder
 SETTINGS = load_config()
 SCORECARD = SETTINGS.scorecard
 DOMAINS = account_metric_domains(SETTINGS.tracked_events)
+# Every kind of rule the signals brought, on top of the default file: Power and Value groups,
+# components on the new metrics and on Heap's flags, band overrides, onboarding that ends on
+# green activation, and another footprint cut-off (docs/scorecard.md shows the first of these
+# blocks; the rest give every new metric a component or an override test).
+SIGNALS_BLOCKS = """
+onboarding: {ends_on_green: true}
+digital_footprint: {broad_from: 3}
+scorecard:
+  groups: {power: 20, value: 20}
+  components:
+    active_in_28_days:
+      group: usage
+      metric: is_active_28d
+      bins: [{range: "[0, 1)", points: 0}, {range: "[1, 1]", points: 4}]
+    power_contact_active:
+      group: power
+      metric: has_active_power_contact
+      bins: [{range: "[0, 1)", points: 0}, {range: "[1, 1]", points: 4}]
+    power_contacts_left:
+      group: power
+      metric: power_contacts_left_90d
+      higher_is_better: false
+      bins: [{range: "[0, 1)", points: 4}, {range: "[1, inf)", points: 0}]
+    license_utilisation:
+      group: value
+      metric: license_utilisation
+      missing: exclude
+      bins: [{range: "[0, 0.5)", points: 0}, {range: "[0.5, 0.8)", points: 2}, {range: "[0.8, inf)", points: 4}]
+    overdue:
+      group: value
+      metric: days_overdue
+      higher_is_better: false
+      missing: exclude
+      bins: [{range: "[0, 1)", points: 4}, {range: "[1, 30)", points: 2}, {range: "[30, inf)", points: 0}]
+    nps:
+      group: sentiment
+      metric: nps_90d
+      missing: exclude
+      bins: [{range: "[-100, 0)", points: 0}, {range: "[0, 30)", points: 2}, {range: "[30, 100]", points: 4}]
+    urgent_tickets:
+      group: sentiment
+      metric: open_high_priority_tickets
+      higher_is_better: false
+      bins: [{range: "[0, 1)", points: 4}, {range: "[1, inf)", points: 0}]
+    one_kpi_user:
+      group: usage
+      metric: at_most_one_kpi_user_28d
+      higher_is_better: false
+      bins: [{range: "[0, 1)", points: 4}, {range: "[1, 1]", points: 0}]
+    pulse_age:
+      group: sentiment
+      metric: days_since_pulse
+      higher_is_better: false
+      missing: neutral
+      bins: [{range: "[0, 30)", points: 4}, {range: "[30, 90)", points: 2}, {range: "[90, inf)", points: 0}]
+    tickets_opened:
+      group: sentiment
+      metric: tickets_opened_28d
+      higher_is_better: false
+      bins: [{range: "[0, 3)", points: 4}, {range: "[3, inf)", points: 0}]
+    time_to_close:
+      group: sentiment
+      metric: median_days_to_close_90d
+      higher_is_better: false
+      missing: exclude
+      bins: [{range: "[0, 2)", points: 4}, {range: "[2, 7)", points: 2}, {range: "[7, inf)", points: 0}]
+    overdue_amount:
+      group: value
+      metric: overdue_amount
+      higher_is_better: false
+      missing: zero
+      bins: [{range: "[0, 1)", points: 4}, {range: "[1, inf)", points: 0}]
+band_overrides:
+  - name: red_pulse
+    when: {pulse_score: {lt: 1}, days_since_pulse: {lt: 14}}
+    band_at_most: at_risk
+  - name: one_user
+    when: {at_most_one_kpi_user_28d: {gte: 1}}
+    band_at_most: neutral
+  - name: gone_quiet
+    when: {is_inactive_90d: {gte: 1}, contacts_total: {gt: 0}}
+    band_at_most: at_risk
+  - name: swamped
+    when: {open_tickets: {gte: 5}, nps_responses_90d: {gt: 0}}
+    band_at_most: neutral
+"""
+
+
+def signals_config() -> HealthConfig:
+    """The default file with SIGNALS_BLOCKS merged in."""
+    raw = merge_overrides(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()), yaml.safe_load(SIGNALS_BLOCKS))
+    return load_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+SIGNALS = signals_config()
+# The default file as it was before the pulse: no sentiment group, no pulse component.
+WITHOUT_PULSE = load_text(yaml.safe_dump(merge_overrides(
+    yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()),
+    {"scorecard": {"groups": {"sentiment": None}, "components": {"pulse": None}}}), sort_keys=False))
 
 
 def component(name: str, card=SCORECARD):
@@ -103,7 +203,7 @@ def test_excluded_components_renormalise_within_and_across_groups(tmp_path):
     assert result.score == 70.0
     assert result.components["usage_trend"].points is None
     assert result.components["usage_trend"].points_possible == 0
-    assert result.missing_components == ("usage_trend",)
+    assert result.missing_components == ("pulse", "usage_trend")  # no pulse: excluded, as without the table
     # The whole usage group gone: the score is over adoption and depth alone (weight 60).
     # Adoption 4 + 0 of 8 -> 40 x 1/2 = 20, depth 20: 40 / 60 -> 66.7.
     result = score(card, {**FULL, "usage_28d": None, "usage_change_pct": None, "top_user_share_28d": 0.9})
@@ -120,7 +220,7 @@ def test_zero_and_neutral_missing_policies():
     assert result.score == 70.0
     assert result.components["usage_trend"].points == 2
     assert result.components["breadth"].points == 0
-    assert result.missing_components == ("breadth", "usage_trend")
+    assert result.missing_components == ("breadth", "pulse", "usage_trend")
 
 
 def test_nothing_scorable_gives_no_score(tmp_path):
@@ -149,11 +249,11 @@ def test_segment_choice(attributes, segment):
 def test_segment_overrides_merge_into_the_base():
     by_name = {s.name: s.scorecard for s in SETTINGS.segments}
     enterprise, light = by_name["enterprise"], by_name["light_footprint"]
-    assert dict(enterprise.groups) == {"usage": 40, "adoption": 40, "depth": 20, "relationship": 20}
+    assert dict(enterprise.groups) == {"usage": 40, "adoption": 40, "depth": 20, "sentiment": 15, "relationship": 20}
     assert component("usage_level", enterprise).bins[1].upper == 150
     assert component("breadth", enterprise) == component("breadth")  # inherited unchanged
     assert component("power_contacts", enterprise).metric == "power_contacts_active_28d"
-    assert [c.name for c in light.components] == ["usage_level", "usage_trend", "breadth", "feature_depth"]
+    assert [c.name for c in light.components] == ["usage_level", "usage_trend", "breadth", "feature_depth", "pulse"]
     assert dict(light.groups)["adoption"] == 20
     assert SETTINGS.components[-1] == "power_contacts"
 
@@ -238,7 +338,7 @@ def _segment(raw, **spec):
          "scorecard.groups.value", "no component belongs to this group"),
         (lambda r: _components(r)["breadth"].update(group="adoptoin"),
          "scorecard.components.breadth.group", "'adoptoin' is not a group"),
-        (lambda r: r["scorecard"].update(groups={"usage": 0, "adoption": 0, "depth": 0}),
+        (lambda r: r["scorecard"].update(groups={"usage": 0, "adoption": 0, "depth": 0, "sentiment": 0}),
          "scorecard.groups", "at least one group needs a positive weight"),
         (lambda r: r["events"].update(usage=["Run Query"]),
          "events.usage[0]", "is not a valid event name"),
@@ -347,24 +447,43 @@ accounts = st.fixed_dictionaries({
     "days_as_customer": st.one_of(st.none(), st.integers(0, 200)),  # not yet a customer: not scored
     **{m: metric_value(m) for m in DOMAINS},
 })
+# An earlier day's activation measures (days before D, values), which onboarding.ends_on_green reads.
+earlier_days = st.lists(st.tuples(st.integers(1, 100), st.fixed_dictionaries(
+    {m.metric: metric_value(m.metric) for m in SETTINGS.onboarding.measures})), max_size=2,
+    unique_by=lambda day: day[0])
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("config", [SETTINGS, SIGNALS], ids=["default", "signals"])
 @settings(max_examples=300, deadline=None)
-@given(account=accounts)
-def test_sql_matches_the_reference_for_any_account(account):
+@given(account=accounts, earlier=earlier_days)
+def test_sql_matches_the_reference_for_any_account(config, account, earlier):
     if account["contacts_total"] is None:
         account["contacts_total"] = 0.0  # the rollup never leaves it null
-    since = None if account["days_as_customer"] is None else D - dt.timedelta(days=account["days_as_customer"])
+    days = account["days_as_customer"]
+    since = None if days is None else D - dt.timedelta(days=days)
     with scoring_db() as conn:
-        insert_account(conn, "A", {**account, "customer_since": since}, [(D, account)])
-        load_scorecards(conn, SETTINGS)
-        sql = account_health_sql(SETTINGS, with_history=False)
-        row = conn.execute(sql, account_health_params(SETTINGS, D, D)).df().iloc[0].to_dict()
-    expected = assess(SETTINGS, account)
+        insert_account(conn, "A", {**account, "customer_since": since},
+                       [(D, account), *((D - dt.timedelta(days=before), values) for before, values in earlier)])
+        load_scorecards(conn, config)
+        sql = account_health_sql(config, with_history=False)
+        row = conn.execute(sql, account_health_params(config, D, D)).df().iloc[0].to_dict()
+    expected = assess(config, account, () if days is None else tuple((days - before, v) for before, v in earlier))
     got = {k: (None if isinstance(row[k], float) and math.isnan(row[k]) else row[k]) for k in expected}
     assert got == pytest.approx(expected)
     assert expected["health_score"] is None or 0 <= expected["health_score"] <= 100
+
+
+@settings(max_examples=200, deadline=None)
+@given(account=accounts)
+def test_an_account_without_a_pulse_scores_as_if_there_were_no_pulse_table(account):
+    """The missing-data policy (exclude) drops the pulse and its group, and the weights renormalise."""
+    account = {**account, "pulse_score": None}
+    with_pulse, without = assess(SETTINGS, account), assess(WITHOUT_PULSE, account)
+    for column in ("segment", "health_score", "health_band", "band_source", "top_drag", "activation_status"):
+        assert with_pulse[column] == without[column], column
+    red = assess(SETTINGS, {**account, "pulse_score": 0.0})
+    assert with_pulse["health_score"] is None or red["health_score"] <= with_pulse["health_score"]
 
 
 @settings(max_examples=200, deadline=None)
@@ -449,3 +568,87 @@ def test_rescoring_part_of_the_range_reads_earlier_scores_from_the_table():
         list(score_range(conn, SETTINGS, day(11), day(30)))  # scores, audits, commits
         again = conn.execute("SELECT * FROM core.account_health ORDER BY snapshot_date").df()
     assert whole.equals(again)
+
+
+# --- the signals' rules: band overrides, the end of onboarding, the footprint cut-off ---------------
+
+GREEN = {"first_session_activated_share": 0.6, "run_query_users_28d": 4, "group_by_users_28d": 2}
+YELLOW = {**GREEN, "group_by_users_28d": 1}
+# The default scorecard with the red-pulse override of default.yaml's comment, and onboarding that ends on green.
+RULES = load_text(yaml.safe_dump(merge_overrides(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text()), {
+    "onboarding": {"ends_on_green": True},
+    "band_overrides": [{"name": "red_pulse", "when": {"pulse_score": {"lt": 1}, "days_since_pulse": {"lt": 14}},
+                        "band_at_most": "at_risk"}]}), sort_keys=False))
+
+
+def scored_days(config: HealthConfig, plan: list[dict], since: dt.date | None = None) -> list[dict]:
+    """Account T's rows of core.account_health for days 1.. of `plan` (its metrics per day)."""
+    with scoring_db() as conn:
+        insert_account(conn, "T", {"plan": "growth", "customer_since": since or dt.date(2024, 1, 1)},
+                       [(day(n), values) for n, values in enumerate(plan, start=1)])
+        list(score_range(conn, config, day(1), day(len(plan))))  # scores, audits, commits
+        return conn.execute("SELECT * FROM core.account_health ORDER BY snapshot_date").df().to_dict("records")
+
+
+def test_a_red_pulse_override_caps_the_band_while_it_holds():
+    red = {"pulse_score": 0, "days_since_pulse": 13}
+    plan = [GOOD, {**GOOD, **red}, {**GOOD, **red, "days_since_pulse": 14},
+            {**GOOD, **red, "features_adopted_28d": 0}, {**BAD, **red}]
+    rows = scored_days(RULES, plan)
+    assert [(r["health_score"], r["health_band"], r["band_source"]) for r in rows] == [
+        (100.0, "healthy", "score"),
+        (87.0, "at_risk", "override"),  # 100 of 115 (sentiment 0 of 15), healthy by the score; red, 13 days old
+        (87.0, "healthy", "score"),  # 14 days old: the override no longer holds
+        (69.6, "at_risk", "override"),  # 80 of 115: neutral by the score, capped
+        (0.0, "at_risk", "score"),  # at_risk anyway: the override changes nothing
+    ]
+    assert rows[1]["score_reason"].startswith("at_risk by override red_pulse; otherwise healthy 87.0/100: "
+                                              "biggest drag pulse (-13.0 points; pulse_score = 0 in [0, 1))")
+    assert rows[4]["score_reason"].startswith("at_risk 0.0/100")
+    assert [r["health_band"] for r in scored_days(SETTINGS, plan)][:2] == ["healthy", "healthy"]  # none configured
+
+
+def test_onboarding_ends_on_the_first_green_day_when_configured():
+    since = day(1)
+    plan = [{**GOOD, **YELLOW}, {**GOOD, **GREEN}, {**GOOD, **YELLOW}, {**GOOD, **YELLOW}]
+    ended = scored_days(RULES, plan, since)
+    # Day 2 is green: still onboarding that day (healthy by activation); from day 3 the score bands it.
+    assert [(r["in_onboarding"], r["health_band"], r["band_source"]) for r in ended] == [
+        (True, "neutral", "activation"), (True, "healthy", "activation"),
+        (False, "healthy", "score"), (False, "healthy", "score")]
+    fixed = scored_days(SETTINGS, plan, since)  # the default: onboarding lasts within_days whatever the colour
+    assert [(r["in_onboarding"], r["health_band"]) for r in fixed] == [
+        (True, "neutral"), (True, "healthy"), (True, "neutral"), (True, "neutral")]
+
+
+@pytest.mark.parametrize(("contacts", "footprint"), [(0, "none"), (1, "light"), (2, "light"), (3, "broad")])
+def test_the_footprint_cut_off_is_configured(contacts, footprint):
+    assert digital_footprint(contacts, SIGNALS.broad_footprint_contacts) == footprint
+    segment = segment_for(SIGNALS, {"plan": "growth", "digital_footprint": footprint}).name
+    assert segment == ("default" if footprint == "broad" else "light_footprint")
+    assert digital_footprint(4) == "light" and digital_footprint(5) == "broad"  # the default cut-off, 5
+
+
+@pytest.mark.parametrize(("edit", "field", "reason"), [
+    (lambda r: r.update(band_overrides=[{"name": "x", "when": {"pulse_scor": {"lt": 1}}, "band_at_most": "at_risk"}]),
+     "band_overrides[0].when.pulse_scor", "unknown metric 'pulse_scor'"),
+    (lambda r: r.update(band_overrides=[{"name": "x", "when": {"pulse_score": {"lt": 1}}, "band_at_most": "red"}]),
+     "band_overrides[0].band_at_most", "'red' is not one of"),
+    (lambda r: r.update(band_overrides=[{"name": "x", "when": {"pulse_score": {"below": 1}},
+                                         "band_at_most": "at_risk"}]),
+     "band_overrides[0].when.pulse_score.below", "unknown test"),
+    (lambda r: r.update(band_overrides=[{"name": "x", "when": {"pulse_score": {"lt": 1}}, "band_at_most": "at_risk",
+                                         "days": 14}]),
+     "band_overrides[0].days", "unknown key"),
+    (lambda r: r.update(signals={"pulse_days": 0}), "signals.pulse_days", "0 is not a whole number of days"),
+    (lambda r: r.update(signals={"pulse_dayz": 30}), "signals.pulse_dayz", "did you mean 'pulse_days'?"),
+    (lambda r: r.update(digital_footprint={"broad_from": 2.5}), "digital_footprint.broad_from",
+     "2.5 is not a whole number of contacts"),
+    (lambda r: r["onboarding"].update(ends_on_green="yes"), "onboarding.ends_on_green", "must be true or false"),
+])
+def test_bad_signal_settings_name_file_field_and_reason(tmp_path, edit, field, reason):
+    path = _write_variant(tmp_path, edit)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert (err.value.field, len(err.value.problems)) == (field, 1), err.value
+    assert reason in err.value.reason

@@ -12,11 +12,11 @@ import yaml
 
 from health_pipeline.assets.account_health.asset import account_health_sql
 from health_pipeline.assets.account_metrics.asset import account_metrics_sql
-from health_pipeline.assets.raw_activity.asset import HISTORIES, activity_tables
+from health_pipeline.assets.raw_activity.asset import HISTORIES, SIGNAL_COLUMNS, activity_tables
 from health_pipeline.checks import RAW_IDS, SHARE_METRICS
 from health_pipeline.import_templates import load_template, template_rows_sql
 from health_pipeline.import_templates import names as import_template_names
-from health_pipeline.raw_input import RAW_TABLES, locate_table
+from health_pipeline.raw_input import RAW_TABLES, SIGNAL_TABLES, RawTable, locate_table
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.scorecard.parser import load_config
 from health_pipeline.settings import DEFAULT_CONFIG_PATH
@@ -48,6 +48,16 @@ def _raw_tables(root: Path, fmt: str) -> dict:
         migrations=[{"from_user_id": "u0", "to_user_id": "u1", "time": "2026-06-02 09:00:00"}],
         outcomes=[{"account_id": "A", "outcome_date": "2026-06-30", "outcome": "renewed", "arr_before": 10.0,
                    "arr_after": 10.0, "reason": None}],
+        signals={
+            "csm_pulse": [{"account_id": "A", "pulse_date": "2026-06-03", "sentiment": "red", "note": "x",
+                           "author": "Ana"}],
+            "tickets": [{"ticket_id": "t1", "account_id": "A", "opened_at": "2026-06-02 10:00:00",
+                         "closed_at": None, "priority": "high", "status": "open"}],
+            "nps_responses": [{"user_id": "u1", "account_id": None, "responded_at": "2026-06-02 10:00:00",
+                               "score": 9}],
+            "invoices": [{"invoice_id": "i1", "account_id": "A", "due_date": "2026-06-01", "paid_at": None,
+                          "amount": 10.0}],
+        },
     )
     raw_dir = data.write(root / fmt, fmt)
     with duckdb.connect() as conn:
@@ -73,7 +83,11 @@ def _contexts(config: HealthConfig, tables: dict) -> dict[str, list[str]]:
                                     for o in (tables["outcomes"], None)],
         f"{raw}quarantine_attribute_rows.sql": [
             render(PACKAGE_DIR / f"{raw}quarantine_attribute_rows.sql", classified=c)
-            for c in ("accounts_read", "outcomes_read")],
+            for c in ("accounts_read", "outcomes_read", *(f"{t}_read" for t in SIGNAL_TABLES))],
+        **{f"{raw}{name}_read.sql": [render(PACKAGE_DIR / f"{raw}{name}_read.sql", **{name: t})
+                                     for t in (tables[name], RawTable.absent(name))] for name in SIGNAL_TABLES},
+        f"{raw}signal_snapshot.sql": [render(PACKAGE_DIR / f"{raw}signal_snapshot.sql", table=name,
+                                             columns=SIGNAL_COLUMNS[name]) for name in SIGNAL_TABLES],
         f"{raw}history_recorded.sql": [
             render(PACKAGE_DIR / f"{raw}history_recorded.sql", history=h, snapshot=snapshot, key=k, attributes=a)
             for h, (snapshot, k, a) in HISTORIES.items()],

@@ -42,7 +42,7 @@ BACKTEST_HINT = "try it with `health-pipeline backtest --config <file>`"
 OUTCOME_KEY = ["account_id", "outcome_date"]
 EVIDENCE_COLUMNS = ["lead_days", "n_train", "n_test", "auc_current_test", "auc_fitted_test"]
 # The production blocks the suggested file keeps as they are, so it drops into place.
-KEPT_BLOCKS = ("events", "exclude_identities", "power_roles", "onboarding")
+KEPT_BLOCKS = ("events", "exclude_identities", "power_roles", "signals", "onboarding", "band_overrides")
 
 
 class _IndentedDumper(yaml.SafeDumper):

@@ -23,8 +23,11 @@ BANDS = ("healthy", "neutral", "at_risk")  # best to worst
 BAND_COLOURS = {"healthy": "#2ca02c", "neutral": "#f0a30a", "at_risk": "#d62728"}
 ACTIVATION_COLOURS = ("green", "yellow", "red")  # best to worst
 ACTIVATION_BANDS = dict(zip(ACTIVATION_COLOURS, BANDS))
-# digital_footprint: none (no contacts), light (1 to this minus one), broad (this or more)
+# digital_footprint: none (no contacts), light (1 to this minus one), broad (this or more);
+# digital_footprint.broad_from in the file
 BROAD_FOOTPRINT_CONTACTS = 5
+# How many days the latest CSM pulse counts from its date; signals.pulse_days in the file
+PULSE_DAYS = 30
 # attribute -> kind; digital_footprint is derived from contacts_total
 SEGMENT_ATTRIBUTES = {
     "plan": "text", "vertical": "text", "digital_footprint": "text", "arr": "number", "contacts_total": "number",
@@ -137,11 +140,23 @@ class Onboarding:
     within_days: int
     first_session_event: str
     measures: tuple[Measure, ...]
+    # Onboarding also ends on the first day activation is green: from the next day the score bands the account.
+    ends_on_green: bool = False
 
     def status(self, values: dict[str, float | None]) -> str:
         """The worst colour among the measures: one missing activation step is enough to act on."""
         colours = [m.colour(values.get(m.metric)) for m in self.measures]
         return max(colours, key=ACTIVATION_COLOURS.index)
+
+
+@dataclass(frozen=True)
+class BandOverride:
+    """An explicit rule that caps the band: while every condition holds on an account's metrics
+    (a null metric satisfies none), its band is at best `band_at_most` (band_source `override`)."""
+
+    name: str
+    conditions: tuple[Condition, ...]  # on account metrics; all must hold
+    band_at_most: str
 
 
 ALERT_KINDS = ("band_down", "score_drop", "onboarding_red", "power_contact_quiet")
@@ -212,6 +227,9 @@ class HealthConfig:
     segments: tuple[Segment, ...]  # in match order; the last is the default
     source: str
     alerts: Alerts = Alerts()
+    band_overrides: tuple[BandOverride, ...] = ()
+    broad_footprint_contacts: int = BROAD_FOOTPRINT_CONTACTS
+    pulse_days: int = PULSE_DAYS
 
     @property
     def tracked_events(self) -> tuple[str, ...]:
@@ -235,10 +253,11 @@ class HealthConfig:
 
     @property
     def scored_metrics(self) -> tuple[str, ...]:
-        """Every metric a component of any segment bins or an onboarding measure reads."""
+        """Every metric a component of any segment bins, an onboarding measure reads or a band override tests."""
         return tuple(dict.fromkeys(
             [c.metric for s in self.segments for c in s.scorecard.components]
             + [m.metric for m in self.onboarding.measures]
+            + [c.attribute for o in self.band_overrides for c in o.conditions]
         ))
 
     @property
@@ -249,6 +268,7 @@ class HealthConfig:
             "exclude": self.exclude_identities,
             "power_roles": self.power_roles,
             "first_session_event": self.onboarding.first_session_event,
+            "pulse_days": self.pulse_days,
         })
 
     @property
@@ -257,6 +277,8 @@ class HealthConfig:
         return content_hash({
             "segments": [(s.name, s.conditions, s.scorecard.version) for s in self.segments],
             "onboarding": self.onboarding,
+            "band_overrides": self.band_overrides,
+            "broad_footprint_contacts": self.broad_footprint_contacts,
         })
 
 

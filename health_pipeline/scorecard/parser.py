@@ -27,11 +27,15 @@ from health_pipeline import settings
 from health_pipeline.contract import account_metric_domains
 from health_pipeline.limits import Limit
 from health_pipeline.scorecard.model import (
+    BANDS,
+    BROAD_FOOTPRINT_CONTACTS,
     DEFAULT_SEGMENT,
     MISSING_POLICIES,
+    PULSE_DAYS,
     SEGMENT_ATTRIBUTES,
     SEGMENT_OPERATORS,
     Alerts,
+    BandOverride,
     Bin,
     Component,
     Condition,
@@ -50,9 +54,13 @@ from health_pipeline.scorecard.model import (
 # scores or drop alerts without a word.
 SCORECARD_KEYS = ("groups", "components", "bands")
 KEYS = {
-    "<root>": ("events", "exclude_identities", "power_roles", "onboarding", "scorecard", "segments", "alerts"),
+    "<root>": ("events", "exclude_identities", "power_roles", "signals", "onboarding", "scorecard",
+               "digital_footprint", "segments", "band_overrides", "alerts"),
     "events": ("usage", "kpi", "features"),
-    "onboarding": ("within_days", "first_session_event", "measures"),
+    "signals": ("pulse_days",),
+    "digital_footprint": ("broad_from",),
+    "onboarding": ("within_days", "first_session_event", "ends_on_green", "measures"),
+    "band_override": ("name", "when", "band_at_most"),
     "measure": ("metric", "green", "yellow"),
     "scorecard": SCORECARD_KEYS,
     "bands": ("healthy", "neutral"),
@@ -70,6 +78,8 @@ POINTS = Limit(0, 1000)  # a bin's points: only their ratios within a component 
 WEIGHT = Limit(0, 1000)  # a group's weight: only the ratios between groups matter
 CUT_OFF = Limit(0, 100)  # a band's lowest score: scores run from 0 to 100
 ONBOARDING_DAYS = Limit(0, 3650, "a whole number of days", whole=True)  # 0: no account is onboarding
+PULSE_WINDOW = Limit(1, 3650, "a whole number of days", whole=True)  # from the pulse's own day
+BROAD_FROM = Limit(1, 1_000_000, "a whole number of contacts", whole=True)  # 1: no account is light
 ALERT_DAYS = Limit(1, 3650, "a whole number of days", whole=True)  # quiet days, days in a new band
 SCORE_DROP = Limit(0, 100, "a number of points", above=True)  # a score cannot drop more than 100
 TIMEOUT = Limit(0, 600, "a number of seconds", above=True)  # per message and sink: ten minutes at most
@@ -288,9 +298,14 @@ class _Parser:
         # each of the base's problems would be reported again under every segment.
         sound_base = raw["scorecard"] if len(self.problems) == before else INVALID
         segments = self.attempt(self.segments, raw.get("segments", []), sound_base)
+        overrides = self.attempt(self.band_overrides, raw.get("band_overrides", []))
         alerts = self.attempt(self.alerts, raw.get("alerts"))
-        (usage, kpi, features), patterns, roles, onboarding, default, segments, alerts = self.complete(
-            events, patterns, roles, onboarding, default, segments, alerts)
+        pulse_days = self.attempt(self.setting, raw, "signals", "pulse_days", PULSE_WINDOW, PULSE_DAYS)
+        broad_from = self.attempt(self.setting, raw, "digital_footprint", "broad_from", BROAD_FROM,
+                                  BROAD_FOOTPRINT_CONTACTS)
+        (usage, kpi, features), patterns, roles, onboarding, default, segments, overrides, alerts, pulse_days, \
+            broad_from = self.complete(events, patterns, roles, onboarding, default, segments, overrides, alerts,
+                                       pulse_days, broad_from)
         return HealthConfig(
             usage_events=usage,
             kpi_event=kpi,
@@ -301,7 +316,17 @@ class _Parser:
             segments=(*segments, Segment(DEFAULT_SEGMENT, (), default)),
             source=str(self.path),
             alerts=alerts,
+            band_overrides=overrides,
+            broad_footprint_contacts=broad_from,
+            pulse_days=pulse_days,
         )
+
+    def setting(self, raw: dict, block: str, key: str, limit: Limit, default):
+        """A number in an optional block of one setting: `block.key`, else `default`."""
+        if block not in raw:
+            return default
+        section = self.mapping(raw[block], block, block)
+        return self.number(section.get(key, default), f"{block}.{key}", limit)
 
     def events(self, raw) -> tuple:
         raw = self.mapping(raw, "events", "events")
@@ -391,6 +416,7 @@ class _Parser:
             self.attempt(self.number, raw.get("within_days"), "onboarding.within_days", ONBOARDING_DAYS),
             self.attempt(self.identifier, raw.get("first_session_event"), "onboarding.first_session_event"),
             self.attempt(self.measures, raw.get("measures")),
+            self.attempt(self.flag, raw.get("ends_on_green", False), "onboarding.ends_on_green"),
         ))
 
     def measures(self, raw) -> tuple[Measure, ...]:
@@ -426,12 +452,27 @@ class _Parser:
             self.attempt(self.scorecard, merge_overrides(base, overrides), f"{field}.overrides")
         return Segment(*self.complete(name, conditions, scorecard))
 
-    def segment_name(self, value, field: str, names: set[str]) -> str:
-        name = self.identifier(value, field, "segment name")
+    def segment_name(self, value, field: str, names: set[str], what: str = "segment name") -> str:
+        name = self.identifier(value, field, what)
         if name in names:
             raise self.fail(field, f"{name!r} is already used")
         names.add(name)
         return name
+
+    def band_overrides(self, raw) -> tuple[BandOverride, ...]:
+        if not isinstance(raw, list):
+            raise self.fail("band_overrides", "must be a list of overrides")
+        names: set[str] = set()
+        return self.complete(*(self.attempt(self.band_override, spec, f"band_overrides[{i}]", names)
+                               for i, spec in enumerate(raw)))
+
+    def band_override(self, spec, field: str, names: set[str]) -> BandOverride:
+        spec = self.mapping(spec, field, "band_override")
+        return BandOverride(*self.complete(
+            self.attempt(self.segment_name, spec.get("name"), f"{field}.name", names, "override name"),
+            self.attempt(self.conditions, spec.get("when"), f"{field}.when", True),
+            self.attempt(self.choice, spec.get("band_at_most"), f"{field}.band_at_most", BANDS),
+        ))
 
     def overrides(self, value, field: str) -> dict:
         """A segment's overrides: their keys a scorecard's (an unknown one is noted and left out)."""
@@ -441,24 +482,29 @@ class _Parser:
             self.mapping(value, field, "overrides")
         return {key: v for key, v in value.items() if key in SCORECARD_KEYS}
 
-    def conditions(self, raw, field: str) -> tuple[Condition, ...]:
+    def conditions(self, raw, field: str, on_metrics: bool = False) -> tuple[Condition, ...]:
+        """A segment's tests of account attributes, or (`on_metrics`) a band override's of metrics."""
         raw = self.mapping(raw, field)
-        per_attribute = self.complete(*(self.attempt(self.attribute_tests, attribute, tests, f"{field}.{attribute}")
+        per_attribute = self.complete(*(self.attempt(self.attribute_tests, attribute, tests, f"{field}.{attribute}",
+                                                     on_metrics)
                                         for attribute, tests in raw.items()))
         return tuple(condition for conditions in per_attribute for condition in conditions)
 
-    def attribute_tests(self, attribute, tests, field: str) -> tuple[Condition, ...]:
-        if attribute not in SEGMENT_ATTRIBUTES:
+    def attribute_tests(self, attribute, tests, field: str, on_metrics: bool) -> tuple[Condition, ...]:
+        if on_metrics:
+            self.metric(attribute, field)
+        elif attribute not in SEGMENT_ATTRIBUTES:
             raise self.fail(field, f"unknown account attribute; {suggestion(attribute, SEGMENT_ATTRIBUTES)}")
         tests = self.mapping(tests, field)
-        return self.complete(*(self.attempt(self.condition, attribute, operator, value, f"{field}.{operator}")
+        numeric = on_metrics or SEGMENT_ATTRIBUTES[attribute] == "number"
+        return self.complete(*(self.attempt(self.condition, attribute, operator, value, f"{field}.{operator}",
+                                            numeric)
                                for operator, value in tests.items()))
 
-    def condition(self, attribute: str, operator, value, field: str) -> Condition:
+    def condition(self, attribute: str, operator, value, field: str, numeric: bool) -> Condition:
         kind = SEGMENT_OPERATORS.get(operator)
         if kind is None:
             raise self.fail(field, f"unknown test; {suggestion(operator, SEGMENT_OPERATORS)}")
-        numeric = SEGMENT_ATTRIBUTES[attribute] == "number"
         if kind == "number":
             if not numeric:
                 raise self.fail(field, f"{attribute} is text; use in or not_in")

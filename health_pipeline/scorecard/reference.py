@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from health_pipeline.scorecard.model import (
     ACTIVATION_BANDS,
+    BANDS,
     BROAD_FOOTPRINT_CONTACTS,
+    BandOverride,
     Condition,
     HealthConfig,
     Scorecard,
@@ -90,13 +92,14 @@ def score(card: Scorecard, values: dict[str, float | None]) -> ScoreResult:
     return ScoreResult(score, results)
 
 
-def digital_footprint(contacts_total: int | None) -> str | None:
-    """How much of an account the product can see: none (no contacts), light (1-4) or broad (5+)."""
+def digital_footprint(contacts_total: int | None, broad_from: int = BROAD_FOOTPRINT_CONTACTS) -> str | None:
+    """How much of an account the product can see: none (no contacts), light (1 to broad_from - 1)
+    or broad (broad_from or more)."""
     if contacts_total is None:
         return None
     if contacts_total == 0:
         return "none"
-    return "light" if contacts_total < BROAD_FOOTPRINT_CONTACTS else "broad"
+    return "light" if contacts_total < broad_from else "broad"
 
 
 def condition_holds(condition: Condition, actual) -> bool:
@@ -120,25 +123,49 @@ def segment_for(config: HealthConfig, attributes: dict) -> Segment:
                                                    for c in s.conditions))
 
 
-def assess(config: HealthConfig, account: dict) -> dict:
+def band_cap(config: HealthConfig, values: dict) -> BandOverride | None:
+    """The band override that caps this account's band: of those whose every condition holds, the
+    one with the worst band, the first in the file among equals; None when none holds."""
+    holding = [o for o in config.band_overrides
+               if all(condition_holds(c, values.get(c.attribute)) for c in o.conditions)]
+    return max(holding, key=lambda o: BANDS.index(o.band_at_most), default=None)
+
+
+def activated_before(config: HealthConfig, days_as_customer: int | None,
+                     earlier: tuple[tuple[int, dict], ...]) -> bool:
+    """Whether onboarding already ended on green activation: with ends_on_green, some earlier day
+    of the customer's (0 <= days as customer then < now) had every measure green."""
+    return config.onboarding.ends_on_green and days_as_customer is not None and any(
+        0 <= then < days_as_customer and config.onboarding.status(values) == "green" for then, values in earlier)
+
+
+def assess(config: HealthConfig, account: dict, earlier: tuple[tuple[int, dict], ...] = ()) -> dict:
     """Reference for one sync-table row, from the account's attributes and metrics.
 
     `account` holds plan, vertical, arr, every metric, and days_as_customer (D minus
-    customer_since, None if unknown). The warehouse does this in SQL; this is for tests.
+    customer_since, None if unknown); `earlier` the account's metrics on earlier days, each with
+    its days as customer then, which onboarding.ends_on_green reads. The warehouse does this in
+    SQL; this is for tests.
     """
-    segment = segment_for(config, {**account, "digital_footprint": digital_footprint(account.get("contacts_total"))})
+    footprint = digital_footprint(account.get("contacts_total"), config.broad_footprint_contacts)
+    segment = segment_for(config, {**account, "digital_footprint": footprint})
     result = score(segment.scorecard, account)
     days = account.get("days_as_customer")
-    in_onboarding = days is not None and days < config.onboarding.within_days
+    in_onboarding = (days is not None and days < config.onboarding.within_days
+                     and not activated_before(config, days, earlier))
     status = config.onboarding.status(account) if in_onboarding else None
     if in_onboarding:
-        band = ACTIVATION_BANDS[status]
+        band, source = ACTIVATION_BANDS[status], "activation"
     else:
-        band = None if result.score is None else segment.scorecard.band(result.score)
+        band, source = None if result.score is None else segment.scorecard.band(result.score), "score"
+    cap = band_cap(config, account)
+    if band is not None and cap is not None and BANDS.index(cap.band_at_most) > BANDS.index(band):
+        band, source = cap.band_at_most, "override"
     return {
         "segment": segment.name,
         "health_score": result.score,
         "health_band": band,
+        "band_source": source,
         "in_onboarding": in_onboarding,
         "activation_status": status,
         "top_drag": result.top_drag,

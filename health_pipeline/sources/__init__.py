@@ -13,8 +13,9 @@ reads, and saying what it read.
 Unset, HEALTH_SOURCE follows the shape of HEALTH_RAW_DIR: an `s3://` location, or a folder that
 holds `manifests/`, is a Heap S3 delivery; any other folder is read as it is.
 
-Every source reads the CRM's tables (accounts, outcomes) in our names, or in the CRM's own through
-the CRM mapping HEALTH_CRM_MAPPING names (`crm_mappings`: salesforce, hubspot, or a file).
+Every source reads the CRM's tables (accounts, outcomes, and the optional signal tables csm_pulse,
+tickets, nps_responses and invoices) in our names, or in the CRM's own through the CRM mapping
+HEALTH_CRM_MAPPING names (`crm_mappings`: salesforce, hubspot, or a file).
 """
 
 from __future__ import annotations

@@ -26,9 +26,10 @@ How it is read:
   or a file that is not Avro stops the run with a RawInputError naming the manifest and the file,
   and nothing is landed or published.
 
-The accounts and outcomes come from the CRM, not from Heap: they are read from the CRM folder
-(`crm_dir`, else the delivery's own folder when it is local), in the folder layout, in our names
-or the CRM's own through the CRM mapping.
+The accounts and outcomes, and the optional signal tables (csm_pulse, tickets, nps_responses,
+invoices), come from the CRM, not from Heap: they are read from the CRM folder (`crm_dir`, else
+the delivery's own folder when it is local), in the folder layout, in our names or the CRM's own
+through the CRM mapping.
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ STAGING = ".staging"
 
 
 class LandedSource(RawSource):
-    """A remote source landed under `landing_dir`, which raw_activity reads; the CRM's accounts and
-    outcomes from `crm_dir` when it is set."""
+    """A remote source landed under `landing_dir`, which raw_activity reads; the CRM's tables
+    (raw_input.CRM_TABLES) from `crm_dir` when it is set."""
 
     landing_dir: str
     crm_dir: str = ""

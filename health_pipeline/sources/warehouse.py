@@ -6,7 +6,8 @@ What Heap keeps there, in one schema (HEALTH_SOURCE_SCHEMA, a BigQuery dataset):
 (event_id, user_id, session_id, time, event_table_name: every event), `sessions`, `users`,
 `user_migrations`, `pageviews` and one table per defined event, refreshed by each sync. The
 source reads all_events, sessions, users and user_migrations; the CRM's accounts and outcomes
-from the same schema, or from the CRM folder (`crm_dir`, HEALTH_CRM_DIR) when one is set.
+(and the optional signal tables csm_pulse, tickets, nps_responses and invoices, when the schema
+has them) from the same schema, or from the CRM folder (`crm_dir`, HEALTH_CRM_DIR) when one is set.
 
 How it is read, each time `prepare` runs:
 - Activity (all_events, sessions) is extracted by UTC day. One GROUP BY query per table
@@ -52,6 +53,7 @@ from health_pipeline.raw_input import (
     OPTIONAL_COLUMNS,
     OPTIONAL_TABLES,
     RAW_TABLES,
+    SIGNAL_TABLES,
     RawInputError,
     check_columns,
 )
@@ -63,9 +65,10 @@ SQL = SqlFolder(__file__)
 # Extracted by UTC day; the digest key of the rows without a time.
 ACTIVITY_TABLES = ("all_events", "sessions")
 UNDATED = "undated"
-# Read whole every run, with the key merge_dimension needs (one version: the key only names it).
+# Read whole every run, with the key merge_dimension needs (one version: the key only names it);
+# the optional signal tables too, when the schema holds them (a CRM synced beside Heap).
 DIMENSION_KEYS = {"users": "user_id", "user_migrations": "from_user_id", "accounts": "account_id",
-                  "outcomes": "account_id"}
+                  "outcomes": "account_id", **{name: RAW_TABLES[name][0] for name in SIGNAL_TABLES}}
 
 
 def _postgres(url: str, schema: str):

@@ -13,9 +13,10 @@
     "digital_footprint": "CASE WHEN m.contacts_total = 0 THEN 'none'"
                          ~ " WHEN m.contacts_total < $broad_footprint_contacts THEN 'light' ELSE 'broad' END",
 } %}
-{% macro condition_test(condition, value) -%}
-{% set attribute = attribute_sql[condition.attribute] %}
-{% set numeric = segment_attributes[condition.attribute] == "number" %}
+{# A test of a segment attribute, or (`metric`) of a metric of the scored account (s). #}
+{% macro condition_test(condition, value, metric=false) -%}
+{% set attribute = ("s." ~ (condition.attribute | quote)) if metric else attribute_sql[condition.attribute] %}
+{% set numeric = metric or segment_attributes[condition.attribute] == "number" %}
 {% set value = value ~ ("::DOUBLE" if numeric else "::VARCHAR") ~ ("[]" if condition.operator in ("in", "not_in") else "") %}
 {% if condition.operator == "in" %}list_contains({{ value }}, {{ attribute }})
 {%- elif condition.operator == "not_in" %}NOT list_contains({{ value }}, {{ attribute }})
@@ -29,6 +30,15 @@
  WHEN {% for c in segment.conditions %}({{ condition_test(c, "$segment_%d_%d" % (i, loop.index0)) }}){{ " AND " if not loop.last }}{% endfor %} THEN $segment_{{ i }}
 {%- endfor %} ELSE $default_segment END
 {%- else %}$default_segment{% endif %}
+{%- endmacro %}
+
+{# The band override that caps the band, as {name, band}: the first that holds in
+   `band_overrides`, which lists them worst band first, then in file order; NULL when none does. #}
+{% macro band_cap() -%}
+CASE{% for override in band_overrides %}{% set i = loop.index0 %}
+ WHEN {% for c in override.conditions %}({{ condition_test(c, "$override_%d_%d" % (i, loop.index0), metric=true) }}){{ " AND " if not loop.last }}{% endfor %}
+ THEN {'name': $override_{{ i }}, 'band': $override_{{ i }}_band}
+{%- endfor %} END
 {%- endmacro %}
 
 {% set measures = config.onboarding.measures %}
@@ -115,9 +125,28 @@ account_scores AS (
     FROM component_losses l JOIN account_shares s USING (snapshot_date, account_id)
     GROUP BY l.snapshot_date, l.account_id
 ),
+{% if config.onboarding.ends_on_green %}
+activated_earlier AS (
+    -- Accounts in their first $onboarding_days days as customers whose activation was green on an
+    -- earlier day as a customer: their onboarding ended on that day.
+    SELECT DISTINCT s.snapshot_date, s.account_id
+    FROM scored_accounts s
+    JOIN core.account_metrics x
+      ON x.account_id = s.account_id AND x.snapshot_date >= s.customer_since AND x.snapshot_date < s.snapshot_date
+    WHERE s.snapshot_date - s.customer_since < $onboarding_days
+      AND x.snapshot_date >= $first_day::DATE - $onboarding_days
+      AND {% for m in measures %}x.{{ m.metric | quote }} >= $measure_{{ loop.index0 }}_green{{ " AND " if not loop.last }}{% endfor %}
+
+),
+{% endif %}
 with_activation AS (
     SELECT s.*, sc.* EXCLUDE (snapshot_date, account_id),
-           coalesce(s.snapshot_date - s.customer_since < $onboarding_days, false) AS in_onboarding,
+           coalesce(s.snapshot_date - s.customer_since < $onboarding_days, false)
+           {% if config.onboarding.ends_on_green %}
+           AND (s.snapshot_date, s.account_id) NOT IN (SELECT (snapshot_date, account_id) FROM activated_earlier)
+           {% endif %}
+               AS in_onboarding,
+           {% if band_overrides %}{{ band_cap() }} AS band_cap,{% endif %}
            {% for m in measures %}
            CASE WHEN s.{{ m.metric | quote }} >= $measure_{{ loop.index0 }}_green THEN 'green'
                 WHEN s.{{ m.metric | quote }} >= $measure_{{ loop.index0 }}_yellow THEN 'yellow'
@@ -160,9 +189,20 @@ with_band AS (
            END AS activation_detail
     FROM with_status w JOIN scorecard_segments c ON c.segment = w.segment
 ),
+{% if band_overrides %}
+with_cap AS (
+    -- A band override makes the band worse, never better; an unbanded account stays unbanded.
+    SELECT *, coalesce(list_position($bands::VARCHAR[], band_cap.band)
+                       > list_position($bands::VARCHAR[], health_band), false) AS capped
+    FROM with_band
+),
+{% endif %}
 scores AS MATERIALIZED (
-    SELECT snapshot_date, account_id, segment, health_score, health_band,
-           CASE WHEN in_onboarding THEN 'activation' ELSE 'score' END AS band_source,
+    -- The reason's health_band is the band before any cap: the source column, not this alias.
+    SELECT snapshot_date, account_id, segment, health_score,
+           {% if band_overrides %}CASE WHEN capped THEN band_cap.band ELSE health_band END AS {% endif %}health_band,
+           CASE {% if band_overrides %}WHEN capped THEN 'override' {% endif %}WHEN in_onboarding THEN 'activation'
+                ELSE 'score' END AS band_source,
            in_onboarding,
            CASE WHEN in_onboarding THEN activation_status END AS activation_status,
            {% for m in measures %}
@@ -170,6 +210,8 @@ scores AS MATERIALIZED (
                AS {{ activation_column(m.name) | quote }},
            {% endfor %}
            drag.component AS top_drag, missing_components,
+           {% if band_overrides %}CASE WHEN capped THEN format('{} by override {}; otherwise ', band_cap.band,
+                                                  band_cap.name) ELSE '' END || {% endif %}
            CASE
                WHEN in_onboarding THEN format(
                    'onboarding day {} of {}: activation {}, {}',
@@ -188,7 +230,7 @@ scores AS MATERIALIZED (
            {% endfor %}
            {% endfor %}
            scorecard_version
-    FROM with_band
+    FROM {{ "with_cap" if band_overrides else "with_band" }}
 ),
 known_scores AS (
     -- Each day's earlier scores: from this range, and before it from the table, if it exists.

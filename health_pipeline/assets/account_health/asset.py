@@ -21,8 +21,8 @@ from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import (
     ACTIVATION_BANDS,
     BANDS,
-    BROAD_FOOTPRINT_CONTACTS,
     SEGMENT_ATTRIBUTES,
+    BandOverride,
     HealthConfig,
 )
 from health_pipeline.sql import SqlFolder, table_exists
@@ -64,7 +64,14 @@ def account_health_sql(config: HealthConfig, with_history: bool) -> str:
     return SQL.render(
         "account_health", config=config, with_history=with_history, explanation_sources=EXPLANATION_SOURCES,
         segment_attributes=SEGMENT_ATTRIBUTES, activation_bands=ACTIVATION_BANDS,
+        band_overrides=worst_cap_first(config),
     )
+
+
+def worst_cap_first(config: HealthConfig) -> list[BandOverride]:
+    """The band overrides in the order the scorer tries them: the first that holds caps the band
+    (scorecard.reference.band_cap), so the worst band first, then in file order."""
+    return sorted(config.band_overrides, key=lambda o: -BANDS.index(o.band_at_most))
 
 
 def account_health_params(config: HealthConfig, first_day, last_day) -> dict:
@@ -78,7 +85,14 @@ def account_health_params(config: HealthConfig, first_day, last_day) -> dict:
     }
     segment_rules = config.segments[:-1]
     if any(c.attribute == "digital_footprint" for s in segment_rules for c in s.conditions):
-        params["broad_footprint_contacts"] = BROAD_FOOTPRINT_CONTACTS
+        params["broad_footprint_contacts"] = config.broad_footprint_contacts
+    for i, override in enumerate(worst_cap_first(config)):
+        params[f"override_{i}"] = override.name
+        params[f"override_{i}_band"] = override.band_at_most
+        params["bands"] = list(BANDS)
+        for j, condition in enumerate(override.conditions):
+            value = condition.value
+            params[f"override_{i}_{j}"] = list(value) if isinstance(value, tuple) else value
     for i, segment in enumerate(segment_rules):
         params[f"segment_{i}"] = segment.name
         for j, condition in enumerate(segment.conditions):

@@ -10,6 +10,7 @@ from health_pipeline.checks import check_specs
 from health_pipeline.contract import event_users_metric
 from health_pipeline.partitions import date_range
 from health_pipeline.publish import plan_batches
+from health_pipeline.raw_input import CLOSED_STATUSES, HIGH_PRIORITIES, PULSE_SENTIMENTS, SIGNAL_TABLES
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.sql import SqlFolder, scalar
@@ -43,10 +44,17 @@ def account_metrics_sql(config: HealthConfig) -> str:
     return SQL.render("account_metrics", config=config, zero_filled=zero_filled)
 
 
+def account_metrics_params(config: HealthConfig) -> dict:
+    """The statement's values besides the range: the configuration's and the signals' enumerations."""
+    return {"power_roles": list(config.power_roles), "pulse_days": config.pulse_days,
+            "sentiments_worst_first": list(reversed(PULSE_SENTIMENTS)), "high_priorities": list(HIGH_PRIORITIES),
+            "closed_statuses": list(CLOSED_STATUSES)}
+
+
 def build_account_metrics(config: HealthConfig) -> dg.AssetsDefinition:
     @daily_asset(
         name="account_metrics",
-        deps=["contact_metrics", "account_history", "contact_history", "outcomes"],
+        deps=["contact_metrics", "account_history", "contact_history", "outcomes", *SIGNAL_TABLES],
         kinds={"duckdb"},
         code_version=config.metrics_version,
         check_specs=check_specs(config, "account_metrics"),
@@ -54,11 +62,13 @@ def build_account_metrics(config: HealthConfig) -> dg.AssetsDefinition:
     def account_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse):
         """One row per account (every account in the accounts snapshot) per snapshot date D.
 
-        The per-account usage metrics defined in docs/metrics.md: contacts_total, active users
+        The per-account metrics defined in docs/metrics.md: contacts_total, active users
         and usage now and in the previous 28 days with their change, sessions, breadth,
         concentration (top_user_share_28d), feature adoption, KPI users, recency, 90-day
-        inactivity, power contacts (by users.role), the onboarding activation measures
-        (first_session_activated_share, `<event>_users_28d`). Accounts with no contacts or no
+        inactivity, power contacts (by users.role) and those who left, the onboarding activation
+        measures (first_session_activated_share, `<event>_users_28d`), Heap's rules as flags,
+        license utilisation, and the signals of the optional tables: the CSM's pulse (with
+        pulse_sentiment), tickets, NPS and overdue invoices. Accounts with no contacts or no
         activity have zero counts and null ratios.
         """
         first_day, last_day = date_range(context.partition_time_window)
@@ -66,7 +76,7 @@ def build_account_metrics(config: HealthConfig) -> dg.AssetsDefinition:
             meta = yield from publish_range(
                 conn, config, "account_metrics", "core.account_metrics", "snapshot_date", first_day, last_day,
                 account_metrics_sql(config),
-                {"first_day": first_day, "last_day": last_day, "power_roles": list(config.power_roles)},
+                {"first_day": first_day, "last_day": last_day, **account_metrics_params(config)},
                 batch_plan=batch_plan, windowed=True,
             )
         yield from materialized(context, meta)

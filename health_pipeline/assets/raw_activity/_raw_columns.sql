@@ -87,3 +87,20 @@ SELECT *,
 FROM ({{ caller() }})
 WINDOW copies AS (PARTITION BY {{ key | quote }}, problem IS NULL ORDER BY {{ order }}, source_file, source_row)
 {%- endmacro %}
+
+{# The quarantine reason of a row whose account is `account_id` (not null), NULL when it is
+   known: an account of the accounts export, or of its history (a churned account may have left
+   the export); quarantined_account when its row of the export did not load; else unknown_account. #}
+{% macro account_problem(account_id) -%}
+CASE WHEN {{ account_id }} IN (SELECT account_id FROM accounts_snapshot UNION SELECT account_id FROM raw.account_history)
+         THEN NULL
+     WHEN {{ account_id }} IN (SELECT account_id FROM accounts_read) THEN 'quarantined_account'
+     ELSE 'unknown_account'
+END
+{%- endmacro %}
+
+{# A time column as a UTC TIMESTAMP, NULL when unreadable or absent (the session runs in UTC, so
+   a value with an offset is converted and a naive one is taken as UTC). #}
+{% macro timestamp(t, name) -%}
+CAST({{ value(t, name, "TIMESTAMPTZ") }} AS TIMESTAMP)
+{%- endmacro %}

@@ -1,10 +1,12 @@
 """raw_activity: extract a range of days from the raw exports into the compact daily fact, and
 snapshot the dimensions.
 
-One step writes ten tables, each its own asset in the UI: core.daily_contact_activity (the
+One step writes fourteen tables, each its own asset in the UI: core.daily_contact_activity (the
 fact every metric reads), raw.events (the ledger of kept event ids) and raw.sessions for the
 range; the current raw.accounts, raw.contacts, raw.identity_map and raw.outcomes snapshots
-(identity merges resolved, so every later asset works on one clean notion of "a contact"); the
+(identity merges resolved, so every later asset works on one clean notion of "a contact") and
+those of the optional signal tables (raw.csm_pulse, raw.tickets, raw.nps_responses,
+raw.invoices), whose dated rows the metrics read as of each day; the
 point-in-time raw.account_history and raw.contact_history, which every later asset reads its
 attributes from as they were on the day it computes; and the range's raw.quarantine rows.
 
@@ -51,7 +53,15 @@ from health_pipeline.publish import (
     table_metadata,
     transaction,
 )
-from health_pipeline.raw_input import CUSTOMER_OUTCOMES, RAW_TABLES, RawTable
+from health_pipeline.raw_input import (
+    CUSTOMER_OUTCOMES,
+    PULSE_SENTIMENTS,
+    RAW_TABLES,
+    SIGNAL_TABLES,
+    TICKET_PRIORITIES,
+    TICKET_STATUSES,
+    RawTable,
+)
 from health_pipeline.resources import Warehouse
 from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.sources import RawSource
@@ -81,7 +91,7 @@ TABLES = {
                                      "activity_date, session_id, user_id (the contact), time."),
     "accounts": ("raw.accounts", "One row per account of the current accounts export that loaded (the snapshot "
                                  "every run refreshes): name, owner, plan, arr, vertical, customer_since, status, "
-                                 "churned_at, crm_account_id, renewal_date."),
+                                 "churned_at, crm_account_id, renewal_date, seats_purchased."),
     "contacts": ("raw.contacts", "One row per contact (a user id not merged into another) of the current users export, "
                                  "with its account, joindate, role and excluded_reason (internal, test or no "
                                  "identity; such contacts are kept but not counted)."),
@@ -90,6 +100,16 @@ TABLES = {
     "outcomes": ("raw.outcomes", "One row per customer outcome of the current outcomes export (optional; empty "
                                  "without it): account_id, outcome_date, outcome (renewed, churned, downgraded or "
                                  "expanded), arr_before, arr_after, reason."),
+    "csm_pulse": ("raw.csm_pulse", "One row per CSM pulse of the current csm_pulse export (optional; empty "
+                                   "without it): account_id, pulse_date, sentiment (green, yellow or red), note, "
+                                   "author. One pulse per account and day."),
+    "tickets": ("raw.tickets", "One row per support ticket of the current tickets export (optional; empty without "
+                               "it): ticket_id, account_id, opened_at and closed_at (UTC), priority, status."),
+    "nps_responses": ("raw.nps_responses", "One row per NPS response of the current nps_responses export (optional; "
+                                           "empty without it): user_id (the contact, merges followed) or "
+                                           "account_id, responded_at (UTC), score (0 to 10)."),
+    "invoices": ("raw.invoices", "One row per invoice of the current invoices export (optional; empty without it): "
+                                 "invoice_id, account_id, due_date, paid_at, amount."),
     "account_history": ("raw.account_history", "One row per version of an account's attributes: the accounts "
                                                "columns, in force on the days [valid_from, valid_to) (NULL "
                                                "valid_from: since the start; NULL valid_to: current)."),
@@ -159,19 +179,46 @@ def stage_dimensions(conn: duckdb.DuckDBPyConnection, tables: dict, config: Heal
             SQL.run(conn, "outcomes_read", {**outcomes.params, "outcome_kinds": list(CUSTOMER_OUTCOMES)},
                     outcomes=outcomes)
     SQL.run(conn, "outcomes_snapshot")
+    stage_signals(conn, tables)
     for source, classified in (("accounts", "accounts_read"), ("users", "users_read"),
                                ("users", "contacts_checked"), ("user_migrations", "migrations_read"),
-                               ("outcomes", "outcomes_read")):
+                               ("outcomes", "outcomes_read"), *((t, f"{t}_read") for t in SIGNAL_TABLES)):
         SQL.run(conn, "quarantine_classified_rows", {"source_table": source}, classified=classified, activity=None)
-    for source, classified in (("accounts", "accounts_read"), ("outcomes", "outcomes_read")):
+    for source, classified in (("accounts", "accounts_read"), ("outcomes", "outcomes_read"),
+                               *((t, f"{t}_read") for t in SIGNAL_TABLES)):
         SQL.run(conn, "quarantine_attribute_rows", {"source_table": source}, classified=classified)
     return {
         "contacts_excluded": _count_outcome(conn, "contacts_checked", EXCLUDED),
         "accounts_duplicates_dropped": _count_outcome(conn, "accounts_read", DUPLICATE),
         "users_duplicates_dropped": _count_outcome(conn, "users_read", DUPLICATE),
         "outcomes_duplicates_dropped": _count_outcome(conn, "outcomes_read", DUPLICATE),
+        **{f"{t}_duplicates_dropped": _count_outcome(conn, f"{t}_read", DUPLICATE) for t in SIGNAL_TABLES},
+        "nps_responses_from_excluded_users": _count_outcome(conn, "nps_responses_read", EXCLUDED),
         "accounts_churned_without_date": scalar(conn, SQL.render("accounts_churned_without_date")),
     }
+
+
+# The optional signal tables: the columns raw.<table> keeps, and the enumerations their reading binds.
+SIGNAL_COLUMNS = {
+    "csm_pulse": ("account_id", "pulse_date", "sentiment", "note", "author"),
+    "tickets": ("ticket_id", "account_id", "opened_at", "closed_at", "priority", "status"),
+    "nps_responses": ("user_id", "account_id", "responded_at", "score"),
+    "invoices": ("invoice_id", "account_id", "due_date", "paid_at", "amount"),
+}
+SIGNAL_VALUES = {
+    "csm_pulse": {"sentiments": list(PULSE_SENTIMENTS)},
+    "tickets": {"priorities": list(TICKET_PRIORITIES), "statuses": list(TICKET_STATUSES)},
+}
+
+
+def stage_signals(conn: duckdb.DuckDBPyConnection, tables: dict) -> None:
+    """Classify the rows of the optional signal tables (an absent one as no rows) and stage those
+    that load as <table>_snapshot. Reads accounts_read, accounts_snapshot and activity_attribution."""
+    for name in SIGNAL_TABLES:
+        table = tables[name] or RawTable.absent(name)
+        with table.reading(conn):
+            SQL.run(conn, f"{name}_read", {**table.params, **SIGNAL_VALUES.get(name, {})}, **{name: table})
+        SQL.run(conn, "signal_snapshot", table=name, columns=SIGNAL_COLUMNS[name])
 
 
 def stage_classified(conn: duckdb.DuckDBPyConnection, activity: ActivityTable, bounds: dict, stored: bool,
@@ -328,7 +375,7 @@ def stage_inputs(conn: duckdb.DuckDBPyConnection, raw: RawSource, config: Health
     # Created outside the swap's transaction, as publish.transaction explains.
     for bookkeeping in ("accepted_snapshots", "account_history", "contact_history", "history_runs"):
         SQL.run(conn, bookkeeping)
-    report_progress("reading accounts, users, identity merges and outcomes")
+    report_progress("reading accounts, users, identity merges, outcomes and the CRM's signals")
     return tables, stage_dimensions(conn, tables, config)
 
 
@@ -365,12 +412,13 @@ DATED = {
 }
 # snapshot table -> the staged rows that replace it whole
 SNAPSHOTS = {"raw.accounts": "accounts_snapshot", "raw.contacts": "contacts_snapshot",
-             "raw.identity_map": "identity_map", "raw.outcomes": "outcomes_snapshot"}
+             "raw.identity_map": "identity_map", "raw.outcomes": "outcomes_snapshot",
+             **{f"raw.{name}": f"{name}_snapshot" for name in SIGNAL_TABLES}}
 # history table -> (the staged snapshot it records, its key, its attributes)
 HISTORIES = {
     "raw.account_history": ("accounts_snapshot", "account_id",
                             ("name", "owner", "plan", "arr", "vertical", "customer_since", "status", "churned_at",
-                             "crm_account_id", "renewal_date")),
+                             "crm_account_id", "renewal_date", "seats_purchased")),
     "raw.contact_history": ("contacts_snapshot", "user_id",
                             ("identity", "joindate", "account_id", "role", "excluded_reason")),
 }
@@ -516,6 +564,11 @@ def _metadata(conn: duckdb.DuckDBPyConnection, counts: dict, first_day: dt.date,
         "outcomes": table_metadata(conn, "raw.outcomes", written["raw.outcomes"],
                                    outcomes_duplicates_dropped=counts["outcomes_duplicates_dropped"],
                                    **_outcome_counts(conn)),
+        **{name: table_metadata(conn, f"raw.{name}", written[f"raw.{name}"],
+                                **{f"{name}_duplicates_dropped": counts[f"{name}_duplicates_dropped"]},
+                                **({"nps_responses_from_excluded_users": counts["nps_responses_from_excluded_users"]}
+                                   if name == "nps_responses" else {}))
+           for name in SIGNAL_TABLES},
         "account_history": table_metadata(conn, "raw.account_history", written["raw.account_history"],
                                           **_versions(conn, "raw.account_history")),
         "contact_history": table_metadata(conn, "raw.contact_history", written["raw.contact_history"],

@@ -29,11 +29,6 @@ WHERE false
                    WHEN {{ arr_before }} < 0 OR {{ arr_after }} < 0 THEN 'negative_arr'
                END AS attribute_problem
         FROM {{ raw.rows(outcomes) }}
-    ),
-    known_accounts AS (
-        -- A churned account may have left the accounts export: the history still knows it.
-        SELECT account_id FROM accounts_snapshot
-        UNION SELECT account_id FROM raw.account_history
     )
     SELECT * EXCLUDE (date_unreadable),
            struct_pack(account_id, outcome_date, customer_outcome) AS outcome_key,
@@ -43,9 +38,7 @@ WHERE false
                WHEN outcome_date IS NULL THEN 'null_outcome_date'
                WHEN customer_outcome IS NULL OR NOT list_contains($outcome_kinds::VARCHAR[], customer_outcome)
                    THEN 'unknown_outcome'
-               WHEN account_id IN (SELECT account_id FROM known_accounts) THEN NULL
-               WHEN account_id IN (SELECT account_id FROM accounts_read) THEN 'quarantined_account'
-               ELSE 'unknown_account'
+               ELSE {{ raw.account_problem("account_id") }}
            END AS problem
     FROM outcome_rows
 {% endcall %}

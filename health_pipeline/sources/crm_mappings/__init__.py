@@ -1,8 +1,9 @@
-"""CRM mappings: the accounts and outcomes tables read from a CRM's export in the CRM's own names.
+"""CRM mappings: the CRM's tables read from a CRM's export in the CRM's own names.
 
 A mapping is a YAML file: `salesforce.yaml` and `hubspot.yaml` here, or a file of your own
 (HEALTH_CRM_MAPPING names either). It names the CRM (`crm`, for messages) and, for `accounts`
-and, if the CRM provides them, `outcomes`:
+and, if the CRM provides them, `outcomes` and the signal tables (csm_pulse, tickets,
+nps_responses, invoices):
 - `table`: the CRM's table, found in the folder the source reads the CRM from as `<table>.csv`,
   `<table>.parquet` or a folder `<table>/` (Salesforce's `Account`, HubSpot's `companies`);
 - `columns`: each of our columns -> the CRM's column it is read from (headers match whatever their
@@ -48,7 +49,7 @@ class CrmMappingError(ValueError):
 @dataclass(frozen=True)
 class CrmMapping:
     crm: str
-    tables: dict[str, CrmTable]  # accounts and outcomes, those the mapping maps
+    tables: dict[str, CrmTable]  # the CRM's tables the mapping maps
 
 
 class _UniqueKeys(yaml.SafeLoader):
