@@ -80,7 +80,7 @@ def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params=None):
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
-    if not isinstance(conn, duckdb.DuckDBPyConnection):  # the Spark engine's (engines.spark.SparkSql)
+    if hasattr(conn, "table_exists"):  # the Spark engine's connection (engines.spark.SparkSql) answers itself
         return conn.table_exists(table)
     schema, name = table.split(".")
     return scalar(

@@ -23,7 +23,11 @@ def test_scale_s_runs_every_scenario_and_the_seed_baseline_agrees(tmp_path):
 
     report = json.loads((out / "S.json").read_text())
     scenarios = {s["number"]: s for s in report["scenarios"]}
-    assert sorted(scenarios) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert sorted(scenarios) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]  # 12, Spark's, is opt-in
+    # Scenario 11 reads the same days as Heap's S3 delivery: a backfill of every day, then the next day.
+    delivery = [s["figures"] for s in report["scenarios"] if s["number"] == 11]
+    assert [figures["days"] for figures in delivery] == [29, 1]  # S's 30 days: all but the last, then the last
+    assert all(f["ratio"] > 0 and 0 < f["avro_seconds"] and 0 < f["avro_share"] < 1 for f in delivery)
 
     comparison = scenarios[3]["figures"]["comparison"]
     for table in ("account_metrics", "contact_metrics"):

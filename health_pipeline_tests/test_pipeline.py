@@ -88,8 +88,8 @@ def test_exported_rows_match_the_reference(sample_run: Pipeline):
     """Segment, score, band, activation and top drag agree with the reference scorer on every row."""
     settings = load_config()
     export = sample_run.query("SELECT * FROM export.account_health")
-    checked = ["segment", "health_score", "health_band", "in_onboarding", "activation_status", "top_drag",
-               "missing_components", "scorecard_version"]
+    checked = ["segment", "health_score", "health_band", "band_source", "in_onboarding", "activation_status",
+               "top_drag", "missing_components", "scorecard_version"]
     for row in export.to_dict("records"):
         account = {k: (None if pd.isna(v) else v) for k, v in row.items()}
         account["days_as_customer"] = (row["snapshot_date"] - row["customer_since"]).days

@@ -48,6 +48,8 @@ def _metric_values(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
             values[metric] = rng.beta(2, 3, n)
         elif low == -1:
             values[metric] = np.clip(rng.normal(0, 0.4, n), -1, None)
+        elif np.isfinite(high):  # a bounded score: the pulse (0..2), NPS (-100..100)
+            values[metric] = rng.integers(low, high + 1, n).astype(float)
         else:
             values[metric] = rng.poisson(rng.choice([3, 20, 200]), n).astype(float)
     return values
