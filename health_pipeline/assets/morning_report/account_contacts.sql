@@ -2,16 +2,20 @@
 -- Every contact of an account in the sync table on $report_date, with its 28-day activity
 -- (export.contact_usage), its role that day, whether that makes it a power contact, and whether it
 -- went quiet: no usage in the last 28 days after some in the 28 days before, and whether it is dormant:
--- no usage and no session in the last 90 days.
+-- no usage and no session in the last 90 days. A contact shows by email or name only where
+-- $personal_data allows (HEALTH_REPORT_PERSONAL_DATA), else by user id: the rows go into the
+-- site's data files as they are, so nothing hidden may be among them.
 WITH snapshot_dates AS (
     SELECT CAST($report_date AS DATE) AS "snapshot_date"
 ),
 contacts_on_day AS (
     {{ shared.contacts_on_snapshot_dates() }}
 )
-SELECT u."account_id", u."user_id", u."identity", c."role",
-       coalesce({{ shared.is_power_contact('c."role"') }}, false) AS "is_power_contact",
-       u."active_days_28d", u."sessions_28d", u."usage_28d", u."usage_prev_28d", u."last_seen_at",
+SELECT u."account_id",
+       CASE WHEN $personal_data THEN coalesce(u."identity", u."user_id") ELSE u."user_id" END AS "contact",
+       c."role", coalesce({{ shared.is_power_contact('c."role"') }}, false) AS "is_power_contact",
+       u."active_days_28d", u."sessions_28d", u."usage_28d", u."usage_prev_28d",
+       strftime(u."last_seen_at", '%Y-%m-%d') AS "last_seen_on",
        u."usage_28d" = 0 AND u."usage_prev_28d" > 0 AS "went_quiet",
        u."usage_90d" = 0 AND u."sessions_90d" = 0 AS "is_dormant_90d"
 FROM "export"."contact_usage" u
