@@ -532,3 +532,20 @@ def test_report_serve_serves_the_folder_on_localhost_until_stopped(report_run, t
     assert (refused.returncode, refused.stderr) == (2, (
         f"no morning report at {tmp_path / 'none' / 'report' / 'latest'}: build one first (`health-pipeline report`, "
         "or `health-pipeline run`)\n"))
+
+
+def test_every_chart_spec_is_valid_vega_lite():
+    """chart_specs skips Altair's validation (most of a second a build), so it is checked here."""
+    import jsonschema
+    from altair.vegalite.v6.schema.core import load_schema
+
+    from health_pipeline.assets.morning_report.charts import chart_specs
+
+    config = load_config()
+    specs = chart_specs(FIRST, config.components, ("usage_28d", "active_users_28d"))
+    assert {"band_shares", "score_histogram", "sparkline", "account_score", "account_components",
+            "metric:usage_28d"} <= set(specs)
+    for name, spec in specs.items():
+        jsonschema.validate(spec, load_schema())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**specs["sparkline"], "mark": {"type": "no such mark"}}, load_schema())

@@ -165,7 +165,8 @@ def build_report(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_d
         folder = _publish(staged, report_root(export_dir), report_date)
     finally:
         discard(staged)
-    size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+    # By inode: the account pages are one file under many names.
+    size = sum({(s := path.stat()).st_ino: s.st_size for path in folder.rglob("*") if path.is_file()}.values())
     return Site(report_date, folder, pages, size, time.perf_counter() - started)
 
 
