@@ -96,7 +96,8 @@
       h("tbody", {}, rows)));
   }
 
-  function siteData(file) {
+  // The owner data file the page loaded, and the formatting it needs (ARR in its currency).
+  function siteData() {
     const site = window.REPORT_ACCOUNTS;
     const money = function (x, withSign) {
       if (missing(x)) return DASH;
@@ -108,7 +109,7 @@
         return Object.fromEntries(site.contact_fields.map(function (field, i) { return [field, row[i]]; }));
       });
     };
-    return { site: site, money: money, contacts: contacts, root: file ? "../" : "" };
+    return { site: site, money: money, contacts: contacts };
   }
 
   function ownerLink(d) {
@@ -240,7 +241,7 @@
     if (owner === undefined) return notFound();
     const script = h("script", { src: "../data/" + owner + ".js" });
     script.addEventListener("load", function () {
-      const d = siteData(true);
+      const d = siteData();
       const account = d.site.accounts.find(function (a) { return a.page === page; });
       if (!account) return notFound();
       const name = account.account_name || account.account_id;
@@ -261,7 +262,7 @@
 
   const cards = document.getElementById("cards");
   if (cards) {
-    const d = siteData(true);
+    const d = siteData();
     cards.replaceChildren(...d.site.accounts.map(function (a) { return card(d, a); }));
   }
   finish(document);
