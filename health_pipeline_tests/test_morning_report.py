@@ -541,3 +541,20 @@ def test_every_chart_spec_is_valid_vega_lite():
         jsonschema.validate(spec, load_schema())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**specs["sparkline"], "mark": {"type": "no such mark"}}, load_schema())
+
+
+def test_every_account_page_is_the_one_page_that_draws_its_account(report_run):
+    """The pages keep their addresses (accounts/<name>.html) but are one page, which report.js fills
+    in from the owner's data file that data/accounts.js names for its file name."""
+    pipeline, _, _ = report_run
+    site = site_of(pipeline, LAST)
+    accounts = pipeline.query("SELECT account_id, owner FROM export.account_health WHERE snapshot_date = $d",
+                              {"d": LAST})
+    pages = {page_of(pipeline, LAST, "accounts", a) for a in accounts.account_id}
+    assert pages == set((site / "accounts").iterdir())
+    assert len({page.read_bytes() for page in pages}) == 1
+    assert '<script src="../data/accounts.js"></script>' in next(iter(pages)).read_text(encoding="utf-8")
+    index = (site / "data" / "accounts.js").read_text(encoding="utf-8")
+    assert json.loads(index.removeprefix("window.REPORT_OWNER_PAGES = ").removesuffix(";\n")) == {
+        page_of(pipeline, LAST, "accounts", a).stem: page_of(pipeline, LAST, "owners", o).stem
+        for a, o in accounts.itertuples(index=False)}
