@@ -79,21 +79,29 @@ def page_of(pipeline: Pipeline, day: dt.date, folder: str, key) -> Path:
     return site_of(pipeline, day) / folder / f"{page_names(keys)[key]}.html"
 
 
+def data_file(path: Path) -> dict:
+    """The values a data file of a site sets, by name: its lines are `window.<name> = <JSON>;`."""
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, value = re.fullmatch(r"window\.(\w+) = (.*);", line).groups()
+        values[name] = json.loads(value)
+    return values
+
+
 def owner_data(pipeline: Pipeline, day: dt.date, owner) -> dict:
     """The data file the owner page of `owner` and its accounts' pages are drawn from."""
-    name = page_of(pipeline, day, "owners", owner).stem
-    script = (site_of(pipeline, day) / "data" / f"{name}.js").read_text(encoding="utf-8")
-    assert script.startswith("window.REPORT_ACCOUNTS = ") and script.endswith(";\n")
-    return json.loads(script.removeprefix("window.REPORT_ACCOUNTS = ").removesuffix(";\n"))
+    return data_file(site_of(pipeline, day) / "data" / f"{page_of(pipeline, day, 'owners', owner).stem}.js")
 
 
 def account_data(pipeline: Pipeline, day: dt.date, account_id: str) -> dict:
-    """What the page of `account_id` is drawn from, its contacts as dicts."""
+    """What the page of `account_id` is drawn from, with its contacts as a dict each."""
     owner = pipeline.query("SELECT owner FROM export.account_health WHERE snapshot_date = $d AND account_id = $a",
                            {"d": day, "a": account_id}).owner[0]
     data = owner_data(pipeline, day, owner)
-    account = next(a for a in data["accounts"] if a["account_id"] == account_id)
-    return account | {"contacts": [dict(zip(data["contact_fields"], c)) for c in account["contacts"]]}
+    account = next(a for a in data["REPORT_ACCOUNTS"]["accounts"] if a["account_id"] == account_id)
+    columns = data["REPORT_CONTACTS"].get(account_id, {"contact": []})
+    return account | {"contacts": [{name: values[i] for name, values in columns.items()}
+                                   for i in range(len(columns["contact"]))]}
 
 
 def test_a_run_reports_its_last_day_and_latest_points_at_it(report_run):
@@ -150,7 +158,7 @@ def test_every_name_from_the_data_is_escaped(report_run):
     for page, text in pages.items():
         assert HOSTILE_NAME not in text and "<img src=x" not in text, page
     # The account page draws the name from its data as text (test_report_browser.py shows it does).
-    data = owner_data(pipeline, LAST, HOSTILE_OWNER)
+    data = owner_data(pipeline, LAST, HOSTILE_OWNER)["REPORT_ACCOUNTS"]
     assert data["owner"] == HOSTILE_OWNER and [a["account_name"] for a in data["accounts"]
                                                if a["account_id"] == hostile] == [HOSTILE_NAME]
     owner_page = page_of(pipeline, LAST, "owners", HOSTILE_OWNER)
@@ -210,7 +218,7 @@ def test_an_owner_page_has_a_card_per_account_in_the_one_ranking(report_run):
         ORDER BY list_position(['healthy', 'neutral', 'at_risk'], health_band) DESC, health_score,
                  arr DESC NULLS LAST, account_id
     """, {"d": LAST, "owner": owner}).account_id.tolist()
-    assert [a["account_id"] for a in owner_data(pipeline, LAST, owner)["accounts"]] == expected
+    assert [a["account_id"] for a in owner_data(pipeline, LAST, owner)["REPORT_ACCOUNTS"]["accounts"]] == expected
 
 
 def test_quiet_and_power_contacts_are_the_documented_ones(report_run):
@@ -554,7 +562,6 @@ def test_every_account_page_is_the_one_page_that_draws_its_account(report_run):
     assert pages == set((site / "accounts").iterdir())
     assert len({page.read_bytes() for page in pages}) == 1
     assert '<script src="../data/accounts.js"></script>' in next(iter(pages)).read_text(encoding="utf-8")
-    index = (site / "data" / "accounts.js").read_text(encoding="utf-8")
-    assert json.loads(index.removeprefix("window.REPORT_OWNER_PAGES = ").removesuffix(";\n")) == {
+    assert data_file(site / "data" / "accounts.js")["REPORT_OWNER_PAGES"] == {
         page_of(pipeline, LAST, "accounts", a).stem: page_of(pipeline, LAST, "owners", o).stem
         for a, o in accounts.itertuples(index=False)}

@@ -104,9 +104,11 @@
       const sign = withSign ? (x >= 0 ? "+" : "−") : (x < 0 ? "−" : "");
       return sign + site.currency + grouped(Math.abs(x), 0);
     };
-    const contacts = function (account) {
-      return account.contacts.map(function (row) {
-        return Object.fromEntries(site.contact_fields.map(function (field, i) { return [field, row[i]]; }));
+    const contacts = function (account) {  // a list per column, as DuckDB wrote them, to a row per contact
+      const columns = window.REPORT_CONTACTS[account.account_id];
+      if (!columns) return [];
+      return columns.contact.map(function (_, i) {
+        return Object.fromEntries(Object.keys(columns).map(function (name) { return [name, columns[name][i]]; }));
       });
     };
     return { site: site, money: money, contacts: contacts };
