@@ -1,9 +1,10 @@
 """The morning report's charts, as Vega-Lite specs built with Altair, without their data.
 
 A site holds each spec once (in assets/charts.js); a page holds only each chart's data, as named
-datasets in a JSON script beside the chart, and report.js renders the two together in the browser
-with the Vega bundle copied into the site. So 5,000 account pages carry 5,000 small data blocks,
-not 5,000 copies of a spec.
+datasets in a JSON script beside the chart (or, on the account pages and the owner pages' cards,
+in the owner's data file), and report.js renders the two together in the browser with the Vega
+bundle copied into the site. So 5,000 accounts carry 5,000 small data blocks, not 5,000 copies
+of a spec.
 
 Series over the report's 90 days are stored as change points to stay small: per series, the days
 on which its value changed and the values (score_history.sql), which the spec turns back into

@@ -1,11 +1,14 @@
 """Build one snapshot date's morning report: a static site under `<export dir>/report/<date>/`.
 
 The site reads only published tables (export.account_health, export.contact_usage,
-export.band_changes and the backtest), so it shows exactly what the CS tools import. Pages are
-Jinja2 templates with autoescaping on, so every name and value from the data is text, and chart
-data enters pages through `tojson`, which escapes `<`, `>` and `&`. The site is self-contained:
-its stylesheet, scripts and the Vega bundle (from vl-convert, no download) sit in `assets/`, and
-every link is relative, so `index.html` opens from disk.
+export.band_changes and the backtest), so it shows exactly what the CS tools import. The
+portfolio, owner and metric pages are Jinja2 templates with autoescaping on, so every name and
+value from the data is text, and chart data enters pages through `tojson`, which escapes `<`, `>`
+and `&`. The account pages and the owner pages' cards, thousands at scale, are drawn in the
+browser by report.js from one data file per owner (`data/<owner page>.js`), which writes every
+value as text; an account page is one page under every account's name (_write_account_pages).
+The site is self-contained: its stylesheet, scripts and the Vega bundle (from vl-convert, no
+download) sit in `assets/`, and every link is relative, so `index.html` opens from disk.
 
 It is written under the export dir's staging folder (export_files.py), which a later run clears
 if this one dies, then renamed into place, and `report/latest` is a symlink to the newest date's
