@@ -329,7 +329,7 @@ def scenario_backtest(bench: Bench) -> dict:
     )
 
 
-REPORT_SECONDS_TARGET, REPORT_MB_TARGET = 20, 50
+REPORT_SECONDS_TARGET, REPORT_MB_TARGET = 3, 50  # issue 30: the report's build at M at most 3 s
 
 
 def scenario_report(bench: Bench) -> dict:
@@ -348,8 +348,8 @@ def scenario_report(bench: Bench) -> dict:
     size_mb, pages = runs["report"][-1]["size_mb"], runs["report"][-1]["pages"]
     return scenario(
         8, "Morning report", "one day's site (every owner, account and metric page) vs the daily run that builds it",
-        f"< {REPORT_SECONDS_TARGET} s and < {REPORT_MB_TARGET} MB",
-        build < REPORT_SECONDS_TARGET and size_mb < REPORT_MB_TARGET, {k: summary(v) for k, v in runs.items()},
+        f"<= {REPORT_SECONDS_TARGET} s and < {REPORT_MB_TARGET} MB",
+        build <= REPORT_SECONDS_TARGET and size_mb < REPORT_MB_TARGET, {k: summary(v) for k, v in runs.items()},
         {"ratio": ratio(median(runs["report"]), median(runs["daily_direct"])), "build_seconds": build,
          "size_mb": size_mb, "pages": pages,
          "peak_rss_mb": max(r["peak_rss_mb"] for r in runs["report"])},

@@ -253,6 +253,23 @@ def test_an_account_page_charts_90_days_and_lists_its_contacts(site, browser):
     v.close()
 
 
+def test_an_account_page_shows_the_pulse_and_the_tickets_the_sync_table_carries(site, browser):
+    pipeline, _, _ = site
+    rows = pipeline.query("""
+        SELECT account_id, pulse_sentiment, days_since_pulse, open_tickets, open_high_priority_tickets
+        FROM export.account_health WHERE snapshot_date = $d
+    """, {"d": LAST})
+    assert rows["pulse_sentiment"].notna().any() and (rows["open_tickets"] > 0).any()  # the sample has both
+    for account_id, sentiment, days, tickets, high in rows.itertuples(index=False):
+        v = visit(browser, page_of(pipeline, LAST, "accounts", account_id).as_uri())
+        shown = v.page.locator("#signals").inner_html() if v.page.locator("#signals").count() else None
+        v.assert_clean()
+        v.close()
+        parts = ([f"CSM pulse <strong>{sentiment}</strong>, {days} days ago"] if isinstance(sentiment, str) else []) \
+            + ([f"{tickets} open ticket{'s' if tickets != 1 else ''}, {high} high priority"] if tickets else [])
+        assert shown == (" · ".join(parts) or None), account_id
+
+
 def test_a_metric_page_draws_the_bin_edges_and_counts_each_bin(site, browser):
     pipeline, latest, _ = site
     v = visit(browser, (latest / "metrics" / "usage_28d.html").as_uri())

@@ -1,9 +1,10 @@
 """The morning report's charts, as Vega-Lite specs built with Altair, without their data.
 
 A site holds each spec once (in assets/charts.js); a page holds only each chart's data, as named
-datasets in a JSON script beside the chart, and report.js renders the two together in the browser
-with the Vega bundle copied into the site. So 5,000 account pages carry 5,000 small data blocks,
-not 5,000 copies of a spec.
+datasets in a JSON script beside the chart (or, on the account pages and the owner pages' cards,
+in the owner's data file), and report.js renders the two together in the browser with the Vega
+bundle copied into the site. So 5,000 accounts carry 5,000 small data blocks, not 5,000 copies
+of a spec.
 
 Series over the report's 90 days are stored as change points to stay small: per series, the days
 on which its value changed and the values (score_history.sql), which the spec turns back into
@@ -129,4 +130,5 @@ def chart_specs(first_day: dt.date, components: tuple[str, ...], metrics: tuple[
         "account_components": account_components(first_day, components),
         **{f"metric:{metric}": metric_distribution(metric) for metric in metrics},
     }
-    return {name: chart.to_dict() for name, chart in specs.items()}
+    # Validating the specs against the Vega-Lite schema takes most of a second a build; tests do it.
+    return {name: chart.to_dict(validate=False) for name, chart in specs.items()}

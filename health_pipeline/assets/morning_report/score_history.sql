@@ -5,7 +5,11 @@
 -- scored and $report_date are always included, so a step line through the points is the whole
 -- series. A day the account was not scored, or a component it was not scored on, is null.
 WITH scored AS (
-    SELECT *
+    -- Only the columns drawn: the sync table is wide, and this CTE is read twice.
+    SELECT "account_id", "snapshot_date", "health_score"
+           {%- for component in components %},
+           {{ explanation_column(component, "points") | quote }}, {{ explanation_column(component, "points_possible") | quote }}
+           {%- endfor %}
     FROM "export"."account_health"
     WHERE "snapshot_date" BETWEEN $first_day AND $report_date
       AND "account_id" IN (SELECT "account_id" FROM "export"."account_health" WHERE "snapshot_date" = $report_date)
@@ -30,18 +34,29 @@ daily_values AS (
     FROM days_since_first_scored d
     LEFT JOIN scored s USING ("account_id", "snapshot_date")
 ),
-series_values AS (
-    SELECT *
-    FROM daily_values
-    UNPIVOT INCLUDE NULLS ("value" FOR "series" IN ("score"{% for component in components %}, {{ component | quote }}{% endfor %}))
-),
 changes AS (
-    SELECT *,
-           "value" IS DISTINCT FROM lag("value") OVER (PARTITION BY "account_id", "series" ORDER BY "day")
-           OR "day" = CAST($report_date - $first_day AS INTEGER) AS "is_change"
-    FROM series_values
+    -- Each series beside whether it changed that day: one window over the accounts' days, where
+    -- one per series would sort every value again.
+    SELECT "account_id", "day",
+           "score", "score" IS DISTINCT FROM lag("score") OVER by_day OR "day" = CAST($report_date - $first_day AS INTEGER) AS "changed:score"
+           {%- for component in components %},
+           {{ component | quote }},
+           {{ component | quote }} IS DISTINCT FROM lag({{ component | quote }}) OVER by_day OR "day" = CAST($report_date - $first_day AS INTEGER)
+               AS {{ ("changed:" ~ component) | quote }}
+           {%- endfor %}
+    FROM daily_values
+    WINDOW by_day AS (PARTITION BY "account_id" ORDER BY "day")
+),
+series_changes AS (
+    SELECT *
+    FROM changes
+    UNPIVOT INCLUDE NULLS (("value", "is_change") FOR "series" IN (
+        ("score", "changed:score") AS 'score'
+        {%- for component in components %},
+        ({{ component | quote }}, {{ ("changed:" ~ component) | quote }}) AS {{ component | quote }}
+        {%- endfor %}))
 )
 SELECT "account_id", "series", list("day" ORDER BY "day") AS "d", list("value" ORDER BY "day") AS "v"
-FROM changes
+FROM series_changes
 WHERE "is_change"
 GROUP BY "account_id", "series"

@@ -1,11 +1,14 @@
 """Build one snapshot date's morning report: a static site under `<export dir>/report/<date>/`.
 
 The site reads only published tables (export.account_health, export.contact_usage,
-export.band_changes and the backtest), so it shows exactly what the CS tools import. Pages are
-Jinja2 templates with autoescaping on, so every name and value from the data is text, and chart
-data enters pages through `tojson`, which escapes `<`, `>` and `&`. The site is self-contained:
-its stylesheet, scripts and the Vega bundle (from vl-convert, no download) sit in `assets/`, and
-every link is relative, so `index.html` opens from disk.
+export.band_changes and the backtest), so it shows exactly what the CS tools import. The
+portfolio, owner and metric pages are Jinja2 templates with autoescaping on, so every name and
+value from the data is text, and chart data enters pages through `tojson`, which escapes `<`, `>`
+and `&`. The account pages and the owner pages' cards, thousands at scale, are drawn in the
+browser by report.js from one data file per owner (`data/<owner page>.js`), which writes every
+value as text; an account page is one page under every account's name (_write_account_pages).
+The site is self-contained: its stylesheet, scripts and the Vega bundle (from vl-convert, no
+download) sit in `assets/`, and every link is relative, so `index.html` opens from disk.
 
 It is written under the export dir's staging folder (export_files.py), which a later run clears
 if this one dies, then renamed into place, and `report/latest` is a symlink to the newest date's
@@ -20,14 +23,12 @@ import functools
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import re
 import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -59,7 +60,7 @@ NO_OWNER = "(no owner)"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DEVICE_NAME = re.compile(r"CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9]", re.IGNORECASE)
 # Every file a site holds, by its path in the site: a copy of a site is recognised by these alone.
-_SITE_FILE = re.compile(r"index\.html|assets/(vega|charts|report)\.js|assets/report\.css|"
+_SITE_FILE = re.compile(r"index\.html|assets/(vega|charts|report)\.js|assets/report\.css|data/[^/]+\.js|"
                         r"(owners|accounts|metrics)/[^/]+\.html")
 
 
@@ -167,7 +168,8 @@ def build_report(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_d
         folder = _publish(staged, report_root(export_dir), report_date)
     finally:
         discard(staged)
-    size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+    # By inode: the account pages are one file under many names.
+    size = sum({(s := path.stat()).st_ino: s.st_size for path in folder.rglob("*") if path.is_file()}.values())
     return Site(report_date, folder, pages, size, time.perf_counter() - started)
 
 
@@ -182,7 +184,7 @@ class _ReportData:
     band_shares: list[dict]
     breakdowns: dict[str, list[dict]]
     history: dict[str, dict[str, dict]]  # account -> series ('score' or a component) -> change points
-    contacts: dict[str, list[dict]]
+    contacts: dict[str, str]  # account -> its contacts as JSON, a list per column (account_contacts.sql)
     band_changes: dict[str, list[dict]]
     bin_counts: dict[tuple[str, str], dict[str | None, int]]  # (component, segment) -> bin -> accounts
     backtest: list[dict]
@@ -216,7 +218,7 @@ class _ReportData:
             band_shares=_rows(conn, "band_shares", {**day, **bands, "first_day": first_day}),
             breakdowns=dict(breakdowns),
             history=dict(history),
-            contacts=_grouped(_rows(conn, "account_contacts", {**day, "power_roles": list(config.power_roles)})),
+            contacts=_contacts(conn, config, report_date),
             band_changes=_grouped(_rows(conn, "band_change_history", day)),
             bin_counts=dict(bins),
             backtest=backtest,
@@ -227,6 +229,14 @@ def _rows(conn: duckdb.DuckDBPyConnection, name: str, params: dict, **context) -
     cursor = SQL.run(conn, name, params, **context)
     columns = [column[0] for column in cursor.description]
     return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+
+def _contacts(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_date: dt.date) -> dict[str, str]:
+    """Each account's contacts as the JSON its data file holds, made by DuckDB: they are most of
+    the rows a site reads (144,000 at scale M), and never need to be Python objects."""
+    return dict(SQL.run(conn, "account_contacts", {"report_date": report_date,
+                                                   "power_roles": list(config.power_roles),
+                                                   "personal_data": settings.report_personal_data()}).fetchall())
 
 
 def _grouped(rows: list[dict], key: str = "account_id") -> dict[str, list[dict]]:
@@ -259,22 +269,24 @@ def _finite(value):
 
 @dataclass(frozen=True)
 class Style:
-    """How a site writes what its settings decide: ARR's currency (HEALTH_REPORT_CURRENCY) and
-    whether contacts show by email and name or only by user id (HEALTH_REPORT_PERSONAL_DATA)."""
+    """How a site writes ARR: in the currency of HEALTH_REPORT_CURRENCY. (Whether contacts show by
+    email and name, HEALTH_REPORT_PERSONAL_DATA, is decided where they are read: account_contacts.sql.)"""
 
     currency: str = settings.DEFAULT_REPORT_CURRENCY
-    personal_data: bool = True
 
     @classmethod
     def from_settings(cls) -> Style:
-        return cls(settings.report_currency(), settings.report_personal_data())
+        return cls(settings.report_currency())
+
+    @property
+    def symbol(self) -> str:
+        return settings.CURRENCY_SYMBOLS.get(self.currency, f"{self.currency} ")
 
     def money(self, value, signed: bool = False) -> str:
         if value is None:
             return "–"
-        symbol = settings.CURRENCY_SYMBOLS.get(self.currency, f"{self.currency} ")
         sign = ("+" if value >= 0 else "−") if signed else ("−" if value < 0 else "")
-        return f"{sign}{symbol}{abs(value):,.0f}"
+        return f"{sign}{self.symbol}{abs(value):,.0f}"
 
 
 @functools.cache
@@ -295,8 +307,6 @@ def _templates(style: Style) -> jinja2.Environment:
         signed=lambda value: "–" if value is None else f"{value:+.1f}",
         money=style.money,
         signed_money=lambda value: style.money(value, signed=True),
-        # A contact by email or name where personal data is shown, else by user id only.
-        contact=lambda c: (c["identity"] or c["user_id"]) if style.personal_data else c["user_id"],
         renewal=_renewal,
         owner_name=lambda owner: NO_OWNER if owner is None else owner,
         # what_changed: null when the earlier day was not scored, empty when nothing it covers moved
@@ -402,47 +412,73 @@ def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bund
               at_risk=sorted(at_risk_by_health(accounts), key=lambda a: -(a["arr"] or 0)),
               onboarding_red=[a for a in onboarding_red if a["owner"] == owner],
               renewals=[a for a in outlook.renewals if a["owner"] == owner], horizon=HORIZON_DAYS)
-    for account in data.accounts:
-        write(f"accounts/{names['accounts'][account['account_id']]}.html", "account.html", account=account,
-              data=data, cutoffs=_cutoffs(config, account["segment"]))
     for metric, sections in metrics.items():
         write(f"metrics/{names['metrics'][metric]}.html", "metric.html", metric=metric, sections=sections,
               metrics=metrics)
-    _render(folder, pages, Style.from_settings())
-    return len(pages)
-
-
-# Rendering is pure Python (Jinja2 escaping every value), so it takes one core whatever DuckDB
-# has; a large site is split over forked workers, which inherit the pages instead of pickling them.
-PAGES_PER_WORKER = 500
-_inherited: tuple[Path, list, Style] = (Path(), [], Style())  # what a forked worker renders from
-
-
-def _render(folder: Path, pages: list[tuple[str, str, dict]], style: Style) -> None:
-    global _inherited
-    workers = min(os.cpu_count() or 1, len(pages) // PAGES_PER_WORKER)
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        _render_share(folder, pages, style, range(len(pages)))
-        return
-    _inherited = (folder, pages, style)
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            list(pool.map(_render_inherited, [range(i, len(pages), workers) for i in range(workers)]))
-    finally:
-        _inherited = (Path(), [], Style())
-
-
-def _render_inherited(share: range) -> None:
-    _render_share(*_inherited, share)
-
-
-def _render_share(folder: Path, pages: list[tuple[str, str, dict]], style: Style, share: range) -> None:
+    style = Style.from_settings()
     env = _templates(style)
-    for index in share:
-        path, template, context = pages[index]
-        target = folder / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(env.get_template(template).render(**context), encoding="utf-8")
+    for path, template, context in pages:
+        _write(folder / path, env.get_template(template).render(**context))
+    _write_account_pages(folder, data, config, names, by_owner, style,
+                         env.get_template("account.html").render(**common, root="../"))
+    return len(pages) + len(data.accounts)
+
+
+def _write(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+
+
+def _write_account_pages(folder: Path, data: _ReportData, config: HealthConfig, names: dict,
+                         by_owner: dict, style: Style, page: str) -> None:
+    """Every account's page, and the data it is drawn from. The pages are one page, which report.js
+    fills in from the account's owner's data file (`data/<owner page>.js`, which the owner page's
+    cards are drawn from too), found through `data/accounts.js`, by the page's own file name. So it
+    is written once and linked under each account's name: thousands of rendered pages and files
+    were most of a large site's build."""
+    first, *others = (folder / "accounts" / f"{names['accounts'][a['account_id']]}.html" for a in data.accounts)
+    _write(first, page)
+    for path in others:
+        try:
+            os.link(first, path)
+        except OSError:  # a file system without hard links
+            shutil.copyfile(first, path)
+    for owner, accounts in by_owner.items():
+        # The contacts are DuckDB's JSON already: put in as they are, by account id.
+        contacts = ",".join(f"{_json(a['account_id'])}:{data.contacts[a['account_id']]}"
+                            for a in accounts if a["account_id"] in data.contacts)
+        _write(folder / "data" / f"{names['owners'][owner]}.js", _script("REPORT_ACCOUNTS", _json({
+            "owner": owner, "owner_page": names["owners"][owner], "currency": style.symbol,
+            "accounts": [_account_data(a, data, config, names) for a in accounts]}))
+            + _script("REPORT_CONTACTS", f"{{{contacts}}}"))
+    _write(folder / "data" / "accounts.js", _script("REPORT_OWNER_PAGES", _json(
+        {names["accounts"][a["account_id"]]: names["owners"][a["owner"]] for a in data.accounts})))
+
+
+def _account_data(account: dict, data: _ReportData, config: HealthConfig, names: dict) -> dict:
+    """What an account's page and card show (but its contacts): its sync table row, its page's
+    name, each component it was scored on (points, possible points, value, bin), its 90 days of
+    history, its band changes and its segment's band cut-offs."""
+    account_id = account["account_id"]
+    columns = {suffix: {c: explanation_column(c, suffix) for c in config.components}
+               for suffix in ("points", "points_possible", "value", "bin")}
+    return {**account, "page": names["accounts"][account_id],
+            "components": [[c, *(account[columns[suffix][c]] for suffix in columns)] for c in config.components
+                           if account[columns["points_possible"][c]] is not None],
+            "history": data.history.get(account_id, {}),
+            "band_changes": data.band_changes.get(account_id, []), "cutoffs": _cutoffs(config, account["segment"])}
+
+
+def _script(name: str, json_text: str) -> str:
+    """The line `window.<name> = <JSON>;` of a data file: a page loads it with a script tag, which a
+    browser allows from file:// where it refuses to fetch a JSON file. Being JavaScript, not HTML,
+    nothing in it can end a tag."""
+    return f"window.{name} = {json_text};\n"
+
+
+def _json(value) -> str:
+    """NaN and Infinity are written as JavaScript's own, which report.js shows as "–"."""
+    return json.dumps(value, separators=(",", ":"), default=_json_default)
 
 
 def _cutoffs(config: HealthConfig, segment_name: str) -> list[dict]:
