@@ -16,7 +16,9 @@ from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
 from health_pipeline_tests.conftest import Pipeline, RawData
 
 D = dt.date(2026, 8, 31)
-FIRST, LAST = "2026-06-01", "2026-09-01"  # the run covers D+1 too: D must not see it
+# The run scores D-13 .. D+1 (D must not see D+1); it first extracts the earlier days, from the
+# data's first (D-60), which D's windows read.
+FIRST, LAST = "2026-08-18", "2026-09-01"
 
 
 def at(days_before_d: int, clock: str = "10:00:00.000") -> str:

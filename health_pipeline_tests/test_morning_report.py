@@ -425,8 +425,10 @@ def test_ids_and_owners_that_differ_only_in_case_get_pages_of_their_own(report_r
         assert f'href="../accounts/{page.name}"' in owner_page
 
 
-def test_the_vega_bundle_is_taken_from_the_newest_site_unless_vl_convert_changed(report_run, monkeypatch):
+def test_the_vega_bundle_is_taken_from_the_newest_site_or_the_cache_unless_vl_convert_changed(
+        report_run, monkeypatch, tmp_path):
     pipeline, _, _ = report_run
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     newest = (report_root(pipeline.export_dir) / "latest" / "assets" / "vega.js").read_text(encoding="utf-8")
     assert newest.startswith(f"// Vega, Vega-Lite and vega-embed, bundled by vl-convert {vl_convert.__version__}\n")
     bundled = []
@@ -441,8 +443,11 @@ def test_the_vega_bundle_is_taken_from_the_newest_site_unless_vl_convert_changed
     try:
         assert build() == newest and bundled == []  # the same vl-convert: the newest site's copy
         monkeypatch.setattr(vl_convert, "__version__", "0.0.1")
-        assert build() == "// Vega, Vega-Lite and vega-embed, bundled by vl-convert 0.0.1\n/* bundle */"
-        assert bundled == [1]
+        fresh = "// Vega, Vega-Lite and vega-embed, bundled by vl-convert 0.0.1\n/* bundle */"
+        assert build() == fresh and bundled == [1]
+        assert (tmp_path / "health_pipeline" / "vega-0.0.1.js").read_text(encoding="utf-8") == fresh
+        # The newest site still holds the other version's bundle: this one comes from the cache.
+        assert build() == fresh and bundled == [1]
     finally:
         shutil.rmtree(site_of(pipeline, day), ignore_errors=True)
 

@@ -345,19 +345,31 @@ def _number(value, digits: int = 1) -> str:
 
 def _vega_bundle(root: Path) -> str:
     """Vega, Vega-Lite and vega-embed as one script, from the vl-convert package (no download).
-    Bundling takes vl-convert 1.6 s and gives the same script every day, so the newest site's
-    copy is reused when its first line names the same vl-convert version."""
+    Bundling takes vl-convert seconds of CPU and gives the same script for the same vl-convert,
+    so the newest site's copy is reused, else the user's cache (`$XDG_CACHE_HOME`, else
+    ~/.cache), when its first line names the same version; a fresh bundle is left in that cache
+    for the next report, and a cache that cannot be written is simply not used."""
     import vl_convert
 
     header = f"// Vega, Vega-Lite and vega-embed, bundled by vl-convert {vl_convert.__version__}\n"
-    newest = root / LATEST / "assets" / "vega.js"
+    cached = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "health_pipeline" / (
+        f"vega-{vl_convert.__version__}.js")
+    for copy in (root / LATEST / "assets" / "vega.js", cached):
+        try:
+            with copy.open(encoding="utf-8") as script:
+                if script.readline() == header:
+                    return header + script.read()
+        except OSError:  # none, or report/latest is not a site
+            pass
+    bundle = header + vl_convert.javascript_bundle()
     try:
-        with newest.open(encoding="utf-8") as script:
-            if script.readline() == header:
-                return header + script.read()
-    except OSError:  # none, or report/latest is not a site: bundle afresh
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+        partial.write_text(bundle, encoding="utf-8")
+        partial.replace(cached)  # whole or not at all, whichever process writes it last
+    except OSError:
         pass
-    return header + vl_convert.javascript_bundle()
+    return bundle
 
 
 def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bundle: str) -> int:
