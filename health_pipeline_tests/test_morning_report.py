@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from markupsafe import escape
 
 from health_pipeline import cli
-from health_pipeline.assets.morning_report import site as site_module
 from health_pipeline.assets.morning_report.asset import report_dates, site_metadata
 from health_pipeline.assets.morning_report.site import Site, Style, _templates, build_report, page_names, report_root
 from health_pipeline.sample import SampleSpec, generate_sample
