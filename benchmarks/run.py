@@ -329,7 +329,7 @@ def scenario_backtest(bench: Bench) -> dict:
     )
 
 
-REPORT_SECONDS_TARGET, REPORT_MB_TARGET = 3, 50  # issue 30: the report's build at M at most 3 s
+REPORT_SECONDS_TARGET, REPORT_MB_TARGET = 3, 50  # the build of one day's site at M
 
 
 def scenario_report(bench: Bench) -> dict:

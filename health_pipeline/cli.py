@@ -418,7 +418,9 @@ def serve_report(port: int, day: dt.date | None) -> int:
     address = f"http://127.0.0.1:{server.server_address[1]}"
     print(f"serving {root} at {address}/{site}/index.html (this machine only; Ctrl-C stops). To share the "
           "report, host that folder on a web server and set HEALTH_REPORT_BASE_URL to its address.", flush=True)
-    with server:
+    # SIGTERM stops it too, whatever the launcher left it: a process whose SIGINT is ignored (started
+    # with & from a script) hands its children an ignored SIGTERM once Dagster has run in it.
+    with server, stop_cleanly_on_signals():
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -352,12 +352,14 @@ def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "health-pipeline"), *args], env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_health_pipeline_check_lists_every_problem_one_line_each(tmp_path):
     env, lines = bad_environment(tmp_path)
     result = cli(env, "check")
     assert (result.returncode, result.stdout, result.stderr.splitlines()) == (2, "", lines)
 
 
+@pytest.mark.slow
 def test_health_pipeline_check_says_what_it_checked(tmp_path):
     result = cli({**os.environ, "HEALTH_RAW_DIR": str(tmp_path / "raw"), "HEALTH_WAREHOUSE": str(tmp_path / "w.duckdb"),
                   "HEALTH_EXPORT_DIR": str(tmp_path / "out"), "HEALTH_LATE_DAYS": "3"}, "check")
@@ -372,6 +374,7 @@ def test_health_pipeline_check_says_what_it_checked(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_health_pipeline_run_refuses_bad_settings_before_writing_anything(tmp_path):
     generate_sample(tmp_path / "raw", SampleSpec(accounts=4, days=3, seed=5))
     env, lines = bad_environment(tmp_path)
@@ -380,6 +383,7 @@ def test_health_pipeline_run_refuses_bad_settings_before_writing_anything(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw", "scorecard.yaml"]  # no warehouse, no exports
 
 
+@pytest.mark.slow
 def test_dg_check_defs_fails_with_the_same_lines(tmp_path):
     env, lines = bad_environment(tmp_path)
     result = subprocess.run([str(BIN / "dg"), "check", "defs"], cwd=PROJECT_ROOT, env=env, capture_output=True,

@@ -124,6 +124,7 @@ def default_run(tmp_path_factory):
     return root, result
 
 
+@pytest.mark.slow
 def test_without_dates_a_run_covers_the_raw_events_days_and_says_so(default_run):
     root, result = default_run
     assert (f"the raw events in {root / 'raw'} cover 2026-06-01 .. 2026-06-06: running 2026-06-01 .. 2026-06-06 "
@@ -131,6 +132,7 @@ def test_without_dates_a_run_covers_the_raw_events_days_and_says_so(default_run)
     assert "materializing every asset for 2026-06-01 .. 2026-06-06 in one run" in result.stdout
 
 
+@pytest.mark.slow
 def test_each_stage_prints_one_line_with_its_rows_and_time_and_no_dagster_log(default_run):
     root, result = default_run
     finished = [line for line in result.stdout.splitlines() if line.startswith("✓ ")]
@@ -148,6 +150,7 @@ def test_each_stage_prints_one_line_with_its_rows_and_time_and_no_dagster_log(de
     assert " - DEBUG - " not in result.stdout + result.stderr and "Telemetry" not in result.stdout
 
 
+@pytest.mark.slow
 def test_the_run_is_recorded_in_the_instance_with_each_partitions_own_figures(default_run):
     root, _ = default_run
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as conn:
@@ -174,6 +177,7 @@ def test_the_run_is_recorded_in_the_instance_with_each_partitions_own_figures(de
             assert tags["dagster/data_version"]
 
 
+@pytest.mark.slow
 def test_a_run_of_earlier_days_prints_every_row_it_wrote_and_no_earlier_runs_report(tmp_path):
     generate_sample(tmp_path / "raw", SPEC)
     assert run(tmp_path, HEALTH_REPORT_DAYS="6").returncode == 0  # a site for every day
@@ -202,6 +206,7 @@ def one_line(result: subprocess.CompletedProcess, code: int) -> str:
     return line
 
 
+@pytest.mark.slow
 def test_a_bad_scorecard_is_one_line_naming_file_field_and_reason(tmp_path):
     generate_sample(tmp_path / "raw", SPEC)
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
@@ -212,6 +217,7 @@ def test_a_bad_scorecard_is_one_line_naming_file_field_and_reason(tmp_path):
                     "digital_footprint, arr, contacts_total")
 
 
+@pytest.mark.slow
 def test_a_missing_raw_dir_lists_the_tables_it_expects(tmp_path):
     line = one_line(run(tmp_path, HEALTH_RAW_DIR=str(tmp_path / "nowhere")), 2)
     assert line.startswith(f"no raw data in HEALTH_RAW_DIR={tmp_path / 'nowhere'}: expected the tables users, "
@@ -244,6 +250,7 @@ def test_days_without_events_fail_the_audit_once_naming_the_days_and_what_to_do(
     assert "✗ raw_activity failed after" in result.stdout and "(check activity_every_day)" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_start_before_the_first_partition_is_refused_in_one_line(tmp_path):
     generate_sample(tmp_path / "raw", SPEC)
     line = one_line(run(tmp_path, "--start", "2026-05-30", "--end", "2026-06-02"), 2)
@@ -251,6 +258,7 @@ def test_a_start_before_the_first_partition_is_refused_in_one_line(tmp_path):
                     "else the raw data's first day)")
 
 
+@pytest.mark.slow
 def test_an_end_after_yesterday_or_after_the_data_is_refused_at_once_in_one_line(tmp_path):
     """Before, `--end 2030-01-01` was refused only by Dagster, minutes later; and an end past the
     data ran days without events into the audit's failure."""

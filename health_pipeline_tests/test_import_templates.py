@@ -37,6 +37,7 @@ def export(pipeline: Pipeline, template: str, monkeypatch, capsys) -> tuple[pd.D
     return pd.read_csv(path, dtype=str, keep_default_na=False), capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", import_templates.names())
 def test_each_template_writes_its_headers_and_only_rows_it_can_match(scored, monkeypatch, capsys, name):
     template = load_template(name, load_config())
@@ -51,6 +52,7 @@ def test_each_template_writes_its_headers_and_only_rows_it_can_match(scored, mon
         assert printed.endswith(f"; {len(sync) - len(matched)} accounts without crm_account_id left out\n")
 
 
+@pytest.mark.slow
 def test_formats_follow_the_tool(scored, monkeypatch, capsys):
     hubspot, _ = export(scored, "hubspot", monkeypatch, capsys)
     gainsight, _ = export(scored, "gainsight", monkeypatch, capsys)
@@ -68,6 +70,7 @@ def test_formats_follow_the_tool(scored, monkeypatch, capsys):
     assert "'=cmd|' /C calc'!A0" in hubspot["Company name"].tolist()
 
 
+@pytest.mark.slow
 def test_salesforce_text_fields_fit_their_length(scored, monkeypatch, capsys):
     salesforce, _ = export(scored, "salesforce", monkeypatch, capsys)
     assert salesforce["Health_Reason__c"].str.len().max() <= 255

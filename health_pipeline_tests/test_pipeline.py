@@ -231,6 +231,7 @@ def test_dg_check_defs_passes_without_a_superseded_warning():
     assert "superseded" not in output and not warnings, warnings
 
 
+@pytest.mark.slow
 def test_bad_config_fails_at_definitions_load(tmp_path):
     bad = tmp_path / "bad.yaml"
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
@@ -277,6 +278,7 @@ def test_health_pipeline_run_prints_sync_table_and_top_risks(tmp_path):
     assert "changed band on 2026-06-10" in result.stdout
 
 
+@pytest.mark.slow
 def test_an_empty_raw_dir_is_one_line_that_lists_the_expected_tables(tmp_path):
     (tmp_path / "raw").mkdir()
     env = {**os.environ, "HEALTH_RAW_DIR": str(tmp_path / "raw"), "HEALTH_WAREHOUSE": str(tmp_path / "w.duckdb")}

@@ -124,6 +124,7 @@ def one_line(result: subprocess.CompletedProcess, code: int) -> str:
 
 # --- HEALTH_SYNC_POSTGRES_URL -----------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("password, url, problem", [
     ("Quartz-Pigeon-7731", "health:{password}@127.0.0.1:5432/postgres",
      "it has no scheme: it must start with postgresql:// or postgres://"),
@@ -140,6 +141,7 @@ def test_a_postgres_url_libpq_cannot_read_is_refused_at_startup_naming_the_varia
     assert_kept(result, root, tmp_path / "dagster_home", pieces(password))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("failure", ["wrong_port", "unreachable_host", "wrong_password", "no_create_privilege"])
 def test_a_postgres_server_that_cannot_be_reached_or_refuses_fails_the_sync_in_one_line(root, tmp_path, server,
                                                                                        failure):
@@ -169,6 +171,7 @@ def test_a_postgres_server_that_cannot_be_reached_or_refuses_fails_the_sync_in_o
 
 # --- the alert sinks: the Slack webhook and the SMTP login ---------------------------------------------
 
+@pytest.mark.slow
 def test_a_webhook_without_https_is_refused_at_startup_naming_the_variable(root, tmp_path):
     url = f"hooks.slack.com/services/T0AAAA/B0BBBB/{TOKEN}"
     result = run_stage(root, tmp_path / "dagster_home", "alerts", HEALTH_CONFIG=str(scorecard(root, free_port())),
@@ -177,6 +180,7 @@ def test_a_webhook_without_https_is_refused_at_startup_naming_the_variable(root,
     assert_kept(result, root, tmp_path / "dagster_home", {url, TOKEN})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status, flags", [(404, ()), (500, ("--debug",))])
 def test_sinks_whose_servers_quote_the_secret_back_keep_the_alerts_pending_without_it(root, tmp_path, status, flags):
     """Slack answers an error with the webhook's URL in its reason and body; the SMTP server
