@@ -455,25 +455,26 @@ def _write_account_pages(folder: Path, data: _ReportData, config: HealthConfig, 
             os.link(first, path)
         except OSError:  # a file system without hard links
             shutil.copyfile(first, path)
+    columns = {suffix: {c: explanation_column(c, suffix) for c in config.components}
+               for suffix in ("points", "points_possible", "value", "bin")}
     for owner, accounts in by_owner.items():
         # The contacts are DuckDB's JSON already: put in as they are, by account id.
         contacts = ",".join(f"{_json(a['account_id'])}:{data.contacts[a['account_id']]}"
                             for a in accounts if a["account_id"] in data.contacts)
         _write(folder / "data" / f"{names['owners'][owner]}.js", _script("REPORT_ACCOUNTS", _json({
             "owner": owner, "owner_page": names["owners"][owner], "currency": style.symbol,
-            "accounts": [_account_data(a, data, config, names) for a in accounts]}))
+            "accounts": [_account_data(a, data, config, names, columns) for a in accounts]}))
             + _script("REPORT_CONTACTS", f"{{{contacts}}}"))
     _write(folder / "data" / "accounts.js", _script("REPORT_OWNER_PAGES", _json(
         {names["accounts"][a["account_id"]]: names["owners"][a["owner"]] for a in data.accounts})))
 
 
-def _account_data(account: dict, data: _ReportData, config: HealthConfig, names: dict) -> dict:
+def _account_data(account: dict, data: _ReportData, config: HealthConfig, names: dict,
+                  columns: dict[str, dict[str, str]]) -> dict:
     """What an account's page and card show (but its contacts): its sync table row, its page's
     name, each component it was scored on (points, possible points, value, bin), its 90 days of
     history, its band changes and its segment's band cut-offs."""
-    account_id = account["account_id"]
-    columns = {suffix: {c: explanation_column(c, suffix) for c in config.components}
-               for suffix in ("points", "points_possible", "value", "bin")}
+    account_id = account["account_id"]  # columns: a component's explanation columns, by suffix
     return {**account, "page": names["accounts"][account_id],
             "components": [[c, *(account[columns[suffix][c]] for suffix in columns)] for c in config.components
                            if account[columns["points_possible"][c]] is not None],
