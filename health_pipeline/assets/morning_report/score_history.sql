@@ -60,3 +60,5 @@ SELECT "account_id", "series", list("day" ORDER BY "day") AS "d", list("value" O
 FROM series_changes
 WHERE "is_change"
 GROUP BY "account_id", "series"
+-- The data files are written in this order: without it, DuckDB's threads decide it.
+ORDER BY "account_id", "series"
