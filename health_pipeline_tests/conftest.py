@@ -67,6 +67,12 @@ class RawData:
         return raw_dir
 
 
+# What the sync table is computed from: a test of what it (or a table before it) holds need not
+# also build the backtest, the morning report, the alerts and the other exports, about half of
+# a short run's time.
+UP_TO_SYNC_TABLE = dg.AssetSelection.assets("sync_export").upstream().required_multi_asset_neighbors()
+
+
 @dataclass
 class Pipeline:
     """The pipeline's assets wired to one tmp warehouse, raw directory and export directory."""
