@@ -14,11 +14,17 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
 from health_pipeline.sample import SampleSpec, generate_sample
-from health_pipeline_tests.conftest import Pipeline, RawData, run_records
+from health_pipeline_tests.conftest import UP_TO_THE_EXPORTS, Pipeline, RawData, run_records
 
 FIRST_PARTITION = dt.date(2026, 6, 1)  # HEALTH_PARTITIONS_START in the tests
 START = dt.date(2026, 7, 1)  # the crafted export's first day: a month after the first partition
+
+
+# A test that reads no table after contact_metrics runs nothing after it (nor after the exports:
+# conftest.UP_TO_THE_EXPORTS); the later assets would only add time.
+UP_TO_CONTACT_METRICS = [*RAW_ACTIVITY_ASSETS, "contact_metrics"]
 
 
 def day(n: int) -> dt.date:
@@ -54,8 +60,8 @@ def test_a_run_extracts_first_the_earlier_days_that_no_run_extracted(tmp_path):
     its run extracts days 2-4 too, in the same transaction, and its metrics count days 0-5."""
     pipeline = Pipeline(tmp_path, known_gaps=[str(day(1))], instance=dg.DagsterInstance.ephemeral())
     every_day(START, day(9), quiet=(day(1),)).write(pipeline.raw_dir)
-    pipeline.materialize(day(0), day(1))
-    result = pipeline.materialize(day(5), day(5))
+    pipeline.materialize(day(0), day(1), selection=UP_TO_THE_EXPORTS)
+    result = pipeline.materialize(day(5), day(5), selection=UP_TO_THE_EXPORTS)
 
     assert processed(pipeline) == [(day(0), day(1)), (day(2), day(5))]
     fact = pipeline.query("SELECT activity_date FROM core.daily_contact_activity ORDER BY ALL")
@@ -80,7 +86,7 @@ def test_the_history_starts_at_the_first_partition_when_the_raw_data_starts_earl
     the history of 06-06 is complete from 06-01 on. Before, the run of 06-05 .. 06-06 read two days."""
     pipeline = Pipeline(tmp_path)
     every_day(dt.date(2026, 5, 20), dt.date(2026, 6, 10)).write(pipeline.raw_dir)
-    pipeline.materialize("2026-06-05", "2026-06-06")
+    pipeline.materialize("2026-06-05", "2026-06-06", selection=UP_TO_CONTACT_METRICS)
     assert processed(pipeline) == [(FIRST_PARTITION, dt.date(2026, 6, 6))]
     u1 = metrics_of(pipeline, dt.date(2026, 6, 6))
     assert (u1["active_days_28d"], u1["first_session_date"].date()) == (6, FIRST_PARTITION)
@@ -91,7 +97,7 @@ def test_a_raw_export_whose_first_day_is_its_start_scores_its_first_days(tmp_pat
     so its first day is scored from itself alone, and nothing earlier is extracted."""
     pipeline = Pipeline(tmp_path)
     every_day(START, day(3)).write(pipeline.raw_dir)
-    pipeline.materialize(day(0), day(0))
+    pipeline.materialize(day(0), day(0), selection=UP_TO_THE_EXPORTS)
     assert processed(pipeline) == [(day(0), day(0))]
     assert metrics_of(pipeline, day(0))["usage_28d"] == 1
     assert len(pipeline.query(f"SELECT * FROM export.account_health WHERE snapshot_date = '{day(0)}'")) == 1
@@ -103,7 +109,7 @@ def test_a_raw_export_whose_first_day_is_its_start_scores_its_first_days(tmp_pat
 def test_contact_metrics_alone_over_days_that_no_run_extracted_fails_naming_them(tmp_path):
     pipeline = Pipeline(tmp_path)
     every_day(START, day(9)).write(pipeline.raw_dir)
-    pipeline.materialize(day(0), day(1))
+    pipeline.materialize(day(0), day(1), selection=UP_TO_CONTACT_METRICS)
     cls, message = pipeline.failure(day(5), day(5), selection=["contact_metrics"])
     assert cls == "IncompleteHistory"
     assert message == (f"contact_metrics for {day(5)} .. {day(5)} reads every earlier day of the fact, and no run "

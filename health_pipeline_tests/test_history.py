@@ -13,8 +13,9 @@ import duckdb
 import pandas as pd
 import pytest
 
+from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
 from health_pipeline.checks import ACCEPT_SNAPSHOT_TAG
-from health_pipeline_tests.conftest import Pipeline, RawData, export_files, sync_table
+from health_pipeline_tests.conftest import UP_TO_THE_EXPORTS, Pipeline, RawData, export_files, sync_table
 
 FIRST, LAST = dt.date(2026, 6, 1), dt.date(2026, 6, 10)
 
@@ -68,7 +69,7 @@ def exported_days(pipeline: Pipeline, first: dt.date, last: dt.date) -> dict:
 def five_days(tmp_path) -> Pipeline:
     pipeline = Pipeline(tmp_path)
     portfolio().write(pipeline.raw_dir)
-    pipeline.materialize(FIRST, dt.date(2026, 6, 5))
+    pipeline.materialize(FIRST, dt.date(2026, 6, 5), selection=UP_TO_THE_EXPORTS)
     return pipeline
 
 
@@ -156,7 +157,7 @@ def test_an_accounts_churn_date_is_the_earliest_of_churned_at_and_its_churned_ou
     churned_at = {"churned_at": "2026-06-04"} if dated_by in ("churned_at", "both") else {"churned_at": None}
     outcomes = [churn("A2", "2026-06-03" if dated_by == "both" else "2026-06-04")] if dated_by != "churned_at" else []
     portfolio([account("A1"), account("A2", status="churned", **churned_at)], outcomes=outcomes).write(pipeline.raw_dir)
-    pipeline.materialize(FIRST, dt.date(2026, 6, 5))
+    pipeline.materialize(FIRST, dt.date(2026, 6, 5), selection=UP_TO_THE_EXPORTS)
     last = "2026-06-02" if dated_by == "both" else "2026-06-03"
     assert days_of(sync_table(pipeline.root / "warehouse.duckdb"), "A2")[-1] == last
 
@@ -164,7 +165,7 @@ def test_an_accounts_churn_date_is_the_earliest_of_churned_at_and_its_churned_ou
 def test_an_account_churned_without_a_date_is_never_scored_and_is_counted(tmp_path):
     pipeline = Pipeline(tmp_path)
     portfolio([account("A1"), account("A2", status="Churned ")]).write(pipeline.raw_dir)
-    result = pipeline.materialize(FIRST, dt.date(2026, 6, 3))
+    result = pipeline.materialize(FIRST, dt.date(2026, 6, 3), selection=UP_TO_THE_EXPORTS)
     assert days_of(sync_table(pipeline.root / "warehouse.duckdb"), "A2") == []
     assert pipeline.raw_activity_metadata(result)["accounts_churned_without_date"] == 1
 
@@ -172,7 +173,8 @@ def test_an_account_churned_without_a_date_is_never_scored_and_is_counted(tmp_pa
 def test_an_account_is_scored_from_its_customer_since_on(tmp_path):
     pipeline = Pipeline(tmp_path)
     portfolio([account("A1"), account("A2", customer_since="2026-06-03")]).write(pipeline.raw_dir)
-    pipeline.materialize(FIRST, dt.date(2026, 6, 5))  # the live-accounts check agrees, or this fails
+    # The live-accounts check agrees, or this fails.
+    pipeline.materialize(FIRST, dt.date(2026, 6, 5), selection=UP_TO_THE_EXPORTS)
     table = sync_table(pipeline.root / "warehouse.duckdb")
     assert days_of(table, "A2") == ["2026-06-03", "2026-06-04", "2026-06-05"]
     assert days_of(table, "A1") == [f"2026-06-0{d}" for d in range(1, 6)]
@@ -193,7 +195,7 @@ def test_bad_outcome_rows_go_to_the_quarantine_with_their_reason(tmp_path):
              reason=None),  # loads (outcome case-insensitive) with arr_before NULL, and is quarantined too
     ]
     portfolio(outcomes=outcomes).write(pipeline.raw_dir, fmt="csv")
-    result = pipeline.materialize(FIRST, dt.date(2026, 6, 5))
+    result = pipeline.materialize(FIRST, dt.date(2026, 6, 5), selection=RAW_ACTIVITY_ASSETS)
     quarantined = pipeline.query("SELECT reason, source_row FROM raw.quarantine WHERE source_table = 'outcomes' "
                                  "ORDER BY source_row")
     assert quarantined.values.tolist() == [

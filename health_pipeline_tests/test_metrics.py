@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
-from health_pipeline_tests.conftest import Pipeline, RawData
+from health_pipeline_tests.conftest import UP_TO_THE_EXPORTS, Pipeline, RawData
 
 D = dt.date(2026, 8, 31)
 # The run scores D-13 .. D+1 (D must not see D+1); it first extracts the earlier days, from the
@@ -86,7 +86,7 @@ def crafted() -> RawData:
 def crafted_run(tmp_path_factory) -> Pipeline:
     pipeline = Pipeline(tmp_path_factory.mktemp("crafted"), sparse=True)
     crafted().write(pipeline.raw_dir)
-    pipeline.materialize(FIRST, LAST)
+    pipeline.materialize(FIRST, LAST, selection=UP_TO_THE_EXPORTS)  # the tests read up to the exports
     return pipeline
 
 
@@ -254,7 +254,7 @@ def test_rerun_is_idempotent(crafted_run: Pipeline, tmp_path):
 
 def test_backfill_starting_late_reads_existing_history(crafted_run: Pipeline):
     """Re-running only D reads the fact's history, so its windows and last_seen stay whole."""
-    crafted_run.materialize(str(D), str(D))
+    crafted_run.materialize(str(D), str(D), selection=UP_TO_THE_EXPORTS)
     u2 = crafted_run.row("core.contact_metrics", "user_id", "u2", str(D))
     assert u2["usage_90d"] == 3 and u2["usage_28d"] == 2
     assert not math.isnan(crafted_run.row("core.account_metrics", "account_id", "ACME", str(D))["usage_change_pct"])

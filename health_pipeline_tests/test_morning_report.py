@@ -514,6 +514,7 @@ def test_arr_is_written_in_the_configured_currency(report_run, monkeypatch, tmp_
     assert Style("USD").money(-1234.4, signed=True) == "−$1,234" and Style("GBP").money(0, signed=True) == "+£0"
 
 
+@pytest.mark.slow  # starts health-pipeline in a process of its own, twice
 def test_report_serve_serves_the_folder_on_localhost_until_stopped(report_run, tmp_path):
     pipeline, _, _ = report_run
     env = {**os.environ, "HEALTH_WAREHOUSE": str(pipeline.root / "warehouse.duckdb"),

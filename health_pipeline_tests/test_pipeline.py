@@ -1,4 +1,4 @@
-"""The whole chain on generated sample data, the loaded definitions, and the CLI entry points."""
+"""The chain up to the exports on generated sample data, the loaded definitions, and the CLI entry points."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from health_pipeline.sample import SampleSpec, _accounts, generate_sample
 from health_pipeline.scorecard.parser import load_config
 from health_pipeline.scorecard.reference import assess
 from health_pipeline.settings import DEFAULT_CONFIG_PATH
-from health_pipeline_tests.conftest import Pipeline
+from health_pipeline_tests.conftest import UP_TO_THE_EXPORTS, Pipeline
 
 BIN = Path(sys.executable).parent
 
@@ -41,7 +41,8 @@ ASSETS = [*DAILY_ASSETS, *BACKTEST_ASSETS]
 def sample_run(tmp_path_factory) -> Pipeline:
     pipeline = Pipeline(tmp_path_factory.mktemp("sample"))
     generate_sample(pipeline.raw_dir, SPEC)
-    pipeline.materialize(FIRST, LAST)
+    # Its tests read up to the exports; test_morning_report's module run builds the whole chain.
+    pipeline.materialize(FIRST, LAST, selection=UP_TO_THE_EXPORTS)
     return pipeline
 
 

@@ -17,7 +17,7 @@ import pytest
 from health_pipeline.assets.raw_activity.asset import RAW_ACTIVITY_ASSETS
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import load_config
-from health_pipeline_tests.conftest import Pipeline, RawData, sync_table
+from health_pipeline_tests.conftest import UP_TO_THE_EXPORTS, Pipeline, RawData, sync_table
 from health_pipeline_tests.test_history import FIRST, account, portfolio
 
 D = dt.date(2026, 8, 31)
@@ -244,22 +244,23 @@ def crafted() -> RawData:
 def crafted_run(tmp_path_factory) -> Pipeline:
     """Three runs: D - 90 with Pat, another admin of ACME, who then left the users export (from
     D - 89); D - 10; then (after Zed moved to another account, Moe left the users export and Cy
-    became a viewer) D and D + 1. Those changes apply from D - 9."""
+    became a viewer) D and D + 1. Those changes apply from D - 9. The tests read account_metrics
+    and the sync table, so the runs stop at the exports."""
     pipeline = Pipeline(tmp_path_factory.mktemp("signals"), sparse=True)
     data = crafted()
     pat = dict(user_id="pat", identity="pat@x.com", joindate="2026-01-01", account_id="ACME", role="admin")
     data.users.append(pat)
     data.write(pipeline.raw_dir)
-    pipeline.materialize(day(-90), day(-90))
+    pipeline.materialize(day(-90), day(-90), selection=UP_TO_THE_EXPORTS)
     data.users.remove(pat)
     data.write(pipeline.raw_dir)
-    pipeline.materialize(day(-10), day(-10))
+    pipeline.materialize(day(-10), day(-10), selection=UP_TO_THE_EXPORTS)
     data.accounts.append(account("OTHER"))
     data.users = [u | ({"account_id": "OTHER"} if u["user_id"] == "zed" else {})
                   | ({"role": "viewer"} if u["user_id"] == "cy" else {})
                   for u in data.users if u["user_id"] != "moe"]
     data.write(pipeline.raw_dir)
-    pipeline.materialize(day(0), day(1))
+    pipeline.materialize(day(0), day(1), selection=UP_TO_THE_EXPORTS)
     return pipeline
 
 
