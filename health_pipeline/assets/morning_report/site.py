@@ -183,7 +183,7 @@ class _ReportData:
     band_totals: dict[int, dict[str, dict]]  # days ago -> band -> {accounts, arr}
     band_shares: list[dict]
     breakdowns: dict[str, list[dict]]
-    history: dict[str, dict[str, dict]]  # account -> series ('score' or a component) -> change points
+    history: dict[str, str]  # account -> its series' change points as JSON (score_history.sql)
     contacts: dict[str, str]  # account -> its contacts as JSON, a list per column (account_contacts.sql)
     band_changes: dict[str, list[dict]]
     bin_counts: dict[tuple[str, str], dict[str | None, int]]  # (component, segment) -> bin -> accounts
@@ -200,9 +200,6 @@ class _ReportData:
         breakdowns: dict[str, list[dict]] = defaultdict(list)
         for row in _rows(conn, "breakdowns", day):
             breakdowns[row["dimension"]].append(row)
-        history: dict[str, dict] = defaultdict(dict)
-        for row in _rows(conn, "score_history", {**day, "first_day": first_day}, components=config.components):
-            history[row["account_id"]][row["series"]] = {"d": row["d"], "v": row["v"]}
         bins: dict[tuple[str, str], dict] = defaultdict(dict)
         components = {f"component_{i}": c for i, c in enumerate(config.components)}
         for row in _rows(conn, "bin_counts", {**day, **components}, components=config.components):
@@ -217,8 +214,10 @@ class _ReportData:
             band_totals=dict(totals),
             band_shares=_rows(conn, "band_shares", {**day, **bands, "first_day": first_day}),
             breakdowns=dict(breakdowns),
-            history=dict(history),
-            contacts=_contacts(conn, config, report_date),
+            history=_json_by_account(conn, "score_history", {**day, "first_day": first_day},
+                                     components=config.components),
+            contacts=_json_by_account(conn, "account_contacts", {
+                **day, "power_roles": list(config.power_roles), "personal_data": settings.report_personal_data()}),
             band_changes=_grouped(_rows(conn, "band_change_history", day)),
             bin_counts=dict(bins),
             backtest=backtest,
@@ -231,12 +230,11 @@ def _rows(conn: duckdb.DuckDBPyConnection, name: str, params: dict, **context) -
     return [dict(zip(columns, row)) for row in cursor.fetchall()]
 
 
-def _contacts(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_date: dt.date) -> dict[str, str]:
-    """Each account's contacts as the JSON its data file holds, made by DuckDB: they are most of
-    the rows a site reads (144,000 at scale M), and never need to be Python objects."""
-    return dict(SQL.run(conn, "account_contacts", {"report_date": report_date,
-                                                   "power_roles": list(config.power_roles),
-                                                   "personal_data": settings.report_personal_data()}).fetchall())
+def _json_by_account(conn: duckdb.DuckDBPyConnection, name: str, params: dict, **context) -> dict[str, str]:
+    """Each account's JSON from `name`.sql's (account_id, JSON) rows, made by DuckDB for the data
+    files: the contacts (144,000 at scale M) and the score history (31,000 series) are most of the
+    values a site reads, and need never be Python objects."""
+    return dict(SQL.run(conn, name, params, **context).fetchall())
 
 
 def _grouped(rows: list[dict], key: str = "account_id") -> dict[str, list[dict]]:
@@ -458,27 +456,26 @@ def _write_account_pages(folder: Path, data: _ReportData, config: HealthConfig, 
     columns = {suffix: {c: explanation_column(c, suffix) for c in config.components}
                for suffix in ("points", "points_possible", "value", "bin")}
     for owner, accounts in by_owner.items():
-        # The contacts are DuckDB's JSON already: put in as they are, by account id.
-        contacts = ",".join(f"{_json(a['account_id'])}:{data.contacts[a['account_id']]}"
-                            for a in accounts if a["account_id"] in data.contacts)
-        _write(folder / "data" / f"{names['owners'][owner]}.js", _script("REPORT_ACCOUNTS", _json({
-            "owner": owner, "owner_page": names["owners"][owner], "currency": style.symbol,
-            "accounts": [_account_data(a, data, config, names, columns) for a in accounts]}))
-            + _script("REPORT_CONTACTS", f"{{{contacts}}}"))
+        # The history and the contacts are DuckDB's JSON already: put in as they are.
+        entries = ",".join(_json_with(_account_data(a, data, config, names, columns),
+                                      {"history": data.history.get(a["account_id"], "{}")}) for a in accounts)
+        contacts = {a["account_id"]: data.contacts[a["account_id"]] for a in accounts if a["account_id"] in data.contacts}
+        _write(folder / "data" / f"{names['owners'][owner]}.js", _script("REPORT_ACCOUNTS", _json_with(
+            {"owner": owner, "owner_page": names["owners"][owner], "currency": style.symbol},
+            {"accounts": f"[{entries}]"})) + _script("REPORT_CONTACTS", _json_with({}, contacts)))
     _write(folder / "data" / "accounts.js", _script("REPORT_OWNER_PAGES", _json(
         {names["accounts"][a["account_id"]]: names["owners"][a["owner"]] for a in data.accounts})))
 
 
 def _account_data(account: dict, data: _ReportData, config: HealthConfig, names: dict,
                   columns: dict[str, dict[str, str]]) -> dict:
-    """What an account's page and card show (but its contacts): its sync table row, its page's
-    name, each component it was scored on (points, possible points, value, bin), its 90 days of
-    history, its band changes and its segment's band cut-offs."""
+    """What an account's page and card show (but its contacts and its 90 days of history, which are
+    JSON already): its sync table row, its page's name, each component it was scored on (points,
+    possible points, value, bin), its band changes and its segment's band cut-offs."""
     account_id = account["account_id"]  # columns: a component's explanation columns, by suffix
     return {**account, "page": names["accounts"][account_id],
             "components": [[c, *(account[columns[suffix][c]] for suffix in columns)] for c in config.components
                            if account[columns["points_possible"][c]] is not None],
-            "history": data.history.get(account_id, {}),
             "band_changes": data.band_changes.get(account_id, []), "cutoffs": _cutoffs(config, account["segment"])}
 
 
@@ -492,6 +489,11 @@ def _script(name: str, json_text: str) -> str:
 def _json(value) -> str:
     """NaN and Infinity are written as JavaScript's own, which report.js shows as "–"."""
     return json.dumps(value, separators=(",", ":"), default=_json_default)
+
+
+def _json_with(value: dict, members: dict[str, str]) -> str:
+    """The object `value` as JSON, with `members` whose values are JSON text already put in as they are."""
+    return "{" + ",".join(filter(None, [_json(value)[1:-1], *(f"{_json(k)}:{text}" for k, text in members.items())])) + "}"
 
 
 def _cutoffs(config: HealthConfig, segment_name: str) -> list[dict]:
