@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
+import jinja2
 import pandas as pd
 import pytest
 import vl_convert
@@ -423,6 +424,36 @@ def test_ids_and_owners_that_differ_only_in_case_get_pages_of_their_own(report_r
         owner_page = page_of(pipeline, LAST, "owners", owner).read_text(encoding="utf-8")
         assert f"<h1>{owner}: your morning</h1>" in owner_page
         assert f'href="../accounts/{page.name}"' in owner_page
+
+
+def test_the_templates_are_compiled_once_and_kept_in_the_cache_for_the_next_process(monkeypatch, tmp_path):
+    """Compiling the templates was half a second of every build, each in a process of its own: a
+    fresh environment (as a new process makes) takes them compiled from the cache folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    compiled = []
+    compile_source = jinja2.Environment.compile
+    monkeypatch.setattr(jinja2.Environment, "compile",
+                        lambda env, source, name=None, *args, **kwargs: compiled.append(name)
+                        or compile_source(env, source, name, *args, **kwargs))
+
+    def account_page() -> str:  # account.html extends base.html
+        env = _templates.__wrapped__(Style())  # not the process's own, which holds them already
+        return env.get_template("account.html").render(root="../", report_date=FIRST, config=None, components=(),
+                                                       pages={}, accounts_by_id={})
+
+    page = account_page()
+    assert sorted(compiled) == ["account.html", "base.html"]
+    assert len(list((tmp_path / "health_pipeline").glob("templates-*.cache"))) == 2
+    compiled.clear()
+    assert account_page() == page and compiled == []
+
+
+def test_a_cache_folder_that_cannot_be_written_only_means_compiling_again(monkeypatch, tmp_path):
+    (tmp_path / "health_pipeline").write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    env = _templates.__wrapped__(Style())
+    assert env.get_template("account.html").render(root="../", report_date=FIRST, config=None, components=(),
+                                                   pages={}, accounts_by_id={}).startswith("<!doctype html>")
 
 
 def test_the_vega_bundle_is_taken_from_the_newest_site_or_the_cache_unless_vl_convert_changed(
