@@ -25,8 +25,18 @@ from hypothesis import strategies as st
 from markupsafe import escape
 
 from health_pipeline import cli
+from health_pipeline.assets.morning_report import charts
 from health_pipeline.assets.morning_report.asset import report_dates, site_metadata
-from health_pipeline.assets.morning_report.site import Site, Style, _templates, build_report, page_names, report_root
+from health_pipeline.assets.morning_report.charts import chart_specs
+from health_pipeline.assets.morning_report.site import (
+    Site,
+    Style,
+    _chart_specs,
+    _templates,
+    build_report,
+    page_names,
+    report_root,
+)
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import load_config
 from health_pipeline_tests.conftest import Pipeline, run_records
@@ -456,6 +466,27 @@ def test_a_cache_folder_that_cannot_be_written_only_means_compiling_again(monkey
                                                    pages={}, accounts_by_id={}).startswith("<!doctype html>")
 
 
+def test_the_chart_specs_are_built_once_per_scorecard_and_kept_and_each_site_sets_its_first_day(
+        monkeypatch, tmp_path):
+    """Altair took most of a second to build the specs in each run's process; only the dated
+    charts' first day changes from one day's site to the next."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    components, metrics = load_config().components, ("usage_28d",)
+    expected = {day: chart_specs(day, components, metrics) for day in (FIRST, LAST)}
+    built = []
+    day_free = charts.day_free_specs
+    monkeypatch.setattr(charts, "day_free_specs", lambda *args: built.append(args) or day_free(*args))
+    assert _chart_specs(FIRST, components, metrics) == expected[FIRST]
+    assert _chart_specs(LAST, components, metrics) == expected[LAST]
+    assert built == [(components, metrics)]  # the second site's came from the cache folder
+    # Months count from 0 in Vega's utc(): 2026-06-01 and 2026-07-15.
+    assert expected[FIRST]["sparkline"]["params"] == [{"name": "first_day", "expr": "utc(2026, 5, 1)"}]
+    assert expected[LAST]["account_components"]["params"] == [{"name": "first_day", "expr": "utc(2026, 6, 15)"}]
+    assert "params" not in expected[LAST]["band_shares"]
+    _chart_specs(LAST, components, ("usage_28d", "active_users_28d"))  # another scorecard's metrics
+    assert built == [(components, metrics), (components, ("usage_28d", "active_users_28d"))]
+
+
 def test_the_vega_bundle_is_taken_from_the_newest_site_or_the_cache_unless_vl_convert_changed(
         report_run, monkeypatch, tmp_path):
     pipeline, _, _ = report_run
@@ -575,8 +606,6 @@ def test_every_chart_spec_is_valid_vega_lite():
     """chart_specs skips Altair's validation (most of a second a build), so it is checked here."""
     import jsonschema
     from altair.vegalite.v6.schema.core import load_schema
-
-    from health_pipeline.assets.morning_report.charts import chart_specs
 
     config = load_config()
     specs = chart_specs(FIRST, config.components, ("usage_28d", "active_users_28d"))

@@ -28,7 +28,7 @@ import re
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -44,7 +44,7 @@ from health_pipeline.export_files import discard, remove_orphaned_staging, stagi
 from health_pipeline.scorecard.model import BAND_COLOURS, BANDS, HealthConfig
 from health_pipeline.sql import SqlFolder, table_exists
 
-from .charts import chart_specs
+from . import charts
 from .forecast import BOOTSTRAP_SAMPLES, HORIZON_DAYS, MIN_OUTCOMES, WINDOWS, forecast, renewals_within
 
 SQL = SqlFolder(__file__)
@@ -370,32 +370,53 @@ def _number(value, digits: int = 1) -> str:
     return f"{value:,}"
 
 
+def _kept(name: str, make: Callable[[], str]) -> str:
+    """The text `make` returns, kept in the cache folder (_cache_dir) as `name`, which names all
+    the text depends on, so that a later report reads it instead of making it again. Written whole
+    or not at all, whichever process writes it last; a cache that cannot be written is not used."""
+    cached = _cache_dir() / name
+    try:
+        return cached.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    text = make()
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{name}.{os.getpid()}.partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(cached)
+    except OSError:
+        pass
+    return text
+
+
 def _vega_bundle(root: Path) -> str:
     """Vega, Vega-Lite and vega-embed as one script, from the vl-convert package (no download).
     Bundling takes vl-convert seconds of CPU and gives the same script for the same vl-convert,
-    so the newest site's copy is reused, else the user's cache (`$XDG_CACHE_HOME`, else
-    ~/.cache), when its first line names the same version; a fresh bundle is left in that cache
-    for the next report, and a cache that cannot be written is simply not used."""
+    so the newest site's copy is reused when its first line names the same version, else the
+    one kept in the cache folder for this version."""
     import vl_convert
 
     header = f"// Vega, Vega-Lite and vega-embed, bundled by vl-convert {vl_convert.__version__}\n"
-    cached = _cache_dir() / f"vega-{vl_convert.__version__}.js"
-    for copy in (root / LATEST / "assets" / "vega.js", cached):
-        try:
-            with copy.open(encoding="utf-8") as script:
-                if script.readline() == header:
-                    return header + script.read()
-        except OSError:  # none, or report/latest is not a site
-            pass
-    bundle = header + vl_convert.javascript_bundle()
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
-        partial.write_text(bundle, encoding="utf-8")
-        partial.replace(cached)  # whole or not at all, whichever process writes it last
-    except OSError:
+        with (root / LATEST / "assets" / "vega.js").open(encoding="utf-8") as script:
+            if script.readline() == header:
+                return header + script.read()
+    except OSError:  # none, or report/latest is not a site
         pass
-    return bundle
+    return _kept(f"vega-{vl_convert.__version__}.js", lambda: header + vl_convert.javascript_bundle())
+
+
+def _chart_specs(first_day: dt.date, components: tuple[str, ...], metrics: tuple[str, ...]) -> dict[str, dict]:
+    """The site's chart specs (charts.py). Altair takes most of a second to build them in a fresh
+    process, and they depend only on the scorecard's components and metrics, Altair and charts.py
+    (but for the first day, which charts.on_day sets), so they are kept in the cache folder."""
+    import altair
+
+    key = hashlib.sha256(json.dumps([altair.__version__, components, metrics]).encode()
+                         + Path(charts.__file__).read_bytes()).hexdigest()
+    kept = _kept(f"charts-{key}.json", lambda: json.dumps(charts.day_free_specs(components, metrics)))
+    return charts.on_day(json.loads(kept), first_day)
 
 
 def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bundle: str) -> int:
@@ -404,7 +425,7 @@ def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bund
     assets.mkdir(parents=True)
     (assets / "vega.js").write_text(vega_bundle, encoding="utf-8")
     metrics = _metric_pages(data, config)
-    specs = chart_specs(data.first_day, config.components, tuple(metrics))
+    specs = _chart_specs(data.first_day, config.components, tuple(metrics))
     (assets / "charts.js").write_text(
         "// The site's chart specs (Vega-Lite), by name; each chart's data is in its page.\n"
         f"window.REPORT_CHARTS = {json.dumps(specs, separators=(',', ':'))};\n", encoding="utf-8")
@@ -487,7 +508,8 @@ def _write_account_pages(folder: Path, data: _ReportData, config: HealthConfig, 
         # The history and the contacts are DuckDB's JSON already: put in as they are.
         entries = ",".join(_json_with(_account_data(a, data, config, names, columns),
                                       {"history": data.history.get(a["account_id"], "{}")}) for a in accounts)
-        contacts = {a["account_id"]: data.contacts[a["account_id"]] for a in accounts if a["account_id"] in data.contacts}
+        contacts = {a["account_id"]: data.contacts[a["account_id"]]
+                    for a in accounts if a["account_id"] in data.contacts}
         _write(folder / "data" / f"{names['owners'][owner]}.js", _script("REPORT_ACCOUNTS", _json_with(
             {"owner": owner, "owner_page": names["owners"][owner], "currency": style.symbol},
             {"accounts": f"[{entries}]"})) + _script("REPORT_CONTACTS", _json_with({}, contacts)))
@@ -521,7 +543,8 @@ def _json(value) -> str:
 
 def _json_with(value: dict, members: dict[str, str]) -> str:
     """The object `value` as JSON, with `members` whose values are JSON text already put in as they are."""
-    return "{" + ",".join(filter(None, [_json(value)[1:-1], *(f"{_json(k)}:{text}" for k, text in members.items())])) + "}"
+    given = [f"{_json(name)}:{text}" for name, text in members.items()]
+    return "{" + ",".join(filter(None, [_json(value)[1:-1], *given])) + "}"
 
 
 def _cutoffs(config: HealthConfig, segment_name: str) -> list[dict]:
