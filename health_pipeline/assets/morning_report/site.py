@@ -168,9 +168,18 @@ def build_report(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_d
         folder = _publish(staged, report_root(export_dir), report_date)
     finally:
         discard(staged)
-    # By inode: the account pages are one file under many names.
-    size = sum({(s := path.stat()).st_ino: s.st_size for path in folder.rglob("*") if path.is_file()}.values())
-    return Site(report_date, folder, pages, size, time.perf_counter() - started)
+    return Site(report_date, folder, pages, _size_on_disk(folder), time.perf_counter() - started)
+
+
+def _size_on_disk(folder: Path) -> int:
+    """The bytes of the files under `folder`, each file once (by inode: the account pages are one
+    file under many names). os.walk, as Path.rglob took 0.3 s for a site of 4,000 files."""
+    sizes = {}
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            stat = os.stat(os.path.join(parent, name))
+            sizes[stat.st_ino] = stat.st_size
+    return sum(sizes.values())
 
 
 # -- the data ---------------------------------------------------------------------------------------
