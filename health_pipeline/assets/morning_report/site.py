@@ -42,7 +42,7 @@ from health_pipeline.assets import change_params
 from health_pipeline.contract import activation_column, explanation_column
 from health_pipeline.export_files import discard, remove_orphaned_staging, staging_dir
 from health_pipeline.scorecard.model import BAND_COLOURS, BANDS, HealthConfig
-from health_pipeline.sql import SqlFolder, table_exists
+from health_pipeline.sql import CompiledTemplates, SqlFolder, cache_dir, table_exists
 
 from . import charts
 from .forecast import BOOTSTRAP_SAMPLES, HORIZON_DAYS, MIN_OUTCOMES, WINDOWS, forecast, renewals_within
@@ -296,39 +296,11 @@ class Style:
         return f"{sign}{self.symbol}{abs(value):,.0f}"
 
 
-def _cache_dir() -> Path:
-    """Where the report keeps what it makes the same way every time, for the next report's process:
-    `$XDG_CACHE_HOME/health_pipeline`, else `~/.cache/health_pipeline`. Deleting it is always safe."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "health_pipeline"
-
-
-class _CompiledTemplates(jinja2.FileSystemBytecodeCache):
-    """The templates compiled, kept in the cache folder: compiling them was half a second of every
-    build (each run builds in a fresh process). Jinja2 uses a copy only if it was compiled from the
-    same source by the same Jinja2 and Python; a cache that cannot be read or written is not used."""
-
-    def __init__(self):
-        super().__init__(str(_cache_dir()), "templates-%s.cache")
-
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            super().load_bytecode(bucket)
-        except OSError:
-            pass
-
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            Path(self.directory).mkdir(parents=True, exist_ok=True)
-            super().dump_bytecode(bucket)
-        except OSError:
-            pass
-
-
 @functools.cache
 def _templates(style: Style) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
-        bytecode_cache=_CompiledTemplates(),
+        bytecode_cache=CompiledTemplates(),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -380,10 +352,10 @@ def _number(value, digits: int = 1) -> str:
 
 
 def _kept(name: str, make: Callable[[], str]) -> str:
-    """The text `make` returns, kept in the cache folder (_cache_dir) as `name`, which names all
+    """The text `make` returns, kept in the cache folder (sql.cache_dir) as `name`, which names all
     the text depends on, so that a later report reads it instead of making it again. Written whole
     or not at all, whichever process writes it last; a cache that cannot be written is not used."""
-    cached = _cache_dir() / name
+    cached = cache_dir() / name
     try:
         return cached.read_text(encoding="utf-8")
     except OSError:
