@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
+import jinja2
 import pandas as pd
 import pytest
 import vl_convert
@@ -24,8 +25,18 @@ from hypothesis import strategies as st
 from markupsafe import escape
 
 from health_pipeline import cli
+from health_pipeline.assets.morning_report import charts
 from health_pipeline.assets.morning_report.asset import report_dates, site_metadata
-from health_pipeline.assets.morning_report.site import Site, Style, _templates, build_report, page_names, report_root
+from health_pipeline.assets.morning_report.charts import chart_specs
+from health_pipeline.assets.morning_report.site import (
+    Site,
+    Style,
+    _chart_specs,
+    _templates,
+    build_report,
+    page_names,
+    report_root,
+)
 from health_pipeline.sample import SampleSpec, generate_sample
 from health_pipeline.scorecard.parser import load_config
 from health_pipeline_tests.conftest import Pipeline, run_records
@@ -425,6 +436,57 @@ def test_ids_and_owners_that_differ_only_in_case_get_pages_of_their_own(report_r
         assert f'href="../accounts/{page.name}"' in owner_page
 
 
+def test_the_templates_are_compiled_once_and_kept_in_the_cache_for_the_next_process(monkeypatch, tmp_path):
+    """Compiling the templates was half a second of every build, each in a process of its own: a
+    fresh environment (as a new process makes) takes them compiled from the cache folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    compiled = []
+    compile_source = jinja2.Environment.compile
+    monkeypatch.setattr(jinja2.Environment, "compile",
+                        lambda env, source, name=None, *args, **kwargs: compiled.append(name)
+                        or compile_source(env, source, name, *args, **kwargs))
+
+    def account_page() -> str:  # account.html extends base.html
+        env = _templates.__wrapped__(Style())  # not the process's own, which holds them already
+        return env.get_template("account.html").render(root="../", report_date=FIRST, config=None, components=(),
+                                                       pages={}, accounts_by_id={})
+
+    page = account_page()
+    assert sorted(compiled) == ["account.html", "base.html"]
+    assert len(list((tmp_path / "health_pipeline").glob("templates-*.cache"))) == 2
+    compiled.clear()
+    assert account_page() == page and compiled == []
+
+
+def test_a_cache_folder_that_cannot_be_written_only_means_compiling_again(monkeypatch, tmp_path):
+    (tmp_path / "health_pipeline").write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    env = _templates.__wrapped__(Style())
+    assert env.get_template("account.html").render(root="../", report_date=FIRST, config=None, components=(),
+                                                   pages={}, accounts_by_id={}).startswith("<!doctype html>")
+
+
+def test_the_chart_specs_are_built_once_per_scorecard_and_kept_and_each_site_sets_its_first_day(
+        monkeypatch, tmp_path):
+    """Altair took most of a second to build the specs in each run's process; only the dated
+    charts' first day changes from one day's site to the next."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    components, metrics = load_config().components, ("usage_28d",)
+    expected = {day: chart_specs(day, components, metrics) for day in (FIRST, LAST)}
+    built = []
+    day_free = charts.day_free_specs
+    monkeypatch.setattr(charts, "day_free_specs", lambda *args: built.append(args) or day_free(*args))
+    assert _chart_specs(FIRST, components, metrics) == expected[FIRST]
+    assert _chart_specs(LAST, components, metrics) == expected[LAST]
+    assert built == [(components, metrics)]  # the second site's came from the cache folder
+    # Months count from 0 in Vega's utc(): 2026-06-01 and 2026-07-15.
+    assert expected[FIRST]["sparkline"]["params"] == [{"name": "first_day", "expr": "utc(2026, 5, 1)"}]
+    assert expected[LAST]["account_components"]["params"] == [{"name": "first_day", "expr": "utc(2026, 6, 15)"}]
+    assert "params" not in expected[LAST]["band_shares"]
+    _chart_specs(LAST, components, ("usage_28d", "active_users_28d"))  # another scorecard's metrics
+    assert built == [(components, metrics), (components, ("usage_28d", "active_users_28d"))]
+
+
 def test_the_vega_bundle_is_taken_from_the_newest_site_or_the_cache_unless_vl_convert_changed(
         report_run, monkeypatch, tmp_path):
     pipeline, _, _ = report_run
@@ -546,8 +608,6 @@ def test_every_chart_spec_is_valid_vega_lite():
     import jsonschema
     from altair.vegalite.v6.schema.core import load_schema
 
-    from health_pipeline.assets.morning_report.charts import chart_specs
-
     config = load_config()
     specs = chart_specs(FIRST, config.components, ("usage_28d", "active_users_28d"))
     assert {"band_shares", "score_histogram", "sparkline", "account_score", "account_components",
@@ -574,13 +634,14 @@ def test_every_account_page_is_the_one_page_that_draws_its_account(report_run):
         for a, o in accounts.itertuples(index=False)}
 
 
-def test_a_day_built_again_is_the_same_bytes_however_many_threads_duckdb_uses(report_run, tmp_path):
-    """A rebuild tells what changed by comparing files, and a reader's browser caches them: the same
-    rows must give the same bytes, whatever order DuckDB's threads hand them over in."""
+def test_a_day_built_again_is_the_same_bytes_whatever_order_duckdbs_threads_give_its_rows(report_run, tmp_path):
+    """The same rows give the same files, byte for byte, whatever order DuckDB's threads hand them
+    over in: a site rebuilt from unchanged rows must not look changed to what copies or compares it
+    (a sync to a static host, a browser's cache, a rerun's check)."""
     pipeline, _, _ = report_run
     with pipeline.warehouse.get_connection(read_only=True) as conn:
-        conn.execute("SET threads = 8")
-        sites = [build_report(conn, load_config(), LAST, tmp_path / str(build)).folder for build in range(4)]
+        conn.execute("SET threads = 16")
+        sites = [build_report(conn, load_config(), LAST, tmp_path / str(build)).folder for build in range(5)]
     files = [{file.relative_to(site): file.read_bytes() for file in site.rglob("*") if file.is_file()}
              for site in sites]
     assert files[0] and all(built == files[0] for built in files[1:])

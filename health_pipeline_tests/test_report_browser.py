@@ -235,6 +235,9 @@ def test_an_account_page_charts_90_days_and_lists_its_contacts(site, browser):
     charts = {c["name"]: c for c in v.charts()}
     assert set(charts) == {"account_score", "account_components"}
     assert all(c["width"] > 100 and c["height"] > 100 and c["marks"] > 3 for c in charts.values()), charts
+    # Dated from the site's first day (charts.on_day): the score runs to the report's day.
+    x_axis = v.page.locator("figure[data-chart='account_score'] [aria-roledescription='axis']").first
+    assert x_axis.get_attribute("aria-label").endswith(f"to {LAST:%B %d}")
     active, dormant = pipeline.query("""
         SELECT count(*) FILTER (WHERE usage_90d > 0 OR sessions_90d > 0),
                count(*) FILTER (WHERE usage_90d = 0 AND sessions_90d = 0)

@@ -21,6 +21,7 @@ from health_pipeline.scorecard.model import HealthConfig
 from health_pipeline.scorecard.parser import load_config
 from health_pipeline.settings import DEFAULT_CONFIG_PATH
 from health_pipeline.sql import PACKAGE_DIR, SqlFolder, quote, render, sql_files
+from health_pipeline.sql import _templates as sql_templates
 from health_pipeline_tests.conftest import RawData
 
 
@@ -189,3 +190,15 @@ def test_configured_names_are_quoted_as_identifiers():
     assert quote('a"b') == '"a""b"'
     with duckdb.connect() as conn:
         assert conn.execute(f"SELECT 1 AS {quote('x; DROP TABLE y')}").description[0][0] == "x; DROP TABLE y"
+
+
+def test_a_compiled_sql_template_is_kept_in_the_cache_folder_for_the_next_process(monkeypatch, tmp_path):
+    """Each run's assets render their SQL in fresh processes: the templates compiled once are kept."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(sql_templates, "cache", {})  # as in a new process: nothing compiled in memory yet
+    folder = SqlFolder(PACKAGE_DIR / "assets" / "morning_report" / "site.py")
+    text = folder.render("band_shares")
+    assert len(list((tmp_path / "health_pipeline").glob("templates-*.cache"))) == 1
+    monkeypatch.setattr(sql_templates, "cache", {})
+    monkeypatch.setattr(jinja2.Environment, "compile", lambda *args, **kwargs: pytest.fail("compiled again"))
+    assert folder.render("band_shares") == text

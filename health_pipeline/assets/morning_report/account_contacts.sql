@@ -6,7 +6,7 @@
 -- $personal_data allows (HEALTH_REPORT_PERSONAL_DATA), else by user id: the rows go into the
 -- site's data files as they are, so nothing hidden may be among them. One row per account: its
 -- contacts as JSON, a list per column (the names once, not once per contact), in the order the
--- account page lists them, most used first.
+-- account page lists them: most used first, then the most recently seen.
 WITH snapshot_dates AS (
     SELECT CAST($report_date AS DATE) AS "snapshot_date"
 ),
@@ -21,19 +21,26 @@ contacts AS (
            strftime(u."last_seen_at", '%Y-%m-%d') AS "last_seen_on",
            u."usage_28d" = 0 AND u."usage_prev_28d" > 0 AS "went_quiet",
            u."usage_90d" = 0 AND u."sessions_90d" = 0 AS "is_dormant_90d",
-           row_number() OVER (PARTITION BY u."account_id"
-                              ORDER BY u."usage_28d" DESC, u."last_seen_at" DESC NULLS LAST, u."identity", u."user_id")
-               AS "position"
+           u."last_seen_at", u."identity", u."user_id"
     FROM "export"."contact_usage" u
     LEFT JOIN contacts_on_day c ON c."user_id" = u."user_id"
     WHERE u."snapshot_date" = $report_date
       AND u."account_id" IN (SELECT "account_id" FROM "export"."account_health" WHERE "snapshot_date" = $report_date)
+),
+{% set columns = ("contact", "role", "is_power_contact", "active_days_28d", "sessions_28d", "usage_28d",
+                   "usage_prev_28d", "last_seen_on", "went_quiet", "is_dormant_90d") %}
+contacts_in_order AS (
+    -- One sorted list of rows per account, taken apart into columns below: a sorted list per
+    -- column would sort each account's contacts once per column.
+    SELECT "account_id", list(struct_pack(
+        {%- for column in columns %}{{ column | quote }}{{ ", " if not loop.last }}{% endfor %})
+        ORDER BY "usage_28d" DESC, "last_seen_at" DESC NULLS LAST, "identity", "user_id") AS "rows"
+    FROM contacts
+    GROUP BY "account_id"
 )
 SELECT "account_id", to_json(struct_pack(
-    {%- for column in ("contact", "role", "is_power_contact", "active_days_28d", "sessions_28d", "usage_28d",
-                       "usage_prev_28d", "last_seen_on", "went_quiet", "is_dormant_90d") %}
-    {{ column | quote }} := list({{ column | quote }} ORDER BY "position"){{ "," if not loop.last }}
+    {%- for column in columns %}
+    {{ column | quote }} := list_transform("rows", lambda r: r.{{ column | quote }}){{ "," if not loop.last }}
     {%- endfor %}
 )) AS "contacts"
-FROM contacts
-GROUP BY "account_id"
+FROM contacts_in_order

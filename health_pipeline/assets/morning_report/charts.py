@@ -8,7 +8,10 @@ of a spec.
 
 Series over the report's 90 days are stored as change points to stay small: per series, the days
 on which its value changed and the values (score_history.sql), which the spec turns back into
-dated rows (`flatten`, then `calculate`) and draws as a step line.
+dated rows (`flatten`, then `calculate` from its parameter `first_day`) and draws as a step line.
+So the specs depend on the scorecard, not on the day (`day_free_specs`, which the report keeps
+between reports: Altair takes most of a second to build them in a fresh process), but for that
+one parameter (`on_day`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ SERIES = "series"  # the dataset name of a chart's main data
 EDGES = "edges"  # the metric charts' bin edges
 BAND_SCALE = alt.Scale(domain=list(BANDS), range=[BAND_COLOURS[band] for band in BANDS])
 WIDE = 560
+FIRST_DAY = "first_day"  # the parameter of the dated charts: the first of the report's 90 days
+DATED = ("sparkline", "account_score", "account_components")  # the charts of series over the 90 days
 
 
 def _band_colour(field: str = "band") -> alt.Color:
@@ -33,12 +38,10 @@ def _band_colour(field: str = "band") -> alt.Color:
 COUNT_AXIS = alt.Axis(tickMinStep=1, format="d")  # counts of accounts are whole numbers
 
 
-def _dated(chart: alt.Chart, first_day: dt.date) -> alt.Chart:
-    """Unfold a series' change points (lists `d`, days after `first_day`, and `v`, the values)
-    into a row per point with its UTC `date`; drawn as a step line, they are the whole series."""
-    return chart.transform_flatten(["d", "v"]).transform_calculate(
-        date=f"utc({first_day.year}, {first_day.month - 1}, {first_day.day} + datum.d)"
-    )
+def _dated(chart: alt.Chart) -> alt.Chart:
+    """Unfold a series' change points (lists `d`, days after the parameter FIRST_DAY, and `v`, the
+    values) into a row per point with its UTC `date`; drawn as a step line, they are the whole series."""
+    return chart.transform_flatten(["d", "v"]).transform_calculate(date=f"{FIRST_DAY} + datum.d * 864e5")
 
 
 def _date_axis(title: str | None = None) -> alt.X:
@@ -69,9 +72,9 @@ def score_histogram() -> alt.Chart:
     ).properties(width=WIDE, height=200)
 
 
-def sparkline(first_day: dt.date) -> alt.Chart:
+def sparkline() -> alt.Chart:
     """The score over 90 days, no axes: a card's glance. Data: the score's change points (d, v)."""
-    return _dated(alt.Chart(alt.NamedData(SERIES)), first_day).mark_line(
+    return _dated(alt.Chart(alt.NamedData(SERIES))).mark_line(
         color="#444", strokeWidth=1.5, interpolate="step-after"
     ).encode(
         x=alt.X("date:T", axis=None, scale=alt.Scale(type="utc")),
@@ -79,10 +82,10 @@ def sparkline(first_day: dt.date) -> alt.Chart:
     ).properties(width=180, height=36).configure_view(stroke=None)
 
 
-def account_score(first_day: dt.date) -> alt.Chart:
+def account_score() -> alt.Chart:
     """The score over 90 days, with the account's band cut-offs dashed. Data: series, the score's
     change points (d, v); edges (value, label)."""
-    line = _dated(alt.Chart(alt.NamedData(SERIES)), first_day).mark_line(
+    line = _dated(alt.Chart(alt.NamedData(SERIES))).mark_line(
         point=True, interpolate="step-after"
     ).encode(
         x=_date_axis(),
@@ -95,10 +98,10 @@ def account_score(first_day: dt.date) -> alt.Chart:
     return alt.layer(line, cutoffs, labels).properties(width=WIDE, height=200)
 
 
-def account_components(first_day: dt.date, components: tuple[str, ...]) -> alt.FacetChart:
+def account_components(components: tuple[str, ...]) -> alt.FacetChart:
     """Each component's points as a percentage of its possible points over 90 days, a panel per
     component. Data: a row per component (c) with its change points (d, v)."""
-    return _dated(alt.Chart(alt.NamedData(SERIES)), first_day).mark_line(interpolate="step-after").encode(
+    return _dated(alt.Chart(alt.NamedData(SERIES))).mark_line(interpolate="step-after").encode(
         x=_date_axis(),
         y=alt.Y("v:Q", scale=alt.Scale(domain=[0, 100]), title="% of points"),
         tooltip=[alt.Tooltip("utcyearmonthdate(date):T", title="from"), alt.Tooltip("c:N", title="component"),
@@ -120,15 +123,27 @@ def metric_distribution(metric: str) -> alt.LayerChart:
     return alt.layer(bars, edges).properties(width=WIDE, height=200)
 
 
-def chart_specs(first_day: dt.date, components: tuple[str, ...], metrics: tuple[str, ...]) -> dict[str, dict]:
-    """Every spec a site uses, by name: what a page's chart names in its data-chart attribute."""
+def day_free_specs(components: tuple[str, ...], metrics: tuple[str, ...]) -> dict[str, dict]:
+    """Every spec a site uses, by name (what a page's chart names in its data-chart attribute),
+    without the dated charts' first day (`on_day` sets it)."""
     specs = {
         "band_shares": band_shares(),
         "score_histogram": score_histogram(),
-        "sparkline": sparkline(first_day),
-        "account_score": account_score(first_day),
-        "account_components": account_components(first_day, components),
+        "sparkline": sparkline(),
+        "account_score": account_score(),
+        "account_components": account_components(components),
         **{f"metric:{metric}": metric_distribution(metric) for metric in metrics},
     }
     # Validating the specs against the Vega-Lite schema takes most of a second a build; tests do it.
     return {name: chart.to_dict(validate=False) for name, chart in specs.items()}
+
+
+def on_day(specs: dict[str, dict], first_day: dt.date) -> dict[str, dict]:
+    """`specs` (day_free_specs) with the dated charts' parameter FIRST_DAY set to `first_day`, UTC."""
+    first = {"name": FIRST_DAY, "expr": f"utc({first_day.year}, {first_day.month - 1}, {first_day.day})"}
+    return {name: {**spec, "params": [first]} if name in DATED else spec for name, spec in specs.items()}
+
+
+def chart_specs(first_day: dt.date, components: tuple[str, ...], metrics: tuple[str, ...]) -> dict[str, dict]:
+    """Every spec of the site whose 90 days start on `first_day`."""
+    return on_day(day_free_specs(components, metrics), first_day)

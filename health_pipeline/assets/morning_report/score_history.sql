@@ -1,9 +1,10 @@
 -- For each account scored on $report_date, its score and each component's points (as a whole
 -- percentage of its possible points) over the 90-day window [$first_day, $report_date], as change
--- points: one row per account and series ('score' or a component) with the days (counted from
--- $first_day) on which the value differs from the day before, and those values. The first day
--- scored and $report_date are always included, so a step line through the points is the whole
--- series. A day the account was not scored, or a component it was not scored on, is null.
+-- points: per series ('score' or a component) the days (counted from $first_day) on which the value
+-- differs from the day before, and those values. The first day scored and $report_date are always
+-- included, so a step line through the points is the whole series. A day the account was not
+-- scored, or a component it was not scored on, is null. One row per account: its series as the JSON
+-- its data file holds, {series: {"d": days, "v": values}}, so they never become Python objects.
 WITH scored AS (
     -- Only the columns drawn: the sync table is wide, and this CTE is read twice.
     SELECT "account_id", "snapshot_date", "health_score"
@@ -55,10 +56,17 @@ series_changes AS (
         {%- for component in components %},
         ({{ component | quote }}, {{ ("changed:" ~ component) | quote }}) AS {{ component | quote }}
         {%- endfor %}))
+),
+series_points AS (
+    SELECT "account_id", "series", list("day" ORDER BY "day") AS "d", list("value" ORDER BY "day") AS "v"
+    FROM series_changes
+    WHERE "is_change"
+    GROUP BY "account_id", "series"
 )
-SELECT "account_id", "series", list("day" ORDER BY "day") AS "d", list("value" ORDER BY "day") AS "v"
-FROM series_changes
-WHERE "is_change"
-GROUP BY "account_id", "series"
--- The data files are written in this order: without it, DuckDB's threads decide it.
-ORDER BY "account_id", "series"
+-- The series in order of their names, so the same rows give the same file (json_group_object would
+-- take them in whatever order DuckDB's threads hand them over).
+SELECT "account_id",
+       to_json(map(list("series" ORDER BY "series"), list(json_object('d', "d", 'v', "v") ORDER BY "series")))
+           AS "history"
+FROM series_points
+GROUP BY "account_id"

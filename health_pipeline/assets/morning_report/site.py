@@ -28,7 +28,7 @@ import re
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -42,9 +42,9 @@ from health_pipeline.assets import change_params
 from health_pipeline.contract import activation_column, explanation_column
 from health_pipeline.export_files import discard, remove_orphaned_staging, staging_dir
 from health_pipeline.scorecard.model import BAND_COLOURS, BANDS, HealthConfig
-from health_pipeline.sql import SqlFolder, table_exists
+from health_pipeline.sql import CompiledTemplates, SqlFolder, cache_dir, table_exists
 
-from .charts import chart_specs
+from . import charts
 from .forecast import BOOTSTRAP_SAMPLES, HORIZON_DAYS, MIN_OUTCOMES, WINDOWS, forecast, renewals_within
 
 SQL = SqlFolder(__file__)
@@ -168,9 +168,18 @@ def build_report(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_d
         folder = _publish(staged, report_root(export_dir), report_date)
     finally:
         discard(staged)
-    # By inode: the account pages are one file under many names.
-    size = sum({(s := path.stat()).st_ino: s.st_size for path in folder.rglob("*") if path.is_file()}.values())
-    return Site(report_date, folder, pages, size, time.perf_counter() - started)
+    return Site(report_date, folder, pages, _size_on_disk(folder), time.perf_counter() - started)
+
+
+def _size_on_disk(folder: Path) -> int:
+    """The bytes of the files under `folder`, each file once (by inode: the account pages are one
+    file under many names). os.walk, as Path.rglob took 0.3 s for a site of 4,000 files."""
+    sizes = {}
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            stat = os.stat(os.path.join(parent, name))
+            sizes[stat.st_ino] = stat.st_size
+    return sum(sizes.values())
 
 
 # -- the data ---------------------------------------------------------------------------------------
@@ -183,7 +192,7 @@ class _ReportData:
     band_totals: dict[int, dict[str, dict]]  # days ago -> band -> {accounts, arr}
     band_shares: list[dict]
     breakdowns: dict[str, list[dict]]
-    history: dict[str, dict[str, dict]]  # account -> series ('score' or a component) -> change points
+    history: dict[str, str]  # account -> its series' change points as JSON (score_history.sql)
     contacts: dict[str, str]  # account -> its contacts as JSON, a list per column (account_contacts.sql)
     band_changes: dict[str, list[dict]]
     bin_counts: dict[tuple[str, str], dict[str | None, int]]  # (component, segment) -> bin -> accounts
@@ -200,9 +209,6 @@ class _ReportData:
         breakdowns: dict[str, list[dict]] = defaultdict(list)
         for row in _rows(conn, "breakdowns", day):
             breakdowns[row["dimension"]].append(row)
-        history: dict[str, dict] = defaultdict(dict)
-        for row in _rows(conn, "score_history", {**day, "first_day": first_day}, components=config.components):
-            history[row["account_id"]][row["series"]] = {"d": row["d"], "v": row["v"]}
         bins: dict[tuple[str, str], dict] = defaultdict(dict)
         components = {f"component_{i}": c for i, c in enumerate(config.components)}
         for row in _rows(conn, "bin_counts", {**day, **components}, components=config.components):
@@ -217,8 +223,10 @@ class _ReportData:
             band_totals=dict(totals),
             band_shares=_rows(conn, "band_shares", {**day, **bands, "first_day": first_day}),
             breakdowns=dict(breakdowns),
-            history=dict(history),
-            contacts=_contacts(conn, config, report_date),
+            history=_json_by_account(conn, "score_history", {**day, "first_day": first_day},
+                                     components=config.components),
+            contacts=_json_by_account(conn, "account_contacts", {
+                **day, "power_roles": list(config.power_roles), "personal_data": settings.report_personal_data()}),
             band_changes=_grouped(_rows(conn, "band_change_history", day)),
             bin_counts=dict(bins),
             backtest=backtest,
@@ -231,12 +239,11 @@ def _rows(conn: duckdb.DuckDBPyConnection, name: str, params: dict, **context) -
     return [dict(zip(columns, row)) for row in cursor.fetchall()]
 
 
-def _contacts(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_date: dt.date) -> dict[str, str]:
-    """Each account's contacts as the JSON its data file holds, made by DuckDB: they are most of
-    the rows a site reads (144,000 at scale M), and never need to be Python objects."""
-    return dict(SQL.run(conn, "account_contacts", {"report_date": report_date,
-                                                   "power_roles": list(config.power_roles),
-                                                   "personal_data": settings.report_personal_data()}).fetchall())
+def _json_by_account(conn: duckdb.DuckDBPyConnection, name: str, params: dict, **context) -> dict[str, str]:
+    """Each account's JSON from `name`.sql's (account_id, JSON) rows, made by DuckDB for the data
+    files: the contacts (144,000 at scale M) and the score history (31,000 series) are most of the
+    values a site reads, and need never be Python objects."""
+    return dict(SQL.run(conn, name, params, **context).fetchall())
 
 
 def _grouped(rows: list[dict], key: str = "account_id") -> dict[str, list[dict]]:
@@ -293,6 +300,7 @@ class Style:
 def _templates(style: Style) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
+        bytecode_cache=CompiledTemplates(),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -343,33 +351,53 @@ def _number(value, digits: int = 1) -> str:
     return f"{value:,}"
 
 
+def _kept(name: str, make: Callable[[], str]) -> str:
+    """The text `make` returns, kept in the cache folder (sql.cache_dir) as `name`, which names all
+    the text depends on, so that a later report reads it instead of making it again. Written whole
+    or not at all, whichever process writes it last; a cache that cannot be written is not used."""
+    cached = cache_dir() / name
+    try:
+        return cached.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    text = make()
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{name}.{os.getpid()}.partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(cached)
+    except OSError:
+        pass
+    return text
+
+
 def _vega_bundle(root: Path) -> str:
     """Vega, Vega-Lite and vega-embed as one script, from the vl-convert package (no download).
     Bundling takes vl-convert seconds of CPU and gives the same script for the same vl-convert,
-    so the newest site's copy is reused, else the user's cache (`$XDG_CACHE_HOME`, else
-    ~/.cache), when its first line names the same version; a fresh bundle is left in that cache
-    for the next report, and a cache that cannot be written is simply not used."""
+    so the newest site's copy is reused when its first line names the same version, else the
+    one kept in the cache folder for this version."""
     import vl_convert
 
     header = f"// Vega, Vega-Lite and vega-embed, bundled by vl-convert {vl_convert.__version__}\n"
-    cached = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "health_pipeline" / (
-        f"vega-{vl_convert.__version__}.js")
-    for copy in (root / LATEST / "assets" / "vega.js", cached):
-        try:
-            with copy.open(encoding="utf-8") as script:
-                if script.readline() == header:
-                    return header + script.read()
-        except OSError:  # none, or report/latest is not a site
-            pass
-    bundle = header + vl_convert.javascript_bundle()
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
-        partial.write_text(bundle, encoding="utf-8")
-        partial.replace(cached)  # whole or not at all, whichever process writes it last
-    except OSError:
+        with (root / LATEST / "assets" / "vega.js").open(encoding="utf-8") as script:
+            if script.readline() == header:
+                return header + script.read()
+    except OSError:  # none, or report/latest is not a site
         pass
-    return bundle
+    return _kept(f"vega-{vl_convert.__version__}.js", lambda: header + vl_convert.javascript_bundle())
+
+
+def _chart_specs(first_day: dt.date, components: tuple[str, ...], metrics: tuple[str, ...]) -> dict[str, dict]:
+    """The site's chart specs (charts.py). Altair takes most of a second to build them in a fresh
+    process, and they depend only on the scorecard's components and metrics, Altair and charts.py
+    (but for the first day, which charts.on_day sets), so they are kept in the cache folder."""
+    import altair
+
+    key = hashlib.sha256(json.dumps([altair.__version__, components, metrics]).encode()
+                         + Path(charts.__file__).read_bytes()).hexdigest()
+    kept = _kept(f"charts-{key}.json", lambda: json.dumps(charts.day_free_specs(components, metrics)))
+    return charts.on_day(json.loads(kept), first_day)
 
 
 def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bundle: str) -> int:
@@ -378,7 +406,7 @@ def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bund
     assets.mkdir(parents=True)
     (assets / "vega.js").write_text(vega_bundle, encoding="utf-8")
     metrics = _metric_pages(data, config)
-    specs = chart_specs(data.first_day, config.components, tuple(metrics))
+    specs = _chart_specs(data.first_day, config.components, tuple(metrics))
     (assets / "charts.js").write_text(
         "// The site's chart specs (Vega-Lite), by name; each chart's data is in its page.\n"
         f"window.REPORT_CHARTS = {json.dumps(specs, separators=(',', ':'))};\n", encoding="utf-8")
@@ -458,27 +486,27 @@ def _write_account_pages(folder: Path, data: _ReportData, config: HealthConfig, 
     columns = {suffix: {c: explanation_column(c, suffix) for c in config.components}
                for suffix in ("points", "points_possible", "value", "bin")}
     for owner, accounts in by_owner.items():
-        # The contacts are DuckDB's JSON already: put in as they are, by account id.
-        contacts = ",".join(f"{_json(a['account_id'])}:{data.contacts[a['account_id']]}"
-                            for a in accounts if a["account_id"] in data.contacts)
-        _write(folder / "data" / f"{names['owners'][owner]}.js", _script("REPORT_ACCOUNTS", _json({
-            "owner": owner, "owner_page": names["owners"][owner], "currency": style.symbol,
-            "accounts": [_account_data(a, data, config, names, columns) for a in accounts]}))
-            + _script("REPORT_CONTACTS", f"{{{contacts}}}"))
+        # The history and the contacts are DuckDB's JSON already: put in as they are.
+        entries = ",".join(_json_with(_account_data(a, data, config, names, columns),
+                                      {"history": data.history.get(a["account_id"], "{}")}) for a in accounts)
+        contacts = {a["account_id"]: data.contacts[a["account_id"]]
+                    for a in accounts if a["account_id"] in data.contacts}
+        _write(folder / "data" / f"{names['owners'][owner]}.js", _script("REPORT_ACCOUNTS", _json_with(
+            {"owner": owner, "owner_page": names["owners"][owner], "currency": style.symbol},
+            {"accounts": f"[{entries}]"})) + _script("REPORT_CONTACTS", _json_with({}, contacts)))
     _write(folder / "data" / "accounts.js", _script("REPORT_OWNER_PAGES", _json(
         {names["accounts"][a["account_id"]]: names["owners"][a["owner"]] for a in data.accounts})))
 
 
 def _account_data(account: dict, data: _ReportData, config: HealthConfig, names: dict,
                   columns: dict[str, dict[str, str]]) -> dict:
-    """What an account's page and card show (but its contacts): its sync table row, its page's
-    name, each component it was scored on (points, possible points, value, bin), its 90 days of
-    history, its band changes and its segment's band cut-offs."""
+    """What an account's page and card show (but its contacts and its 90 days of history, which are
+    JSON already): its sync table row, its page's name, each component it was scored on (points,
+    possible points, value, bin), its band changes and its segment's band cut-offs."""
     account_id = account["account_id"]  # columns: a component's explanation columns, by suffix
     return {**account, "page": names["accounts"][account_id],
             "components": [[c, *(account[columns[suffix][c]] for suffix in columns)] for c in config.components
                            if account[columns["points_possible"][c]] is not None],
-            "history": data.history.get(account_id, {}),
             "band_changes": data.band_changes.get(account_id, []), "cutoffs": _cutoffs(config, account["segment"])}
 
 
@@ -492,6 +520,12 @@ def _script(name: str, json_text: str) -> str:
 def _json(value) -> str:
     """NaN and Infinity are written as JavaScript's own, which report.js shows as "–"."""
     return json.dumps(value, separators=(",", ":"), default=_json_default)
+
+
+def _json_with(value: dict, members: dict[str, str]) -> str:
+    """The object `value` as JSON, with `members` whose values are JSON text already put in as they are."""
+    given = [f"{_json(name)}:{text}" for name, text in members.items()]
+    return "{" + ",".join(filter(None, [_json(value)[1:-1], *given])) + "}"
 
 
 def _cutoffs(config: HealthConfig, segment_name: str) -> list[dict]:
