@@ -29,6 +29,7 @@ import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -162,12 +163,17 @@ def build_report(conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_d
         return None
     remove_orphaned_staging(export_dir)
     staged = staging_dir(export_dir)
-    try:
-        bundle = _vega_bundle(report_root(export_dir))
-        pages = _write_site(staged / REPORT_DIR / report_date.isoformat(), data, config, bundle)
-        folder = _publish(staged, report_root(export_dir), report_date)
-    finally:
-        discard(staged)
+    # The accounts' contacts and score history are half the queries' time, and only the data files
+    # need them: DuckDB makes them on the connection, which nothing else uses meanwhile, while this
+    # thread renders the pages.
+    with ThreadPoolExecutor(max_workers=1) as duckdb_thread:
+        account_json = duckdb_thread.submit(_AccountJson.read, conn, config, report_date, data.first_day)
+        try:
+            bundle = _vega_bundle(report_root(export_dir))
+            pages = _write_site(staged / REPORT_DIR / report_date.isoformat(), data, config, bundle, account_json)
+            folder = _publish(staged, report_root(export_dir), report_date)
+        finally:
+            discard(staged)
     return Site(report_date, folder, pages, _size_on_disk(folder), time.perf_counter() - started)
 
 
@@ -192,8 +198,6 @@ class _ReportData:
     band_totals: dict[int, dict[str, dict]]  # days ago -> band -> {accounts, arr}
     band_shares: list[dict]
     breakdowns: dict[str, list[dict]]
-    history: dict[str, str]  # account -> its series' change points as JSON (score_history.sql)
-    contacts: dict[str, str]  # account -> its contacts as JSON, a list per column (account_contacts.sql)
     band_changes: dict[str, list[dict]]
     bin_counts: dict[tuple[str, str], dict[str | None, int]]  # (component, segment) -> bin -> accounts
     backtest: list[dict]
@@ -223,10 +227,6 @@ class _ReportData:
             band_totals=dict(totals),
             band_shares=_rows(conn, "band_shares", {**day, **bands, "first_day": first_day}),
             breakdowns=dict(breakdowns),
-            history=_json_by_account(conn, "score_history", {**day, "first_day": first_day},
-                                     components=config.components),
-            contacts=_json_by_account(conn, "account_contacts", {
-                **day, "power_roles": list(config.power_roles), "personal_data": settings.report_personal_data()}),
             band_changes=_grouped(_rows(conn, "band_change_history", day)),
             bin_counts=dict(bins),
             backtest=backtest,
@@ -239,11 +239,26 @@ def _rows(conn: duckdb.DuckDBPyConnection, name: str, params: dict, **context) -
     return [dict(zip(columns, row)) for row in cursor.fetchall()]
 
 
-def _json_by_account(conn: duckdb.DuckDBPyConnection, name: str, params: dict, **context) -> dict[str, str]:
-    """Each account's JSON from `name`.sql's (account_id, JSON) rows, made by DuckDB for the data
-    files: the contacts (144,000 at scale M) and the score history (31,000 series) are most of the
-    values a site reads, and need never be Python objects."""
-    return dict(SQL.run(conn, name, params, **context).fetchall())
+@dataclass
+class _AccountJson:
+    """Each account's contacts and score history as the JSON its data file holds, made by DuckDB:
+    they are most of the values a site reads (144,000 contacts and 31,000 series at scale M), and
+    need never be Python objects."""
+
+    history: dict[str, str]  # account -> its series' change points (score_history.sql)
+    contacts: dict[str, str]  # account -> its contacts, a list per column (account_contacts.sql)
+
+    @classmethod
+    def read(cls, conn: duckdb.DuckDBPyConnection, config: HealthConfig, report_date: dt.date,
+             first_day: dt.date) -> _AccountJson:
+        def by_account(name: str, params: dict, **context) -> dict[str, str]:
+            return dict(SQL.run(conn, name, {"report_date": report_date, **params}, **context).fetchall())
+
+        return cls(
+            history=by_account("score_history", {"first_day": first_day}, components=config.components),
+            contacts=by_account("account_contacts", {"power_roles": list(config.power_roles),
+                                                     "personal_data": settings.report_personal_data()}),
+        )
 
 
 def _grouped(rows: list[dict], key: str = "account_id") -> dict[str, list[dict]]:
@@ -400,7 +415,8 @@ def _chart_specs(first_day: dt.date, components: tuple[str, ...], metrics: tuple
     return charts.on_day(json.loads(kept), first_day)
 
 
-def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bundle: str) -> int:
+def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bundle: str,
+                account_json: Future[_AccountJson]) -> int:
     """Write every page and asset of the site into `folder`; return the number of pages."""
     assets = folder / "assets"
     assets.mkdir(parents=True)
@@ -459,7 +475,7 @@ def _write_site(folder: Path, data: _ReportData, config: HealthConfig, vega_bund
     env = _templates(style)
     for path, template, context in pages:
         _write(folder / path, env.get_template(template).render(**context))
-    _write_account_pages(folder, data, config, names, by_owner, style,
+    _write_account_pages(folder, data, account_json.result(), config, names, by_owner, style,
                          env.get_template("account.html").render(**common, root="../"))
     return len(pages) + len(data.accounts)
 
@@ -469,8 +485,8 @@ def _write(target: Path, text: str) -> None:
     target.write_text(text, encoding="utf-8")
 
 
-def _write_account_pages(folder: Path, data: _ReportData, config: HealthConfig, names: dict,
-                         by_owner: dict, style: Style, page: str) -> None:
+def _write_account_pages(folder: Path, data: _ReportData, account_json: _AccountJson, config: HealthConfig,
+                         names: dict, by_owner: dict, style: Style, page: str) -> None:
     """Every account's page, and the data it is drawn from. The pages are one page, which report.js
     fills in from the account's owner's data file (`data/<owner page>.js`, which the owner page's
     cards are drawn from too), found through `data/accounts.js`, by the page's own file name. So it
@@ -488,9 +504,9 @@ def _write_account_pages(folder: Path, data: _ReportData, config: HealthConfig, 
     for owner, accounts in by_owner.items():
         # The history and the contacts are DuckDB's JSON already: put in as they are.
         entries = ",".join(_json_with(_account_data(a, data, config, names, columns),
-                                      {"history": data.history.get(a["account_id"], "{}")}) for a in accounts)
-        contacts = {a["account_id"]: data.contacts[a["account_id"]]
-                    for a in accounts if a["account_id"] in data.contacts}
+                                      {"history": account_json.history.get(a["account_id"], "{}")}) for a in accounts)
+        contacts = {a["account_id"]: account_json.contacts[a["account_id"]]
+                    for a in accounts if a["account_id"] in account_json.contacts}
         _write(folder / "data" / f"{names['owners'][owner]}.js", _script("REPORT_ACCOUNTS", _json_with(
             {"owner": owner, "owner_page": names["owners"][owner], "currency": style.symbol},
             {"accounts": f"[{entries}]"})) + _script("REPORT_CONTACTS", _json_with({}, contacts)))
