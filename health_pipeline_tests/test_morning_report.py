@@ -42,11 +42,11 @@ BIN = Path(sys.executable).parent
 TWIN_OWNERS = ("Bob", "bob")
 
 
-def hostile_sample(raw_dir: Path) -> str:
+def hostile_sample(raw_dir: Path, spec: SampleSpec = SPEC) -> str:
     """The sample with one account named like a script and its owner like an HTML attribute
     break-out, and two accounts whose ids differ only in case, owned by TWIN_OWNERS (who do too);
     returns the first account's id."""
-    generate_sample(raw_dir, SPEC)
+    generate_sample(raw_dir, spec)
     accounts = pd.read_parquet(raw_dir / "accounts.parquet")
     hostile, twin, other = accounts.index[accounts["status"] == "paying"][:3]
     accounts.loc[hostile, ["name", "owner"]] = [HOSTILE_NAME, HOSTILE_OWNER]
