@@ -34,7 +34,9 @@ from health_pipeline.sources.landing import Landing
 from health_pipeline_tests.conftest import Pipeline, export_files, sync_table
 from health_pipeline_tests.table_digests import table_digests
 
-SPEC = SampleSpec(accounts=10, days=35)
+# Three weekly dumps: one before the dump that delivers events again (share_report's older rows in
+# it), the one it follows, and one after the full resync; the delivery's every rule, in 21 days.
+SPEC = SampleSpec(accounts=10, days=21, seed=1)  # seed 7 leaves a day without counted activity at 21 days
 FIRST, LAST = SPEC.start, SPEC.end
 BUCKET = "heap-rs3-sample"
 UTC = dt.timezone.utc

@@ -22,12 +22,11 @@ import pytest
 from health_pipeline.assets.alerts.asset import with_links
 from health_pipeline.assets.morning_report import forecast as forecast_module
 from health_pipeline.assets.morning_report.site import build_report, report_root, report_server
+from health_pipeline.sample import SampleSpec
 from health_pipeline_tests.conftest import Pipeline
 from health_pipeline_tests.test_morning_report import (
-    FIRST,
     HOSTILE_NAME,
     HOSTILE_OWNER,
-    LAST,
     TWIN_OWNERS,
     hostile_sample,
     page_of,
@@ -37,6 +36,10 @@ CHROMIUM = Path(os.environ.get("HEALTH_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "report"
 WIDTHS = (1280, 390)
 pytestmark = pytest.mark.slow  # a real browser: left out of the quick subset
+# Longer than test_morning_report's sample: the forecast needs outcomes the backtest can pair with
+# a score 30 days before them.
+SPEC = SampleSpec(accounts=16, days=45, seed=5)
+FIRST, LAST = dt.date(2026, 6, 1), dt.date(2026, 7, 15)
 
 # Chromium as the machine allows it: no sandbox as root, and none of its own background traffic.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -52,7 +55,7 @@ if not CHROMIUM.exists():
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> tuple[Pipeline, Path, str]:
     pipeline = Pipeline(tmp_path_factory.mktemp("browser"))
-    hostile = hostile_sample(pipeline.raw_dir)
+    hostile = hostile_sample(pipeline.raw_dir, SPEC)
     pipeline.materialize(FIRST, LAST)
     return pipeline, report_root(pipeline.export_dir) / "latest", hostile
 
