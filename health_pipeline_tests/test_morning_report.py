@@ -474,18 +474,19 @@ def test_the_chart_specs_are_built_once_per_scorecard_and_kept_and_each_site_set
     charts' first day changes from one day's site to the next."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     components, metrics = load_config().components, ("usage_28d",)
-    expected = {day: chart_specs(day, components, metrics) for day in (FIRST, LAST)}
+    first, later = dt.date(2026, 6, 1), dt.date(2026, 7, 15)
+    expected = {day: chart_specs(day, components, metrics) for day in (first, later)}
     built = []
     day_free = charts.day_free_specs
     monkeypatch.setattr(charts, "day_free_specs", lambda *args: built.append(args) or day_free(*args))
-    assert _chart_specs(FIRST, components, metrics) == expected[FIRST]
-    assert _chart_specs(LAST, components, metrics) == expected[LAST]
+    assert _chart_specs(first, components, metrics) == expected[first]
+    assert _chart_specs(later, components, metrics) == expected[later]
     assert built == [(components, metrics)]  # the second site's came from the cache folder
     # Months count from 0 in Vega's utc(): 2026-06-01 and 2026-07-15.
-    assert expected[FIRST]["sparkline"]["params"] == [{"name": "first_day", "expr": "utc(2026, 5, 1)"}]
-    assert expected[LAST]["account_components"]["params"] == [{"name": "first_day", "expr": "utc(2026, 6, 15)"}]
-    assert "params" not in expected[LAST]["band_shares"]
-    _chart_specs(LAST, components, ("usage_28d", "active_users_28d"))  # another scorecard's metrics
+    assert expected[first]["sparkline"]["params"] == [{"name": "first_day", "expr": "utc(2026, 5, 1)"}]
+    assert expected[later]["account_components"]["params"] == [{"name": "first_day", "expr": "utc(2026, 6, 15)"}]
+    assert "params" not in expected[later]["band_shares"]
+    _chart_specs(later, components, ("usage_28d", "active_users_28d"))  # another scorecard's metrics
     assert built == [(components, metrics), (components, ("usage_28d", "active_users_28d"))]
 
 
