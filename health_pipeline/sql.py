@@ -37,30 +37,40 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "health_pipeline"
 
 
-class CompiledTemplates(jinja2.FileSystemBytecodeCache):
+def read_kept(name: str) -> bytes | None:
+    """What `keep` left in cache_dir() as `name`, or None."""
+    try:
+        return (cache_dir() / name).read_bytes()
+    except OSError:
+        return None
+
+
+def keep(name: str, data: bytes) -> None:
+    """Leave `data` in cache_dir() as `name`, whole or not at all, whichever process writes it last;
+    a cache folder that cannot be written is not used."""
+    kept = cache_dir() / name
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_name(f"{name}.{os.getpid()}.partial")
+        partial.write_bytes(data)
+        partial.replace(kept)
+    except OSError:
+        pass
+
+
+class CompiledTemplates(jinja2.BytecodeCache):
     """Jinja2 templates compiled, kept in cache_dir(): each run's assets, and its morning report,
     run in a fresh process, which compiled the same templates again (0.7 s of the report's build at
     scale M). Jinja2 uses a copy only if it was compiled from the same source by the same Jinja2 and
-    Python; a cache folder that cannot be read or written is not used."""
-
-    def __init__(self):
-        super().__init__(directory="", pattern="templates-%s.cache")  # the folder: cache_dir() at each use
-
-    def _get_cache_filename(self, bucket: jinja2.bccache.Bucket) -> str:
-        return str(cache_dir() / (self.pattern % bucket.key))
+    Python (the bucket's key and checksum)."""
 
     def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            super().load_bytecode(bucket)
-        except OSError:
-            pass
+        data = read_kept(f"templates-{bucket.key}.cache")
+        if data is not None:
+            bucket.bytecode_from_string(data)
 
     def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            cache_dir().mkdir(parents=True, exist_ok=True)
-            super().dump_bytecode(bucket)
-        except OSError:
-            pass
+        keep(f"templates-{bucket.key}.cache", bucket.bytecode_to_string())
 
 
 _templates = jinja2.Environment(

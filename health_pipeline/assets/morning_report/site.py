@@ -43,7 +43,7 @@ from health_pipeline.assets import change_params
 from health_pipeline.contract import activation_column, explanation_column
 from health_pipeline.export_files import discard, remove_orphaned_staging, staging_dir
 from health_pipeline.scorecard.model import BAND_COLOURS, BANDS, HealthConfig
-from health_pipeline.sql import CompiledTemplates, SqlFolder, cache_dir, table_exists
+from health_pipeline.sql import CompiledTemplates, SqlFolder, keep, read_kept, table_exists
 
 from . import charts
 from .forecast import BOOTSTRAP_SAMPLES, HORIZON_DAYS, MIN_OUTCOMES, WINDOWS, forecast, renewals_within
@@ -367,22 +367,13 @@ def _number(value, digits: int = 1) -> str:
 
 
 def _kept(name: str, make: Callable[[], str]) -> str:
-    """The text `make` returns, kept in the cache folder (sql.cache_dir) as `name`, which names all
-    the text depends on, so that a later report reads it instead of making it again. Written whole
-    or not at all, whichever process writes it last; a cache that cannot be written is not used."""
-    cached = cache_dir() / name
-    try:
-        return cached.read_text(encoding="utf-8")
-    except OSError:
-        pass
+    """The text `make` returns, kept in the cache folder (sql.keep) as `name`, which names all the
+    text depends on, so that a later report reads it instead of making it again."""
+    kept = read_kept(name)
+    if kept is not None:
+        return kept.decode("utf-8")
     text = make()
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{name}.{os.getpid()}.partial")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(cached)
-    except OSError:
-        pass
+    keep(name, text.encode("utf-8"))
     return text
 
 
