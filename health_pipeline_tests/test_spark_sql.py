@@ -93,6 +93,8 @@ def test_to_json_keeps_null_fields_as_duckdb_writes_them():
     ("SELECT format('{:.10g}', x) FROM t", "format()"),
     ("SELECT round(x, 2) FROM t", "round()"),
     ("SELECT hash(x) FROM t", "hash()"),
+    ("SELECT * FROM t WHERE a IS NULL OR b NOT IN (SELECT b FROM u)", "NOT IN (subquery)"),
+    ("SELECT * FROM t WHERE b NOT IN (SELECT b FROM u)", "NOT IN (subquery)"),
     ("DELETE FROM raw.events WHERE activity_date = $day", "DELETE"),
     ("CREATE OR REPLACE TABLE raw.events AS SELECT 1", "CREATE"),
     ("CREATE OR REPLACE VIEW core.x AS SELECT 1", "a view in the warehouse"),

@@ -54,7 +54,7 @@ def view_name(table: exp.Table) -> str:
     return f"{table.db}_{table.name}" if table.db else table.name
 
 
-# --- the denylist: valid on Spark, but not the same --------------------------------------------
+# --- the denylist: valid on Spark, but not the same (or not at scale) -------------------------
 
 def _ordered_aggregate(node: exp.Expression) -> str | None:
     # list(x ORDER BY y) becomes collect_list(x), whose order is whatever the shuffle gives.
@@ -82,7 +82,15 @@ def _hash(node: exp.Expression) -> str | None:
     return None
 
 
-DENIED = (_ordered_aggregate, _format, _round, _hash)
+def _not_in_subquery(node: exp.Expression) -> str | None:
+    # Spark plans x NOT IN (SELECT …) as a nested-loop join (every row against every subquery row)
+    # unless it stands alone in its WHERE and the subquery is small enough to broadcast: hours at scale M.
+    if isinstance(node, exp.Not) and isinstance(node.this, exp.In) and node.this.args.get("query"):
+        return "NOT IN (subquery): Spark checks it row by row against every subquery row; LEFT JOIN the ids instead"
+    return None
+
+
+DENIED = (_ordered_aggregate, _format, _round, _hash, _not_in_subquery)
 
 
 def _refuse_denied(tree: exp.Expression) -> None:
