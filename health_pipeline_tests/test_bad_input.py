@@ -11,6 +11,8 @@ import json
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -67,16 +69,77 @@ def quarantined(pipeline: Pipeline) -> list[tuple]:
              r.source_row, json.loads(r.row_json)) for r in frame.itertuples()]
 
 
-def assert_valid_rows_loaded(pipeline: Pipeline) -> None:
-    events = pipeline.query("SELECT event_id, user_id FROM raw.events ORDER BY event_id")
+# --- cases side by side: one run for every row-level case that reports no run-wide figure ---------
+#
+# Each case adds its rows to its own copy of the valid export, its ids prefixed with its name, so
+# that the cases' rows sit side by side in one raw folder (one run per file format) without
+# meeting. A case then reads back only its own rows: the quarantine rows from its own rows of
+# each file, numbered from its first row there, and the raw tables' rows under its ids, each
+# with the prefix taken off. A case whose assertion is a run-wide figure (the metadata's counts)
+# or whose input is the folder's layout, a setting or a failed run has a run of its own.
+
+ID_COLUMNS = ("event_id", "user_id", "session_id", "account_id", "from_user_id", "to_user_id")
+FILES = {"events": "all_events", "sessions": "sessions", "users": "users", "accounts": "accounts",
+         "migrations": "user_migrations"}
+TABLE_KEYS = {"raw.events": "event_id", "raw.sessions": "session_id", "raw.accounts": "account_id",
+              "raw.contacts": "user_id"}
+
+
+@dataclass
+class Case:
+    """What one case reads back of a run: all of it for a run of its own, else its own rows."""
+
+    pipeline: Pipeline
+    prefix: str = ""
+    rows: dict[str, range] | None = None  # per raw file, the case's rows in it (numbered from 1)
+
+    def _strip(self, value):
+        return value.removeprefix(self.prefix) if isinstance(value, str) else value
+
+    def quarantined(self) -> list[tuple]:
+        """As quarantined(), for the case's rows alone, each numbered within the case's rows."""
+        if self.rows is None:
+            return quarantined(self.pipeline)
+        return [(table, reason, day, row - self.rows[table].start + 1,
+                 {k: self._strip(v) for k, v in values.items()})
+                for table, reason, day, row, values in quarantined(self.pipeline) if row in self.rows[table]]
+
+    def table(self, name: str) -> pd.DataFrame:
+        """The rows of raw table `name` under the case's ids, in the order of their key, ids as the case wrote them."""
+        key = TABLE_KEYS[name]
+        frame = self.pipeline.query(f"SELECT * FROM {name} WHERE starts_with({key}, $prefix) ORDER BY {key}",
+                                    {"prefix": self.prefix})
+        for column in frame.select_dtypes(include=["object", "str"]):
+            frame[column] = frame[column].map(self._strip)
+        return frame
+
+
+def side_by_side(pipeline: Pipeline, cases: dict[str, RawData], fmt: str) -> dict[str, Case]:
+    """Write every case's rows into one raw folder, their ids prefixed with the case's name, and
+    run raw_activity on it once."""
+    together, cases_rows = RawData(), {}
+    for name, data in cases.items():
+        prefix = f"{name}:"
+        cases_rows[name] = {}
+        for field_name, file in FILES.items():
+            rows, mine = getattr(together, field_name), getattr(data, field_name)
+            cases_rows[name][file] = range(len(rows) + 1, len(rows) + len(mine) + 1)
+            rows += [{k: prefix + v if k in ID_COLUMNS and v is not None else v for k, v in row.items()}
+                     for row in mine]
+    extract(pipeline, together, fmt)
+    return {name: Case(pipeline, f"{name}:", rows) for name, rows in cases_rows.items()}
+
+
+def assert_valid_rows_loaded(case: Case) -> None:
+    events = case.table("raw.events")
     assert list(events["event_id"]) == ["1", "2"] and set(events["user_id"]) == {"u1"}
-    assert list(pipeline.query("SELECT session_id FROM raw.sessions ORDER BY ALL")["session_id"]) == ["1", "2"]
-    assert list(pipeline.query("SELECT account_id FROM raw.accounts")["account_id"]) == ["A1"]
+    assert list(case.table("raw.sessions")["session_id"]) == ["1", "2"]
+    assert list(case.table("raw.accounts")["account_id"]) == ["A1"]
 
 
 def test_valid_export_quarantines_nothing(pipeline):
     meta = extract(pipeline, valid())
-    assert_valid_rows_loaded(pipeline)
+    assert_valid_rows_loaded(Case(pipeline))
     assert quarantined(pipeline) == []
     # The excluded identity's event is not bad input: it is counted apart from the quarantine.
     assert meta["events_from_excluded_users"] == 1 and meta["events_quarantined"] == 0
@@ -89,7 +152,7 @@ def test_event_with_null_user_id(pipeline):
     data = valid()
     data.events.append(event(10, user_id=None))
     meta = extract(pipeline, data)
-    assert_valid_rows_loaded(pipeline)
+    assert_valid_rows_loaded(Case(pipeline))
     [(table, reason, day, row, values)] = quarantined(pipeline)
     assert (table, reason, day, row) == ("all_events", "null_user_id", DAY, 4)  # the 4th row of the file
     assert values == {"event_id": "10", "user_id": None, "session_id": "1", "time": f"{DAY} 12:00:00",
@@ -97,32 +160,37 @@ def test_event_with_null_user_id(pipeline):
     assert meta["quarantined.all_events.null_user_id"] == 1 and meta["events_quarantined"] == 1
 
 
-def test_event_and_session_with_null_id(pipeline):
-    data = valid()
+def null_ids(data: RawData) -> None:
     data.events.append(event(None))
     data.sessions.append(dict(session_id=None, user_id="u1", time=f"{NEXT} 10:00:00"))
-    extract(pipeline, data)
-    assert_valid_rows_loaded(pipeline)
-    assert [q[:4] for q in quarantined(pipeline)] == [("all_events", "null_id", DAY, 4),
+
+
+def test_event_and_session_with_null_id(cases):
+    case = cases[null_ids]
+    assert_valid_rows_loaded(case)
+    assert [q[:4] for q in case.quarantined()] == [("all_events", "null_id", DAY, 4),
                                                       ("sessions", "null_id", NEXT, 3)]
 
 
-def test_unparseable_time_has_no_day(pipeline):
-    data = valid()
+def unparseable_times(data: RawData) -> None:
     data.events.append(event(10, time="yesterday-ish"))
     data.sessions.append(dict(session_id="9", user_id="u1", time="2026-13-45 25:00:00"))
-    extract(pipeline, data, fmt="csv")
-    assert_valid_rows_loaded(pipeline)
-    assert [q[:4] for q in quarantined(pipeline)] == [("all_events", "unparseable_time", None, 4),
-                                                      ("sessions", "unparseable_time", None, 3)]
-    assert quarantined(pipeline)[0][4]["time"] == "yesterday-ish"  # the value as read
 
 
-def test_null_time(pipeline):
-    data = valid()
+def test_unparseable_time_has_no_day(cases):
+    case = cases[unparseable_times]
+    assert_valid_rows_loaded(case)
+    assert [q[:4] for q in case.quarantined()] == [("all_events", "unparseable_time", None, 4),
+                                                   ("sessions", "unparseable_time", None, 3)]
+    assert case.quarantined()[0][4]["time"] == "yesterday-ish"  # the value as read
+
+
+def null_time(data: RawData) -> None:
     data.events.append(event(10, time=None))
-    extract(pipeline, data, fmt="csv")
-    assert [q[:4] for q in quarantined(pipeline)] == [("all_events", "null_time", None, 4)]
+
+
+def test_null_time(cases):
+    assert [q[:4] for q in cases[null_time].quarantined()] == [("all_events", "null_time", None, 4)]
 
 
 def test_event_of_unknown_user(pipeline):
@@ -130,40 +198,46 @@ def test_event_of_unknown_user(pipeline):
     data.events.append(event(10, user_id="ghost"))
     data.sessions.append(dict(session_id="9", user_id="ghost", time=f"{DAY} 11:00:00"))
     meta = extract(pipeline, data)
-    assert_valid_rows_loaded(pipeline)
+    assert_valid_rows_loaded(Case(pipeline))
     assert [q[:3] for q in quarantined(pipeline)] == [("all_events", "unknown_user", DAY),
                                                       ("sessions", "unknown_user", DAY)]
     assert meta["events_quarantined"] == meta["sessions_quarantined"] == 1
 
 
-def test_user_whose_account_is_not_in_accounts(pipeline):
-    """The user is quarantined, and its activity is quarantined as belonging to a quarantined user."""
-    data = valid()
+def user_of_an_unknown_account(data: RawData) -> None:
     data.users.append(dict(user_id="u9", identity="nina@else.com", joindate="2026-01-01", account_id="NOPE"))
     data.events.append(event(10, user_id="u9"))
-    extract(pipeline, data)
-    assert_valid_rows_loaded(pipeline)
-    assert [q[:4] for q in quarantined(pipeline)] == [("all_events", "quarantined_user", DAY, 4),
-                                                      ("users", "unknown_account", None, 3)]
-    assert "u9" not in set(pipeline.query("SELECT user_id FROM raw.contacts")["user_id"])
 
 
-def test_user_with_null_account_id(pipeline):
-    data = valid()
+def test_user_whose_account_is_not_in_accounts(cases):
+    """The user is quarantined, and its activity is quarantined as belonging to a quarantined user."""
+    case = cases[user_of_an_unknown_account]
+    assert_valid_rows_loaded(case)
+    assert [q[:4] for q in case.quarantined()] == [("all_events", "quarantined_user", DAY, 4),
+                                                   ("users", "unknown_account", None, 3)]
+    assert "u9" not in set(case.table("raw.contacts")["user_id"])
+
+
+def user_without_account(data: RawData) -> None:
     data.users.append(dict(user_id="u9", identity="nina@else.com", joindate="2026-01-01", account_id=None))
-    extract(pipeline, data)
-    assert [q[:3] for q in quarantined(pipeline)] == [("users", "null_account_id", None)]
 
 
-def test_anonymous_user_merged_into_a_contact_is_not_quarantined(pipeline):
-    """An id with no account that was merged into a contact takes the contact's account."""
-    data = valid()
+def test_user_with_null_account_id(cases):
+    assert [q[:3] for q in cases[user_without_account].quarantined()] == [("users", "null_account_id", None)]
+
+
+def anonymous_user_merged(data: RawData) -> None:
     data.users.append(dict(user_id="anon", identity=None, joindate="2026-01-01", account_id=None))
     data.migrations = [dict(from_user_id="anon", to_user_id="u1", time="2026-01-02 00:00:00")]
     data.events.append(event(10, user_id="anon"))
-    extract(pipeline, data)
-    assert quarantined(pipeline) == []
-    assert pipeline.query("SELECT user_id FROM raw.events WHERE event_id = '10'")["user_id"][0] == "u1"
+
+
+def test_anonymous_user_merged_into_a_contact_is_not_quarantined(cases):
+    """An id with no account that was merged into a contact takes the contact's account."""
+    case = cases[anonymous_user_merged]
+    assert case.quarantined() == []
+    events = case.table("raw.events")
+    assert events.loc[events["event_id"] == "10", "user_id"].tolist() == ["u1"]
 
 
 def test_event_time_beyond_the_future_tolerance(tmp_path):
@@ -180,31 +254,36 @@ def test_event_time_beyond_the_future_tolerance(tmp_path):
     assert [q[4]["event_id"] for q in quarantined(strict)] == ["10", "11", "12"]
 
 
-def test_negative_arr_keeps_the_account_and_its_users_with_arr_null(pipeline):
-    """A bad attribute is quarantined, not the paying account: it stays in the sync table."""
-    data = valid()
+def negative_arr(data: RawData) -> None:
     data.accounts.append(dict(account_id="A2", name="Neg", owner="Ben", plan="starter", arr=-10.0,
                               vertical="media", customer_since="2024-01-01", status="paying"))
     data.users.append(dict(user_id="u2", identity="bo@neg.com", joindate="2026-01-01", account_id="A2"))
     data.events.append(event(10, user_id="u2"))
-    extract(pipeline, data)
-    assert [q[:3] for q in quarantined(pipeline)] == [("accounts", "negative_arr", None)]
-    account = pipeline.query("SELECT * FROM raw.accounts WHERE account_id = 'A2'").iloc[0]
+
+
+def test_negative_arr_keeps_the_account_and_its_users_with_arr_null(cases):
+    """A bad attribute is quarantined, not the paying account: it stays in the sync table."""
+    case = cases[negative_arr]
+    assert [q[:3] for q in case.quarantined()] == [("accounts", "negative_arr", None)]
+    accounts = case.table("raw.accounts")
+    account = accounts[accounts["account_id"] == "A2"].iloc[0]
     assert pd.isna(account["arr"]) and account["status"] == "paying"
-    assert "u2" in set(pipeline.query("SELECT user_id FROM raw.contacts")["user_id"])
-    assert "10" in set(pipeline.query("SELECT event_id FROM raw.events")["event_id"])
+    assert "u2" in set(case.table("raw.contacts")["user_id"])
+    assert "10" in set(case.table("raw.events")["event_id"])
 
 
-def test_unparseable_and_infinite_arr_keep_the_account_with_arr_null(pipeline):
-    data = valid()
+def unparseable_arr(data: RawData) -> None:
     for account_id, arr in (("A2", "lots"), ("A3", "1e400"), ("A4", ""), ("A5", "1,200.50"), ("A6", "$150000")):
         data.accounts.append(dict(account_id=account_id, name=account_id, owner="Ben", plan="starter", arr=arr,
                                   vertical="media", customer_since="2024-01-01", status="paying"))
-    extract(pipeline, data, fmt="csv")
-    assert [(q[1], q[4]["account_id"]) for q in quarantined(pipeline)] == [
+
+
+def test_unparseable_and_infinite_arr_keep_the_account_with_arr_null(cases):
+    case = cases[unparseable_arr]
+    assert [(q[1], q[4]["account_id"]) for q in case.quarantined()] == [
         ("unparseable_arr", "A2"), ("unparseable_arr", "A3"), ("unparseable_arr", "A5"), ("unparseable_arr", "A6")]
     # Every account loads; an account without arr (an empty CSV field) is valid and not quarantined.
-    accounts = pipeline.query("SELECT account_id, arr FROM raw.accounts ORDER BY account_id")
+    accounts = case.table("raw.accounts")
     assert list(accounts["account_id"]) == ["A1", "A2", "A3", "A4", "A5", "A6"]
     assert accounts["arr"][1:].isna().all()
 
@@ -223,34 +302,39 @@ def test_accounts_with_null_id_and_conflicting_duplicates(pipeline):
     assert pipeline.query("SELECT owner FROM raw.accounts")["owner"].tolist() == ["Ana"]
 
 
-def test_users_with_null_id_unparseable_joindate_and_conflicting_duplicates(pipeline):
-    data = valid()
+def bad_users(data: RawData) -> None:
     data.users += [
         dict(user_id=None, identity="x@acme.com", joindate="2026-01-01", account_id="A1"),
         dict(user_id="u3", identity="cy@acme.com", joindate="the first of may", account_id="A1"),
         dict(data.users[0], role="viewer"),
     ]
-    extract(pipeline, data, fmt="csv")
-    assert [(q[1], q[3]) for q in quarantined(pipeline)] == [
+
+
+def test_users_with_null_id_unparseable_joindate_and_conflicting_duplicates(cases):
+    case = cases[bad_users]
+    assert [(q[1], q[3]) for q in case.quarantined()] == [
         ("conflicting_duplicate", 5), ("null_id", 3), ("unparseable_joindate", 4)]
-    assert_valid_rows_loaded(pipeline)
+    assert_valid_rows_loaded(case)
 
 
-def test_event_with_null_event_name(pipeline):
-    data = valid()
+def null_event_name(data: RawData) -> None:
     data.events.append(event(10, name=None))
-    extract(pipeline, data)
-    assert [q[:3] for q in quarantined(pipeline)] == [("all_events", "null_event_name", DAY)]
 
 
-def test_bad_merges(pipeline):
-    data = valid()
+def test_event_with_null_event_name(cases):
+    assert [q[:3] for q in cases[null_event_name].quarantined()] == [("all_events", "null_event_name", DAY)]
+
+
+def bad_merges(data: RawData) -> None:
     data.migrations = [dict(from_user_id="x", to_user_id=None, time="2026-01-02 00:00:00"),
                        dict(from_user_id="u1", to_user_id="u1", time="2026-01-02 00:00:00")]
-    extract(pipeline, data)
-    assert [(q[0], q[1]) for q in quarantined(pipeline)] == [("user_migrations", "null_id"),
-                                                            ("user_migrations", "self_merge")]
-    assert_valid_rows_loaded(pipeline)
+
+
+def test_bad_merges(cases):
+    case = cases[bad_merges]
+    assert [(q[0], q[1]) for q in case.quarantined()] == [("user_migrations", "null_id"),
+                                                          ("user_migrations", "self_merge")]
+    assert_valid_rows_loaded(case)
 
 
 def test_duplicates_are_counted_not_quarantined(pipeline):
@@ -276,6 +360,23 @@ def test_rerun_replaces_the_range_quarantine_rows(pipeline):
     data.write(pipeline.raw_dir)
     pipeline.materialize(NEXT, NEXT, selection=RAW_ACTIVITY_ASSETS)
     assert [(q[1], q[2]) for q in quarantined(pipeline)] == [("unknown_user", DAY)]
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory) -> dict[Callable, Case]:
+    """The row-level cases that report no run-wide figure, side by side: one run per file format."""
+    by_format = {"parquet": [null_ids, user_of_an_unknown_account, user_without_account, anonymous_user_merged,
+                             negative_arr, null_event_name, bad_merges],
+                 "csv": [unparseable_times, null_time, unparseable_arr, bad_users]}
+    out = {}
+    for fmt, adders in by_format.items():
+        exports = {}
+        for add_rows in adders:
+            exports[add_rows.__name__] = data = valid()
+            add_rows(data)
+        ran = side_by_side(Pipeline(tmp_path_factory.mktemp(fmt)), exports, fmt)
+        out.update((add_rows, ran[add_rows.__name__]) for add_rows in adders)
+    return out
 
 
 # --- structural problems: the run fails with a message naming the table, the file and the column --
