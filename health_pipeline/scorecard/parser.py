@@ -49,11 +49,12 @@ from health_pipeline.scorecard.model import (
 )
 
 # --- the schema ---------------------------------------------------------------------------------
+# libyaml's parser (ten times faster than PyYAML's own) where PyYAML was built with it.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 # The keys of every mapping whose keys are fixed (groups, components, measures, segment tests and
 # email owners are named by the user). Any other key is refused: a typo would otherwise change
 # scores or drop alerts without a word.
-# libyaml's parser (ten times faster than PyYAML's own) where PyYAML was built with it.
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SCORECARD_KEYS = ("groups", "components", "bands")
 KEYS = {
     "<root>": ("events", "exclude_identities", "power_roles", "signals", "onboarding", "scorecard",
